@@ -10,7 +10,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod commands;
+pub mod config;
 pub mod crypto;
+pub mod directory;
 pub mod mex;
 pub mod saml;
 pub mod soap;

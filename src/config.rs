@@ -1,0 +1,441 @@
+//! The one TOML configuration file: schema, loading, and offline validation.
+//!
+//! Loading ([`Config::load`]) parses the file and resolves relative paths against the
+//! directory that holds it. Validation ([`Config::problems`]) collects every problem it can find
+//! without touching the network, each as `key: problem — fix`, so that `fedsts check-config` and
+//! `fedsts serve` report the same thing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
+/// Token lifetime when the app does not say (1 h, like ADFS).
+pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3600;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener, public URL and TLS identity.
+    pub server: ServerConfig,
+    /// One entry per federated domain.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    /// Credential stores, referenced by name from `apps[].directory`.
+    #[serde(default)]
+    pub directories: BTreeMap<String, DirectoryConfig>,
+}
+
+/// `[server]`: where we listen and how we present ourselves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to listen on, e.g. `0.0.0.0:443`.
+    pub listen: String,
+    /// Base of every URL we advertise (MEX, endpoints, commands page); must be `https://`.
+    pub public_url: String,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: PathBuf,
+    /// PEM private key for TLS (PKCS#8 or PKCS#1).
+    pub tls_key: PathBuf,
+}
+
+/// `[[apps]]`: one federated domain with its own issuer and signing key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Path segment in every URL of this app: `[A-Za-z0-9_-]{1,64}`.
+    pub id: String,
+    /// The federated domain, e.g. `example.com`.
+    pub domain: String,
+    /// Name shown on pages and sent as the federation display name; defaults to the domain.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// IdP entity id: the byte-exact `Issuer` of every assertion.
+    pub issuer_uri: String,
+    /// PEM token-signing certificate.
+    pub signing_cert: PathBuf,
+    /// PEM token-signing private key.
+    pub signing_key: PathBuf,
+    /// Name of a `[directories.NAME]` entry.
+    pub directory: String,
+    /// Assertion lifetime in seconds (default 3600, at most 28800).
+    #[serde(default = "default_token_lifetime")]
+    pub token_lifetime_secs: u64,
+}
+
+fn default_token_lifetime() -> u64 {
+    DEFAULT_TOKEN_LIFETIME_SECS
+}
+
+impl AppConfig {
+    /// The display name, falling back to the domain.
+    pub fn display_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.domain)
+    }
+}
+
+/// `[directories.NAME]`: a credential store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DirectoryConfig {
+    /// Users in a TOML file with argon2id password hashes.
+    File {
+        /// Path of the users file.
+        path: PathBuf,
+    },
+}
+
+/// One thing wrong with a configuration: which key, what is wrong, how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key, e.g. `apps[0].signing_key`.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl ConfigProblem {
+    /// A problem at `key`.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} — {}", self.key, self.problem, self.fix)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the configuration file: {source} — check the path and its permissions")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for our schema.
+    #[error("{path}: {message} — fix the TOML (see the full example in README.md)")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said, including the key and line.
+        message: String,
+    },
+    /// The file parsed but has problems.
+    #[error("{}", format_problems(.0))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+fn format_problems(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and parses `path`, resolving relative file paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::parse(&text, base).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.server.tls_cert);
+        resolve(&mut self.server.tls_key);
+        for app in &mut self.apps {
+            resolve(&mut app.signing_cert);
+            resolve(&mut app.signing_key);
+        }
+        for dir in self.directories.values_mut() {
+            match dir {
+                DirectoryConfig::File { path } => resolve(path),
+            }
+        }
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigProblem> {
+        self.server.listen.parse().map_err(|_| {
+            ConfigProblem::new(
+                "server.listen",
+                format!("`{}` is not a socket address", self.server.listen),
+                "write IP:PORT, e.g. \"0.0.0.0:443\" or \"127.0.0.1:8443\"",
+            )
+        })
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> &str {
+        self.server.public_url.trim_end_matches('/')
+    }
+
+    /// The app with this id.
+    pub fn app(&self, id: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.id == id)
+    }
+
+    /// Every structural problem (no files opened): keys, ids, URLs, references, duplicates.
+    /// File contents (certificates, keys, users) are checked by [`crate::checks`].
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if let Err(p) = self.listen_addr() {
+            problems.push(p);
+        }
+        problems.extend(check_public_url(&self.server.public_url));
+        if self.apps.is_empty() {
+            problems.push(ConfigProblem::new(
+                "apps",
+                "no [[apps]] entry",
+                "add one [[apps]] table per federated domain",
+            ));
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            problems.extend(self.app_problems(i, app));
+        }
+        problems.extend(self.duplicate_problems());
+        problems
+    }
+
+    fn app_problems(&self, index: usize, app: &AppConfig) -> Vec<ConfigProblem> {
+        let key = |field: &str| format!("apps[{index}].{field}");
+        let mut problems = Vec::new();
+        if !is_valid_app_id(&app.id) {
+            problems.push(ConfigProblem::new(
+                key("id"),
+                format!("`{}` is not a valid app id", app.id),
+                "use 1 to 64 characters from A-Z a-z 0-9 _ -",
+            ));
+        }
+        if !is_valid_domain(&app.domain) {
+            problems.push(ConfigProblem::new(
+                key("domain"),
+                format!("`{}` is not a DNS domain name", app.domain),
+                "write the federated domain, e.g. \"example.com\"",
+            ));
+        }
+        if app.issuer_uri.trim().is_empty() || app.issuer_uri.trim() != app.issuer_uri {
+            problems.push(ConfigProblem::new(
+                key("issuer_uri"),
+                "empty or has leading/trailing spaces",
+                "set the exact IssuerUri Entra ID has for the domain, e.g. \"example.com\"",
+            ));
+        }
+        if !self.directories.contains_key(&app.directory) {
+            problems.push(ConfigProblem::new(
+                key("directory"),
+                format!("no [directories.{}] table", app.directory),
+                format!("add [directories.{}] or name an existing directory", app.directory),
+            ));
+        }
+        if app.token_lifetime_secs == 0 || app.token_lifetime_secs > MAX_TOKEN_LIFETIME_SECS {
+            problems.push(ConfigProblem::new(
+                key("token_lifetime_secs"),
+                format!("{} is out of range", app.token_lifetime_secs),
+                format!("use 1..={MAX_TOKEN_LIFETIME_SECS} seconds (3600 is the ADFS default)"),
+            ));
+        }
+        problems
+    }
+
+    fn duplicate_problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let fields: [(&str, fn(&AppConfig) -> String); 3] = [
+            ("id", |a| a.id.clone()),
+            ("domain", |a| a.domain.to_ascii_lowercase()),
+            ("issuer_uri", |a| a.issuer_uri.clone()),
+        ];
+        for (field, value_of) in fields {
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            for (i, app) in self.apps.iter().enumerate() {
+                let value = value_of(app);
+                if let Some(first) = seen.get(&value) {
+                    problems.push(ConfigProblem::new(
+                        format!("apps[{i}].{field}"),
+                        format!("`{value}` is already used by apps[{first}]"),
+                        format!("give every app its own {field} (Entra maps an issuer to one domain)"),
+                    ));
+                } else {
+                    seen.insert(value, i);
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn check_public_url(url: &str) -> Vec<ConfigProblem> {
+    let key = "server.public_url";
+    let Some(rest) = url.strip_prefix("https://") else {
+        return vec![ConfigProblem::new(
+            key,
+            format!("`{url}` is not an https:// URL"),
+            "clients ignore non-https endpoints; write e.g. \"https://sts.example.com\"",
+        )];
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    let mut problems = Vec::new();
+    if host.is_empty() {
+        problems.push(ConfigProblem::new(
+            key,
+            "has no host",
+            "write e.g. \"https://sts.example.com\"",
+        ));
+    }
+    if rest.contains(['?', '#', ' ', '"', '<', '>']) {
+        problems.push(ConfigProblem::new(
+            key,
+            "contains a query, fragment or a character that needs escaping",
+            "use a plain base URL such as \"https://sts.example.com:8443\"",
+        ));
+    }
+    problems
+}
+
+/// `[A-Za-z0-9_-]{1,64}`.
+pub fn is_valid_app_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_valid_domain(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && domain.len() <= 253
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+public_url = "https://sts.example.com:8443/"
+tls_cert = "certs/tls.crt"
+tls_key = "/abs/tls.key"
+
+[[apps]]
+id = "663a8fb979aa83c58df6081e"
+domain = "example.com"
+issuer_uri = "example.com"
+signing_cert = "certs/signing.crt"
+signing_key = "certs/signing.key"
+directory = "local"
+
+[directories.local]
+kind = "file"
+path = "users.toml"
+"#;
+
+    #[test]
+    fn example_parses_and_resolves_relative_paths() {
+        let config = Config::parse(EXAMPLE, Path::new("/etc/fedsts")).unwrap();
+        assert_eq!(config.server.tls_cert, Path::new("/etc/fedsts/certs/tls.crt"));
+        assert_eq!(config.server.tls_key, Path::new("/abs/tls.key"));
+        assert_eq!(config.apps[0].token_lifetime_secs, 3600);
+        assert_eq!(config.public_base(), "https://sts.example.com:8443");
+        assert_eq!(config.apps[0].display_name(), "example.com");
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = EXAMPLE.replace("token_lifetime_secs", "x").replace(
+            "directory = \"local\"",
+            "directory = \"local\"\ntoken_lifetyme_secs = 5",
+        );
+        let err = Config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(err.contains("token_lifetyme_secs"), "{err}");
+    }
+
+    #[test]
+    fn problems_name_key_and_fix() {
+        let text = EXAMPLE
+            .replace("https://sts.example.com:8443/", "http://sts.example.com")
+            .replace("663a8fb979aa83c58df6081e", "bad id!")
+            .replace("directory = \"local\"", "directory = \"ldap\"\ntoken_lifetime_secs = 99999");
+        let config = Config::parse(&text, Path::new(".")).unwrap();
+        let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.public_url",
+                "apps[0].id",
+                "apps[0].directory",
+                "apps[0].token_lifetime_secs"
+            ]
+        );
+        let shown = config.problems()[0].to_string();
+        assert!(shown.starts_with("server.public_url: `http://sts.example.com` is not an https:// URL — "));
+    }
+
+    #[test]
+    fn duplicate_domains_and_issuers_are_problems() {
+        let second = EXAMPLE.split("[[apps]]").nth(1).unwrap().split("[directories").next().unwrap();
+        let second = second.replace("663a8fb979aa83c58df6081e", "second");
+        let text = EXAMPLE.replace("[directories.local]", &format!("[[apps]]{second}\n[directories.local]"));
+        let config = Config::parse(&text, Path::new(".")).unwrap();
+        let shown: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(shown[0].starts_with("apps[1].domain: `example.com` is already used by apps[0]"));
+        assert!(shown[1].starts_with("apps[1].issuer_uri: `example.com` is already used by apps[0]"));
+    }
+
+    #[test]
+    fn app_ids_and_domains() {
+        assert!(is_valid_app_id("a-b_C9"));
+        assert!(!is_valid_app_id(""));
+        assert!(!is_valid_app_id(&"a".repeat(65)));
+        assert!(!is_valid_app_id("a/b"));
+        assert!(is_valid_domain("contoso.co.uk"));
+        assert!(!is_valid_domain("localhost"));
+        assert!(!is_valid_domain("-a.com"));
+    }
+}
