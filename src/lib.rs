@@ -4,18 +4,25 @@
 //! Data flows one way through the modules:
 //! HTTP (`server`) → SOAP (`xml`, `soap`) → protocol (`wstrust`, `mex`, `commands`) →
 //! directory (`directory`) → claims and assertion (`saml`) → signature (`xmldsig`, `crypto`) →
-//! response. `error` is the one place that maps every module's error to a SOAP fault or an
-//! HTTP status.
+//! response. `sts` ties the steps of one request together; `error` is the one place that maps
+//! every module's error to a SOAP fault and an HTTP status.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod defaults;
 pub mod directory;
+pub mod error;
 pub mod mex;
+pub mod preflight;
 pub mod saml;
+pub mod server;
 pub mod soap;
+pub mod sts;
 pub mod wstrust;
 pub mod xml;
 pub mod xmldsig;

@@ -1,0 +1,116 @@
+//! Maps method + path to an [`Endpoint`]. Pure: no I/O, no app lookup (the STS answers 404
+//! for an unknown app id).
+//!
+//! URL layout, relative to `server.public_url`:
+//! `GET /healthz`, `GET|POST /wsfed/{app}/mex`, `POST /wsfed/{app}/trust/{13|2005}/usernamemixed`,
+//! `GET /wsfed/{app}/commands`; reserved for later: `/wsfed/{app}` (passive sign-in),
+//! `/wsfed/{app}/launch`, `/wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`,
+//! `/wsfed/{app}/trust/{13|2005}/windowstransport`.
+
+use http::Method;
+
+use crate::config::is_valid_app_id;
+use crate::sts::Endpoint;
+use crate::wstrust::TrustVersion;
+
+/// Finds the endpoint for a request.
+pub fn route(method: &Method, path: &str) -> Endpoint {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => only(method, &[Method::GET], Endpoint::Health),
+        ["wsfed", app, rest @ ..] if is_valid_app_id(app) => app_route(method, app, rest),
+        _ => Endpoint::NotFound,
+    }
+}
+
+fn app_route(method: &Method, app: &str, rest: &[&str]) -> Endpoint {
+    let app = app.to_owned();
+    match rest {
+        ["mex"] => only(
+            method,
+            &[Method::GET, Method::POST],
+            Endpoint::Mex {
+                app,
+                soap: method == Method::POST,
+            },
+        ),
+        ["commands"] => only(method, &[Method::GET], Endpoint::Commands { app }),
+        ["trust", version, "usernamemixed"] => match TrustVersion::from_path_segment(version) {
+            Some(version) => only(method, &[Method::POST], Endpoint::UsernameMixed { app, version }),
+            None => Endpoint::NotFound,
+        },
+        [] | [""] | ["launch"] | ["federationmetadata", "2007-06", "federationmetadata.xml"] => {
+            Endpoint::Reserved { app }
+        }
+        ["trust", version, "windowstransport"]
+            if TrustVersion::from_path_segment(version).is_some() =>
+        {
+            Endpoint::Reserved { app }
+        }
+        _ => Endpoint::NotFound,
+    }
+}
+
+fn only(method: &Method, allowed: &[Method], endpoint: Endpoint) -> Endpoint {
+    if allowed.contains(method) {
+        endpoint
+    } else {
+        Endpoint::MethodNotAllowed {
+            allow: allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_paths() {
+        assert_eq!(route(&Method::GET, "/healthz"), Endpoint::Health);
+        assert_eq!(
+            route(&Method::GET, "/wsfed/app1/mex"),
+            Endpoint::Mex { app: "app1".into(), soap: false }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/app1/mex"),
+            Endpoint::Mex { app: "app1".into(), soap: true }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/trust/13/usernamemixed"),
+            Endpoint::UsernameMixed { app: "a".into(), version: TrustVersion::V13 }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/trust/2005/usernamemixed"),
+            Endpoint::UsernameMixed { app: "a".into(), version: TrustVersion::V2005 }
+        );
+        assert_eq!(
+            route(&Method::GET, "/wsfed/a/commands"),
+            Endpoint::Commands { app: "a".into() }
+        );
+    }
+
+    #[test]
+    fn reserved_unknown_and_wrong_method() {
+        assert_eq!(route(&Method::GET, "/wsfed/a"), Endpoint::Reserved { app: "a".into() });
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/trust/13/windowstransport"),
+            Endpoint::Reserved { app: "a".into() }
+        );
+        assert_eq!(route(&Method::POST, "/wsfed/a/trust/14/usernamemixed"), Endpoint::NotFound);
+        assert_eq!(route(&Method::GET, "/wsfed/a%2Fb/mex"), Endpoint::NotFound);
+        assert_eq!(route(&Method::GET, "/"), Endpoint::NotFound);
+        assert_eq!(
+            route(&Method::GET, "/wsfed/a/trust/13/usernamemixed"),
+            Endpoint::MethodNotAllowed { allow: "POST".into() }
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/wsfed/a/mex"),
+            Endpoint::MethodNotAllowed { allow: "GET, POST".into() }
+        );
+    }
+}

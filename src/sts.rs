@@ -1,0 +1,489 @@
+//! The security token service: the apps (federated domains) it serves and what each endpoint
+//! does with a request. Knows no HTTP types: it takes an [`Endpoint`], body bytes and a little
+//! request context, and returns an [`HttpReply`].
+//!
+//! Path of a token on usernamemixed: envelope (`soap`) → RST (`wstrust`) → password check
+//! (`directory`) → claims and signed assertion (`saml`, `xmldsig`, `crypto`) → RSTR (`wstrust`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::commands::{self, FederationSettings};
+use crate::config::{AppConfig, Config};
+use crate::crypto::{CryptoError, SigningIdentity};
+use crate::directory::{self, Directory, User};
+use crate::error::{FAULT_HTTP_STATUS, StsError};
+use crate::mex::{self, MexEndpoints};
+use crate::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
+use crate::soap;
+use crate::wstrust::{self, IssueRequest, TimestampPolicy, TrustVersion};
+use crate::xml;
+
+/// What a request asks for, decided by the router from method and path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /healthz`.
+    Health,
+    /// MEX: `GET` (plain document) or `POST` (WS-Transfer Get, SOAP-wrapped).
+    Mex {
+        /// App id.
+        app: String,
+        /// Whether to wrap the document in a SOAP envelope.
+        soap: bool,
+    },
+    /// `POST /wsfed/{app}/trust/{13|2005}/usernamemixed`.
+    UsernameMixed {
+        /// App id.
+        app: String,
+        /// WS-Trust version of the endpoint.
+        version: TrustVersion,
+    },
+    /// `GET /wsfed/{app}/commands`.
+    Commands {
+        /// App id.
+        app: String,
+    },
+    /// A path reserved for a capability that is not built yet.
+    Reserved {
+        /// App id.
+        app: String,
+    },
+    /// No such path.
+    NotFound,
+    /// The path exists but not for this method.
+    MethodNotAllowed {
+        /// Value of the `Allow` header.
+        allow: String,
+    },
+}
+
+/// What the STS needs to know about a request besides its body.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    /// Random id in the log line and in fault texts.
+    pub correlation_id: String,
+    /// Peer address of the connection.
+    pub client_ip: IpAddr,
+    /// `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+    /// Raw query string.
+    pub query: Option<String>,
+}
+
+/// A protocol-neutral HTTP answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: String,
+}
+
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml; charset=utf-8";
+const XML_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
+const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+impl HttpReply {
+    /// A plain-text reply.
+    pub fn text(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            content_type: TEXT_CONTENT_TYPE,
+            headers: Vec::new(),
+            body: body.to_owned(),
+        }
+    }
+
+    fn soap(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: SOAP_CONTENT_TYPE,
+            headers: Vec::new(),
+            body,
+        }
+    }
+}
+
+/// The URLs of one app, all under `{public_url}/wsfed/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppUrls {
+    base: String,
+}
+
+impl AppUrls {
+    /// URLs for app `id` under `public_base` (no trailing slash).
+    pub fn new(public_base: &str, id: &str) -> Self {
+        Self {
+            base: format!("{}/wsfed/{id}", public_base.trim_end_matches('/')),
+        }
+    }
+    /// Passive WS-Federation sign-in (and sign-out) URL.
+    pub fn passive(&self) -> String {
+        self.base.clone()
+    }
+    /// MEX document.
+    pub fn mex(&self) -> String {
+        format!("{}/mex", self.base)
+    }
+    /// usernamemixed endpoint of a version.
+    pub fn usernamemixed(&self, version: TrustVersion) -> String {
+        format!("{}/trust/{}/usernamemixed", self.base, version.path_segment())
+    }
+    /// Commands page.
+    pub fn commands(&self) -> String {
+        format!("{}/commands", self.base)
+    }
+    /// Federation metadata document.
+    pub fn metadata(&self) -> String {
+        format!(
+            "{}/federationmetadata/2007-06/federationmetadata.xml",
+            self.base
+        )
+    }
+}
+
+/// One federated domain, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    /// Its configuration.
+    pub config: AppConfig,
+    /// Token-signing key and certificate.
+    pub identity: SigningIdentity,
+    /// Where its users are.
+    pub directory: Arc<dyn Directory>,
+    /// Its URLs.
+    pub urls: AppUrls,
+    mex_endpoints: MexEndpoints,
+    mex_document: String,
+    commands_page: String,
+}
+
+impl App {
+    /// Builds an app from its configuration, signing identity and directory.
+    pub fn new(
+        config: AppConfig,
+        public_base: &str,
+        identity: SigningIdentity,
+        directory: Arc<dyn Directory>,
+    ) -> Self {
+        let urls = AppUrls::new(public_base, &config.id);
+        let mex_endpoints = MexEndpoints {
+            usernamemixed_13: Some(urls.usernamemixed(TrustVersion::V13)),
+            usernamemixed_2005: Some(urls.usernamemixed(TrustVersion::V2005)),
+            windowstransport_13: None,
+            windowstransport_2005: None,
+            windowstransport_spn: None,
+        };
+        let mex_document = mex::definitions(&mex_endpoints);
+        let commands_page = commands::render(&federation_settings(&config, &urls, &identity));
+        Self {
+            config,
+            identity,
+            directory,
+            urls,
+            mex_endpoints,
+            mex_document,
+            commands_page,
+        }
+    }
+
+    /// The commands page text.
+    pub fn commands_page(&self) -> &str {
+        &self.commands_page
+    }
+
+    /// Whether `upn` belongs to this app's domain (or a subdomain of it).
+    fn owns_upn(&self, upn: &str) -> bool {
+        let domain = self.config.domain.to_ascii_lowercase();
+        upn.rsplit_once('@').is_some_and(|(_, suffix)| {
+            let suffix = suffix.to_ascii_lowercase();
+            suffix == domain || suffix.ends_with(&format!(".{domain}"))
+        })
+    }
+}
+
+/// What Entra ID needs to federate the domain, as the commands page prints it.
+pub fn federation_settings(
+    config: &AppConfig,
+    urls: &AppUrls,
+    identity: &SigningIdentity,
+) -> FederationSettings {
+    FederationSettings {
+        domain: config.domain.clone(),
+        display_name: config.display_name().to_owned(),
+        issuer_uri: config.issuer_uri.clone(),
+        passive_sign_in_uri: urls.passive(),
+        active_sign_in_uri: urls.usernamemixed(TrustVersion::V2005),
+        metadata_exchange_uri: urls.mex(),
+        sign_out_uri: urls.passive(),
+        metadata_uri: urls.metadata(),
+        signing_certificate_b64: identity.certificate.base64(),
+        next_signing_certificate_b64: None,
+    }
+}
+
+/// Why the STS could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration has problems.
+    #[error("{0}")]
+    Config(String),
+    /// A signing key or certificate could not be used.
+    #[error("{key}: {source}")]
+    Signing {
+        /// Config key.
+        key: String,
+        /// Cause.
+        source: CryptoError,
+    },
+    /// A directory could not be built.
+    #[error("{key}: {message}")]
+    Directory {
+        /// Config key.
+        key: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// The running service: apps by id, limits, clock.
+#[derive(Debug)]
+pub struct Sts {
+    apps: BTreeMap<String, App>,
+    clock: Arc<dyn Clock>,
+    xml_limits: xml::Limits,
+    timestamp_policy: TimestampPolicy,
+}
+
+impl Sts {
+    /// Builds every app of a validated configuration.
+    pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(StartError::Config(text.join("\n")));
+        }
+        let directories = directory::build(&config.directories).map_err(|(key, e)| {
+            StartError::Directory {
+                key,
+                message: e.to_string(),
+            }
+        })?;
+        let mut apps = BTreeMap::new();
+        for (i, app) in config.apps.iter().enumerate() {
+            let identity = SigningIdentity::from_pem_files(&app.signing_cert, &app.signing_key)
+                .map_err(|source| StartError::Signing {
+                    key: format!("apps[{i}].signing_key"),
+                    source,
+                })?;
+            let directory = directories.get(&app.directory).cloned().ok_or_else(|| {
+                StartError::Directory {
+                    key: format!("apps[{i}].directory"),
+                    message: format!("no directory named {}", app.directory),
+                }
+            })?;
+            let built = App::new(app.clone(), config.public_base(), identity, directory);
+            apps.insert(app.id.clone(), built);
+        }
+        Ok(Self {
+            apps,
+            clock,
+            xml_limits: xml::Limits::default(),
+            timestamp_policy: TimestampPolicy::default(),
+        })
+    }
+
+    /// The app with this id.
+    pub fn app(&self, id: &str) -> Option<&App> {
+        self.apps.get(id)
+    }
+
+    /// Every app.
+    pub fn apps(&self) -> impl Iterator<Item = &App> {
+        self.apps.values()
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, endpoint: Endpoint, body: &[u8], info: &RequestInfo) -> HttpReply {
+        match endpoint {
+            Endpoint::Health => self.health().await,
+            Endpoint::NotFound => HttpReply::text(404, "not found\n"),
+            Endpoint::MethodNotAllowed { allow } => {
+                let mut reply = HttpReply::text(405, "method not allowed\n");
+                reply.headers.push(("allow", allow));
+                reply
+            }
+            Endpoint::Mex { app, soap } => self.with_app(&app, |a| self.mex(a, soap, body)),
+            Endpoint::Commands { app } => self.with_app(&app, |a| {
+                HttpReply::text(200, a.commands_page())
+            }),
+            Endpoint::Reserved { app } => self.with_app(&app, |_| {
+                HttpReply::text(501, "this endpoint is not enabled in this version of fedsts\n")
+            }),
+            Endpoint::UsernameMixed { app, version } => match self.app(&app) {
+                Some(a) => self.usernamemixed(a, version, body, info).await,
+                None => HttpReply::text(404, "no such app\n"),
+            },
+        }
+    }
+
+    fn with_app(&self, id: &str, f: impl FnOnce(&App) -> HttpReply) -> HttpReply {
+        match self.app(id) {
+            Some(app) => f(app),
+            None => HttpReply::text(404, "no such app\n"),
+        }
+    }
+
+    async fn health(&self) -> HttpReply {
+        for app in self.apps.values() {
+            if let Err(e) = app.directory.health().await {
+                tracing::warn!(app = %app.config.id, error = %e, "health check failed");
+                return HttpReply::text(503, &format!("unhealthy: app {}\n", app.config.id));
+            }
+        }
+        HttpReply::text(200, "ok\n")
+    }
+
+    fn mex(&self, app: &App, soap_wrapped: bool, body: &[u8]) -> HttpReply {
+        if !soap_wrapped {
+            return HttpReply {
+                status: 200,
+                content_type: XML_CONTENT_TYPE,
+                headers: Vec::new(),
+                body: app.mex_document.clone(),
+            };
+        }
+        let relates_to = soap::parse_envelope(body, &self.xml_limits)
+            .ok()
+            .and_then(|envelope| message_id(&envelope));
+        HttpReply::soap(
+            200,
+            mex::soap_response(&app.mex_endpoints, relates_to.as_deref()),
+        )
+    }
+
+    async fn usernamemixed(
+        &self,
+        app: &App,
+        version: TrustVersion,
+        body: &[u8],
+        info: &RequestInfo,
+    ) -> HttpReply {
+        let now = self.clock.now();
+        let mut request = None;
+        let result = self.issue(app, version, body, now, &mut request).await;
+        let relates_to = request.as_ref().and_then(|r| r.message_id.as_deref());
+        let user = request.as_ref().map(|r| r.username.as_str()).unwrap_or("");
+        match result {
+            Ok(assertion) => {
+                audit(app, version, info, user, "issued", "ok", Some(&assertion.id));
+                let applies_to = request.as_ref().map(|r| r.applies_to.as_str()).unwrap_or("");
+                HttpReply::soap(
+                    200,
+                    wstrust::build_response(version, &assertion, applies_to, relates_to, now),
+                )
+            }
+            Err(error) => {
+                audit(app, version, info, user, "refused", &error.log_reason(), None);
+                let fault = error.to_fault(version, &info.correlation_id, relates_to);
+                HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
+            }
+        }
+    }
+
+    async fn issue(
+        &self,
+        app: &App,
+        version: TrustVersion,
+        body: &[u8],
+        now: OffsetDateTime,
+        parsed: &mut Option<IssueRequest>,
+    ) -> Result<SignedAssertion, StsError> {
+        let envelope = soap::parse_envelope(body, &self.xml_limits)?;
+        let request = parsed.insert(wstrust::parse_usernamemixed(
+            &envelope,
+            version,
+            now,
+            &self.timestamp_policy,
+        )?);
+        let user = app
+            .directory
+            .authenticate(&request.username, request.password.expose())
+            .await?;
+        if !app.owns_upn(&user.upn) {
+            return Err(StsError::OutsideDomain {
+                domain: app.config.domain.clone(),
+            });
+        }
+        let claims = password_claims(app, &user, now);
+        let issuance = Issuance::new(
+            now,
+            time::Duration::seconds(i64::try_from(app.config.token_lifetime_secs).unwrap_or(3600)),
+        );
+        Ok(saml::build_signed_assertion(
+            &claims,
+            request.token_type,
+            &issuance,
+            &app.identity,
+        )?)
+    }
+}
+
+/// Claims for a user who signed in with a password on an active endpoint.
+fn password_claims(app: &App, user: &User, now: OffsetDateTime) -> Claims {
+    Claims {
+        issuer: app.config.issuer_uri.clone(),
+        audience: saml::AUDIENCE_MICROSOFT_ONLINE.to_owned(),
+        immutable_id: user.immutable_id.clone(),
+        upn: user.upn.clone(),
+        authn_method: AuthnMethod::Password,
+        authn_instant: now,
+        mfa_performed: false,
+        extra_attributes: Vec::new(),
+    }
+}
+
+/// The WS-Addressing MessageID of an envelope, when present (either case of the name).
+fn message_id(envelope: &soap::Envelope) -> Option<String> {
+    let header = envelope.header.as_ref()?;
+    header
+        .children
+        .iter()
+        .find(|c| c.is(wstrust::WSA_NS, "MessageID") || c.is(wstrust::WSA_NS, "messageID"))
+        .map(|c| c.text.trim().chars().take(256).collect())
+}
+
+/// One structured record per decision.
+fn audit(
+    app: &App,
+    version: TrustVersion,
+    info: &RequestInfo,
+    user: &str,
+    decision: &str,
+    reason: &str,
+    assertion_id: Option<&str>,
+) {
+    let user: String = user.chars().take(256).collect();
+    tracing::info!(
+        target: "fedsts::audit",
+        correlation_id = %info.correlation_id,
+        app = %app.config.id,
+        endpoint = %format!("trust/{}/usernamemixed", version.path_segment()),
+        user = %user,
+        client_ip = %info.client_ip,
+        user_agent = info.user_agent.as_deref().unwrap_or(""),
+        decision,
+        reason,
+        assertion_id = assertion_id.unwrap_or(""),
+        "token request"
+    );
+}
