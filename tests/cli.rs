@@ -1,0 +1,202 @@
+//! The command-line contract, run as a real process: `serve` on embedded defaults (the README's
+//! first command), `hash-password`, `check-config`, `commands`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedsts");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn hash_password_prints_argon2id_phc() {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap();
+    assert!(phc.starts_with("$argon2id$v=19$m="), "{phc}");
+    assert!(!phc.contains("s3cret"));
+
+    let out = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an empty password must be refused");
+}
+
+/// Starts `fedsts serve` in `dir` on embedded defaults; returns the child and the password
+/// printed at start.
+fn start_embedded(dir: &std::path::Path, port: u16) -> (std::process::Child, String, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .env("FEDSTS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let password = loop {
+        assert!(Instant::now() < deadline, "no password printed: {lines:?}");
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("serve exited early: {lines:?}");
+        }
+        lines.push(line.trim_end().to_owned());
+        if let Some(rest) = line.strip_prefix("demo password: ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    (child, password, lines)
+}
+
+fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_on_embedded_defaults_creates_certs_once_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, password, lines) = start_embedded(dir.path(), port);
+    assert!(password.len() >= 12, "{password}");
+    let banner = lines.join("\n");
+    assert!(banner.contains("created"), "{banner}");
+    for url in [
+        format!("https://localhost:{port}/wsfed/demo/mex"),
+        format!("https://localhost:{port}/wsfed/demo/trust/13/usernamemixed"),
+        format!("https://localhost:{port}/wsfed/demo/trust/2005/usernamemixed"),
+        format!("https://localhost:{port}/wsfed/demo/commands"),
+    ] {
+        assert!(banner.contains(&url), "{url} missing from banner:\n{banner}");
+    }
+    for file in ["tls.crt", "tls.key", "signing.crt", "signing.key"] {
+        assert!(dir.path().join("certs").join(file).exists(), "{file}");
+    }
+    let signing_before = std::fs::read(dir.path().join("certs/signing.crt")).unwrap();
+    assert!(sigterm(&mut child).success());
+
+    // Second start: the certificates stay, a new password is printed.
+    let (mut child, second_password, lines) = start_embedded(dir.path(), port);
+    assert!(!lines.join("\n").contains("created"), "{lines:?}");
+    assert_ne!(password, second_password);
+    assert_eq!(signing_before, std::fs::read(dir.path().join("certs/signing.crt")).unwrap());
+    assert!(sigterm(&mut child).success());
+}
+
+fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let embedded = fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://sts.example.com"
+tls_cert = "certs/tls.crt"
+tls_key = "certs/tls.key"
+
+[[apps]]
+id = "663a8fb979aa83c58df6081e"
+domain = "example.com"
+issuer_uri = "example.com"
+signing_cert = "certs/signing.crt"
+signing_key = "certs/signing.key"
+directory = "local"
+
+[directories.local]
+kind = "file"
+path = "fedsts-data/demo-users.toml"
+"#
+    );
+    drop(embedded);
+    let path = dir.join("fedsts.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn check_config_accepts_good_and_names_key_and_fix_for_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path());
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // A key that does not belong to the certificate, and an http public URL.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("signing_key = \"certs/signing.key\"", "signing_key = \"certs/tls.key\"")
+        .replace("https://sts.example.com", "http://sts.example.com");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("server.public_url: "), "{stdout}");
+    assert!(lines[1].starts_with("apps[0].signing_key: "), "{stdout}");
+    assert!(lines.iter().all(|l| l.contains(" — ")), "{stdout}");
+}
+
+#[test]
+fn commands_prints_what_the_page_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path());
+    let out = Command::new(BIN)
+        .args(["commands", "--config"])
+        .arg(&path)
+        .args(["--app", "663a8fb979aa83c58df6081e"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let cert = fedsts::crypto::Certificate::from_pem(
+        &std::fs::read_to_string(dir.path().join("certs/signing.crt")).unwrap(),
+    )
+    .unwrap();
+    assert!(text.contains("New-MgDomainFederationConfiguration"), "{text}");
+    assert!(text.contains(&cert.base64()), "{text}");
+    assert!(text.contains(
+        "https://sts.example.com/wsfed/663a8fb979aa83c58df6081e/trust/2005/usernamemixed"
+    ));
+    let out = Command::new(BIN)
+        .args(["commands", "--config"])
+        .arg(&path)
+        .args(["--app", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("663a8fb979aa83c58df6081e"));
+}
