@@ -61,7 +61,7 @@ fn write_graph_create(script: &mut String, settings: &FederationSettings) {
     push_lines(
         script,
         &[
-            "# Microsoft Graph PowerShell: federate a domain that is currently managed.".to_owned(),
+            "# A. Microsoft Graph PowerShell, the domain is still managed: create the federation configuration.".to_owned(),
             "Connect-MgGraph -Scopes \"Domain.ReadWrite.All\"".to_owned(),
         ],
     );
@@ -94,7 +94,7 @@ fn write_graph_update(script: &mut String, settings: &FederationSettings) {
     push_lines(
         script,
         &[
-            "# Already federated (or rolling the signing certificate over): update the existing configuration.".to_owned(),
+            "# B. The domain is already federated, or the signing certificate rolls over: run this instead of A.".to_owned(),
         ],
     );
     let domain = quote(&settings.domain);
@@ -118,7 +118,8 @@ fn write_msonline(script: &mut String, settings: &FederationSettings) {
     push_lines(
         script,
         &[
-            "# Legacy MSOnline equivalent (the MSOnline module is retired; use it only where it still works).".to_owned(),
+            "# C. Legacy MSOnline equivalent of A (the MSOnline module is retired and may no longer work);".to_owned(),
+            "#    uncomment to use.".to_owned(),
             "# Connect-MsolService".to_owned(),
         ],
     );
@@ -204,4 +205,120 @@ fn quote(value: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> FederationSettings {
+        FederationSettings {
+            domain: "contoso.com".to_owned(),
+            display_name: "Contoso STS".to_owned(),
+            issuer_uri: "https://sts.contoso.com/wsfed/contoso".to_owned(),
+            passive_sign_in_uri: "https://sts.contoso.com/wsfed/contoso".to_owned(),
+            active_sign_in_uri: "https://sts.contoso.com/wsfed/contoso/trust/2005/usernamemixed"
+                .to_owned(),
+            metadata_exchange_uri: "https://sts.contoso.com/wsfed/contoso/mex".to_owned(),
+            sign_out_uri: "https://sts.contoso.com/wsfed/contoso/signout".to_owned(),
+            metadata_uri: "https://sts.contoso.com/wsfed/contoso/FederationMetadata.xml".to_owned(),
+            signing_certificate_b64: "MIIBcurrent==".to_owned(),
+            next_signing_certificate_b64: None,
+        }
+    }
+
+    const GOLDEN: &str = r#"# Federate the domain contoso.com with this STS.
+# Requirements:
+# - The domain must be a verified custom domain of the tenant (*.onmicrosoft.com cannot be federated).
+# - Every user must have onPremisesImmutableId equal to the ImmutableID this STS sends
+#   and a userPrincipalName in this domain.
+# - Changes can take up to two hours to take effect.
+# Federation metadata: https://sts.contoso.com/wsfed/contoso/FederationMetadata.xml
+
+# A. Microsoft Graph PowerShell, the domain is still managed: create the federation configuration.
+Connect-MgGraph -Scopes "Domain.ReadWrite.All"
+New-MgDomainFederationConfiguration `
+    -DomainId "contoso.com" `
+    -DisplayName "Contoso STS" `
+    -IssuerUri "https://sts.contoso.com/wsfed/contoso" `
+    -PassiveSignInUri "https://sts.contoso.com/wsfed/contoso" `
+    -ActiveSignInUri "https://sts.contoso.com/wsfed/contoso/trust/2005/usernamemixed" `
+    -MetadataExchangeUri "https://sts.contoso.com/wsfed/contoso/mex" `
+    -SignOutUri "https://sts.contoso.com/wsfed/contoso/signout" `
+    -SigningCertificate "MIIBcurrent==" `
+    -PreferredAuthenticationProtocol "wsFed" `
+    -FederatedIdpMfaBehavior "acceptIfMfaDoneByFederatedIdp" `
+    -PromptLoginBehavior "nativeSupport"
+
+# B. The domain is already federated, or the signing certificate rolls over: run this instead of A.
+Update-MgDomainFederationConfiguration `
+    -DomainId "contoso.com" `
+    -InternalDomainFederationId (Get-MgDomainFederationConfiguration -DomainId "contoso.com").Id `
+    -SigningCertificate "MIIBcurrent=="
+
+# C. Legacy MSOnline equivalent of A (the MSOnline module is retired and may no longer work);
+#    uncomment to use.
+# Connect-MsolService
+# Set-MsolDomainAuthentication `
+#     -DomainName "contoso.com" `
+#     -Authentication Federated `
+#     -FederationBrandName "Contoso STS" `
+#     -IssuerUri "https://sts.contoso.com/wsfed/contoso" `
+#     -PassiveLogOnUri "https://sts.contoso.com/wsfed/contoso" `
+#     -ActiveLogOnUri "https://sts.contoso.com/wsfed/contoso/trust/2005/usernamemixed" `
+#     -MetadataExchangeUri "https://sts.contoso.com/wsfed/contoso/mex" `
+#     -LogOffUri "https://sts.contoso.com/wsfed/contoso/signout" `
+#     -SigningCertificate "MIIBcurrent==" `
+#     -PreferredAuthenticationProtocol WsFed `
+#     -SupportsMfa $true
+
+# Verify: AuthenticationType must be Federated.
+Get-MgDomain -DomainId "contoso.com" | Select Id, AuthenticationType
+Get-MgDomainFederationConfiguration -DomainId "contoso.com"
+# Legacy MSOnline check:
+# Get-MsolDomain -DomainName "contoso.com"
+"#;
+
+    #[test]
+    fn renders_the_golden_script() {
+        assert_eq!(render(&settings()), GOLDEN);
+    }
+
+    #[test]
+    fn next_certificate_follows_the_current_one_in_every_command() {
+        let with_next = FederationSettings {
+            next_signing_certificate_b64: Some("MIIBnext==".to_owned()),
+            ..settings()
+        };
+        let script = render(&with_next);
+        let pair =
+            "-SigningCertificate \"MIIBcurrent==\" `\n    -NextSigningCertificate \"MIIBnext==\"";
+        assert_eq!(script.matches(pair).count(), 2, "New- and Update-");
+        let msonline_pair =
+            "-SigningCertificate \"MIIBcurrent==\" `\n#     -NextSigningCertificate \"MIIBnext==\"";
+        assert_eq!(script.matches(msonline_pair).count(), 1);
+        assert!(script.contains("-NextSigningCertificate \"MIIBnext==\"\n\n# C."));
+    }
+
+    #[test]
+    fn values_are_escaped_for_powershell_double_quotes() {
+        let hostile = FederationSettings {
+            display_name: "Contoso \"$(Remove-Item C:\\)\" `x".to_owned(),
+            ..settings()
+        };
+        let script = render(&hostile);
+        let escaped = "\"Contoso `\"`$(Remove-Item C:\\)`\" ``x\"";
+        assert!(script.contains(&format!("-DisplayName {escaped} `\n")));
+        assert!(script.contains(&format!("-FederationBrandName {escaped} `\n")));
+        assert!(!script.contains("\"$("));
+    }
+
+    #[test]
+    fn typographic_quotes_are_escaped_too() {
+        assert_eq!(
+            quote("a\u{201C}b\u{201D}c\u{201E}"),
+            "\"a`\u{201C}b`\u{201D}c`\u{201E}\""
+        );
+        assert_eq!(quote("plain"), "\"plain\"");
+    }
 }
