@@ -336,7 +336,9 @@ pub(crate) mod test_support {
     /// Verifies an RSA PKCS#1 v1.5 SHA-256 signature independently of aws-lc-rs: the `rsa`
     /// crate parses the key and does the big-number arithmetic (its `pkcs1v15` feature is not
     /// enabled, so the public-key operation and EMSA-PKCS1-v1_5 check are spelled out here),
-    /// `sha2` hashes.
+    /// `sha2` hashes. `square`/`mul` are deprecated in favour of trait methods whose trait
+    /// the `rsa` crate does not re-export.
+    #[allow(deprecated)]
     pub(crate) fn verify_rsa_sha256(spki_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
         let public_key = rsa::PublicKey::from_public_key_der(spki_der).unwrap();
         let modulus = public_key.n();
@@ -348,9 +350,9 @@ pub(crate) mod test_support {
         let mut m = rsa::BoxedUint::from_be_slice(&[1], modulus.bits_precision()).unwrap();
         for byte in public_key.e_bytes().iter() {
             for bit in (0..8).rev() {
-                m = m.concatenating_square().rem_vartime(modulus);
+                m = m.square().rem_vartime(modulus);
                 if byte >> bit & 1 == 1 {
-                    m = m.concatenating_mul(&s).rem_vartime(modulus);
+                    m = m.mul(&s).rem_vartime(modulus);
                 }
             }
         }
