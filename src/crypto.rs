@@ -104,7 +104,9 @@ impl SoftwareSigner {
         let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| CryptoError::InvalidKeyPem(e.to_string()))?;
         let key_pair = match &key {
-            PrivateKeyDer::Pkcs8(der) => aws_lc_rs::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs8(der) => {
+                aws_lc_rs::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der())
+            }
             PrivateKeyDer::Pkcs1(der) => aws_lc_rs::rsa::KeyPair::from_der(der.secret_pkcs1_der()),
             _ => return Err(CryptoError::NotRsaKey),
         }
@@ -305,7 +307,8 @@ pub fn generate_self_signed(
         &rcgen::PKCS_RSA_SHA256,
     )
     .map_err(|e| generation(&e))?;
-    let mut params = rcgen::CertificateParams::new(dns_names.to_vec()).map_err(|e| generation(&e))?;
+    let mut params =
+        rcgen::CertificateParams::new(dns_names.to_vec()).map_err(|e| generation(&e))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
@@ -448,7 +451,10 @@ tJ/5ZyW0xE9elczc
         let pkcs1_pem = to_pkcs1_pem(&generated.private_key_pem);
         assert!(pkcs1_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
         let from_pkcs1 = SoftwareSigner::from_pem(&pkcs1_pem).unwrap();
-        assert_eq!(from_pkcs1.public_key_spki_der(), from_pkcs8.public_key_spki_der());
+        assert_eq!(
+            from_pkcs1.public_key_spki_der(),
+            from_pkcs8.public_key_spki_der()
+        );
         // PKCS#1 v1.5 signatures are deterministic: same key, same message, same bytes.
         assert_eq!(
             from_pkcs1.sign_rsa_sha256(b"m").unwrap(),
@@ -498,7 +504,10 @@ tJ/5ZyW0xE9elczc
         std::fs::write(&cert_path, &generated.certificate_pem).unwrap();
         std::fs::write(&key_path, &generated.private_key_pem).unwrap();
         let identity = SigningIdentity::from_pem_files(&cert_path, &key_path).unwrap();
-        assert_eq!(identity.certificate.subject(), "CN=token-signing.example.com");
+        assert_eq!(
+            identity.certificate.subject(),
+            "CN=token-signing.example.com"
+        );
         let missing = SigningIdentity::from_pem_files(&dir.path().join("nope.pem"), &key_path);
         assert!(matches!(missing, Err(CryptoError::ReadFile { .. })));
     }
@@ -506,8 +515,8 @@ tJ/5ZyW0xE9elczc
     #[test]
     fn certificate_facts_are_extracted() {
         let before = OffsetDateTime::now_utc();
-        let generated = generate_self_signed("sts.example.com", &["sts.example.com".into()], 10)
-            .unwrap();
+        let generated =
+            generate_self_signed("sts.example.com", &["sts.example.com".into()], 10).unwrap();
         let certificate = Certificate::from_pem(&generated.certificate_pem).unwrap();
         assert_eq!(certificate.subject(), "CN=sts.example.com");
         let starts = before - time::Duration::hours(1);
