@@ -415,3 +415,218 @@ fn saml20_assertion(claims: &Claims, id: &str, window: &Window) -> String {
     );
     w.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::test_support::generated_identity;
+    use crate::xmldsig::test_support::{between, verify_enveloped};
+    use time::macros::datetime;
+
+    fn claims() -> Claims {
+        Claims {
+            issuer: "http://sts.contoso.com/adfs/services/trust".into(),
+            audience: AUDIENCE_MICROSOFT_ONLINE.into(),
+            immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
+            upn: "alice@contoso.com".into(),
+            authn_method: AuthnMethod::Password,
+            authn_instant: datetime!(2026-03-01 09:59:58.123456 UTC),
+            mfa_performed: false,
+            extra_attributes: vec![Attribute {
+                namespace: "http://schemas.microsoft.com/ws/2012/01".into(),
+                name: "insidecorporatenetwork".into(),
+                values: vec!["true".into()],
+            }],
+        }
+    }
+
+    fn issuance() -> Issuance {
+        Issuance {
+            assertion_id: "_6a5c8d1e-0000-4000-8000-000000000001".into(),
+            issue_instant: datetime!(2026-03-01 10:00:00.987654321 +01:00),
+            lifetime: Duration::hours(1),
+        }
+    }
+
+    const EXPECTED_SAML11: &str = concat!(
+        r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:1.0:assertion" AssertionID="_6a5c8d1e-0000-4000-8000-000000000001" IssueInstant="2026-03-01T09:00:00.987Z" Issuer="http://sts.contoso.com/adfs/services/trust" MajorVersion="1" MinorVersion="1">"#,
+        r#"<saml:Conditions NotBefore="2026-03-01T09:00:00.987Z" NotOnOrAfter="2026-03-01T10:00:00.987Z"><saml:AudienceRestrictionCondition><saml:Audience>urn:federation:MicrosoftOnline</saml:Audience></saml:AudienceRestrictionCondition></saml:Conditions>"#,
+        r#"<saml:AttributeStatement><saml:Subject><saml:NameIdentifier Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified">1TIu064jGEmmf+hnI+F0Jg==</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject>"#,
+        r#"<saml:Attribute AttributeName="UPN" AttributeNamespace="http://schemas.xmlsoap.org/claims"><saml:AttributeValue>alice@contoso.com</saml:AttributeValue></saml:Attribute>"#,
+        r#"<saml:Attribute AttributeName="ImmutableID" AttributeNamespace="http://schemas.microsoft.com/LiveID/Federation/2008/05"><saml:AttributeValue>1TIu064jGEmmf+hnI+F0Jg==</saml:AttributeValue></saml:Attribute>"#,
+        r#"<saml:Attribute AttributeName="authnmethodsreferences" AttributeNamespace="http://schemas.microsoft.com/claims"><saml:AttributeValue>http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/password</saml:AttributeValue></saml:Attribute>"#,
+        r#"<saml:Attribute AttributeName="insidecorporatenetwork" AttributeNamespace="http://schemas.microsoft.com/ws/2012/01"><saml:AttributeValue>true</saml:AttributeValue></saml:Attribute></saml:AttributeStatement>"#,
+        r#"<saml:AuthenticationStatement AuthenticationInstant="2026-03-01T09:59:58.123Z" AuthenticationMethod="urn:oasis:names:tc:SAML:1.0:am:password"><saml:Subject><saml:NameIdentifier Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified">1TIu064jGEmmf+hnI+F0Jg==</saml:NameIdentifier><saml:SubjectConfirmation><saml:ConfirmationMethod>urn:oasis:names:tc:SAML:1.0:cm:bearer</saml:ConfirmationMethod></saml:SubjectConfirmation></saml:Subject></saml:AuthenticationStatement>"#,
+        r#"</saml:Assertion>"#,
+    );
+
+    const EXPECTED_SAML20: &str = concat!(
+        r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_6a5c8d1e-0000-4000-8000-000000000001" IssueInstant="2026-03-01T09:00:00.987Z" Version="2.0">"#,
+        r#"<saml:Issuer>http://sts.contoso.com/adfs/services/trust</saml:Issuer>"#,
+        r#"<saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">1TIu064jGEmmf+hnI+F0Jg==</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="2026-03-01T10:00:00.987Z"></saml:SubjectConfirmationData></saml:SubjectConfirmation></saml:Subject>"#,
+        r#"<saml:Conditions NotBefore="2026-03-01T09:00:00.987Z" NotOnOrAfter="2026-03-01T10:00:00.987Z"><saml:AudienceRestriction><saml:Audience>urn:federation:MicrosoftOnline</saml:Audience></saml:AudienceRestriction></saml:Conditions>"#,
+        r#"<saml:AttributeStatement><saml:Attribute Name="http://schemas.xmlsoap.org/claims/UPN"><saml:AttributeValue>alice@contoso.com</saml:AttributeValue></saml:Attribute>"#,
+        r#"<saml:Attribute Name="http://schemas.microsoft.com/LiveID/Federation/2008/05/ImmutableID"><saml:AttributeValue>1TIu064jGEmmf+hnI+F0Jg==</saml:AttributeValue></saml:Attribute>"#,
+        r#"<saml:Attribute Name="http://schemas.microsoft.com/claims/authnmethodsreferences"><saml:AttributeValue>http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/password</saml:AttributeValue></saml:Attribute>"#,
+        r#"<saml:Attribute Name="http://schemas.microsoft.com/ws/2012/01/insidecorporatenetwork"><saml:AttributeValue>true</saml:AttributeValue></saml:Attribute></saml:AttributeStatement>"#,
+        r#"<saml:AuthnStatement AuthnInstant="2026-03-01T09:59:58.123Z"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"#,
+        r#"</saml:Assertion>"#,
+    );
+
+    #[test]
+    fn saml11_assertion_has_exact_canonical_bytes_and_a_valid_signature() {
+        let identity = generated_identity();
+        let signed =
+            build_signed_assertion(&claims(), TokenType::Saml11, &issuance(), &identity).unwrap();
+        assert_eq!(
+            verify_enveloped(&signed.xml, &identity).unwrap(),
+            EXPECTED_SAML11
+        );
+        let signature_at = signed.xml.find("<Signature ").unwrap();
+        assert_eq!(
+            &signed.xml[..signature_at],
+            &EXPECTED_SAML11[..EXPECTED_SAML11.len() - "</saml:Assertion>".len()]
+        );
+        assert!(signed.xml.ends_with("</Signature></saml:Assertion>"));
+        assert_eq!(
+            between(&signed.xml, "<Reference URI=\"", "\""),
+            "#_6a5c8d1e-0000-4000-8000-000000000001"
+        );
+        assert_eq!(signed.id, "_6a5c8d1e-0000-4000-8000-000000000001");
+        assert_eq!(signed.token_type, TokenType::Saml11);
+        assert_eq!(signed.not_before, datetime!(2026-03-01 09:00:00.987 UTC));
+        assert_eq!(
+            signed.not_on_or_after,
+            datetime!(2026-03-01 10:00:00.987 UTC)
+        );
+    }
+
+    #[test]
+    fn saml20_assertion_has_exact_canonical_bytes_and_signature_after_issuer() {
+        let identity = generated_identity();
+        let signed =
+            build_signed_assertion(&claims(), TokenType::Saml20, &issuance(), &identity).unwrap();
+        assert_eq!(
+            verify_enveloped(&signed.xml, &identity).unwrap(),
+            EXPECTED_SAML20
+        );
+        let issuer_end = EXPECTED_SAML20.find("</saml:Issuer>").unwrap() + "</saml:Issuer>".len();
+        assert_eq!(
+            &signed.xml[..issuer_end + "<Signature ".len()],
+            format!("{}<Signature ", &EXPECTED_SAML20[..issuer_end])
+        );
+        assert_eq!(signed.token_type, TokenType::Saml20);
+    }
+
+    #[test]
+    fn mfa_adds_multipleauthn_after_the_method() {
+        let identity = generated_identity();
+        let mut claims = claims();
+        claims.mfa_performed = true;
+        let signed =
+            build_signed_assertion(&claims, TokenType::Saml11, &issuance(), &identity).unwrap();
+        assert!(signed.xml.contains(concat!(
+            r#"<saml:Attribute AttributeName="authnmethodsreferences" AttributeNamespace="http://schemas.microsoft.com/claims">"#,
+            r#"<saml:AttributeValue>http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/password</saml:AttributeValue>"#,
+            r#"<saml:AttributeValue>http://schemas.microsoft.com/claims/multipleauthn</saml:AttributeValue></saml:Attribute>"#
+        )));
+        let without_mfa =
+            build_signed_assertion(&self::claims(), TokenType::Saml11, &issuance(), &identity)
+                .unwrap();
+        assert!(!without_mfa.xml.contains("multipleauthn"));
+    }
+
+    #[test]
+    fn windows_authentication_uses_windows_uris() {
+        let identity = generated_identity();
+        let mut claims = claims();
+        claims.authn_method = AuthnMethod::Windows;
+        let saml11 =
+            build_signed_assertion(&claims, TokenType::Saml11, &issuance(), &identity).unwrap();
+        assert!(
+            saml11
+                .xml
+                .contains(r#"AuthenticationMethod="urn:federation:authentication:windows""#)
+        );
+        assert!(saml11.xml.contains(
+            "<saml:AttributeValue>http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/windows</saml:AttributeValue>"
+        ));
+        let saml20 =
+            build_signed_assertion(&claims, TokenType::Saml20, &issuance(), &identity).unwrap();
+        assert!(saml20.xml.contains(
+            "<saml:AuthnContextClassRef>urn:federation:authentication:windows</saml:AuthnContextClassRef>"
+        ));
+    }
+
+    #[test]
+    fn hostile_values_are_escaped_and_still_signed_correctly() {
+        let identity = generated_identity();
+        let mut claims = claims();
+        claims.upn = "a<b&c\"d\re>f@contoso.com".into();
+        claims.issuer = "http://x/?a=1&b=\"2\"<\t\n".into();
+        let signed =
+            build_signed_assertion(&claims, TokenType::Saml11, &issuance(), &identity).unwrap();
+        let unsigned = verify_enveloped(&signed.xml, &identity).unwrap();
+        assert!(unsigned.contains(
+            "<saml:AttributeValue>a&lt;b&amp;c\"d&#xD;e&gt;f@contoso.com</saml:AttributeValue>"
+        ));
+        assert!(unsigned.contains(r#"Issuer="http://x/?a=1&amp;b=&quot;2&quot;&lt;&#x9;&#xA;""#));
+    }
+
+    #[test]
+    fn token_type_uris_round_trip() {
+        assert_eq!(
+            TokenType::Saml11.uri(),
+            "urn:oasis:names:tc:SAML:1.0:assertion"
+        );
+        assert_eq!(
+            TokenType::Saml20.uri(),
+            "urn:oasis:names:tc:SAML:2.0:assertion"
+        );
+        for token_type in [TokenType::Saml11, TokenType::Saml20] {
+            assert_eq!(TokenType::from_uri(token_type.uri()), Some(token_type));
+        }
+        assert_eq!(
+            TokenType::from_uri(
+                "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV1.1"
+            ),
+            Some(TokenType::Saml11)
+        );
+        assert_eq!(
+            TokenType::from_uri(
+                "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0"
+            ),
+            Some(TokenType::Saml20)
+        );
+        assert_eq!(
+            TokenType::from_uri("urn:oasis:names:tc:SAML:1.1:assertion"),
+            None
+        );
+    }
+
+    #[test]
+    fn instants_are_utc_with_milliseconds() {
+        assert_eq!(
+            format_instant(datetime!(2026-12-31 23:59:59.9999 -02:00)),
+            "2027-01-01T01:59:59.999Z"
+        );
+        assert_eq!(
+            format_instant(datetime!(2026-01-02 03:04:05 UTC)),
+            "2026-01-02T03:04:05.000Z"
+        );
+    }
+
+    #[test]
+    fn new_issuance_has_an_underscore_uuid_id() {
+        let now = datetime!(2026-03-01 10:00 UTC);
+        let issuance = Issuance::new(now, Duration::minutes(60));
+        assert_eq!(issuance.assertion_id.len(), 37);
+        assert!(issuance.assertion_id.starts_with('_'));
+        assert!(uuid::Uuid::parse_str(&issuance.assertion_id[1..]).is_ok());
+        assert_eq!(issuance.issue_instant, now);
+        assert_ne!(
+            Issuance::new(now, Duration::minutes(60)).assertion_id,
+            issuance.assertion_id
+        );
+    }
+}
