@@ -42,11 +42,19 @@ impl Fixture {
     }
 
     fn assertion(&self, token_type: TokenType) -> SignedAssertion {
+        self.assertion_for(
+            token_type,
+            UPN,
+            "http://sts.contoso.test/adfs/services/trust",
+        )
+    }
+
+    fn assertion_for(&self, token_type: TokenType, upn: &str, issuer: &str) -> SignedAssertion {
         let claims = Claims {
-            issuer: "http://sts.contoso.test/adfs/services/trust".into(),
+            issuer: issuer.into(),
             audience: AUDIENCE_MICROSOFT_ONLINE.into(),
             immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
-            upn: UPN.into(),
+            upn: upn.into(),
             authn_method: AuthnMethod::Password,
             authn_instant: datetime!(2026-03-01 09:59:58.5 UTC),
             mfa_performed: true,
@@ -141,7 +149,10 @@ fn check_standalone(token_type: TokenType) {
         return;
     }
     let fixture = Fixture::new();
-    let assertion = fixture.assertion(token_type);
+    check_assertion(&fixture, &fixture.assertion(token_type), token_type);
+}
+
+fn check_assertion(fixture: &Fixture, assertion: &SignedAssertion, token_type: TokenType) {
     let xml_path = fixture.write("assertion.xml", &assertion.xml);
     let expected = fixture.write("unsigned.c14n", &without_signature(&assertion.xml));
     assert!(xmlsec1_verifies(&xml_path, &fixture.cert_path, token_type));
@@ -161,6 +172,20 @@ fn saml11_assertion_passes_xmlsec1_signxml_and_lxml_c14n() {
 #[test]
 fn saml20_assertion_passes_xmlsec1_signxml_and_lxml_c14n() {
     check_standalone(TokenType::Saml20);
+}
+
+#[test]
+fn hostile_values_are_canonicalized_exactly_like_libxml2() {
+    if !oracles_available() {
+        return;
+    }
+    let fixture = Fixture::new();
+    let upn = "a<b&c\"d\re>f'g]]>@contoso.test";
+    let issuer = "http://x.test/?a=1&b=\"2\"<>\t\n\r'";
+    for token_type in [TokenType::Saml11, TokenType::Saml20] {
+        let assertion = fixture.assertion_for(token_type, upn, issuer);
+        check_assertion(&fixture, &assertion, token_type);
+    }
 }
 
 #[test]
