@@ -188,7 +188,9 @@ mod tests {
     #[test]
     fn refuses_soap11_and_foreign_roots() {
         assert_eq!(
-            parse(r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#),
+            parse(
+                r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>"#
+            ),
             Err(SoapError::VersionMismatch)
         );
         assert_eq!(
@@ -200,14 +202,19 @@ mod tests {
     #[test]
     fn refuses_bad_envelope_structure() {
         let wrap = |inner: &str| {
-            format!(r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">{inner}</s:Envelope>"#)
+            format!(
+                r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">{inner}</s:Envelope>"#
+            )
         };
         assert_eq!(parse(&wrap("<s:Header/>")), Err(SoapError::MissingBody));
         assert_eq!(
             parse(&wrap("<s:Header/><s:Header/><s:Body/>")),
             Err(SoapError::DuplicateHeader)
         );
-        assert_eq!(parse(&wrap("<s:Body/><s:Body/>")), Err(SoapError::DuplicateBody));
+        assert_eq!(
+            parse(&wrap("<s:Body/><s:Body/>")),
+            Err(SoapError::DuplicateBody)
+        );
         assert_eq!(
             parse(&wrap("<s:Body/><s:Header/>")),
             Err(SoapError::UnexpectedChild("Header after Body".to_owned()))
@@ -263,9 +270,15 @@ mod tests {
         let envelope = parse(&rendered).unwrap();
         let fault_element = envelope.body.child(SOAP12_NS, "Fault").unwrap().unwrap();
         let code = fault_element.child(SOAP12_NS, "Code").unwrap().unwrap();
-        assert_eq!(code.child(SOAP12_NS, "Value").unwrap().unwrap().text, "s:Receiver");
+        assert_eq!(
+            code.child(SOAP12_NS, "Value").unwrap().unwrap().text,
+            "s:Receiver"
+        );
         let subcode = code.child(SOAP12_NS, "Subcode").unwrap().unwrap();
-        assert_eq!(subcode.child(SOAP12_NS, "Value").unwrap().unwrap().text, "a:RequestFailed");
+        assert_eq!(
+            subcode.child(SOAP12_NS, "Value").unwrap().unwrap().text,
+            "a:RequestFailed"
+        );
         let reason = fault_element.child(SOAP12_NS, "Reason").unwrap().unwrap();
         let text = reason.child(SOAP12_NS, "Text").unwrap().unwrap();
         assert_eq!(text.text, "MSIS3127: The specified request failed.");

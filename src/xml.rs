@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 
 use quick_xml::XmlVersion;
+use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::attributes::Attribute as RawAttribute;
 use quick_xml::events::{BytesRef, BytesStart, Event};
-use quick_xml::escape::resolve_xml_entity;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
@@ -155,7 +155,9 @@ impl Element {
         ns: &'a str,
         local: &'a str,
     ) -> impl Iterator<Item = &'a Element> {
-        self.children.iter().filter(move |child| child.is(ns, local))
+        self.children
+            .iter()
+            .filter(move |child| child.is(ns, local))
     }
 
     /// The value of the attribute with this namespace (`None` = unprefixed) and local name.
@@ -219,15 +221,22 @@ impl<'l> TreeBuilder<'l> {
                     self.close_element(element)?;
                 }
                 Event::End(_) => {
-                    let element = self.open.pop().ok_or_else(|| malformed("unmatched end tag"))?;
+                    let element = self
+                        .open
+                        .pop()
+                        .ok_or_else(|| malformed("unmatched end tag"))?;
                     self.close_element(element)?;
                 }
                 Event::Text(text) => self.append_text(&text.xml10_content())?,
                 Event::CData(data) => self.append_text(&data.xml10_content())?,
-                Event::GeneralRef(reference) => self.append_text(&resolve_reference(&reference)?)?,
+                Event::GeneralRef(reference) => {
+                    self.append_text(&resolve_reference(&reference)?)?
+                }
                 Event::Comment(_) => {}
                 Event::Decl(_) if self.events_seen == 1 => {}
-                Event::Decl(_) | Event::PI(_) => return Err(XmlError::ProcessingInstructionForbidden),
+                Event::Decl(_) | Event::PI(_) => {
+                    return Err(XmlError::ProcessingInstructionForbidden);
+                }
                 Event::DocType(_) => return Err(XmlError::DoctypeForbidden),
                 Event::Eof => return self.finish(),
             }
@@ -316,7 +325,8 @@ impl<'l> TreeBuilder<'l> {
         if !self.open.is_empty() {
             return Err(malformed("document ends inside an element"));
         }
-        self.root.ok_or_else(|| malformed("document has no root element"))
+        self.root
+            .ok_or_else(|| malformed("document has no root element"))
     }
 }
 
@@ -405,17 +415,30 @@ mod tests {
     fn resolves_namespaces_attributes_and_text() {
         let root = parse_default(ENVELOPE).unwrap();
         assert!(root.is("http://www.w3.org/2003/05/soap-envelope", "Envelope"));
-        let header = root.child("http://www.w3.org/2003/05/soap-envelope", "Header").unwrap().unwrap();
+        let header = root
+            .child("http://www.w3.org/2003/05/soap-envelope", "Header")
+            .unwrap()
+            .unwrap();
         let to = header.child("urn:a", "To").unwrap().unwrap();
         assert_eq!(to.text, "https://sts.example.com/x?a=1&b=2");
         assert_eq!(
-            to.attribute(Some("http://www.w3.org/2003/05/soap-envelope"), "mustUnderstand"),
+            to.attribute(
+                Some("http://www.w3.org/2003/05/soap-envelope"),
+                "mustUnderstand"
+            ),
             Some("1")
         );
-        let body = root.child("http://www.w3.org/2003/05/soap-envelope", "Body").unwrap().unwrap();
+        let body = root
+            .child("http://www.w3.org/2003/05/soap-envelope", "Body")
+            .unwrap()
+            .unwrap();
         let thing = body.child("urn:x", "Thing").unwrap().unwrap();
         assert_eq!(thing.attribute(None, "Id"), Some("t1"));
-        assert_eq!(thing.attributes.len(), 1, "namespace declarations are not attributes");
+        assert_eq!(
+            thing.attributes.len(),
+            1,
+            "namespace declarations are not attributes"
+        );
         assert_eq!(thing.text, "<raw>");
         let inner = thing.child("urn:default", "Inner").unwrap().unwrap();
         assert_eq!(inner.text, "p&ss <AB> \"'");
@@ -451,7 +474,8 @@ mod tests {
 
     #[test]
     fn rejects_entity_bomb() {
-        let input = r#"<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><r>&b;</r>"#;
+        let input =
+            r#"<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><r>&b;</r>"#;
         assert_eq!(parse_default(input), Err(XmlError::DoctypeForbidden));
     }
 
@@ -510,7 +534,10 @@ mod tests {
     fn enforces_depth_limit_at_the_boundary() {
         let nested = |depth: usize| "<a>".repeat(depth) + &"</a>".repeat(depth);
         assert!(parse_default(&nested(32)).is_ok());
-        assert_eq!(parse_default(&nested(33)), Err(XmlError::TooDeep { limit: 32 }));
+        assert_eq!(
+            parse_default(&nested(33)),
+            Err(XmlError::TooDeep { limit: 32 })
+        );
     }
 
     #[test]
@@ -544,7 +571,10 @@ mod tests {
             Err(XmlError::TooManyAttributes { limit: 2 })
         );
         assert_eq!(
-            parse(br#"<r xmlns:x="urn:x" xmlns:y="urn:y" xmlns:z="urn:z"/>"#, &limits),
+            parse(
+                br#"<r xmlns:x="urn:x" xmlns:y="urn:y" xmlns:z="urn:z"/>"#,
+                &limits
+            ),
             Err(XmlError::TooManyAttributes { limit: 2 })
         );
         assert_eq!(
@@ -574,8 +604,14 @@ mod tests {
         ] {
             assert!(parse_default(input).is_err(), "accepted {input:?}");
         }
-        assert_eq!(parse_default("<p:r/>"), Err(XmlError::UnboundPrefix("p".to_owned())));
-        assert!(matches!(parse(&[0x3c, 0xff, 0x3e], &Limits::default()), Err(XmlError::Malformed(_))));
+        assert_eq!(
+            parse_default("<p:r/>"),
+            Err(XmlError::UnboundPrefix("p".to_owned()))
+        );
+        assert!(matches!(
+            parse(&[0x3c, 0xff, 0x3e], &Limits::default()),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     /// Property-style check: no truncation or byte mutation of a real envelope may panic.
@@ -585,7 +621,9 @@ mod tests {
         for cut in 0..base.len() {
             let _ = parse(&base[..cut], &Limits::default());
         }
-        let replacements = [b'<', b'>', b'&', b'"', b':', b'/', b'!', b'?', b';', b'#', 0x00, 0xc3];
+        let replacements = [
+            b'<', b'>', b'&', b'"', b':', b'/', b'!', b'?', b';', b'#', 0x00, 0xc3,
+        ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..5000 {
             state ^= state << 13;
