@@ -66,4 +66,5 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
+pub mod fixtures;
 pub mod server;
