@@ -15,7 +15,9 @@ use time::format_description::well_known::Rfc3339;
 
 fn rst(now: OffsetDateTime) -> String {
     let created = now.format(&Rfc3339).unwrap();
-    let expires = (now + time::Duration::minutes(10)).format(&Rfc3339).unwrap();
+    let expires = (now + time::Duration::minutes(10))
+        .format(&Rfc3339)
+        .unwrap();
     format!(
         r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><s:Header><wsa:Action s:mustUnderstand="1">http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue</wsa:Action><wsa:MessageID>urn:uuid:7f2b4d3c-1111-4222-8333-944455556666</wsa:MessageID><wsa:ReplyTo><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo><wsa:To s:mustUnderstand="1">https://sts.example.com/wsfed/demo/trust/13/usernamemixed</wsa:To><wsse:Security s:mustUnderstand="1" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"><wsu:Timestamp wsu:Id="_0"><wsu:Created>{created}</wsu:Created><wsu:Expires>{expires}</wsu:Expires></wsu:Timestamp><wsse:UsernameToken wsu:Id="ADALUsernameToken"><wsse:Username>alice@example.com</wsse:Username><wsse:Password>p&amp;ss</wsse:Password></wsse:UsernameToken></wsse:Security></s:Header><s:Body><wst:RequestSecurityToken xmlns:wst="http://docs.oasis-open.org/ws-sx/ws-trust/200512"><wsp:AppliesTo xmlns:wsp="http://schemas.xmlsoap.org/ws/2004/09/policy"><wsa:EndpointReference><wsa:Address>urn:federation:MicrosoftOnline</wsa:Address></wsa:EndpointReference></wsp:AppliesTo><wst:KeyType>http://docs.oasis-open.org/ws-sx/ws-trust/200512/Bearer</wst:KeyType><wst:RequestType>http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue</wst:RequestType></wst:RequestSecurityToken></s:Body></s:Envelope>"#
     )
@@ -23,9 +25,13 @@ fn rst(now: OffsetDateTime) -> String {
 
 fn issue(body: &[u8], identity: &SigningIdentity, now: OffsetDateTime) -> String {
     let envelope = soap::parse_envelope(body, &xml::Limits::default()).unwrap();
-    let request =
-        wstrust::parse_usernamemixed(&envelope, TrustVersion::V13, now, &TimestampPolicy::default())
-            .unwrap();
+    let request = wstrust::parse_usernamemixed(
+        &envelope,
+        TrustVersion::V13,
+        now,
+        &TimestampPolicy::default(),
+    )
+    .unwrap();
     let claims = Claims {
         issuer: "example.com".into(),
         audience: saml::AUDIENCE_MICROSOFT_ONLINE.into(),
@@ -59,13 +65,24 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("issue_token");
     group.bench_function("rsa2048_sign", |b| {
-        b.iter(|| identity.signer.sign_rsa_sha256(black_box(&signed_info)).unwrap())
+        b.iter(|| {
+            identity
+                .signer
+                .sign_rsa_sha256(black_box(&signed_info))
+                .unwrap()
+        })
     });
     group.bench_function("parse_rst", |b| {
         b.iter(|| {
-            let envelope = soap::parse_envelope(black_box(body.as_bytes()), &xml::Limits::default()).unwrap();
-            wstrust::parse_usernamemixed(&envelope, TrustVersion::V13, now, &TimestampPolicy::default())
-                .unwrap()
+            let envelope =
+                soap::parse_envelope(black_box(body.as_bytes()), &xml::Limits::default()).unwrap();
+            wstrust::parse_usernamemixed(
+                &envelope,
+                TrustVersion::V13,
+                now,
+                &TimestampPolicy::default(),
+            )
+            .unwrap()
         })
     });
     group.bench_function("issue_token", |b| {

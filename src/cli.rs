@@ -124,7 +124,10 @@ fn print_commands(path: &Path, app_id: &str) -> ExitCode {
         None => fail(format!(
             "--app: no app with id `{app_id}` — ids in {}: {}",
             path.display(),
-            sts.apps().map(|a| a.config.id.as_str()).collect::<Vec<_>>().join(", ")
+            sts.apps()
+                .map(|a| a.config.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -147,7 +150,10 @@ fn serve(config_path: Option<PathBuf>, listen: &str) -> ExitCode {
             Err(e) => return fail(e),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
@@ -169,7 +175,11 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
     };
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
-        Err(e) => return fail(format!("server.listen: cannot listen on {addr}: {e} — choose a free port")),
+        Err(e) => {
+            return fail(format!(
+                "server.listen: cannot listen on {addr}: {e} — choose a free port"
+            ));
+        }
     };
     print_banner(&config, &sts, demo_password.as_deref());
     server::serve(listener, tls, sts, shutdown_signal()).await;
@@ -177,7 +187,11 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
 }
 
 fn print_banner(config: &Config, sts: &Sts, demo_password: Option<&str>) {
-    println!("fedsts listening on {} ({})", config.server.listen, config.public_base());
+    println!(
+        "fedsts listening on {} ({})",
+        config.server.listen,
+        config.public_base()
+    );
     for app in sts.apps() {
         print_app_urls(app);
     }
@@ -188,10 +202,19 @@ fn print_banner(config: &Config, sts: &Sts, demo_password: Option<&str>) {
 }
 
 fn print_app_urls(app: &App) {
-    println!("app {} — domain {}, issuer {}", app.config.id, app.config.domain, app.config.issuer_uri);
+    println!(
+        "app {} — domain {}, issuer {}",
+        app.config.id, app.config.domain, app.config.issuer_uri
+    );
     println!("  MEX:             {}", app.urls.mex());
-    println!("  WS-Trust 1.3:    {}", app.urls.usernamemixed(TrustVersion::V13));
-    println!("  WS-Trust 2005:   {}", app.urls.usernamemixed(TrustVersion::V2005));
+    println!(
+        "  WS-Trust 1.3:    {}",
+        app.urls.usernamemixed(TrustVersion::V13)
+    );
+    println!(
+        "  WS-Trust 2005:   {}",
+        app.urls.usernamemixed(TrustVersion::V2005)
+    );
     println!("  commands page:   {}", app.urls.commands());
 }
 

@@ -124,7 +124,9 @@ impl fmt::Display for ConfigProblem {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read the configuration file: {source} — check the path and its permissions")]
+    #[error(
+        "{path}: cannot read the configuration file: {source} — check the path and its permissions"
+    )]
     Read {
         /// The file.
         path: PathBuf,
@@ -263,7 +265,10 @@ impl Config {
             problems.push(ConfigProblem::new(
                 key("directory"),
                 format!("no [directories.{}] table", app.directory),
-                format!("add [directories.{}] or name an existing directory", app.directory),
+                format!(
+                    "add [directories.{}] or name an existing directory",
+                    app.directory
+                ),
             ));
         }
         if app.token_lifetime_secs == 0 || app.token_lifetime_secs > MAX_TOKEN_LIFETIME_SECS {
@@ -278,7 +283,7 @@ impl Config {
 
     fn duplicate_problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
-        let fields: [(&str, fn(&AppConfig) -> String); 3] = [
+        let fields: [(&str, AppKey); 3] = [
             ("id", |a| a.id.clone()),
             ("domain", |a| a.domain.to_ascii_lowercase()),
             ("issuer_uri", |a| a.issuer_uri.clone()),
@@ -291,7 +296,9 @@ impl Config {
                     problems.push(ConfigProblem::new(
                         format!("apps[{i}].{field}"),
                         format!("`{value}` is already used by apps[{first}]"),
-                        format!("give every app its own {field} (Entra maps an issuer to one domain)"),
+                        format!(
+                            "give every app its own {field} (Entra maps an issuer to one domain)"
+                        ),
                     ));
                 } else {
                     seen.insert(value, i);
@@ -301,6 +308,9 @@ impl Config {
         problems
     }
 }
+
+/// Reads one identifying value of an app, normalised for comparison.
+type AppKey = fn(&AppConfig) -> String;
 
 fn check_public_url(url: &str) -> Vec<ConfigProblem> {
     let key = "server.public_url";
@@ -377,7 +387,10 @@ path = "users.toml"
     #[test]
     fn example_parses_and_resolves_relative_paths() {
         let config = Config::parse(EXAMPLE, Path::new("/etc/fedsts")).unwrap();
-        assert_eq!(config.server.tls_cert, Path::new("/etc/fedsts/certs/tls.crt"));
+        assert_eq!(
+            config.server.tls_cert,
+            Path::new("/etc/fedsts/certs/tls.crt")
+        );
         assert_eq!(config.server.tls_key, Path::new("/abs/tls.key"));
         assert_eq!(config.apps[0].token_lifetime_secs, 3600);
         assert_eq!(config.public_base(), "https://sts.example.com:8443");
@@ -400,7 +413,10 @@ path = "users.toml"
         let text = EXAMPLE
             .replace("https://sts.example.com:8443/", "http://sts.example.com")
             .replace("663a8fb979aa83c58df6081e", "bad id!")
-            .replace("directory = \"local\"", "directory = \"ldap\"\ntoken_lifetime_secs = 99999");
+            .replace(
+                "directory = \"local\"",
+                "directory = \"ldap\"\ntoken_lifetime_secs = 99999",
+            );
         let config = Config::parse(&text, Path::new(".")).unwrap();
         let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(
@@ -413,19 +429,34 @@ path = "users.toml"
             ]
         );
         let shown = config.problems()[0].to_string();
-        assert!(shown.starts_with("server.public_url: `http://sts.example.com` is not an https:// URL — "));
+        assert!(
+            shown.starts_with(
+                "server.public_url: `http://sts.example.com` is not an https:// URL — "
+            )
+        );
     }
 
     #[test]
     fn duplicate_domains_and_issuers_are_problems() {
-        let second = EXAMPLE.split("[[apps]]").nth(1).unwrap().split("[directories").next().unwrap();
+        let second = EXAMPLE
+            .split("[[apps]]")
+            .nth(1)
+            .unwrap()
+            .split("[directories")
+            .next()
+            .unwrap();
         let second = second.replace("663a8fb979aa83c58df6081e", "second");
-        let text = EXAMPLE.replace("[directories.local]", &format!("[[apps]]{second}\n[directories.local]"));
+        let text = EXAMPLE.replace(
+            "[directories.local]",
+            &format!("[[apps]]{second}\n[directories.local]"),
+        );
         let config = Config::parse(&text, Path::new(".")).unwrap();
         let shown: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 2, "{shown:?}");
         assert!(shown[0].starts_with("apps[1].domain: `example.com` is already used by apps[0]"));
-        assert!(shown[1].starts_with("apps[1].issuer_uri: `example.com` is already used by apps[0]"));
+        assert!(
+            shown[1].starts_with("apps[1].issuer_uri: `example.com` is already used by apps[0]")
+        );
     }
 
     #[test]

@@ -187,19 +187,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = prepare(dir.path(), "127.0.0.1:9443").unwrap();
         assert_eq!(first.created.len(), 2);
-        assert!(first.config.problems().is_empty(), "{:?}", first.config.problems());
+        assert!(
+            first.config.problems().is_empty(),
+            "{:?}",
+            first.config.problems()
+        );
         assert_eq!(first.config.server.public_url, "https://localhost:9443");
         let cert_before = std::fs::read(dir.path().join("certs/signing.crt")).unwrap();
-        let users_before = std::fs::read_to_string(dir.path().join("fedsts-data/demo-users.toml")).unwrap();
+        let users_before =
+            std::fs::read_to_string(dir.path().join("fedsts-data/demo-users.toml")).unwrap();
 
         let second = prepare(dir.path(), "127.0.0.1:9443").unwrap();
         assert!(second.created.is_empty());
         assert_ne!(first.demo_password, second.demo_password);
-        assert_eq!(cert_before, std::fs::read(dir.path().join("certs/signing.crt")).unwrap());
-        let users_after = std::fs::read_to_string(dir.path().join("fedsts-data/demo-users.toml")).unwrap();
+        assert_eq!(
+            cert_before,
+            std::fs::read(dir.path().join("certs/signing.crt")).unwrap()
+        );
+        let users_after =
+            std::fs::read_to_string(dir.path().join("fedsts-data/demo-users.toml")).unwrap();
         assert_eq!(
             existing_immutable_id(&dir.path().join("fedsts-data/demo-users.toml")),
-            users_before.lines().find_map(|l| l.strip_prefix("immutable_id = \"")).map(|s| s.trim_end_matches('"').to_owned())
+            users_before
+                .lines()
+                .find_map(|l| l.strip_prefix("immutable_id = \""))
+                .map(|s| s.trim_end_matches('"').to_owned())
         );
         assert_ne!(users_before, users_after);
     }

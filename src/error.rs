@@ -112,9 +112,11 @@ mod tests {
         assert_eq!(texts[1], texts[2]);
         assert!(texts[0].contains("FailedAuthentication"));
         assert!(texts[0].contains("Correlation id: cid</"));
-        let outside = StsError::OutsideDomain { domain: "example.com".into() }
-            .to_fault(TrustVersion::V13, "cid", None)
-            .to_xml();
+        let outside = StsError::OutsideDomain {
+            domain: "example.com".into(),
+        }
+        .to_fault(TrustVersion::V13, "cid", None)
+        .to_xml();
         assert_eq!(outside, texts[0]);
     }
 
@@ -125,6 +127,9 @@ mod tests {
             .to_xml();
         assert!(xml.contains("RequestFailed"), "{xml}");
         assert!(!xml.contains("10.0.0.1"), "{xml}");
-        assert!(xml.contains("http://schemas.xmlsoap.org/ws/2005/02/trust"), "{xml}");
+        assert!(
+            xml.contains("http://schemas.xmlsoap.org/ws/2005/02/trust"),
+            "{xml}"
+        );
     }
 }

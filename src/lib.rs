@@ -7,7 +7,10 @@
 //! response. `sts` ties the steps of one request together; `error` is the one place that maps
 //! every module's error to a SOAP fault and an HTTP status.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod cli;
 pub mod clock;

@@ -135,7 +135,11 @@ impl AppUrls {
     }
     /// usernamemixed endpoint of a version.
     pub fn usernamemixed(&self, version: TrustVersion) -> String {
-        format!("{}/trust/{}/usernamemixed", self.base, version.path_segment())
+        format!(
+            "{}/trust/{}/usernamemixed",
+            self.base,
+            version.path_segment()
+        )
     }
     /// Commands page.
     pub fn commands(&self) -> String {
@@ -272,12 +276,11 @@ impl Sts {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(StartError::Config(text.join("\n")));
         }
-        let directories = directory::build(&config.directories).map_err(|(key, e)| {
-            StartError::Directory {
+        let directories =
+            directory::build(&config.directories).map_err(|(key, e)| StartError::Directory {
                 key,
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let mut apps = BTreeMap::new();
         for (i, app) in config.apps.iter().enumerate() {
             let identity = SigningIdentity::from_pem_files(&app.signing_cert, &app.signing_key)
@@ -285,12 +288,14 @@ impl Sts {
                     key: format!("apps[{i}].signing_key"),
                     source,
                 })?;
-            let directory = directories.get(&app.directory).cloned().ok_or_else(|| {
-                StartError::Directory {
-                    key: format!("apps[{i}].directory"),
-                    message: format!("no directory named {}", app.directory),
-                }
-            })?;
+            let directory =
+                directories
+                    .get(&app.directory)
+                    .cloned()
+                    .ok_or_else(|| StartError::Directory {
+                        key: format!("apps[{i}].directory"),
+                        message: format!("no directory named {}", app.directory),
+                    })?;
             let built = App::new(app.clone(), config.public_base(), identity, directory);
             apps.insert(app.id.clone(), built);
         }
@@ -323,11 +328,14 @@ impl Sts {
                 reply
             }
             Endpoint::Mex { app, soap } => self.with_app(&app, |a| self.mex(a, soap, body)),
-            Endpoint::Commands { app } => self.with_app(&app, |a| {
-                HttpReply::text(200, a.commands_page())
-            }),
+            Endpoint::Commands { app } => {
+                self.with_app(&app, |a| HttpReply::text(200, a.commands_page()))
+            }
             Endpoint::Reserved { app } => self.with_app(&app, |_| {
-                HttpReply::text(501, "this endpoint is not enabled in this version of fedsts\n")
+                HttpReply::text(
+                    501,
+                    "this endpoint is not enabled in this version of fedsts\n",
+                )
             }),
             Endpoint::UsernameMixed { app, version } => match self.app(&app) {
                 Some(a) => self.usernamemixed(a, version, body, info).await,
@@ -364,7 +372,7 @@ impl Sts {
         }
         let relates_to = soap::parse_envelope(body, &self.xml_limits)
             .ok()
-            .and_then(|envelope| message_id(&envelope));
+            .and_then(|envelope| wstrust::request_message_id(&envelope));
         HttpReply::soap(
             200,
             mex::soap_response(&app.mex_endpoints, relates_to.as_deref()),
@@ -385,15 +393,34 @@ impl Sts {
         let user = request.as_ref().map(|r| r.username.as_str()).unwrap_or("");
         match result {
             Ok(assertion) => {
-                audit(app, version, info, user, "issued", "ok", Some(&assertion.id));
-                let applies_to = request.as_ref().map(|r| r.applies_to.as_str()).unwrap_or("");
+                audit(
+                    app,
+                    version,
+                    info,
+                    user,
+                    "issued",
+                    "ok",
+                    Some(&assertion.id),
+                );
+                let applies_to = request
+                    .as_ref()
+                    .map(|r| r.applies_to.as_str())
+                    .unwrap_or("");
                 HttpReply::soap(
                     200,
                     wstrust::build_response(version, &assertion, applies_to, relates_to, now),
                 )
             }
             Err(error) => {
-                audit(app, version, info, user, "refused", &error.log_reason(), None);
+                audit(
+                    app,
+                    version,
+                    info,
+                    user,
+                    "refused",
+                    &error.log_reason(),
+                    None,
+                );
                 let fault = error.to_fault(version, &info.correlation_id, relates_to);
                 HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
             }
@@ -450,16 +477,6 @@ fn password_claims(app: &App, user: &User, now: OffsetDateTime) -> Claims {
         mfa_performed: false,
         extra_attributes: Vec::new(),
     }
-}
-
-/// The WS-Addressing MessageID of an envelope, when present (either case of the name).
-fn message_id(envelope: &soap::Envelope) -> Option<String> {
-    let header = envelope.header.as_ref()?;
-    header
-        .children
-        .iter()
-        .find(|c| c.is(wstrust::WSA_NS, "MessageID") || c.is(wstrust::WSA_NS, "messageID"))
-        .map(|c| c.text.trim().chars().take(256).collect())
 }
 
 /// One structured record per decision.

@@ -86,6 +86,14 @@ impl TrustVersion {
         }
     }
 
+    /// The endpoint path segment of the version: `"13"` or `"2005"`.
+    pub fn path_segment(self) -> &'static str {
+        match self {
+            Self::V13 => "13",
+            Self::V2005 => "2005",
+        }
+    }
+
     /// The WS-Addressing action of a successful Issue response.
     fn response_action(self) -> &'static str {
         match self {

@@ -95,7 +95,10 @@ fn serve_on_embedded_defaults_creates_certs_once_and_stops_on_sigterm() {
         format!("https://localhost:{port}/wsfed/demo/trust/2005/usernamemixed"),
         format!("https://localhost:{port}/wsfed/demo/commands"),
     ] {
-        assert!(banner.contains(&url), "{url} missing from banner:\n{banner}");
+        assert!(
+            banner.contains(&url),
+            "{url} missing from banner:\n{banner}"
+        );
     }
     for file in ["tls.crt", "tls.key", "signing.crt", "signing.key"] {
         assert!(dir.path().join("certs").join(file).exists(), "{file}");
@@ -107,14 +110,16 @@ fn serve_on_embedded_defaults_creates_certs_once_and_stops_on_sigterm() {
     let (mut child, second_password, lines) = start_embedded(dir.path(), port);
     assert!(!lines.join("\n").contains("created"), "{lines:?}");
     assert_ne!(password, second_password);
-    assert_eq!(signing_before, std::fs::read(dir.path().join("certs/signing.crt")).unwrap());
+    assert_eq!(
+        signing_before,
+        std::fs::read(dir.path().join("certs/signing.crt")).unwrap()
+    );
     assert!(sigterm(&mut child).success());
 }
 
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let embedded = fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
-    let config = format!(
-        r#"[server]
+    fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
+    let config = r#"[server]
 listen = "127.0.0.1:8443"
 public_url = "https://sts.example.com"
 tls_cert = "certs/tls.crt"
@@ -131,9 +136,7 @@ directory = "local"
 [directories.local]
 kind = "file"
 path = "fedsts-data/demo-users.toml"
-"#
-    );
-    drop(embedded);
+"#;
     let path = dir.join("fedsts.toml");
     std::fs::write(&path, config).unwrap();
     path
@@ -148,12 +151,19 @@ fn check_config_accepts_good_and_names_key_and_fix_for_bad() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // A key that does not belong to the certificate, and an http public URL.
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("signing_key = \"certs/signing.key\"", "signing_key = \"certs/tls.key\"")
+        .replace(
+            "signing_key = \"certs/signing.key\"",
+            "signing_key = \"certs/tls.key\"",
+        )
         .replace("https://sts.example.com", "http://sts.example.com");
     std::fs::write(&path, text).unwrap();
     let out = Command::new(BIN)
@@ -186,7 +196,10 @@ fn commands_prints_what_the_page_serves() {
         &std::fs::read_to_string(dir.path().join("certs/signing.crt")).unwrap(),
     )
     .unwrap();
-    assert!(text.contains("New-MgDomainFederationConfiguration"), "{text}");
+    assert!(
+        text.contains("New-MgDomainFederationConfiguration"),
+        "{text}"
+    );
     assert!(text.contains(&cert.base64()), "{text}");
     assert!(text.contains(
         "https://sts.example.com/wsfed/663a8fb979aa83c58df6081e/trust/2005/usernamemixed"
@@ -198,5 +211,9 @@ fn commands_prints_what_the_page_serves() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("663a8fb979aa83c58df6081e"));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("663a8fb979aa83c58df6081e")
+    );
 }

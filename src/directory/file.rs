@@ -84,9 +84,8 @@ impl FileDirectory {
                 path.display()
             ))
         })?;
-        Self::parse(&text).map_err(|e| {
-            DirectoryError::Invalid(format!("users file {}: {e}", path.display()))
-        })
+        Self::parse(&text)
+            .map_err(|e| DirectoryError::Invalid(format!("users file {}: {e}", path.display())))
     }
 
     /// Parses the users file text.
@@ -97,11 +96,13 @@ impl FileDirectory {
             let key = entry.upn.to_lowercase();
             let stored = stored_user(entry).map_err(|e| format!("users[{i}]: {e}"))?;
             if users.insert(key, Arc::new(stored)).is_some() {
-                return Err(format!("users[{i}].upn: duplicate UPN — each UPN may appear once"));
+                return Err(format!(
+                    "users[{i}].upn: duplicate UPN — each UPN may appear once"
+                ));
             }
         }
-        let dummy = hash_password("fedsts dummy password for unknown users")
-            .map_err(|e| e.to_string())?;
+        let dummy =
+            hash_password("fedsts dummy password for unknown users").map_err(|e| e.to_string())?;
         let dummy_hash = PasswordHash::new(&dummy).map_err(|e| e.to_string())?;
         Ok(Self { users, dummy_hash })
     }
@@ -247,17 +248,23 @@ enabled = false
 
     #[test]
     fn bad_files_are_explained() {
-        let err = FileDirectory::parse("[[users]]\nupn='a@b.c'\nimmutable_id='x'\npassword='plain'\n")
-            .unwrap_err();
+        let err =
+            FileDirectory::parse("[[users]]\nupn='a@b.c'\nimmutable_id='x'\npassword='plain'\n")
+                .unwrap_err();
         assert!(err.contains("fedsts hash-password"), "{err}");
-        let err = FileDirectory::parse("[[users]]\nupn='nodomain'\nimmutable_id='x'\npassword='p'\n")
-            .unwrap_err();
+        let err =
+            FileDirectory::parse("[[users]]\nupn='nodomain'\nimmutable_id='x'\npassword='p'\n")
+                .unwrap_err();
         assert!(err.contains("not a UPN"), "{err}");
         let h = hash_password("x").unwrap();
         let dup = format!(
             "[[users]]\nupn='a@b.c'\nimmutable_id='x'\npassword='{h}'\n[[users]]\nupn='A@b.c'\nimmutable_id='y'\npassword='{h}'\n"
         );
-        assert!(FileDirectory::parse(&dup).unwrap_err().contains("duplicate UPN"));
+        assert!(
+            FileDirectory::parse(&dup)
+                .unwrap_err()
+                .contains("duplicate UPN")
+        );
     }
 
     #[test]

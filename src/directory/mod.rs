@@ -80,12 +80,15 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
 pub type Registry = BTreeMap<String, Arc<dyn Directory>>;
 
 /// Builds every configured directory; the error names the config key.
-pub fn build(configs: &BTreeMap<String, DirectoryConfig>) -> Result<Registry, (String, DirectoryError)> {
+pub fn build(
+    configs: &BTreeMap<String, DirectoryConfig>,
+) -> Result<Registry, (String, DirectoryError)> {
     let mut registry = Registry::new();
     for (name, config) in configs {
         let directory: Arc<dyn Directory> = match config {
             DirectoryConfig::File { path } => Arc::new(
-                file::FileDirectory::load(path).map_err(|e| (format!("directories.{name}.path"), e))?,
+                file::FileDirectory::load(path)
+                    .map_err(|e| (format!("directories.{name}.path"), e))?,
             ),
         };
         registry.insert(name.clone(), directory);

@@ -100,7 +100,9 @@ async fn handle(sts: &Sts, req: Request<Incoming>, peer: SocketAddr) -> Response
     let endpoint = router::route(req.method(), req.uri().path());
     let info = request_info(&req, peer.ip());
     let reply = match endpoint {
-        Endpoint::NotFound | Endpoint::MethodNotAllowed { .. } => sts.handle(endpoint, &[], &info).await,
+        Endpoint::NotFound | Endpoint::MethodNotAllowed { .. } => {
+            sts.handle(endpoint, &[], &info).await
+        }
         _ => match read_body(req).await {
             Ok(body) => sts.handle(endpoint, &body, &info).await,
             Err(reply) => {
@@ -141,7 +143,10 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, HttpReply> {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(HttpReply::text(400, "the request body could not be read\n")),
-        Err(_) => Err(HttpReply::text(408, "the request body did not arrive in time\n")),
+        Err(_) => Err(HttpReply::text(
+            408,
+            "the request body did not arrive in time\n",
+        )),
     }
 }
 

@@ -36,7 +36,11 @@ fn app_route(method: &Method, app: &str, rest: &[&str]) -> Endpoint {
         ),
         ["commands"] => only(method, &[Method::GET], Endpoint::Commands { app }),
         ["trust", version, "usernamemixed"] => match TrustVersion::from_path_segment(version) {
-            Some(version) => only(method, &[Method::POST], Endpoint::UsernameMixed { app, version }),
+            Some(version) => only(
+                method,
+                &[Method::POST],
+                Endpoint::UsernameMixed { app, version },
+            ),
             None => Endpoint::NotFound,
         },
         [] | [""] | ["launch"] | ["federationmetadata", "2007-06", "federationmetadata.xml"] => {
@@ -74,19 +78,31 @@ mod tests {
         assert_eq!(route(&Method::GET, "/healthz"), Endpoint::Health);
         assert_eq!(
             route(&Method::GET, "/wsfed/app1/mex"),
-            Endpoint::Mex { app: "app1".into(), soap: false }
+            Endpoint::Mex {
+                app: "app1".into(),
+                soap: false
+            }
         );
         assert_eq!(
             route(&Method::POST, "/wsfed/app1/mex"),
-            Endpoint::Mex { app: "app1".into(), soap: true }
+            Endpoint::Mex {
+                app: "app1".into(),
+                soap: true
+            }
         );
         assert_eq!(
             route(&Method::POST, "/wsfed/a/trust/13/usernamemixed"),
-            Endpoint::UsernameMixed { app: "a".into(), version: TrustVersion::V13 }
+            Endpoint::UsernameMixed {
+                app: "a".into(),
+                version: TrustVersion::V13
+            }
         );
         assert_eq!(
             route(&Method::POST, "/wsfed/a/trust/2005/usernamemixed"),
-            Endpoint::UsernameMixed { app: "a".into(), version: TrustVersion::V2005 }
+            Endpoint::UsernameMixed {
+                app: "a".into(),
+                version: TrustVersion::V2005
+            }
         );
         assert_eq!(
             route(&Method::GET, "/wsfed/a/commands"),
@@ -96,21 +112,31 @@ mod tests {
 
     #[test]
     fn reserved_unknown_and_wrong_method() {
-        assert_eq!(route(&Method::GET, "/wsfed/a"), Endpoint::Reserved { app: "a".into() });
+        assert_eq!(
+            route(&Method::GET, "/wsfed/a"),
+            Endpoint::Reserved { app: "a".into() }
+        );
         assert_eq!(
             route(&Method::POST, "/wsfed/a/trust/13/windowstransport"),
             Endpoint::Reserved { app: "a".into() }
         );
-        assert_eq!(route(&Method::POST, "/wsfed/a/trust/14/usernamemixed"), Endpoint::NotFound);
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/trust/14/usernamemixed"),
+            Endpoint::NotFound
+        );
         assert_eq!(route(&Method::GET, "/wsfed/a%2Fb/mex"), Endpoint::NotFound);
         assert_eq!(route(&Method::GET, "/"), Endpoint::NotFound);
         assert_eq!(
             route(&Method::GET, "/wsfed/a/trust/13/usernamemixed"),
-            Endpoint::MethodNotAllowed { allow: "POST".into() }
+            Endpoint::MethodNotAllowed {
+                allow: "POST".into()
+            }
         );
         assert_eq!(
             route(&Method::DELETE, "/wsfed/a/mex"),
-            Endpoint::MethodNotAllowed { allow: "GET, POST".into() }
+            Endpoint::MethodNotAllowed {
+                allow: "GET, POST".into()
+            }
         );
     }
 }

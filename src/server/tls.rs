@@ -12,7 +12,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 #[non_exhaustive]
 pub enum TlsError {
     /// The certificate chain file is missing, unreadable or has no CERTIFICATE block.
-    #[error("server.tls_cert: cannot load a PEM certificate chain from {path}: {reason} — point it at a PEM file")]
+    #[error(
+        "server.tls_cert: cannot load a PEM certificate chain from {path}: {reason} — point it at a PEM file"
+    )]
     Certificate {
         /// The file.
         path: String,
@@ -20,7 +22,9 @@ pub enum TlsError {
         reason: String,
     },
     /// The key file is missing, unreadable or holds no private key.
-    #[error("server.tls_key: cannot load a PEM private key from {path}: {reason} — point it at a PKCS#8 or PKCS#1 PEM key")]
+    #[error(
+        "server.tls_key: cannot load a PEM private key from {path}: {reason} — point it at a PKCS#8 or PKCS#1 PEM key"
+    )]
     Key {
         /// The file.
         path: String,
@@ -28,7 +32,9 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls refused the pair (for example the key does not match the certificate).
-    #[error("server.tls_cert / server.tls_key: {0} — check that the key belongs to the certificate")]
+    #[error(
+        "server.tls_cert / server.tls_key: {0} — check that the key belongs to the certificate"
+    )]
     Rejected(String),
 }
 

@@ -63,8 +63,9 @@ impl TestServer {
             .directories
             .insert("demo".into(), DirectoryConfig::File { path: users });
         let sts = Arc::new(Sts::from_config(&config, Arc::new(SystemClock)).unwrap());
-        let tls = fedsts::server::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
-            .unwrap();
+        let tls =
+            fedsts::server::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
+                .unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(fedsts::server::serve(listener, tls, sts, async {
             let _ = rx.await;
@@ -88,7 +89,13 @@ impl TestServer {
     }
 
     /// Sends one request over a fresh TLS connection.
-    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.tls_cert_path).unwrap() {
             roots.add(cert.unwrap()).unwrap();

@@ -61,6 +61,7 @@ def main() -> int:
     mex_url, ca, cert_path, username, password = sys.argv[1:6]
     cert_pem = open(cert_path).read()
     session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would override session.verify
     session.verify = ca
     endpoint = msal.mex.send_request(mex_url, session)
     out = {"mex_endpoint": endpoint}
