@@ -124,9 +124,10 @@ impl Expectation {
         rendered
     }
 
-    /// The endpoint path for this fixture, e.g. `/adfs/services/trust/13/usernamemixed`.
-    pub fn endpoint_path(&self) -> String {
-        format!("/adfs/services/trust/{}/{}", self.version, self.binding)
+    /// The endpoint path for this fixture under app `app_id`, e.g.
+    /// `/wsfed/demo/trust/13/usernamemixed`.
+    pub fn endpoint_path(&self, app_id: &str) -> String {
+        format!("/wsfed/{app_id}/trust/{}/{}", self.version, self.binding)
     }
 }
 
