@@ -216,7 +216,7 @@ impl Issuance {
 
 /// Formats an instant the way ADFS does: `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC.
 pub fn format_instant(instant: OffsetDateTime) -> String {
-    let utc = instant.to_offset(UtcOffset::UTC);
+    let utc = instant.checked_to_offset(UtcOffset::UTC).unwrap_or(instant);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         utc.year(),

@@ -6,9 +6,9 @@
 //! password to the caller; it never checks, logs or prints it.
 
 use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime, UtcOffset};
+use time::{Duration, OffsetDateTime};
 
-use crate::saml::{SignedAssertion, TokenType};
+use crate::saml::{SignedAssertion, TokenType, format_instant};
 use crate::soap::{self, FaultCode};
 use crate::xml::{self, Element};
 
@@ -780,21 +780,6 @@ fn token_reference(assertion: &SignedAssertion) -> String {
     )
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC, the form ADFS writes.
-fn format_instant(instant: OffsetDateTime) -> String {
-    let utc = instant.checked_to_offset(UtcOffset::UTC).unwrap_or(instant);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.millisecond()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1456,13 +1441,5 @@ mod tests {
             .collect();
         assert_eq!(names, ADFS_CHILD_ORDER);
         assert!(wresult.contains("<wsa:Address>urn:federation:MicrosoftOnline</wsa:Address>"));
-    }
-
-    #[test]
-    fn formats_instants_in_utc_with_milliseconds() {
-        assert_eq!(
-            format_instant(datetime!(2024-05-01 14:00:00.0685 +02:00)),
-            "2024-05-01T12:00:00.068Z"
-        );
     }
 }
