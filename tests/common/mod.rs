@@ -68,3 +68,5 @@ fn is_executable(path: &Path) -> bool {
 
 pub mod fixtures;
 pub mod server;
+pub mod slapd;
+pub mod wstrust;
