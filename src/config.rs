@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::directory::ldap::LdapConfig;
+pub use crate::windowstransport::KerberosConfig;
+
 /// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
 /// Token lifetime when the app does not say (1 h, like ADFS).
@@ -67,6 +70,9 @@ pub struct AppConfig {
     /// Assertion lifetime in seconds (default 3600, at most 28800).
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_secs: u64,
+    /// `[apps.kerberos]`: enables windowstransport (needs the `kerberos` cargo feature).
+    #[serde(default)]
+    pub kerberos: Option<KerberosConfig>,
 }
 
 fn default_token_lifetime() -> u64 {
@@ -89,6 +95,8 @@ pub enum DirectoryConfig {
         /// Path of the users file.
         path: PathBuf,
     },
+    /// An LDAP or Active Directory server.
+    Ldap(Box<LdapConfig>),
 }
 
 /// One thing wrong with a configuration: which key, what is wrong, how to fix it.
@@ -186,10 +194,14 @@ impl Config {
         for app in &mut self.apps {
             resolve(&mut app.signing_cert);
             resolve(&mut app.signing_key);
+            if let Some(kerberos) = &mut app.kerberos {
+                resolve(&mut kerberos.keytab);
+            }
         }
         for dir in self.directories.values_mut() {
             match dir {
                 DirectoryConfig::File { path } => resolve(path),
+                DirectoryConfig::Ldap(ldap) => ldap.resolve_paths(resolve),
             }
         }
     }
@@ -232,6 +244,14 @@ impl Config {
         }
         for (i, app) in self.apps.iter().enumerate() {
             problems.extend(self.app_problems(i, app));
+            if let Some(kerberos) = &app.kerberos {
+                problems.extend(kerberos.problems(&format!("apps[{i}].kerberos")));
+            }
+        }
+        for (name, directory) in &self.directories {
+            if let DirectoryConfig::Ldap(ldap) = directory {
+                problems.extend(ldap.problems(&format!("directories.{name}")));
+            }
         }
         problems.extend(self.duplicate_problems());
         problems

@@ -91,6 +91,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             signing_key: signing.1,
             directory: "demo".into(),
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            kerberos: None,
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),

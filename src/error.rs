@@ -8,6 +8,7 @@
 use crate::directory::DirectoryError;
 use crate::saml::SamlError;
 use crate::soap::{Fault, SoapError};
+use crate::windowstransport::WindowsClaimsError;
 use crate::wstrust::{self, FaultKind, TrustVersion, WsTrustError};
 
 /// HTTP status of every SOAP fault we send.
@@ -39,6 +40,9 @@ pub enum StsError {
     /// The assertion could not be built or signed.
     #[error(transparent)]
     Token(#[from] SamlError),
+    /// A Windows-authenticated principal cannot be described (e.g. a computer without GUID).
+    #[error(transparent)]
+    Windows(#[from] WindowsClaimsError),
 }
 
 impl StsError {
@@ -51,6 +55,7 @@ impl StsError {
             StsError::Directory(e) => format!("directory_error: {e}"),
             StsError::OutsideDomain { .. } => "upn_outside_domain".into(),
             StsError::Token(e) => format!("token_error: {e}"),
+            StsError::Windows(e) => format!("windows_claims: {e}"),
         }
     }
 
@@ -58,9 +63,9 @@ impl StsError {
         match self {
             StsError::Envelope(_) => FaultKind::InvalidRequest,
             StsError::Request(e) => e.fault_kind(),
-            StsError::Directory(DirectoryError::Rejected(_)) | StsError::OutsideDomain { .. } => {
-                FaultKind::FailedAuthentication
-            }
+            StsError::Directory(DirectoryError::Rejected(_))
+            | StsError::OutsideDomain { .. }
+            | StsError::Windows(_) => FaultKind::FailedAuthentication,
             StsError::Directory(_) | StsError::Token(_) => FaultKind::RequestFailed,
         }
     }

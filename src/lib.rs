@@ -20,12 +20,15 @@ pub mod crypto;
 pub mod defaults;
 pub mod directory;
 pub mod error;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod mex;
 pub mod preflight;
 pub mod saml;
 pub mod server;
 pub mod soap;
 pub mod sts;
+pub mod windowstransport;
 pub mod wstrust;
 pub mod xml;
 pub mod xmldsig;

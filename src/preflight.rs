@@ -9,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 use crate::config::{Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::{Certificate, SigningIdentity};
 use crate::directory::file::FileDirectory;
+use crate::directory::ldap::LdapDirectory;
 use crate::server::tls;
 
 /// Certificates expiring sooner than this are reported.
@@ -29,6 +30,15 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
                         format!("directories.{name}.path"),
                         e.to_string(),
                         "fix the users file (see README.md, \"Users file\")",
+                    ));
+                }
+            }
+            DirectoryConfig::Ldap(ldap) => {
+                if let Err((key, e)) = LdapDirectory::new(ldap) {
+                    problems.push(ConfigProblem::new(
+                        format!("directories.{name}.{key}"),
+                        e.to_string(),
+                        "fix the file or variable it names",
                     ));
                 }
             }

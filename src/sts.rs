@@ -42,6 +42,13 @@ pub enum Endpoint {
         /// WS-Trust version of the endpoint.
         version: TrustVersion,
     },
+    /// `POST /wsfed/{app}/trust/{13|2005}/windowstransport` (HTTP Negotiate).
+    WindowsTransport {
+        /// App id.
+        app: String,
+        /// WS-Trust version of the endpoint.
+        version: TrustVersion,
+    },
     /// `GET /wsfed/{app}/commands`.
     Commands {
         /// App id.
@@ -72,6 +79,18 @@ pub struct RequestInfo {
     pub user_agent: Option<String>,
     /// Raw query string.
     pub query: Option<String>,
+    /// The `Authorization` header (a credential: never logged).
+    pub authorization: Option<Credential>,
+}
+
+/// A secret header value; its `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(pub String);
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential([redacted])")
+    }
 }
 
 /// A protocol-neutral HTTP answer.
@@ -141,6 +160,14 @@ impl AppUrls {
             version.path_segment()
         )
     }
+    /// windowstransport endpoint of a version.
+    pub fn windowstransport(&self, version: TrustVersion) -> String {
+        format!(
+            "{}/trust/{}/windowstransport",
+            self.base,
+            version.path_segment()
+        )
+    }
     /// Commands page.
     pub fn commands(&self) -> String {
         format!("{}/commands", self.base)
@@ -168,6 +195,8 @@ pub struct App {
     mex_endpoints: MexEndpoints,
     mex_document: String,
     commands_page: String,
+    #[cfg(feature = "kerberos")]
+    acceptor: Option<crate::kerberos::Acceptor>,
 }
 
 impl App {
@@ -179,12 +208,13 @@ impl App {
         directory: Arc<dyn Directory>,
     ) -> Self {
         let urls = AppUrls::new(public_base, &config.id);
+        let kerberos = config.kerberos.as_ref();
         let mex_endpoints = MexEndpoints {
             usernamemixed_13: Some(urls.usernamemixed(TrustVersion::V13)),
             usernamemixed_2005: Some(urls.usernamemixed(TrustVersion::V2005)),
-            windowstransport_13: None,
-            windowstransport_2005: None,
-            windowstransport_spn: None,
+            windowstransport_13: kerberos.map(|_| urls.windowstransport(TrustVersion::V13)),
+            windowstransport_2005: kerberos.map(|_| urls.windowstransport(TrustVersion::V2005)),
+            windowstransport_spn: kerberos.map(|k| k.spn.clone()),
         };
         let mex_document = mex::definitions(&mex_endpoints);
         let commands_page = commands::render(&federation_settings(&config, &urls, &identity));
@@ -196,6 +226,8 @@ impl App {
             mex_endpoints,
             mex_document,
             commands_page,
+            #[cfg(feature = "kerberos")]
+            acceptor: None,
         }
     }
 
@@ -249,6 +281,15 @@ pub enum StartError {
         /// Cause.
         source: CryptoError,
     },
+    /// The Kerberos acceptor could not be prepared.
+    #[cfg(feature = "kerberos")]
+    #[error("{key}: {source}")]
+    Kerberos {
+        /// Config key.
+        key: String,
+        /// Cause.
+        source: crate::kerberos::KerberosError,
+    },
     /// A directory could not be built.
     #[error("{key}: {message}")]
     Directory {
@@ -296,7 +337,17 @@ impl Sts {
                         key: format!("apps[{i}].directory"),
                         message: format!("no directory named {}", app.directory),
                     })?;
-            let built = App::new(app.clone(), config.public_base(), identity, directory);
+            #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
+            let mut built = App::new(app.clone(), config.public_base(), identity, directory);
+            #[cfg(feature = "kerberos")]
+            if let Some(kerberos) = &app.kerberos {
+                built.acceptor = Some(crate::kerberos::Acceptor::new(&kerberos.keytab).map_err(
+                    |source| StartError::Kerberos {
+                        key: format!("apps[{i}].kerberos.keytab"),
+                        source,
+                    },
+                )?);
+            }
             apps.insert(app.id.clone(), built);
         }
         Ok(Self {
@@ -339,6 +390,10 @@ impl Sts {
             }),
             Endpoint::UsernameMixed { app, version } => match self.app(&app) {
                 Some(a) => self.usernamemixed(a, version, body, info).await,
+                None => HttpReply::text(404, "no such app\n"),
+            },
+            Endpoint::WindowsTransport { app, version } => match self.app(&app) {
+                Some(a) => self.windowstransport(a, version, body, info).await,
                 None => HttpReply::text(404, "no such app\n"),
             },
         }
@@ -395,7 +450,7 @@ impl Sts {
             Ok(assertion) => {
                 audit(
                     app,
-                    version,
+                    &usernamemixed_name(version),
                     info,
                     user,
                     "issued",
@@ -414,7 +469,7 @@ impl Sts {
             Err(error) => {
                 audit(
                     app,
-                    version,
+                    &usernamemixed_name(version),
                     info,
                     user,
                     "refused",
@@ -452,17 +507,226 @@ impl Sts {
             });
         }
         let claims = password_claims(app, &user, now);
-        let issuance = Issuance::new(
-            now,
-            time::Duration::seconds(i64::try_from(app.config.token_lifetime_secs).unwrap_or(3600)),
-        );
-        Ok(saml::build_signed_assertion(
-            &claims,
-            request.token_type,
-            &issuance,
-            &app.identity,
-        )?)
+        sign(app, &claims, request.token_type, now)
     }
+
+    /// Without the `kerberos` feature no app can have Kerberos (the configuration is refused
+    /// at start), so windowstransport is simply not there.
+    #[cfg(not(feature = "kerberos"))]
+    async fn windowstransport(
+        &self,
+        _app: &App,
+        _version: TrustVersion,
+        _body: &[u8],
+        _info: &RequestInfo,
+    ) -> HttpReply {
+        HttpReply::text(404, "windowstransport is not enabled for this app\n")
+    }
+
+    /// windowstransport: intranet check (403), HTTP Negotiate (401 challenge), SPNEGO accept,
+    /// principal → directory entry, Windows claims, RSTR with the mutual-auth token.
+    #[cfg(feature = "kerberos")]
+    async fn windowstransport(
+        &self,
+        app: &App,
+        version: TrustVersion,
+        body: &[u8],
+        info: &RequestInfo,
+    ) -> HttpReply {
+        use crate::windowstransport as wt;
+        let (Some(kerberos), Some(acceptor)) = (&app.config.kerberos, &app.acceptor) else {
+            return HttpReply::text(404, "windowstransport is not enabled for this app\n");
+        };
+        let endpoint = format!("trust/{}/windowstransport", version.path_segment());
+        if !kerberos
+            .networks()
+            .iter()
+            .any(|n| n.contains(info.client_ip))
+        {
+            audit(
+                app,
+                &endpoint,
+                info,
+                "",
+                "refused",
+                "outside_allowed_networks",
+                None,
+            );
+            return HttpReply::text(403, "windowstransport is only served to the intranet\n");
+        }
+        let token = wt::negotiate_token(info.authorization.as_ref().map(|c| c.0.as_str()));
+        let Some(token) = token else {
+            audit(
+                app,
+                &endpoint,
+                info,
+                "",
+                "refused",
+                "negotiate_challenge",
+                None,
+            );
+            return negotiate_challenge();
+        };
+        let acceptor = acceptor.clone();
+        let accepted = tokio::task::spawn_blocking(move || acceptor.accept(&token)).await;
+        let accepted = match accepted {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(e)) => {
+                audit(
+                    app,
+                    &endpoint,
+                    info,
+                    "",
+                    "refused",
+                    &format!("kerberos: {e}"),
+                    None,
+                );
+                return negotiate_challenge();
+            }
+            Err(e) => {
+                audit(
+                    app,
+                    &endpoint,
+                    info,
+                    "",
+                    "refused",
+                    &format!("kerberos task: {e}"),
+                    None,
+                );
+                return negotiate_challenge();
+            }
+        };
+        let now = self.clock.now();
+        let mut relates_to = None;
+        let result = self
+            .windows_issue(
+                app,
+                kerberos,
+                version,
+                body,
+                &accepted.principal,
+                now,
+                &mut relates_to,
+            )
+            .await;
+        let mut reply = match result {
+            Ok((assertion, applies_to)) => {
+                audit(
+                    app,
+                    &endpoint,
+                    info,
+                    &accepted.principal,
+                    "issued",
+                    "ok",
+                    Some(&assertion.id),
+                );
+                HttpReply::soap(
+                    200,
+                    wstrust::build_response(
+                        version,
+                        &assertion,
+                        &applies_to,
+                        relates_to.as_deref(),
+                        now,
+                    ),
+                )
+            }
+            Err(error) => {
+                audit(
+                    app,
+                    &endpoint,
+                    info,
+                    &accepted.principal,
+                    "refused",
+                    &error.log_reason(),
+                    None,
+                );
+                let fault = error.to_fault(version, &info.correlation_id, relates_to.as_deref());
+                HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
+            }
+        };
+        if let Some(token) = accepted.reply_token {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(token);
+            reply
+                .headers
+                .push(("www-authenticate", format!("Negotiate {encoded}")));
+        }
+        reply
+    }
+
+    /// The token for an authenticated principal; returns the assertion and the AppliesTo.
+    #[cfg(feature = "kerberos")]
+    #[allow(clippy::too_many_arguments)]
+    async fn windows_issue(
+        &self,
+        app: &App,
+        kerberos: &crate::config::KerberosConfig,
+        version: TrustVersion,
+        body: &[u8],
+        principal: &str,
+        now: OffsetDateTime,
+        relates_to: &mut Option<String>,
+    ) -> Result<(SignedAssertion, String), StsError> {
+        use crate::directory::{AuthFailure, DirectoryError};
+        use crate::windowstransport as wt;
+        let envelope = soap::parse_envelope(body, &self.xml_limits)?;
+        let request = wstrust::parse_windowstransport(&envelope, version)?;
+        relates_to.clone_from(&request.message_id);
+        let principal = wt::Principal::parse(principal).ok_or(StsError::Directory(
+            DirectoryError::Rejected(AuthFailure::UnknownUser),
+        ))?;
+        let identity = wt::resolve_principal(app.directory.as_ref(), kerberos, &principal).await?;
+        if !identity.computer && !app.owns_upn(&identity.user.upn) {
+            return Err(StsError::OutsideDomain {
+                domain: app.config.domain.clone(),
+            });
+        }
+        let claims = wt::windows_claims(
+            &app.config.issuer_uri,
+            &identity,
+            kerberos.issuer_id.as_deref(),
+            now,
+        )?;
+        let assertion = sign(app, &claims, request.token_type, now)?;
+        Ok((assertion, request.applies_to))
+    }
+}
+
+/// 401 with `WWW-Authenticate: Negotiate`: the client should (re)try with a Kerberos ticket.
+#[cfg(feature = "kerberos")]
+fn negotiate_challenge() -> HttpReply {
+    let mut reply = HttpReply::text(
+        401,
+        "Kerberos (HTTP Negotiate) authentication is required\n",
+    );
+    reply
+        .headers
+        .push(("www-authenticate", "Negotiate".to_owned()));
+    reply
+}
+
+/// Builds and signs the assertion for `claims` with the app's lifetime and key.
+fn sign(
+    app: &App,
+    claims: &Claims,
+    token_type: saml::TokenType,
+    now: OffsetDateTime,
+) -> Result<SignedAssertion, StsError> {
+    let issuance = Issuance::new(
+        now,
+        time::Duration::seconds(i64::try_from(app.config.token_lifetime_secs).unwrap_or(3600)),
+    );
+    Ok(saml::build_signed_assertion(
+        claims,
+        token_type,
+        &issuance,
+        &app.identity,
+    )?)
+}
+
+fn usernamemixed_name(version: TrustVersion) -> String {
+    format!("trust/{}/usernamemixed", version.path_segment())
 }
 
 /// Claims for a user who signed in with a password on an active endpoint.
@@ -482,7 +746,7 @@ fn password_claims(app: &App, user: &User, now: OffsetDateTime) -> Claims {
 /// One structured record per decision.
 fn audit(
     app: &App,
-    version: TrustVersion,
+    endpoint: &str,
     info: &RequestInfo,
     user: &str,
     decision: &str,
@@ -494,7 +758,7 @@ fn audit(
         target: "fedsts::audit",
         correlation_id = %info.correlation_id,
         app = %app.config.id,
-        endpoint = %format!("trust/{}/usernamemixed", version.path_segment()),
+        endpoint,
         user = %user,
         client_ip = %info.client_ip,
         user_agent = info.user_agent.as_deref().unwrap_or(""),

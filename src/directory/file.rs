@@ -8,6 +8,9 @@
 //! enabled = true                                     # optional, default true
 //! groups = ["staff"]                                 # optional
 //! display_name = "Alice"                             # optional
+//! sam_account_name = "alice"                         # optional; Kerberos principal name
+//! object_guid = "base64 of 16 bytes"                 # optional; computers (hybrid join)
+//! object_sid = "S-1-5-21-…"                          # optional; computers (hybrid join)
 //! ```
 
 use std::collections::HashMap;
@@ -40,6 +43,12 @@ struct UserEntry {
     groups: Vec<String>,
     #[serde(default)]
     display_name: Option<String>,
+    #[serde(default)]
+    sam_account_name: Option<String>,
+    #[serde(default)]
+    object_guid: Option<String>,
+    #[serde(default)]
+    object_sid: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -55,6 +64,8 @@ struct StoredUser {
 /// Users loaded from a TOML file at start.
 pub struct FileDirectory {
     users: HashMap<String, Arc<StoredUser>>,
+    /// Lower-cased `sam_account_name` → lower-cased UPN.
+    accounts: HashMap<String, String>,
     /// Verified instead of a real hash for unknown users, so they cost the same time.
     dummy_hash: PasswordHash,
 }
@@ -92,8 +103,16 @@ impl FileDirectory {
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: UsersFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut users = HashMap::new();
+        let mut accounts = HashMap::new();
         for (i, entry) in file.users.into_iter().enumerate() {
             let key = entry.upn.to_lowercase();
+            if let Some(sam) = &entry.sam_account_name
+                && accounts.insert(sam.to_lowercase(), key.clone()).is_some()
+            {
+                return Err(format!(
+                    "users[{i}].sam_account_name: duplicate account name — each may appear once"
+                ));
+            }
             let stored = stored_user(entry).map_err(|e| format!("users[{i}]: {e}"))?;
             if users.insert(key, Arc::new(stored)).is_some() {
                 return Err(format!(
@@ -104,7 +123,11 @@ impl FileDirectory {
         let dummy =
             hash_password("fedsts dummy password for unknown users").map_err(|e| e.to_string())?;
         let dummy_hash = PasswordHash::new(&dummy).map_err(|e| e.to_string())?;
-        Ok(Self { users, dummy_hash })
+        Ok(Self {
+            users,
+            accounts,
+            dummy_hash,
+        })
     }
 
     /// Number of users loaded.
@@ -140,6 +163,9 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             immutable_id: entry.immutable_id,
             display_name: entry.display_name,
             groups: entry.groups,
+            sam_account_name: entry.sam_account_name,
+            object_guid: entry.object_guid,
+            object_sid: entry.object_sid,
         },
         hash,
         enabled: entry.enabled,
@@ -178,6 +204,13 @@ impl Directory for FileDirectory {
             .get(&upn.to_lowercase())
             .filter(|s| s.enabled)
             .map(|s| s.user.clone()))
+    }
+
+    async fn lookup_account(&self, sam_account_name: &str) -> Result<Option<User>, DirectoryError> {
+        match self.accounts.get(&sam_account_name.to_lowercase()) {
+            Some(upn) => self.lookup(upn).await,
+            None => Ok(None),
+        }
     }
 
     async fn health(&self) -> Result<(), DirectoryError> {
@@ -244,6 +277,28 @@ enabled = false
             AuthFailure::Disabled
         );
         assert_eq!(d.lookup("BOB@example.com").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn computers_are_found_by_account_name_with_guid_and_sid() {
+        let h = hash_password("unused").unwrap();
+        let d = FileDirectory::parse(&format!(
+            r#"
+[[users]]
+upn = "PC1$@example.com"
+sam_account_name = "PC1$"
+immutable_id = "AAECAwQFBgcICQoLDA0ODw=="
+object_guid = "AAECAwQFBgcICQoLDA0ODw=="
+object_sid = "S-1-5-21-1-2-3-1105"
+password = "{h}"
+"#
+        ))
+        .unwrap();
+        let pc = d.lookup_account("pc1$").await.unwrap().unwrap();
+        assert_eq!(pc.upn, "PC1$@example.com");
+        assert_eq!(pc.object_guid.as_deref(), Some("AAECAwQFBgcICQoLDA0ODw=="));
+        assert_eq!(pc.object_sid.as_deref(), Some("S-1-5-21-1-2-3-1105"));
+        assert_eq!(d.lookup_account("PC2$").await.unwrap(), None);
     }
 
     #[test]

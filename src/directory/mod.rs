@@ -1,10 +1,13 @@
 //! Credential stores. A [`Directory`] checks a password and says who the user is; it never
 //! sees XML and never builds tokens.
 //!
-//! To add a backend: implement [`Directory`] in a new submodule, add a variant to
-//! [`crate::config::DirectoryConfig`], and build it in [`build`].
+//! To add a backend: implement [`Directory`] in a new submodule (every method; a backend that
+//! cannot look up by account name returns `Ok(None)`), add a variant to
+//! [`crate::config::DirectoryConfig`] with its own config struct and `problems()`, build it in
+//! [`build`], and check what can be checked offline in [`crate::preflight`].
 
 pub mod file;
+pub mod ldap;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +27,12 @@ pub struct User {
     pub display_name: Option<String>,
     /// Group names.
     pub groups: Vec<String>,
+    /// Pre-Windows 2000 logon name (`sAMAccountName`; `NAME$` for computers), when known.
+    pub sam_account_name: Option<String>,
+    /// AD `objectGUID` as base64 of its 16 raw bytes (hybrid-join `onpremobjectguid`), when known.
+    pub object_guid: Option<String>,
+    /// AD `objectSid` as `S-1-5-…` (hybrid-join `primarysid`), when known.
+    pub object_sid: Option<String>,
 }
 
 /// Why a password check failed. Logged; never shown on the wire, where every
@@ -36,6 +45,16 @@ pub enum AuthFailure {
     WrongPassword,
     /// The account exists but is disabled.
     Disabled,
+    /// The account is locked out.
+    Locked,
+    /// The password has expired.
+    PasswordExpired,
+    /// The account has expired.
+    AccountExpired,
+    /// The password must be changed before the next logon.
+    MustChangePassword,
+    /// Logon is not permitted at this time or from this workstation.
+    LogonRestricted,
 }
 
 impl AuthFailure {
@@ -45,6 +64,11 @@ impl AuthFailure {
             AuthFailure::UnknownUser => "unknown_user",
             AuthFailure::WrongPassword => "wrong_password",
             AuthFailure::Disabled => "account_disabled",
+            AuthFailure::Locked => "account_locked",
+            AuthFailure::PasswordExpired => "password_expired",
+            AuthFailure::AccountExpired => "account_expired",
+            AuthFailure::MustChangePassword => "must_change_password",
+            AuthFailure::LogonRestricted => "logon_restricted",
         }
     }
 }
@@ -70,8 +94,11 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     /// Checks `password` for `username` (a UPN, matched case-insensitively) and returns the user.
     /// Unknown users, wrong passwords and disabled accounts take the same time.
     async fn authenticate(&self, username: &str, password: &str) -> Result<User, DirectoryError>;
-    /// Looks a user up by UPN without a password.
+    /// Looks an enabled user up by UPN without a password.
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError>;
+    /// Looks an enabled user or computer up by `sAMAccountName` (case-insensitive; computers end
+    /// in `$`), as a Kerberos principal's name maps to it.
+    async fn lookup_account(&self, sam_account_name: &str) -> Result<Option<User>, DirectoryError>;
     /// Whether the directory can answer now.
     async fn health(&self) -> Result<(), DirectoryError>;
 }
@@ -89,6 +116,10 @@ pub fn build(
             DirectoryConfig::File { path } => Arc::new(
                 file::FileDirectory::load(path)
                     .map_err(|e| (format!("directories.{name}.path"), e))?,
+            ),
+            DirectoryConfig::Ldap(config) => Arc::new(
+                ldap::LdapDirectory::new(config)
+                    .map_err(|(key, e)| (format!("directories.{name}.{key}"), e))?,
             ),
         };
         registry.insert(name.clone(), directory);

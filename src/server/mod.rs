@@ -21,7 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::sts::{Endpoint, HttpReply, RequestInfo, Sts};
+use crate::sts::{Credential, Endpoint, HttpReply, RequestInfo, Sts};
 
 /// Largest request body we read on any endpoint (RSTs are under 4 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -126,6 +126,11 @@ fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {
         client_ip,
         user_agent: header_text(header::USER_AGENT),
         query: req.uri().query().map(str::to_owned),
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| Credential(v.to_owned())),
     }
 }
 

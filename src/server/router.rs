@@ -3,9 +3,9 @@
 //!
 //! URL layout, relative to `server.public_url`:
 //! `GET /healthz`, `GET|POST /wsfed/{app}/mex`, `POST /wsfed/{app}/trust/{13|2005}/usernamemixed`,
-//! `GET /wsfed/{app}/commands`; reserved for later: `/wsfed/{app}` (passive sign-in),
-//! `/wsfed/{app}/launch`, `/wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`,
-//! `/wsfed/{app}/trust/{13|2005}/windowstransport`.
+//! `POST /wsfed/{app}/trust/{13|2005}/windowstransport`, `GET /wsfed/{app}/commands`;
+//! reserved for later: `/wsfed/{app}` (passive sign-in), `/wsfed/{app}/launch`,
+//! `/wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`.
 
 use http::Method;
 
@@ -46,11 +46,14 @@ fn app_route(method: &Method, app: &str, rest: &[&str]) -> Endpoint {
         [] | [""] | ["launch"] | ["federationmetadata", "2007-06", "federationmetadata.xml"] => {
             Endpoint::Reserved { app }
         }
-        ["trust", version, "windowstransport"]
-            if TrustVersion::from_path_segment(version).is_some() =>
-        {
-            Endpoint::Reserved { app }
-        }
+        ["trust", version, "windowstransport"] => match TrustVersion::from_path_segment(version) {
+            Some(version) => only(
+                method,
+                &[Method::POST],
+                Endpoint::WindowsTransport { app, version },
+            ),
+            None => Endpoint::NotFound,
+        },
         _ => Endpoint::NotFound,
     }
 }
@@ -118,7 +121,27 @@ mod tests {
         );
         assert_eq!(
             route(&Method::POST, "/wsfed/a/trust/13/windowstransport"),
-            Endpoint::Reserved { app: "a".into() }
+            Endpoint::WindowsTransport {
+                app: "a".into(),
+                version: TrustVersion::V13
+            }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/trust/2005/windowstransport"),
+            Endpoint::WindowsTransport {
+                app: "a".into(),
+                version: TrustVersion::V2005
+            }
+        );
+        assert_eq!(
+            route(&Method::GET, "/wsfed/a/trust/13/windowstransport"),
+            Endpoint::MethodNotAllowed {
+                allow: "POST".into()
+            }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/trust/14/windowstransport"),
+            Endpoint::NotFound
         );
         assert_eq!(
             route(&Method::POST, "/wsfed/a/trust/14/usernamemixed"),

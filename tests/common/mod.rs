@@ -67,4 +67,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 pub mod fixtures;
+pub mod kdc;
 pub mod server;
+pub mod slapd;
+pub mod wstrust;

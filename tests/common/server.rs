@@ -52,6 +52,12 @@ pub struct Reply {
 impl TestServer {
     /// Starts the demo app with alice, bob (disabled) and carol (other domain).
     pub async fn start() -> Self {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Like [`Self::start`], letting `customize` change the configuration (its temp dir is
+    /// the second argument) before the server is built.
+    pub async fn start_with(customize: impl FnOnce(&mut Config, &std::path::Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -62,6 +68,7 @@ impl TestServer {
         config
             .directories
             .insert("demo".into(), DirectoryConfig::File { path: users });
+        customize(&mut config, dir.path());
         let sts = Arc::new(Sts::from_config(&config, Arc::new(SystemClock)).unwrap());
         let tls =
             fedsts::server::tls::server_config(&config.server.tls_cert, &config.server.tls_key)

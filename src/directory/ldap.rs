@@ -1,0 +1,1074 @@
+//! The LDAP / Active Directory backend (`kind = "ldap"`).
+//!
+//! Search-then-bind: a service account (or an anonymous bind) finds the user's entry with
+//! `user_filter`, then the user's own DN is bound with the password. With `bind_dn_template`
+//! the user's DN is built directly and bound first. Every value put in a filter is escaped
+//! (RFC 4515), every value put in a DN is escaped (RFC 4514), an empty password is refused
+//! before any bind (an empty simple bind is an unauthenticated bind that "succeeds").
+//!
+//! Connections are pooled (at most `pool_size`), every operation has `timeout_secs`, and a
+//! connection that failed is dropped, so the next request reconnects by itself. An outage is
+//! [`DirectoryError::Unavailable`] — a `RequestFailed` fault and an unhealthy `/healthz` —
+//! never a token. Active Directory's bind sub-codes (`data 52e`, …) are mapped to reasons for
+//! the log by [`ad_bind_failure`]; on the wire every failure stays the generic one.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions};
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{AuthFailure, Directory, DirectoryError, User};
+use crate::config::ConfigProblem;
+
+/// LDAP result code `invalidCredentials`.
+const RC_INVALID_CREDENTIALS: u32 = 49;
+/// LDAP result code `noSuchObject`.
+const RC_NO_SUCH_OBJECT: u32 = 32;
+/// AD `userAccountControl` flag ACCOUNTDISABLE.
+const UAC_ACCOUNT_DISABLE: u64 = 0x2;
+
+/// `[directories.NAME]` with `kind = "ldap"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM CA certificates to trust for TLS instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Service account DN for searches; anonymous when absent.
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    /// Service account password (prefer `bind_password_file` or `bind_password_env`).
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    /// File whose content (trailing newline removed) is the service account password.
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    /// Environment variable holding the service account password.
+    #[serde(default)]
+    pub bind_password_env: Option<String>,
+    /// Base DN of user (and computer) searches.
+    pub user_base: String,
+    /// Filter finding a user by UPN; `{upn}` is replaced by the escaped UPN.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Filter finding a user or computer by `sAMAccountName`; `{sam}` is replaced.
+    #[serde(default = "default_account_filter")]
+    pub account_filter: String,
+    /// Direct bind instead of search-then-bind: a DN with `{upn}`, e.g. `uid={upn},ou=people,…`.
+    #[serde(default)]
+    pub bind_dn_template: Option<String>,
+    /// Attribute holding the UPN.
+    #[serde(default = "default_upn_attr")]
+    pub upn_attr: String,
+    /// Source of the ImmutableID: `objectGUID` / `mS-DS-ConsistencyGuid` (base64 of the 16 raw
+    /// bytes), `entryUUID` (base64 of the UUID's 16 bytes), or any attribute taken as-is.
+    #[serde(default = "default_immutable_id_attr")]
+    pub immutable_id_attr: String,
+    /// Attribute listing groups (DNs are shortened to their first RDN value).
+    #[serde(default = "default_groups_attr")]
+    pub groups_attr: String,
+    /// Attribute holding the display name.
+    #[serde(default = "default_display_name_attr")]
+    pub display_name_attr: String,
+    /// Attribute holding the pre-Windows 2000 logon name.
+    #[serde(default = "default_sam_attr")]
+    pub sam_account_name_attr: String,
+    /// Attribute holding the binary object GUID (computers' `onpremobjectguid`).
+    #[serde(default = "default_object_guid_attr")]
+    pub object_guid_attr: String,
+    /// Attribute holding the binary SID (computers' `primarysid`).
+    #[serde(default = "default_object_sid_attr")]
+    pub object_sid_attr: String,
+    /// Treat AD `userAccountControl` bit 2 (ACCOUNTDISABLE) as disabled.
+    #[serde(default = "default_true")]
+    pub user_account_control: bool,
+    /// An entry is enabled only when it matches this filter, e.g. `(!(employeeType=disabled))`.
+    #[serde(default)]
+    pub enabled_filter: Option<String>,
+    /// Time limit of every connect and operation, in seconds.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Most connections open at once.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=user)(userPrincipalName={upn}))".into()
+}
+fn default_account_filter() -> String {
+    "(&(objectClass=user)(sAMAccountName={sam}))".into()
+}
+fn default_upn_attr() -> String {
+    "userPrincipalName".into()
+}
+fn default_immutable_id_attr() -> String {
+    "objectGUID".into()
+}
+fn default_groups_attr() -> String {
+    "memberOf".into()
+}
+fn default_display_name_attr() -> String {
+    "displayName".into()
+}
+fn default_sam_attr() -> String {
+    "sAMAccountName".into()
+}
+fn default_object_guid_attr() -> String {
+    "objectGUID".into()
+}
+fn default_object_sid_attr() -> String {
+    "objectSid".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_timeout_secs() -> u64 {
+    5
+}
+fn default_pool_size() -> usize {
+    8
+}
+
+impl LdapConfig {
+    /// Resolves relative file paths with `resolve`.
+    pub fn resolve_paths(&mut self, resolve: impl Fn(&mut PathBuf)) {
+        for path in [&mut self.ca_file, &mut self.bind_password_file]
+            .into_iter()
+            .flatten()
+        {
+            resolve(path);
+        }
+    }
+
+    /// Every structural problem, keys under `prefix` (e.g. `directories.corp`).
+    pub fn problems(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let key = |field: &str| format!("{prefix}.{field}");
+        let mut problems = Vec::new();
+        problems.extend(self.url_problems(&key("url")));
+        let sources = [
+            self.bind_password.is_some(),
+            self.bind_password_file.is_some(),
+            self.bind_password_env.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
+        if self.bind_dn.is_some() && sources != 1 {
+            problems.push(ConfigProblem::new(
+                key("bind_dn"),
+                format!("needs exactly one password source, found {sources}"),
+                "set one of bind_password, bind_password_file, bind_password_env",
+            ));
+        }
+        if self.bind_dn.is_none() && sources > 0 {
+            problems.push(ConfigProblem::new(
+                key("bind_password"),
+                "a password is set but bind_dn is not",
+                "set bind_dn to the service account's DN, or remove the password",
+            ));
+        }
+        if self.user_base.trim().is_empty() {
+            problems.push(ConfigProblem::new(
+                key("user_base"),
+                "is empty",
+                "set the DN under which users live, e.g. \"ou=people,dc=example,dc=com\"",
+            ));
+        }
+        for (field, filter, placeholder) in [
+            ("user_filter", &self.user_filter, "{upn}"),
+            ("account_filter", &self.account_filter, "{sam}"),
+        ] {
+            problems.extend(filter_problems(&key(field), filter, Some(placeholder)));
+        }
+        if let Some(filter) = &self.enabled_filter {
+            problems.extend(filter_problems(&key("enabled_filter"), filter, None));
+        }
+        if let Some(template) = &self.bind_dn_template
+            && !template.contains("{upn}")
+        {
+            problems.push(ConfigProblem::new(
+                key("bind_dn_template"),
+                "does not contain {upn}",
+                "write e.g. \"uid={upn},ou=people,dc=example,dc=com\"",
+            ));
+        }
+        if !(1..=60).contains(&self.timeout_secs) {
+            problems.push(ConfigProblem::new(
+                key("timeout_secs"),
+                format!("{} is out of range", self.timeout_secs),
+                "use 1..=60 seconds",
+            ));
+        }
+        if !(1..=64).contains(&self.pool_size) {
+            problems.push(ConfigProblem::new(
+                key("pool_size"),
+                format!("{} is out of range", self.pool_size),
+                "use 1..=64 connections",
+            ));
+        }
+        problems
+    }
+
+    fn url_problems(&self, key: &str) -> Vec<ConfigProblem> {
+        let (tls, rest) = if let Some(rest) = self.url.strip_prefix("ldaps://") {
+            (true, rest)
+        } else if let Some(rest) = self.url.strip_prefix("ldap://") {
+            (false, rest)
+        } else {
+            return vec![ConfigProblem::new(
+                key,
+                format!("`{}` is not an ldap:// or ldaps:// URL", self.url),
+                "write e.g. \"ldaps://dc1.example.com:636\"",
+            )];
+        };
+        let host = host_of(rest);
+        let mut problems = Vec::new();
+        if host.is_empty() {
+            problems.push(ConfigProblem::new(
+                key,
+                "has no host",
+                "write e.g. \"ldaps://dc1.example.com\"",
+            ));
+        }
+        if tls && self.starttls {
+            problems.push(ConfigProblem::new(
+                key,
+                "ldaps:// with starttls = true",
+                "use either ldaps:// or ldap:// with starttls = true",
+            ));
+        }
+        if !tls && !self.starttls && !is_loopback_host(host) {
+            problems.push(ConfigProblem::new(
+                key,
+                "passwords would cross the network in clear text",
+                "use ldaps:// or set starttls = true",
+            ));
+        }
+        if !tls && !self.starttls && self.ca_file.is_some() {
+            problems.push(ConfigProblem::new(
+                key,
+                "ca_file is set but the connection does not use TLS",
+                "use ldaps:// or set starttls = true",
+            ));
+        }
+        problems
+    }
+}
+
+fn host_of(rest: &str) -> &str {
+    let authority = rest.split('/').next().unwrap_or("");
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return bracketed.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn filter_problems(key: &str, filter: &str, placeholder: Option<&str>) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    if !is_balanced_filter(filter) {
+        problems.push(ConfigProblem::new(
+            key,
+            format!("`{filter}` is not a parenthesised LDAP filter"),
+            "write e.g. \"(&(objectClass=user)(userPrincipalName={upn}))\"",
+        ));
+    }
+    if let Some(placeholder) = placeholder
+        && !filter.contains(placeholder)
+    {
+        problems.push(ConfigProblem::new(
+            key,
+            format!("does not contain {placeholder}"),
+            format!("put {placeholder} where the looked-up value goes"),
+        ));
+    }
+    problems
+}
+
+fn is_balanced_filter(filter: &str) -> bool {
+    if !filter.starts_with('(') || !filter.ends_with(')') {
+        return false;
+    }
+    let mut depth: i64 = 0;
+    for c in filter.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+/// Escapes a value for an LDAP search filter (RFC 4515): `\ * ( )` and NUL become `\XX`.
+pub fn escape_filter_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' | '*' | '(' | ')' | '\0' => out.push_str(&format!("\\{:02x}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a value for an attribute value in a DN (RFC 4514).
+pub fn escape_dn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\0' => out.push_str("\\00"),
+            ' ' | '#' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == last => out.push_str("\\ "),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Why Active Directory refused a bind, from the `data XXX` sub-code in its diagnostic text,
+/// with a sentence for the log. `None` when the text carries no known sub-code (OpenLDAP).
+pub fn ad_bind_failure(diagnostic: &str) -> Option<(AuthFailure, &'static str)> {
+    let code = ad_sub_code(diagnostic)?;
+    let mapped = match code.as_str() {
+        "525" => (AuthFailure::UnknownUser, "AD 525: user not found"),
+        "52e" => (AuthFailure::WrongPassword, "AD 52e: invalid credentials"),
+        "530" => (
+            AuthFailure::LogonRestricted,
+            "AD 530: logon not permitted at this time",
+        ),
+        "531" => (
+            AuthFailure::LogonRestricted,
+            "AD 531: logon not permitted at this workstation",
+        ),
+        "532" => (AuthFailure::PasswordExpired, "AD 532: password expired"),
+        "533" => (AuthFailure::Disabled, "AD 533: account disabled"),
+        "701" => (AuthFailure::AccountExpired, "AD 701: account expired"),
+        "773" => (
+            AuthFailure::MustChangePassword,
+            "AD 773: user must reset password",
+        ),
+        "775" => (AuthFailure::Locked, "AD 775: account locked out"),
+        _ => return None,
+    };
+    Some(mapped)
+}
+
+/// The hex sub-code after `data ` in an AD bind diagnostic, lower-cased.
+fn ad_sub_code(diagnostic: &str) -> Option<String> {
+    let start = diagnostic.find("data ")? + "data ".len();
+    let code: String = diagnostic[start..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    (!code.is_empty()).then(|| code.to_ascii_lowercase())
+}
+
+/// The ImmutableID from the raw value of `attr` (see [`LdapConfig::immutable_id_attr`]).
+pub fn immutable_id_from(attr: &str, raw: &[u8]) -> Result<String, String> {
+    if attr.eq_ignore_ascii_case("objectGUID") || attr.eq_ignore_ascii_case("mS-DS-ConsistencyGuid")
+    {
+        if raw.len() != 16 {
+            return Err(format!("{attr} has {} bytes, expected 16", raw.len()));
+        }
+        return Ok(BASE64.encode(raw));
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| format!("{attr} is not UTF-8 text"))?;
+    if attr.eq_ignore_ascii_case("entryUUID") {
+        let uuid = uuid::Uuid::parse_str(text).map_err(|e| format!("{attr} `{text}`: {e}"))?;
+        return Ok(BASE64.encode(uuid.as_bytes()));
+    }
+    Ok(text.to_owned())
+}
+
+/// A binary SID as `S-1-5-21-…` (revision, 48-bit big-endian authority, little-endian
+/// 32-bit sub-authorities); `None` when malformed.
+pub fn sid_to_string(raw: &[u8]) -> Option<String> {
+    let (&revision, rest) = raw.split_first()?;
+    let (&count, rest) = rest.split_first()?;
+    let authority = rest.get(..6)?;
+    let subs = rest.get(6..)?;
+    if subs.len() != usize::from(count) * 4 {
+        return None;
+    }
+    let authority = authority
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let mut text = format!("S-{revision}-{authority}");
+    for chunk in subs.chunks_exact(4) {
+        let value = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        text.push_str(&format!("-{value}"));
+    }
+    Some(text)
+}
+
+/// The first RDN value of a DN (`cn=staff,ou=groups,…` → `staff`), or the text unchanged.
+fn group_name(value: &str) -> String {
+    let first = value.split(',').next().unwrap_or(value);
+    match first.split_once('=') {
+        Some((_, name)) if value.contains(',') => name.to_owned(),
+        _ => value.to_owned(),
+    }
+}
+
+/// Settings fixed at start, derived from [`LdapConfig`].
+struct Settings {
+    config: LdapConfig,
+    bind_password: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+}
+
+/// A bounded pool of connections; a connection that failed is not returned.
+struct Pool {
+    idle: Mutex<Vec<Ldap>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A connection checked out of the pool together with its pool slot.
+struct Pooled {
+    ldap: Ldap,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Users and computers in an LDAP directory or Active Directory.
+pub struct LdapDirectory {
+    settings: Settings,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for LdapDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapDirectory")
+            .field("url", &self.settings.config.url)
+            .field("user_base", &self.settings.config.user_base)
+            .finish()
+    }
+}
+
+impl LdapDirectory {
+    /// Prepares the directory (no connection yet); the error names the config field.
+    pub fn new(config: &LdapConfig) -> Result<Self, (String, DirectoryError)> {
+        let bind_password = service_password(config)?;
+        let tls = match &config.ca_file {
+            Some(path) => Some(tls_config(path).map_err(|e| ("ca_file".to_owned(), e))?),
+            None => None,
+        };
+        Ok(Self {
+            settings: Settings {
+                config: config.clone(),
+                bind_password,
+                tls,
+                timeout: Duration::from_secs(config.timeout_secs),
+            },
+            pool: Pool {
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(config.pool_size)),
+            },
+        })
+    }
+
+    async fn checkout(&self) -> Result<Pooled, DirectoryError> {
+        let permit = tokio::time::timeout(
+            self.settings.timeout,
+            self.pool.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| unavailable("no free LDAP connection in time"))?
+        .map_err(|_| unavailable("LDAP pool closed"))?;
+        let reused = {
+            let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.pop()
+        };
+        let ldap = match reused {
+            Some(ldap) if !ldap.clone().is_closed() => ldap,
+            _ => self.connect().await?,
+        };
+        Ok(Pooled {
+            ldap,
+            _permit: permit,
+        })
+    }
+
+    fn release(&self, pooled: Pooled) {
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push(pooled.ldap);
+    }
+
+    async fn connect(&self) -> Result<Ldap, DirectoryError> {
+        let config = &self.settings.config;
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(self.settings.timeout)
+            .set_starttls(config.starttls);
+        if let Some(tls) = &self.settings.tls {
+            settings = settings.set_config(tls.clone());
+        }
+        let connecting = LdapConnAsync::with_settings(settings, &config.url);
+        let (conn, ldap) = tokio::time::timeout(self.settings.timeout, connecting)
+            .await
+            .map_err(|_| unavailable(format!("connecting to {} timed out", config.url)))?
+            .map_err(|e| unavailable(format!("cannot connect to {}: {e}", config.url)))?;
+        let url = config.url.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                tracing::debug!(url = %url, error = %e, "LDAP connection ended");
+            }
+        });
+        Ok(ldap)
+    }
+
+    /// Binds as the service account (or anonymously when none is configured).
+    async fn bind_service(&self, ldap: &mut Ldap) -> Result<(), DirectoryError> {
+        let dn = self.settings.config.bind_dn.as_deref().unwrap_or("");
+        let password = self.settings.bind_password.as_deref().unwrap_or("");
+        let result = ldap
+            .with_timeout(self.settings.timeout)
+            .simple_bind(dn, password)
+            .await
+            .map_err(|e| unavailable(format!("service bind: {e}")))?;
+        if result.rc == 0 {
+            return Ok(());
+        }
+        let reason = ad_bind_failure(&result.text)
+            .map(|(_, why)| why)
+            .unwrap_or("refused");
+        tracing::error!(dn, rc = result.rc, reason, text = %result.text, "LDAP service account bind failed");
+        Err(unavailable(format!(
+            "service account bind failed: rc {} ({reason})",
+            result.rc
+        )))
+    }
+
+    /// Binds as a user; `Rejected` with the AD reason when the server refuses.
+    async fn bind_user(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+        password: &str,
+    ) -> Result<(), DirectoryError> {
+        let result = ldap
+            .with_timeout(self.settings.timeout)
+            .simple_bind(dn, password)
+            .await
+            .map_err(|e| unavailable(format!("user bind: {e}")))?;
+        match result.rc {
+            0 => Ok(()),
+            RC_INVALID_CREDENTIALS => {
+                let (failure, why) = ad_bind_failure(&result.text)
+                    .unwrap_or((AuthFailure::WrongPassword, "invalid credentials"));
+                tracing::info!(dn, reason = why, "LDAP user bind refused");
+                Err(DirectoryError::Rejected(failure))
+            }
+            rc => Err(unavailable(format!("user bind: rc {rc} {}", result.text))),
+        }
+    }
+
+    /// Finds at most one entry under `user_base` matching `filter`.
+    async fn find_one(
+        &self,
+        ldap: &mut Ldap,
+        filter: &str,
+    ) -> Result<Option<SearchEntry>, DirectoryError> {
+        let entries = self
+            .search(
+                ldap,
+                &self.settings.config.user_base,
+                Scope::Subtree,
+                filter,
+            )
+            .await?;
+        match entries.len() {
+            0 => Ok(None),
+            1 => Ok(entries.into_iter().next()),
+            n => {
+                tracing::warn!(
+                    filter,
+                    entries = n,
+                    "LDAP filter matched more than one entry; refusing"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    async fn search(
+        &self,
+        ldap: &mut Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+    ) -> Result<Vec<SearchEntry>, DirectoryError> {
+        let attrs = self.wanted_attributes();
+        let result = ldap
+            .with_search_options(SearchOptions::new().sizelimit(2))
+            .with_timeout(self.settings.timeout)
+            .search(base, scope, filter, attrs)
+            .await
+            .map_err(|e| unavailable(format!("search: {e}")))?;
+        match result.1.rc {
+            0 | 4 => Ok(result.0.into_iter().map(SearchEntry::construct).collect()),
+            RC_NO_SUCH_OBJECT => Ok(Vec::new()),
+            rc => Err(unavailable(format!("search: rc {rc} {}", result.1.text))),
+        }
+    }
+
+    fn wanted_attributes(&self) -> Vec<&str> {
+        let c = &self.settings.config;
+        let mut attrs = vec![
+            c.upn_attr.as_str(),
+            c.immutable_id_attr.as_str(),
+            c.groups_attr.as_str(),
+            c.display_name_attr.as_str(),
+            c.sam_account_name_attr.as_str(),
+            c.object_guid_attr.as_str(),
+            c.object_sid_attr.as_str(),
+        ];
+        if c.user_account_control {
+            attrs.push("userAccountControl");
+        }
+        attrs
+    }
+
+    /// Whether the entry is enabled: `userAccountControl` bit 2 clear and `enabled_filter` matched.
+    async fn is_enabled(
+        &self,
+        ldap: &mut Ldap,
+        entry: &SearchEntry,
+    ) -> Result<bool, DirectoryError> {
+        if self.settings.config.user_account_control {
+            let disabled = first_text(entry, "userAccountControl")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .is_some_and(|uac| uac & UAC_ACCOUNT_DISABLE != 0);
+            if disabled {
+                return Ok(false);
+            }
+        }
+        match &self.settings.config.enabled_filter {
+            Some(filter) => Ok(!self
+                .search(ldap, &entry.dn, Scope::Base, filter)
+                .await?
+                .is_empty()),
+            None => Ok(true),
+        }
+    }
+
+    fn to_user(&self, entry: &SearchEntry) -> Result<User, DirectoryError> {
+        let c = &self.settings.config;
+        let immutable_raw = first_raw(entry, &c.immutable_id_attr).ok_or_else(|| {
+            DirectoryError::Invalid(format!("{} has no {}", entry.dn, c.immutable_id_attr))
+        })?;
+        let immutable_id = immutable_id_from(&c.immutable_id_attr, &immutable_raw)
+            .map_err(|e| DirectoryError::Invalid(format!("{}: {e}", entry.dn)))?;
+        let object_guid = first_raw(entry, &c.object_guid_attr)
+            .filter(|raw| raw.len() == 16)
+            .map(|raw| BASE64.encode(raw));
+        let object_sid = first_raw(entry, &c.object_sid_attr).and_then(|raw| sid_to_string(&raw));
+        Ok(User {
+            upn: first_text(entry, &c.upn_attr).unwrap_or_default(),
+            immutable_id,
+            display_name: first_text(entry, &c.display_name_attr),
+            groups: entry
+                .attrs
+                .get(&c.groups_attr)
+                .map(|values| values.iter().map(|v| group_name(v)).collect())
+                .unwrap_or_default(),
+            sam_account_name: first_text(entry, &c.sam_account_name_attr),
+            object_guid,
+            object_sid,
+        })
+    }
+
+    /// Whether a looked-up value may be searched for at all: control characters are refused,
+    /// because some servers (OpenLDAP) cut an assertion value at an escaped NUL, so
+    /// `alice@example.com\0` would otherwise match `alice@example.com`.
+    fn is_searchable(value: &str) -> bool {
+        !value.is_empty() && value.len() <= 1024 && !value.chars().any(char::is_control)
+    }
+
+    fn filter_for(&self, template: &str, placeholder: &str, value: &str) -> String {
+        template.replace(placeholder, &escape_filter_value(value))
+    }
+
+    async fn search_then_bind(
+        &self,
+        ldap: &mut Ldap,
+        username: &str,
+        password: &str,
+    ) -> Result<User, DirectoryError> {
+        self.bind_service(ldap).await?;
+        let filter = self.filter_for(&self.settings.config.user_filter, "{upn}", username);
+        let entry = self
+            .find_one(ldap, &filter)
+            .await?
+            .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?;
+        let enabled = self.is_enabled(ldap, &entry).await?;
+        self.bind_user(ldap, &entry.dn, password).await?;
+        if !enabled {
+            return Err(DirectoryError::Rejected(AuthFailure::Disabled));
+        }
+        self.to_user(&entry)
+    }
+
+    async fn direct_bind(
+        &self,
+        ldap: &mut Ldap,
+        template: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<User, DirectoryError> {
+        let dn = template.replace("{upn}", &escape_dn_value(username));
+        self.bind_user(ldap, &dn, password).await?;
+        let filter = self.filter_for(&self.settings.config.user_filter, "{upn}", username);
+        let entry = self
+            .find_one(ldap, &filter)
+            .await?
+            .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?;
+        if !self.is_enabled(ldap, &entry).await? {
+            return Err(DirectoryError::Rejected(AuthFailure::Disabled));
+        }
+        self.to_user(&entry)
+    }
+
+    /// Returns the connection to the pool unless the work hit an outage (then it is dropped,
+    /// so the next call reconnects).
+    fn finish<T>(&self, pooled: Pooled, result: &Result<T, DirectoryError>) {
+        if !matches!(result, Err(DirectoryError::Unavailable(_))) {
+            self.release(pooled);
+        }
+    }
+
+    async fn lookup_by(
+        &self,
+        template: &str,
+        placeholder: &str,
+        value: &str,
+    ) -> Result<Option<User>, DirectoryError> {
+        if !Self::is_searchable(value) {
+            return Ok(None);
+        }
+        let mut pooled = self.checkout().await?;
+        let result = self
+            .lookup_on(&mut pooled.ldap, template, placeholder, value)
+            .await;
+        self.finish(pooled, &result);
+        result
+    }
+
+    async fn lookup_on(
+        &self,
+        ldap: &mut Ldap,
+        template: &str,
+        placeholder: &str,
+        value: &str,
+    ) -> Result<Option<User>, DirectoryError> {
+        self.bind_service(ldap).await?;
+        let filter = self.filter_for(template, placeholder, value);
+        let Some(entry) = self.find_one(ldap, &filter).await? else {
+            return Ok(None);
+        };
+        if !self.is_enabled(ldap, &entry).await? {
+            return Ok(None);
+        }
+        self.to_user(&entry).map(Some)
+    }
+
+    async fn health_on(&self, ldap: &mut Ldap) -> Result<(), DirectoryError> {
+        self.bind_service(ldap).await?;
+        let base = &self.settings.config.user_base;
+        let result = ldap
+            .with_timeout(self.settings.timeout)
+            .search(base, Scope::Base, "(objectClass=*)", vec!["1.1"])
+            .await
+            .map_err(|e| unavailable(format!("health search: {e}")))?;
+        match result.1.rc {
+            0 => Ok(()),
+            rc => Err(unavailable(format!("health search of {base}: rc {rc}"))),
+        }
+    }
+}
+
+fn unavailable(message: impl Into<String>) -> DirectoryError {
+    DirectoryError::Unavailable(message.into())
+}
+
+fn first_text(entry: &SearchEntry, attr: &str) -> Option<String> {
+    entry
+        .attrs
+        .get(attr)
+        .and_then(|values| values.first())
+        .cloned()
+}
+
+/// The first value of `attr` as bytes, whether ldap3 filed it as text or as binary.
+fn first_raw(entry: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
+    entry
+        .bin_attrs
+        .get(attr)
+        .and_then(|values| values.first())
+        .cloned()
+        .or_else(|| first_text(entry, attr).map(String::into_bytes))
+}
+
+fn service_password(config: &LdapConfig) -> Result<Option<String>, (String, DirectoryError)> {
+    if let Some(password) = &config.bind_password {
+        return Ok(Some(password.clone()));
+    }
+    if let Some(path) = &config.bind_password_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            (
+                "bind_password_file".to_owned(),
+                DirectoryError::Invalid(format!(
+                    "cannot read {}: {e} — check the path and permissions",
+                    path.display()
+                )),
+            )
+        })?;
+        return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+    }
+    if let Some(name) = &config.bind_password_env {
+        let value = std::env::var(name).map_err(|_| {
+            (
+                "bind_password_env".to_owned(),
+                DirectoryError::Invalid(format!(
+                    "environment variable {name} is not set — export it before starting"
+                )),
+            )
+        })?;
+        return Ok(Some(value));
+    }
+    Ok(None)
+}
+
+fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, DirectoryError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let invalid = |e: String| DirectoryError::Invalid(format!("{}: {e}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
+        let cert = cert.map_err(|e| invalid(e.to_string()))?;
+        roots.add(cert).map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(
+            "no PEM certificate found — use a PEM CA bundle".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[async_trait]
+impl Directory for LdapDirectory {
+    async fn authenticate(&self, username: &str, password: &str) -> Result<User, DirectoryError> {
+        if password.is_empty() {
+            return Err(DirectoryError::Rejected(AuthFailure::WrongPassword));
+        }
+        if !Self::is_searchable(username) {
+            return Err(DirectoryError::Rejected(AuthFailure::UnknownUser));
+        }
+        let mut pooled = self.checkout().await?;
+        let result = match &self.settings.config.bind_dn_template {
+            Some(template) => {
+                self.direct_bind(&mut pooled.ldap, template, username, password)
+                    .await
+            }
+            None => {
+                self.search_then_bind(&mut pooled.ldap, username, password)
+                    .await
+            }
+        };
+        self.finish(pooled, &result);
+        result
+    }
+
+    async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError> {
+        self.lookup_by(&self.settings.config.user_filter, "{upn}", upn)
+            .await
+    }
+
+    async fn lookup_account(&self, sam_account_name: &str) -> Result<Option<User>, DirectoryError> {
+        self.lookup_by(
+            &self.settings.config.account_filter,
+            "{sam}",
+            sam_account_name,
+        )
+        .await
+    }
+
+    async fn health(&self) -> Result<(), DirectoryError> {
+        let mut pooled = self.checkout().await?;
+        let result = self.health_on(&mut pooled.ldap).await;
+        self.finish(pooled, &result);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ad_sub_codes_map_to_reasons() {
+        let text = |code: &str| {
+            format!(
+                "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563"
+            )
+        };
+        let table = [
+            ("525", AuthFailure::UnknownUser),
+            ("52e", AuthFailure::WrongPassword),
+            ("52E", AuthFailure::WrongPassword),
+            ("530", AuthFailure::LogonRestricted),
+            ("531", AuthFailure::LogonRestricted),
+            ("532", AuthFailure::PasswordExpired),
+            ("533", AuthFailure::Disabled),
+            ("701", AuthFailure::AccountExpired),
+            ("773", AuthFailure::MustChangePassword),
+            ("775", AuthFailure::Locked),
+        ];
+        for (code, expected) in table {
+            let (failure, why) = ad_bind_failure(&text(code)).unwrap();
+            assert_eq!(failure, expected, "{code}");
+            assert!(
+                why.starts_with(&format!("AD {}", code.to_ascii_lowercase())),
+                "{why}"
+            );
+        }
+        assert_eq!(ad_bind_failure(&text("999")), None);
+        assert_eq!(ad_bind_failure("invalid credentials"), None);
+        assert_eq!(ad_bind_failure(""), None);
+    }
+
+    #[test]
+    fn filter_values_are_escaped() {
+        assert_eq!(escape_filter_value("a*b"), "a\\2ab");
+        assert_eq!(escape_filter_value(")(uid=*"), "\\29\\28uid=\\2a");
+        assert_eq!(escape_filter_value("x\0y\\"), "x\\00y\\5c");
+        assert_eq!(escape_filter_value("wörd@example.com"), "wörd@example.com");
+    }
+
+    #[test]
+    fn dn_values_are_escaped() {
+        assert_eq!(escape_dn_value("a,b=c+d"), "a\\,b\\=c\\+d");
+        assert_eq!(escape_dn_value(" #x "), "\\ #x\\ ");
+        assert_eq!(escape_dn_value("#x"), "\\#x");
+        assert_eq!(escape_dn_value("n\0"), "n\\00");
+    }
+
+    #[test]
+    fn immutable_ids_from_each_source() {
+        let guid: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            immutable_id_from("objectGUID", &guid).unwrap(),
+            "AAECAwQFBgcICQoLDA0ODw=="
+        );
+        assert_eq!(
+            immutable_id_from("mS-DS-ConsistencyGuid", &guid).unwrap(),
+            "AAECAwQFBgcICQoLDA0ODw=="
+        );
+        assert!(immutable_id_from("objectGUID", &guid[..15]).is_err());
+        assert_eq!(
+            immutable_id_from("entryUUID", b"00010203-0405-0607-0809-0a0b0c0d0e0f").unwrap(),
+            "AAECAwQFBgcICQoLDA0ODw=="
+        );
+        assert!(immutable_id_from("entryUUID", b"not-a-uuid").is_err());
+        assert_eq!(
+            immutable_id_from("employeeNumber", b"E123").unwrap(),
+            "E123"
+        );
+    }
+
+    #[test]
+    fn sids_render_as_text() {
+        // S-1-5-21-1004336348-1177238915-682003330-512
+        let mut raw = vec![1u8, 5, 0, 0, 0, 0, 0, 5];
+        for sub in [21u32, 1004336348, 1177238915, 682003330, 512] {
+            raw.extend_from_slice(&sub.to_le_bytes());
+        }
+        assert_eq!(
+            sid_to_string(&raw).as_deref(),
+            Some("S-1-5-21-1004336348-1177238915-682003330-512")
+        );
+        assert_eq!(sid_to_string(&raw[..raw.len() - 1]), None);
+        assert_eq!(sid_to_string(&[]), None);
+    }
+
+    #[test]
+    fn group_dns_are_shortened() {
+        assert_eq!(group_name("cn=staff,ou=groups,dc=example,dc=com"), "staff");
+        assert_eq!(group_name("staff"), "staff");
+    }
+
+    fn config(text: &str) -> LdapConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn config_problems_name_their_keys() {
+        let good = config(
+            "url = \"ldaps://dc1.example.com\"\nuser_base = \"dc=example,dc=com\"\nbind_dn = \"cn=svc\"\nbind_password_env = \"P\"\n",
+        );
+        assert!(good.problems("directories.corp").is_empty());
+        let bad = config(
+            "url = \"ldap://dc1.example.com\"\nuser_base = \"\"\nbind_dn = \"cn=svc\"\nuser_filter = \"(uid=x)\"\nbind_dn_template = \"uid=x\"\ntimeout_secs = 0\n",
+        );
+        let shown: Vec<String> = bad
+            .problems("directories.corp")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let keys: Vec<&str> = shown.iter().map(|s| s.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "directories.corp.url",
+                "directories.corp.bind_dn",
+                "directories.corp.user_base",
+                "directories.corp.user_filter",
+                "directories.corp.bind_dn_template",
+                "directories.corp.timeout_secs",
+            ],
+            "{shown:?}"
+        );
+        assert!(shown[0].contains("clear text"), "{}", shown[0]);
+        let loopback = config("url = \"ldap://127.0.0.1:3890\"\nuser_base = \"dc=x\"\n");
+        assert!(loopback.problems("d").is_empty());
+        let unknown: Result<LdapConfig, _> =
+            toml::from_str("url = \"ldap://x\"\nuser_base = \"dc=x\"\nuser_filtre = \"\"\n");
+        assert!(unknown.unwrap_err().to_string().contains("user_filtre"));
+    }
+}

@@ -1,0 +1,478 @@
+//! windowstransport (integrated Windows authentication): the per-app `[apps.kerberos]`
+//! configuration, the intranet check, mapping a Kerberos principal to a directory entry, and
+//! the claims of a Windows-authenticated user or domain-joined computer (protocol.md §4.3).
+//!
+//! The SPNEGO exchange itself is in [`crate::kerberos`] (cargo feature `kerberos`); everything
+//! here is pure and always compiled, so that a configuration asking for Kerberos in a build
+//! without the feature is reported by `check-config` and refused at start.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::config::ConfigProblem;
+use crate::directory::{AuthFailure, Directory, DirectoryError, User};
+use crate::saml::{self, Attribute, AuthnMethod, Claims};
+
+/// `http://schemas.microsoft.com/ws/2012/01` (insidecorporatenetwork, accounttype).
+pub const NS_WS_2012_01: &str = "http://schemas.microsoft.com/ws/2012/01";
+/// `http://schemas.microsoft.com/identity/claims` (onpremobjectguid).
+pub const NS_IDENTITY_CLAIMS: &str = "http://schemas.microsoft.com/identity/claims";
+/// `http://schemas.microsoft.com/ws/2008/06/identity/claims` (primarysid, issuerid).
+pub const NS_WS_2008_06_CLAIMS: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims";
+
+/// `[apps.kerberos]`: windowstransport for one app.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KerberosConfig {
+    /// Keytab holding the service key of `spn` (MIT krb5 reads it through `KRB5_KTNAME`).
+    pub keytab: PathBuf,
+    /// Service principal clients ask tickets for, e.g. `HTTP/sts.example.com`; advertised in MEX.
+    pub spn: String,
+    /// CIDRs allowed to use windowstransport; requests from elsewhere get 403.
+    pub allowed_networks: Vec<String>,
+    /// Kerberos realm → federated domain, e.g. `"EXAMPLE.COM" = "example.com"`. Principals of
+    /// realms not listed are refused.
+    pub realms: BTreeMap<String, String>,
+    /// Value of the `issuerid` claim (multi-domain federation), e.g.
+    /// `http://example.com/adfs/services/trust/`.
+    #[serde(default)]
+    pub issuer_id: Option<String>,
+}
+
+impl KerberosConfig {
+    /// Every structural problem, keys under `prefix` (e.g. `apps[0].kerberos`).
+    pub fn problems(&self, prefix: &str) -> Vec<ConfigProblem> {
+        let key = |field: &str| format!("{prefix}.{field}");
+        let mut problems = Vec::new();
+        if !cfg!(feature = "kerberos") {
+            problems.push(ConfigProblem::new(
+                prefix,
+                "this fedsts was built without the `kerberos` feature",
+                "rebuild with `cargo build --release --features kerberos` (needs libkrb5-dev), or remove [apps.kerberos]",
+            ));
+        }
+        if self.keytab.as_os_str().is_empty() {
+            problems.push(ConfigProblem::new(
+                key("keytab"),
+                "is empty",
+                "point it at the keytab holding the SPN's key",
+            ));
+        }
+        if !is_valid_spn(&self.spn) {
+            problems.push(ConfigProblem::new(
+                key("spn"),
+                format!("`{}` is not a service principal name", self.spn),
+                "write SERVICE/host, e.g. \"HTTP/sts.example.com\"",
+            ));
+        }
+        if self.allowed_networks.is_empty() {
+            problems.push(ConfigProblem::new(
+                key("allowed_networks"),
+                "is empty",
+                "list the intranet CIDRs, e.g. [\"10.0.0.0/8\"] (windowstransport bypasses lockout)",
+            ));
+        }
+        for (i, network) in self.allowed_networks.iter().enumerate() {
+            if let Err(e) = Cidr::parse(network) {
+                problems.push(ConfigProblem::new(
+                    format!("{prefix}.allowed_networks[{i}]"),
+                    e,
+                    "write ADDRESS/PREFIX, e.g. \"10.0.0.0/8\" or \"fd00::/8\"",
+                ));
+            }
+        }
+        if self.realms.is_empty() {
+            problems.push(ConfigProblem::new(
+                key("realms"),
+                "is empty",
+                "map each realm to its domain, e.g. realms = { \"EXAMPLE.COM\" = \"example.com\" }",
+            ));
+        }
+        for (realm, domain) in &self.realms {
+            if realm.is_empty() || domain.is_empty() || domain.contains(['@', '/', ' ']) {
+                problems.push(ConfigProblem::new(
+                    format!("{prefix}.realms.{realm}"),
+                    format!("`{realm}` = `{domain}` is not a realm → domain mapping"),
+                    "write \"EXAMPLE.COM\" = \"example.com\"",
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The configured networks (invalid entries are reported by [`Self::problems`]).
+    pub fn networks(&self) -> Vec<Cidr> {
+        self.allowed_networks
+            .iter()
+            .filter_map(|n| Cidr::parse(n).ok())
+            .collect()
+    }
+
+    /// The domain of `realm` (compared case-insensitively).
+    pub fn domain_of(&self, realm: &str) -> Option<&str> {
+        self.realms
+            .iter()
+            .find(|(r, _)| r.eq_ignore_ascii_case(realm))
+            .map(|(_, d)| d.as_str())
+    }
+}
+
+fn is_valid_spn(spn: &str) -> bool {
+    match spn.split_once('/') {
+        Some((service, host)) => {
+            !service.is_empty()
+                && !host.is_empty()
+                && !spn.contains(char::is_whitespace)
+                && !spn.contains(['<', '>', '&', '"'])
+        }
+        None => false,
+    }
+}
+
+/// An IP network: address and prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDRESS/PREFIX` or a bare address (a single host).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` has no valid IP address"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}` has a prefix length outside 0..={max}"))?,
+            None => max,
+        };
+        Ok(Self { network, prefix })
+    }
+
+    /// Whether `ip` is inside (IPv4-mapped IPv6 peers count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_matches(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_matches(&net.octets(), &ip.octets(), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_matches(network: &[u8], ip: &[u8], prefix: u8) -> bool {
+    let mut remaining = u32::from(prefix);
+    for (n, i) in network.iter().zip(ip) {
+        let bits = remaining.min(8);
+        if bits == 0 {
+            return true;
+        }
+        let mask = (0xffu16 << (8 - bits)) as u8;
+        if n & mask != i & mask {
+            return false;
+        }
+        remaining -= bits;
+    }
+    true
+}
+
+/// A Kerberos client principal, `name@REALM`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The name part (`alice`, `PC1$`).
+    pub name: String,
+    /// The realm.
+    pub realm: String,
+}
+
+impl Principal {
+    /// Splits `name@REALM`; `None` without a realm or with an instance (`a/b@R`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (name, realm) = text.rsplit_once('@')?;
+        if name.is_empty() || realm.is_empty() || name.contains('/') {
+            return None;
+        }
+        Some(Self {
+            name: name.to_owned(),
+            realm: realm.to_owned(),
+        })
+    }
+
+    /// Whether this is a computer account (`NAME$`).
+    pub fn is_computer(&self) -> bool {
+        self.name.ends_with('$')
+    }
+}
+
+/// Who authenticated: the directory entry and how it is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowsIdentity {
+    /// The directory entry.
+    pub user: User,
+    /// Whether the principal is a computer account.
+    pub computer: bool,
+    /// The federated domain of the principal's realm.
+    pub domain: String,
+}
+
+/// Finds the directory entry of `principal`: by `sAMAccountName`, then (users only) by the
+/// UPN `name@domain` of the realm's domain. Unknown realms and absent entries are refused.
+pub async fn resolve_principal(
+    directory: &dyn Directory,
+    config: &KerberosConfig,
+    principal: &Principal,
+) -> Result<WindowsIdentity, DirectoryError> {
+    let domain = config
+        .domain_of(&principal.realm)
+        .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?
+        .to_owned();
+    let computer = principal.is_computer();
+    let mut user = directory.lookup_account(&principal.name).await?;
+    if user.is_none() && !computer {
+        user = directory
+            .lookup(&format!("{}@{domain}", principal.name))
+            .await?;
+    }
+    let user = user.ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?;
+    Ok(WindowsIdentity {
+        user,
+        computer,
+        domain,
+    })
+}
+
+/// Why Windows claims could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WindowsClaimsError {
+    /// A computer entry lacks what hybrid join needs.
+    #[error("computer account {0} has no object GUID or SID in the directory")]
+    ComputerIncomplete(String),
+}
+
+/// Claims of a Windows-authenticated principal: AuthenticationMethod windows,
+/// `insidecorporatenetwork=true`, `accounttype`, and for computers `onpremobjectguid`,
+/// `primarysid` and ImmutableID = base64 objectGUID; `issuerid` when configured.
+pub fn windows_claims(
+    issuer: &str,
+    identity: &WindowsIdentity,
+    issuer_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Claims, WindowsClaimsError> {
+    let user = &identity.user;
+    let mut extra = vec![attribute(NS_WS_2012_01, "insidecorporatenetwork", "true")];
+    let (upn, immutable_id) = if identity.computer {
+        let name = user.sam_account_name.clone().unwrap_or_default();
+        let (Some(guid), Some(sid)) = (&user.object_guid, &user.object_sid) else {
+            return Err(WindowsClaimsError::ComputerIncomplete(name));
+        };
+        extra.push(attribute(NS_WS_2012_01, "accounttype", "DJ"));
+        extra.push(attribute(NS_IDENTITY_CLAIMS, "onpremobjectguid", guid));
+        extra.push(attribute(NS_WS_2008_06_CLAIMS, "primarysid", sid));
+        let upn = if user.upn.is_empty() {
+            format!("{name}@{}", identity.domain)
+        } else {
+            user.upn.clone()
+        };
+        (upn, guid.clone())
+    } else {
+        extra.push(attribute(NS_WS_2012_01, "accounttype", "User"));
+        (user.upn.clone(), user.immutable_id.clone())
+    };
+    if let Some(issuer_id) = issuer_id {
+        extra.push(attribute(NS_WS_2008_06_CLAIMS, "issuerid", issuer_id));
+    }
+    Ok(Claims {
+        issuer: issuer.to_owned(),
+        audience: saml::AUDIENCE_MICROSOFT_ONLINE.to_owned(),
+        immutable_id,
+        upn,
+        authn_method: AuthnMethod::Windows,
+        authn_instant: now,
+        mfa_performed: false,
+        extra_attributes: extra,
+    })
+}
+
+fn attribute(namespace: &str, name: &str, value: &str) -> Attribute {
+    Attribute {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        values: vec![value.to_owned()],
+    }
+}
+
+/// The token of an `Authorization: Negotiate <base64>` header, decoded; `None` otherwise.
+pub fn negotiate_token(authorization: Option<&str>) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let value = authorization?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("Negotiate") {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let host = Cidr::parse("127.0.0.1").unwrap();
+        assert!(host.contains("127.0.0.1".parse().unwrap()));
+        assert!(!host.contains("127.0.0.2".parse().unwrap()));
+        let odd = Cidr::parse("192.168.0.0/23").unwrap();
+        assert!(odd.contains("192.168.1.255".parse().unwrap()));
+        assert!(!odd.contains("192.168.2.0".parse().unwrap()));
+        let v6 = Cidr::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("ten/8").is_err());
+    }
+
+    #[test]
+    fn principals_split_and_computers_are_recognised() {
+        let p = Principal::parse("PC1$@TEST.LOCAL").unwrap();
+        assert_eq!(p.name, "PC1$");
+        assert_eq!(p.realm, "TEST.LOCAL");
+        assert!(p.is_computer());
+        assert!(!Principal::parse("alice@TEST.LOCAL").unwrap().is_computer());
+        assert_eq!(Principal::parse("HTTP/host@TEST.LOCAL"), None);
+        assert_eq!(Principal::parse("alice"), None);
+    }
+
+    #[test]
+    fn negotiate_header_is_decoded() {
+        assert_eq!(
+            negotiate_token(Some("Negotiate YWJj")),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(
+            negotiate_token(Some("negotiate  YWJj ")),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(negotiate_token(Some("Basic YWJj")), None);
+        assert_eq!(negotiate_token(Some("Negotiate !!")), None);
+        assert_eq!(negotiate_token(None), None);
+    }
+
+    fn user(upn: &str) -> User {
+        User {
+            upn: upn.into(),
+            immutable_id: "user-immutable".into(),
+            display_name: None,
+            groups: Vec::new(),
+            sam_account_name: Some("PC1$".into()),
+            object_guid: None,
+            object_sid: None,
+        }
+    }
+
+    #[test]
+    fn computer_claims_need_guid_and_sid() {
+        let identity = WindowsIdentity {
+            user: user(""),
+            computer: true,
+            domain: "example.com".into(),
+        };
+        assert!(
+            windows_claims("example.com", &identity, None, OffsetDateTime::UNIX_EPOCH).is_err()
+        );
+        let mut full = identity.clone();
+        full.user.object_guid = Some("AAECAwQFBgcICQoLDA0ODw==".into());
+        full.user.object_sid = Some("S-1-5-21-1-2-3-1105".into());
+        let claims = windows_claims(
+            "example.com",
+            &full,
+            Some("http://example.com/adfs/services/trust/"),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(claims.upn, "PC1$@example.com");
+        assert_eq!(claims.immutable_id, "AAECAwQFBgcICQoLDA0ODw==");
+        assert_eq!(claims.authn_method, AuthnMethod::Windows);
+        let shown: Vec<(String, String, String)> = claims
+            .extra_attributes
+            .iter()
+            .map(|a| (a.namespace.clone(), a.name.clone(), a.values.join(",")))
+            .collect();
+        let expect = |ns: &str, n: &str, v: &str| (ns.to_owned(), n.to_owned(), v.to_owned());
+        assert_eq!(
+            shown,
+            [
+                expect(NS_WS_2012_01, "insidecorporatenetwork", "true"),
+                expect(NS_WS_2012_01, "accounttype", "DJ"),
+                expect(
+                    NS_IDENTITY_CLAIMS,
+                    "onpremobjectguid",
+                    "AAECAwQFBgcICQoLDA0ODw=="
+                ),
+                expect(NS_WS_2008_06_CLAIMS, "primarysid", "S-1-5-21-1-2-3-1105"),
+                expect(
+                    NS_WS_2008_06_CLAIMS,
+                    "issuerid",
+                    "http://example.com/adfs/services/trust/"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn config_problems() {
+        let config: KerberosConfig = toml::from_str(
+            "keytab = \"k\"\nspn = \"HTTP\"\nallowed_networks = [\"10.0.0.0/99\"]\nrealms = {}\n",
+        )
+        .unwrap();
+        let keys: Vec<String> = config
+            .problems("apps[0].kerberos")
+            .into_iter()
+            .map(|p| p.key)
+            .filter(|k| k != "apps[0].kerberos")
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "apps[0].kerberos.spn",
+                "apps[0].kerberos.allowed_networks[0]",
+                "apps[0].kerberos.realms"
+            ]
+        );
+        let feature_problem = config
+            .problems("apps[0].kerberos")
+            .into_iter()
+            .any(|p| p.key == "apps[0].kerberos" && p.problem.contains("`kerberos` feature"));
+        assert_eq!(feature_problem, !cfg!(feature = "kerberos"));
+    }
+}

@@ -1,0 +1,295 @@
+//! The LDAP backend against a real OpenLDAP `slapd` started by the test on a random loopback
+//! port: search-then-bind and direct bind, the entryUUID-mapped ImmutableID, groups, a disabled
+//! user, wrong and empty passwords, filter-injection attempts, and an outage (slapd killed)
+//! that is a fault and an unhealthy `/healthz` until slapd is back, then recovers by itself.
+
+mod common;
+
+use std::process::Command;
+
+use base64::Engine as _;
+use common::server::TestServer;
+use common::slapd::{self, ADMIN_DN, ADMIN_PASSWORD, Slapd, USER_PASSWORD};
+use common::wstrust::{path_of, rst, saml_attribute};
+use fedsts::config::{DirectoryConfig, LdapConfig};
+use fedsts::directory::ldap::LdapDirectory;
+use fedsts::directory::{AuthFailure, Directory, DirectoryError};
+
+fn config_toml(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+url = "{url}"
+bind_dn = "{ADMIN_DN}"
+bind_password = "{ADMIN_PASSWORD}"
+user_base = "ou=people,dc=example,dc=com"
+user_filter = "(&(objectClass=inetOrgPerson)(mail={{upn}}))"
+account_filter = "(&(objectClass=inetOrgPerson)(uid={{sam}}))"
+upn_attr = "mail"
+immutable_id_attr = "entryUUID"
+sam_account_name_attr = "uid"
+enabled_filter = "(!(employeeType=disabled))"
+timeout_secs = 2
+pool_size = 2
+{extra}
+"#
+    )
+}
+
+fn ldap_config(url: &str, extra: &str) -> LdapConfig {
+    toml::from_str(&config_toml(url, extra)).unwrap()
+}
+
+/// alice's ImmutableID as the test computes it independently: base64 of the 16 bytes of the
+/// entryUUID that `ldapsearch` reports.
+fn alice_immutable_id(url: &str) -> String {
+    let output = Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            url,
+            "-b",
+            "uid=alice,ou=people,dc=example,dc=com",
+        ])
+        .args(["-s", "base", "entryUUID"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let uuid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("entryUUID: "))
+        .unwrap();
+    let bytes = uuid::Uuid::parse_str(uuid.trim()).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes.as_bytes())
+}
+
+fn failure(result: Result<fedsts::directory::User, DirectoryError>) -> AuthFailure {
+    match result {
+        Err(DirectoryError::Rejected(f)) => f,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn search_then_bind_maps_attributes_and_refuses_what_it_must() {
+    if !slapd::available() {
+        return;
+    }
+    let server = Slapd::start();
+    let directory = LdapDirectory::new(&ldap_config(&server.url, "")).unwrap();
+
+    let alice = directory
+        .authenticate("alice@example.com", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(alice.upn, "alice@example.com");
+    assert_eq!(alice.immutable_id, alice_immutable_id(&server.url));
+    assert_eq!(alice.immutable_id.len(), 24);
+    assert_eq!(alice.display_name.as_deref(), Some("Alice Liddell"));
+    let mut groups = alice.groups.clone();
+    groups.sort();
+    assert_eq!(groups, ["admins", "staff"]);
+    assert_eq!(alice.sam_account_name.as_deref(), Some("alice"));
+
+    assert_eq!(
+        failure(directory.authenticate("alice@example.com", "wrong").await),
+        AuthFailure::WrongPassword
+    );
+    assert_eq!(
+        failure(directory.authenticate("alice@example.com", "").await),
+        AuthFailure::WrongPassword
+    );
+    assert_eq!(
+        failure(
+            directory
+                .authenticate("bob@example.com", USER_PASSWORD)
+                .await
+        ),
+        AuthFailure::Disabled
+    );
+    assert_eq!(
+        failure(directory.authenticate("bob@example.com", "wrong").await),
+        AuthFailure::WrongPassword
+    );
+    assert_eq!(
+        failure(
+            directory
+                .authenticate("nobody@example.com", USER_PASSWORD)
+                .await
+        ),
+        AuthFailure::UnknownUser
+    );
+
+    assert_eq!(
+        directory
+            .lookup("ALICE@example.com")
+            .await
+            .unwrap()
+            .map(|u| u.upn),
+        Some("alice@example.com".to_owned())
+    );
+    assert_eq!(directory.lookup("bob@example.com").await.unwrap(), None);
+    assert_eq!(
+        directory
+            .lookup_account("alice")
+            .await
+            .unwrap()
+            .map(|u| u.upn),
+        Some("alice@example.com".to_owned())
+    );
+    assert_eq!(directory.lookup_account("bob").await.unwrap(), None);
+    directory.health().await.unwrap();
+}
+
+#[tokio::test]
+async fn filter_injection_finds_nobody() {
+    if !slapd::available() {
+        return;
+    }
+    let server = Slapd::start();
+    let directory = LdapDirectory::new(&ldap_config(&server.url, "")).unwrap();
+    for hostile in [
+        "*",
+        "*@example.com",
+        "a*",
+        "alice@example.com)(mail=*",
+        ")(",
+        "*)(|(mail=*",
+        "alice@example.com\0",
+        "alice@example.com\0)(mail=*",
+        "\\2a",
+    ] {
+        assert_eq!(
+            failure(directory.authenticate(hostile, USER_PASSWORD).await),
+            AuthFailure::UnknownUser,
+            "{hostile:?}"
+        );
+        assert_eq!(
+            directory.lookup(hostile).await.unwrap(),
+            None,
+            "{hostile:?}"
+        );
+        assert_eq!(
+            directory.lookup_account(hostile).await.unwrap(),
+            None,
+            "{hostile:?}"
+        );
+    }
+    // A literal `*` in a stored value matches only itself once escaped.
+    let dave = directory
+        .authenticate("da*ve@example.com", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(dave.upn, "da*ve@example.com");
+}
+
+#[tokio::test]
+async fn direct_bind_with_a_dn_template() {
+    if !slapd::available() {
+        return;
+    }
+    let server = Slapd::start();
+    let text = config_toml(
+        &server.url,
+        "bind_dn_template = \"uid={upn},ou=people,dc=example,dc=com\"",
+    )
+    .replace("(mail={upn})", "(uid={upn})");
+    let directory = LdapDirectory::new(&toml::from_str(&text).unwrap()).unwrap();
+    let alice = directory
+        .authenticate("alice", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(alice.upn, "alice@example.com");
+    assert_eq!(
+        failure(directory.authenticate("alice", "wrong").await),
+        AuthFailure::WrongPassword
+    );
+    // DN metacharacters are escaped, so this names no entry.
+    assert!(
+        directory
+            .authenticate("alice,ou=people", USER_PASSWORD)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn usernamemixed_with_slapd_survives_an_outage() {
+    if !slapd::available() {
+        return;
+    }
+    let mut ldap = Slapd::start();
+    let url = ldap.url.clone();
+    let server = TestServer::start_with(|config, _| {
+        config.directories.insert(
+            "demo".into(),
+            DirectoryConfig::Ldap(Box::new(ldap_config(&url, ""))),
+        );
+    })
+    .await;
+    let expected_id = alice_immutable_id(&ldap.url);
+    for version in ["13", "2005"] {
+        let endpoint = server.app_url(&format!("trust/{version}/usernamemixed"));
+        let reply = server
+            .post_soap(
+                &path_of(&endpoint),
+                rst(
+                    version,
+                    &endpoint,
+                    Some(("alice@example.com", USER_PASSWORD)),
+                ),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            saml_attribute(&reply.body, "ImmutableID"),
+            Some(expected_id.clone())
+        );
+        assert_eq!(
+            saml_attribute(&reply.body, "UPN").as_deref(),
+            Some("alice@example.com")
+        );
+    }
+    let endpoint = server.app_url("trust/13/usernamemixed");
+    let path = path_of(&endpoint);
+    let ask = |password: &'static str| {
+        server.post_soap(
+            &path,
+            rst("13", &endpoint, Some(("alice@example.com", password))),
+        )
+    };
+    let wrong = ask("wrong").await;
+    assert_eq!(wrong.status, 500);
+    assert!(
+        wrong.body.contains("FailedAuthentication"),
+        "{}",
+        wrong.body
+    );
+
+    ldap.kill();
+    let down = ask(USER_PASSWORD).await;
+    assert_eq!(down.status, 500);
+    assert!(down.body.contains("RequestFailed"), "{}", down.body);
+    assert!(!down.body.contains("saml:Assertion"));
+    assert!(!down.body.contains("127.0.0.1"), "{}", down.body);
+    assert_eq!(
+        server
+            .request("GET", "/healthz", &[], Vec::new())
+            .await
+            .status,
+        503
+    );
+
+    ldap.restart();
+    let back = ask(USER_PASSWORD).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(saml_attribute(&back.body, "ImmutableID"), Some(expected_id));
+    assert_eq!(
+        server
+            .request("GET", "/healthz", &[], Vec::new())
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}

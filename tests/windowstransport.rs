@@ -1,0 +1,492 @@
+//! windowstransport against a real MIT KDC in a throwaway realm: `curl --negotiate` and a
+//! Python `requests-gssapi` client (mutual authentication required) get tokens from both
+//! versions for a user and for a computer account (claims checked exactly); no or a forged
+//! ticket gets 401, a client outside `allowed_networks` gets 403; MSAL Python's MEX parser
+//! finds the windowstransport endpoint only when Kerberos is configured.
+//!
+//! fedsts runs as a child process because MIT krb5 reads the acceptor keytab from
+//! `KRB5_KTNAME`, which a test must not change in its own process.
+#![cfg(feature = "kerberos")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kdc::{self, Kdc, REALM};
+use common::server::TestServer;
+use common::wstrust::{rst, saml_attribute, saml_attributes};
+use serde_json::Value;
+
+const ALICE_IMMUTABLE_ID: &str = "1TIu064jGEmmf+hnI+F0Jg==";
+const PC_GUID: &str = "AAECAwQFBgcICQoLDA0ODw==";
+const PC_SID: &str = "S-1-5-21-1004336348-1177238915-682003330-1105";
+const ISSUER_ID: &str = "http://example.com/adfs/services/trust/";
+const WINDOWS_METHOD: &str = "urn:federation:authentication:windows";
+
+/// A fedsts child process with one Kerberos-enabled app.
+struct Fedsts {
+    child: Child,
+    base: String,
+    tls_cert: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Fedsts {
+    fn start(kdc: &Kdc, allowed_networks: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let embedded = fedsts::defaults::prepare(dir.path(), &listen).unwrap();
+        let c = embedded.config;
+        let hash = fedsts::directory::file::hash_password("unused-password").unwrap();
+        std::fs::write(
+            dir.path().join("users.toml"),
+            format!(
+                r#"
+[[users]]
+upn = "alice@example.com"
+sam_account_name = "alice"
+immutable_id = "{ALICE_IMMUTABLE_ID}"
+password = '{hash}'
+[[users]]
+upn = "PC1$@example.com"
+sam_account_name = "PC1$"
+immutable_id = "{PC_GUID}"
+object_guid = "{PC_GUID}"
+object_sid = "{PC_SID}"
+password = '{hash}'
+"#
+            ),
+        )
+        .unwrap();
+        let config = format!(
+            r#"
+[server]
+listen = "{listen}"
+public_url = "{public}"
+tls_cert = "{tls_cert}"
+tls_key = "{tls_key}"
+
+[[apps]]
+id = "{id}"
+domain = "example.com"
+issuer_uri = "example.com"
+signing_cert = "{signing_cert}"
+signing_key = "{signing_key}"
+directory = "users"
+
+[apps.kerberos]
+keytab = "{keytab}"
+spn = "{spn}"
+allowed_networks = [{allowed_networks}]
+realms = {{ "{REALM}" = "example.com" }}
+issuer_id = "{ISSUER_ID}"
+
+[directories.users]
+kind = "file"
+path = "users.toml"
+"#,
+            public = c.public_base(),
+            tls_cert = c.server.tls_cert.display(),
+            tls_key = c.server.tls_key.display(),
+            id = c.apps[0].id,
+            signing_cert = c.apps[0].signing_cert.display(),
+            signing_key = c.apps[0].signing_key.display(),
+            keytab = kdc.keytab().display(),
+            spn = kdc::SPN,
+        );
+        let config_path = dir.path().join("fedsts.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("fedsts.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_fedsts"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("KRB5_KTNAME", format!("FILE:{}", kdc.keytab().display()))
+            .env("KRB5_CONFIG", kdc.krb5_conf())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut server = Self {
+            child,
+            base: format!("{}/wsfed/{}", c.public_base(), c.apps[0].id),
+            tls_cert: c.server.tls_cert.clone(),
+            dir,
+        };
+        server.wait_until_listening(port);
+        server
+    }
+
+    fn wait_until_listening(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = self.child.try_wait().unwrap().is_some();
+            assert!(
+                !exited && Instant::now() < deadline,
+                "fedsts did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("fedsts.log")).unwrap_or_default()
+    }
+
+    fn endpoint(&self, version: &str) -> String {
+        format!("{}/trust/{version}/windowstransport", self.base)
+    }
+
+    fn write_body(&self, version: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("rst-{version}.xml"));
+        std::fs::write(&path, rst(version, &self.endpoint(version), None)).unwrap();
+        path
+    }
+}
+
+impl Drop for Fedsts {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reply as curl saw it.
+struct CurlReply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// POSTs the RST of `version` with `curl --negotiate` using `ccache`, plus `extra` arguments.
+fn curl(server: &Fedsts, kdc: &Kdc, version: &str, ccache: &Path, extra: &[&str]) -> CurlReply {
+    let headers = server.dir.path().join("curl-headers");
+    let body = server.dir.path().join("curl-body");
+    let output = Command::new("curl")
+        .args(["-sS", "--negotiate", "-u", ":", "--cacert"])
+        .arg(&server.tls_cert)
+        .args([
+            "-H",
+            "Content-Type: application/soap+xml; charset=utf-8",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", server.write_body(version).display()))
+        .arg("-D")
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(server.endpoint(version))
+        .env("KRB5_CONFIG", kdc.krb5_conf())
+        .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    CurlReply {
+        status: String::from_utf8(output.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+        headers: std::fs::read_to_string(headers).unwrap(),
+        body: std::fs::read_to_string(body).unwrap_or_default(),
+    }
+}
+
+/// POSTs with the Python requests-gssapi oracle; returns (status, body).
+fn python_gssapi(server: &Fedsts, kdc: &Kdc, version: &str, ccache: &Path) -> (u16, String) {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles/windowstransport_gssapi.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(server.endpoint(version))
+        .arg(&server.tls_cert)
+        .arg(server.write_body(version))
+        .env("KRB5_CONFIG", kdc.krb5_conf())
+        .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    (
+        u16::try_from(answer["status"].as_u64().unwrap()).unwrap(),
+        answer["body"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn tools_available() -> bool {
+    kdc::available()
+        && common::require_tool("curl")
+        && common::require_tool("python3")
+        && common::require_python_module("requests_gssapi")
+}
+
+fn attribute_names(body: &str) -> Vec<String> {
+    saml_attributes(body)
+        .into_iter()
+        .map(|(_, name, _)| name)
+        .collect()
+}
+
+fn assert_user_token(body: &str) {
+    assert!(body.contains(WINDOWS_METHOD), "{body}");
+    assert_eq!(
+        saml_attribute(body, "UPN").as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        saml_attribute(body, "ImmutableID").as_deref(),
+        Some(ALICE_IMMUTABLE_ID)
+    );
+    assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("User"));
+    assert_eq!(
+        saml_attribute(body, "insidecorporatenetwork").as_deref(),
+        Some("true")
+    );
+    assert_eq!(saml_attribute(body, "issuerid").as_deref(), Some(ISSUER_ID));
+    assert_eq!(saml_attribute(body, "onpremobjectguid"), None);
+    assert_eq!(saml_attribute(body, "primarysid"), None);
+}
+
+fn assert_computer_token(body: &str) {
+    assert!(body.contains(WINDOWS_METHOD), "{body}");
+    assert_eq!(
+        attribute_names(body),
+        [
+            "UPN",
+            "ImmutableID",
+            "authnmethodsreferences",
+            "insidecorporatenetwork",
+            "accounttype",
+            "onpremobjectguid",
+            "primarysid",
+            "issuerid"
+        ]
+    );
+    let namespaces: Vec<(String, String)> = saml_attributes(body)
+        .into_iter()
+        .map(|(ns, name, _)| (name, ns))
+        .collect();
+    for (name, ns) in [
+        ("accounttype", "http://schemas.microsoft.com/ws/2012/01"),
+        (
+            "insidecorporatenetwork",
+            "http://schemas.microsoft.com/ws/2012/01",
+        ),
+        (
+            "onpremobjectguid",
+            "http://schemas.microsoft.com/identity/claims",
+        ),
+        (
+            "primarysid",
+            "http://schemas.microsoft.com/ws/2008/06/identity/claims",
+        ),
+        (
+            "issuerid",
+            "http://schemas.microsoft.com/ws/2008/06/identity/claims",
+        ),
+    ] {
+        assert!(
+            namespaces.contains(&(name.to_owned(), ns.to_owned())),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        saml_attribute(body, "UPN").as_deref(),
+        Some("PC1$@example.com")
+    );
+    assert_eq!(
+        saml_attribute(body, "ImmutableID").as_deref(),
+        Some(PC_GUID)
+    );
+    assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("DJ"));
+    assert_eq!(
+        saml_attribute(body, "onpremobjectguid").as_deref(),
+        Some(PC_GUID)
+    );
+    assert_eq!(saml_attribute(body, "primarysid").as_deref(), Some(PC_SID));
+}
+
+fn realm_with_principals() -> Kdc {
+    let kdc = Kdc::start();
+    kdc.add_principal("alice", "alicepw");
+    kdc.add_principal("PC1$", "pcpw");
+    kdc
+}
+
+#[test]
+fn curl_negotiate_gets_user_and_computer_tokens_from_both_versions() {
+    if !tools_available() {
+        return;
+    }
+    let kdc = realm_with_principals();
+    let server = Fedsts::start(&kdc, "\"127.0.0.0/8\"");
+    let alice = kdc.kinit("alice", "alicepw");
+    let computer = kdc.kinit("PC1$", "pcpw");
+    for version in ["13", "2005"] {
+        let reply = curl(&server, &kdc, version, &alice, &[]);
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
+        assert_user_token(&reply.body);
+        assert!(
+            reply.headers.lines().any(|l| l
+                .to_ascii_lowercase()
+                .starts_with("www-authenticate: negotiate ")),
+            "no mutual-auth token: {}",
+            reply.headers
+        );
+        let reply = curl(&server, &kdc, version, &computer, &[]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_computer_token(&reply.body);
+    }
+    let trust_2005 = curl(&server, &kdc, "2005", &alice, &[]).body;
+    assert!(trust_2005.contains("http://schemas.xmlsoap.org/ws/2005/02/trust"));
+}
+
+#[test]
+fn python_requests_gssapi_with_mutual_auth_gets_tokens_from_both_versions() {
+    if !tools_available() {
+        return;
+    }
+    let kdc = realm_with_principals();
+    let server = Fedsts::start(&kdc, "\"127.0.0.1\"");
+    let alice = kdc.kinit("alice", "alicepw");
+    let computer = kdc.kinit("PC1$", "pcpw");
+    for version in ["13", "2005"] {
+        let (status, body) = python_gssapi(&server, &kdc, version, &alice);
+        assert_eq!(status, 200, "{body}\n{}", server.log());
+        assert_user_token(&body);
+        let (status, body) = python_gssapi(&server, &kdc, version, &computer);
+        assert_eq!(status, 200, "{body}");
+        assert_computer_token(&body);
+    }
+}
+
+#[test]
+fn no_or_forged_ticket_is_401_and_outside_networks_is_403() {
+    if !tools_available() {
+        return;
+    }
+    let kdc = realm_with_principals();
+    let server = Fedsts::start(&kdc, "\"127.0.0.0/8\"");
+    for version in ["13", "2005"] {
+        let none = curl(&server, &kdc, version, &kdc.empty_ccache(), &[]);
+        assert_eq!(none.status, 401, "{}", none.body);
+        assert!(
+            none.headers
+                .to_ascii_lowercase()
+                .contains("www-authenticate: negotiate\r\n")
+        );
+        assert!(!none.body.contains("Assertion"));
+        let forged = curl(
+            &server,
+            &kdc,
+            version,
+            &kdc.empty_ccache(),
+            &["-H", "Authorization: Negotiate YIIBmTCCAZWgAwIBAqEDAgEO"],
+        );
+        assert_eq!(forged.status, 401, "{}", forged.body);
+    }
+    // An unknown principal with a valid ticket authenticates but gets the generic fault.
+    kdc.add_principal("mallory", "mallorypw");
+    let mallory = kdc.kinit("mallory", "mallorypw");
+    let unknown = curl(&server, &kdc, "13", &mallory, &[]);
+    assert_eq!(unknown.status, 500);
+    assert!(
+        unknown.body.contains("FailedAuthentication"),
+        "{}",
+        unknown.body
+    );
+
+    let intranet_only = Fedsts::start(&kdc, "\"10.0.0.0/8\", \"fd00::/8\"");
+    let alice = kdc.kinit("alice", "alicepw");
+    for version in ["13", "2005"] {
+        let reply = curl(&intranet_only, &kdc, version, &alice, &[]);
+        assert_eq!(reply.status, 403, "{}", reply.body);
+        assert!(!reply.body.contains("Assertion"));
+    }
+}
+
+/// Runs tests/oracles/mex_msal.py on a MEX document and returns MSAL's IWA choice.
+fn msal_iwa_endpoint(document: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mex.xml");
+    std::fs::write(&path, document).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracles/mex_msal.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    answer["iwa"].clone()
+}
+
+#[tokio::test]
+async fn msal_python_sees_windowstransport_only_when_kerberos_is_on() {
+    if !tools_available() || !common::require_python_module("msal") {
+        return;
+    }
+    let kdc = realm_with_principals();
+    let server = Fedsts::start(&kdc, "\"127.0.0.1\"");
+    let mex = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&server.tls_cert)
+        .arg(format!("{}/mex", server.base))
+        .output()
+        .unwrap();
+    let document = String::from_utf8(mex.stdout).unwrap();
+    assert!(
+        document.contains("<Spn>HTTP/localhost</Spn>") || document.contains("Spn>HTTP/localhost<"),
+        "{document}"
+    );
+    let iwa = msal_iwa_endpoint(&document);
+    assert_eq!(
+        iwa["address"].as_str(),
+        Some(server.endpoint("13").as_str()),
+        "{iwa}"
+    );
+
+    let plain = TestServer::start().await;
+    let document = plain
+        .request("GET", &path_of_mex(&plain), &[], Vec::new())
+        .await
+        .body;
+    assert!(!document.contains("windowstransport"));
+    assert_eq!(msal_iwa_endpoint(&document), Value::Null);
+    let reply = plain
+        .request(
+            "POST",
+            &common::wstrust::path_of(&plain.app_url("trust/13/windowstransport")),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, 404);
+    plain.stop().await;
+}
+
+fn path_of_mex(server: &TestServer) -> String {
+    common::wstrust::path_of(&server.app_url("mex"))
+}
