@@ -7,86 +7,11 @@ mod common;
 use common::server::{
     ALICE, ALICE_IMMUTABLE_ID, BOB_DISABLED, CAROL_OTHER_DOMAIN, PASSWORD, TestServer,
 };
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use common::wstrust::{element, path_of};
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
-/// An RST the way MSAL Python writes it.
+/// A usernamemixed RST the way MSAL Python writes it.
 fn rst(version: &str, to: &str, username: &str, password: &str) -> String {
-    let (trust, action, key_type, request_type) = match version {
-        "13" => (
-            "http://docs.oasis-open.org/ws-sx/ws-trust/200512",
-            "http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue",
-            "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Bearer",
-            "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue",
-        ),
-        _ => (
-            "http://schemas.xmlsoap.org/ws/2005/02/trust",
-            "http://schemas.xmlsoap.org/ws/2005/02/trust/RST/Issue",
-            "http://schemas.xmlsoap.org/ws/2005/05/identity/NoProofKey",
-            "http://schemas.xmlsoap.org/ws/2005/02/trust/Issue",
-        ),
-    };
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let created = now.format(&Rfc3339).unwrap();
-    let expires = (now + time::Duration::minutes(10))
-        .format(&Rfc3339)
-        .unwrap();
-    let id = uuid::Uuid::new_v4();
-    let (username, password) = (xml_escape(username), xml_escape(password));
-    format!(
-        r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd">
-  <s:Header>
-    <wsa:Action s:mustUnderstand="1">{action}</wsa:Action>
-    <wsa:MessageID>urn:uuid:{id}</wsa:MessageID>
-    <wsa:ReplyTo><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo>
-    <wsa:To s:mustUnderstand="1">{to}</wsa:To>
-    <wsse:Security s:mustUnderstand="1" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
-      <wsu:Timestamp wsu:Id="_0"><wsu:Created>{created}</wsu:Created><wsu:Expires>{expires}</wsu:Expires></wsu:Timestamp>
-      <wsse:UsernameToken wsu:Id="ADALUsernameToken"><wsse:Username>{username}</wsse:Username><wsse:Password>{password}</wsse:Password></wsse:UsernameToken>
-    </wsse:Security>
-  </s:Header>
-  <s:Body>
-    <wst:RequestSecurityToken xmlns:wst="{trust}">
-      <wsp:AppliesTo xmlns:wsp="http://schemas.xmlsoap.org/ws/2004/09/policy"><wsa:EndpointReference><wsa:Address>urn:federation:MicrosoftOnline</wsa:Address></wsa:EndpointReference></wsp:AppliesTo>
-      <wst:KeyType>{key_type}</wst:KeyType>
-      <wst:RequestType>{request_type}</wst:RequestType>
-    </wst:RequestSecurityToken>
-  </s:Body>
-</s:Envelope>"#
-    )
-}
-
-fn path_of(url: &str) -> String {
-    let after_scheme = url.split_once("://").unwrap().1;
-    format!("/{}", after_scheme.split_once('/').unwrap().1)
-}
-
-/// The content of the first element with this local name and a prefix (`<p:local …>…</p:local>`).
-fn element<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
-    let mut from = 0;
-    let start = loop {
-        let at = from + xml[from..].find(&format!(":{local}"))?;
-        let after = xml[at + local.len() + 1..].chars().next()?;
-        let tag_start = xml[..at].rfind('<')?;
-        let prefix = &xml[tag_start + 1..at];
-        if matches!(after, '>' | ' ')
-            && !prefix.is_empty()
-            && prefix.chars().all(char::is_alphanumeric)
-        {
-            break tag_start + xml[tag_start..].find('>')? + 1;
-        }
-        from = at + 1;
-    };
-    let end = start + xml[start..].find(&format!(":{local}>"))?;
-    Some(&xml[start..xml[..end].rfind("</")?])
+    common::wstrust::rst(version, to, Some((username, password)))
 }
 
 #[tokio::test]

@@ -84,3 +84,23 @@ pub fn saml_attribute(xml: &str, name: &str) -> Option<String> {
         .find(|(_, n, _)| n == name)
         .and_then(|(_, _, values)| values.into_iter().next())
 }
+
+/// The content of the first element with this local name and a prefix (`<p:local …>…</p:local>`).
+pub fn element<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
+    let mut from = 0;
+    let start = loop {
+        let at = from + xml[from..].find(&format!(":{local}"))?;
+        let after = xml[at + local.len() + 1..].chars().next()?;
+        let tag_start = xml[..at].rfind('<')?;
+        let prefix = &xml[tag_start + 1..at];
+        if matches!(after, '>' | ' ')
+            && !prefix.is_empty()
+            && prefix.chars().all(char::is_alphanumeric)
+        {
+            break tag_start + xml[tag_start..].find('>')? + 1;
+        }
+        from = at + 1;
+    };
+    let end = start + xml[start..].find(&format!(":{local}>"))?;
+    Some(&xml[start..xml[..end].rfind("</")?])
+}
