@@ -9,7 +9,46 @@ use time::{Duration, OffsetDateTime};
 use crate::config::{Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::{Certificate, SigningIdentity};
 use crate::directory::file::FileDirectory;
+use crate::policy::Flow;
 use crate::server::tls;
+
+/// Valid configurations that will surprise someone, as `key: problem — fix` lines; printed by
+/// `check-config` and logged at start, without failing either.
+///
+/// Today: a device-trust policy covers users of an app, and every app federates a domain with
+/// Entra ID, whose Windows setup (OOBE Entra join, passive) and first Windows logon (active)
+/// cannot present a device certificate.
+pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
+    config
+        .apps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, app)| {
+            let policy = app.device_trust.as_ref()?;
+            let flows: Vec<&str> = policy
+                .flows
+                .iter()
+                .map(|f| match f {
+                    Flow::Passive => "passive",
+                    Flow::Active => "active",
+                    Flow::WindowsLogon => "windows_logon",
+                })
+                .collect();
+            let mut who: Vec<String> = policy.users.iter().map(|u| format!("user {u}")).collect();
+            who.extend(policy.groups.iter().map(|g| format!("group {g}")));
+            Some(ConfigProblem::new(
+                format!("apps[{i}].device_trust"),
+                format!(
+                    "requires a trusted device for the {} flow(s) of {}, but {} is federated with Entra ID: Windows setup (OOBE Entra join) and the first Windows logon cannot present a device certificate, so these users cannot join or first sign in to a new Windows device",
+                    flows.join(", "),
+                    who.join(", "),
+                    app.domain
+                ),
+                "exclude the enrolment users or group from users/groups, or join devices first and enforce device trust afterwards",
+            ))
+        })
+        .collect()
+}
 
 /// Certificates expiring sooner than this are reported.
 const EXPIRY_WARNING: Duration = Duration::days(30);

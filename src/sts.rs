@@ -2,8 +2,10 @@
 //! does with a request. Knows no HTTP types: it takes an [`Endpoint`], body bytes and a little
 //! request context, and returns an [`HttpReply`].
 //!
-//! Path of a token on usernamemixed: envelope (`soap`) → RST (`wstrust`) → password check
-//! (`directory`) → claims and signed assertion (`saml`, `xmldsig`, `crypto`) → RSTR (`wstrust`).
+//! Path of a token on usernamemixed: classification and rate limit (`policy`) → envelope
+//! (`soap`) → RST (`wstrust`) → replay marks and lockout check (`policy`) → password check
+//! (`directory`) → lockout record and device trust (`policy`) → claims and signed assertion
+//! (`saml`, `xmldsig`, `crypto`) → RSTR (`wstrust`). Every decision is one audit record.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,11 +17,21 @@ use crate::clock::Clock;
 use crate::commands::{self, FederationSettings};
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
-use crate::directory::{self, Directory, User};
+use crate::directory::{self, AuthFailure, Directory, DirectoryError, User};
 use crate::error::{FAULT_HTTP_STATUS, StsError};
 use crate::mex::{self, MexEndpoints};
+use crate::policy::audit::{self, AuditRecord};
+use crate::policy::device;
+use crate::policy::lockout::{self, Attempt, Verdict};
+use crate::policy::ratelimit::RateLimiter;
+use crate::policy::replay::ReplayCache;
+use crate::policy::{
+    ClientAddresses, Flow, Policies, Refusal, RequestClass, Signals, TrustedProxies,
+};
 use crate::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
 use crate::soap;
+use crate::state::StateStore;
+use crate::state::memory::MemoryStore;
 use crate::wstrust::{self, IssueRequest, TimestampPolicy, TrustVersion};
 use crate::xml;
 
@@ -72,6 +84,27 @@ pub struct RequestInfo {
     pub user_agent: Option<String>,
     /// Raw query string.
     pub query: Option<String>,
+    /// `X-Forwarded-For` as sent (believed only from `server.trusted_proxies`).
+    pub forwarded_for: Option<String>,
+    /// `X-MS-Forwarded-Client-IP` as sent (believed only from `server.trusted_proxies`).
+    pub ms_forwarded_client_ip: Option<String>,
+    /// DER of the TLS client certificate that passed the device-CA verifier, if any.
+    pub device_certificate: Option<Arc<[u8]>>,
+}
+
+impl RequestInfo {
+    /// A request from `client_ip` with no headers, no query and no client certificate.
+    pub fn new(correlation_id: String, client_ip: IpAddr) -> Self {
+        Self {
+            correlation_id,
+            client_ip,
+            user_agent: None,
+            query: None,
+            forwarded_for: None,
+            ms_forwarded_client_ip: None,
+            device_certificate: None,
+        }
+    }
 }
 
 /// A protocol-neutral HTTP answer.
@@ -241,6 +274,9 @@ pub enum StartError {
     /// The configuration has problems.
     #[error("{0}")]
     Config(String),
+    /// The trusted proxy list could not be used.
+    #[error("server.trusted_proxies: `{0}` is not an IP address or CIDR block")]
+    TrustedProxy(String),
     /// A signing key or certificate could not be used.
     #[error("{key}: {source}")]
     Signing {
@@ -259,18 +295,41 @@ pub enum StartError {
     },
 }
 
-/// The running service: apps by id, limits, clock.
+/// The running service: apps by id, limits, clock, protection policies.
 #[derive(Debug)]
 pub struct Sts {
     apps: BTreeMap<String, App>,
     clock: Arc<dyn Clock>,
     xml_limits: xml::Limits,
     timestamp_policy: TimestampPolicy,
+    policies: Policies,
+}
+
+/// One usernamemixed request on its way through the steps.
+struct ActiveRequest<'a> {
+    app: &'a App,
+    version: TrustVersion,
+    body: &'a [u8],
+    info: &'a RequestInfo,
+    now: OffsetDateTime,
+    addresses: ClientAddresses,
+    class: RequestClass,
 }
 
 impl Sts {
-    /// Builds every app of a validated configuration.
+    /// Builds every app of a validated configuration, with an in-memory state store whatever
+    /// `[state]` says (for tools that issue no tokens); `serve` uses [`Sts::with_state`].
     pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let store = Arc::new(MemoryStore::new(config.state.prefix()));
+        Self::with_state(config, clock, store)
+    }
+
+    /// Builds every app of a validated configuration over `store` (see [`crate::state::build`]).
+    pub fn with_state(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn StateStore>,
+    ) -> Result<Self, StartError> {
         let problems = config.problems();
         if !problems.is_empty() {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -299,11 +358,21 @@ impl Sts {
             let built = App::new(app.clone(), config.public_base(), identity, directory);
             apps.insert(app.id.clone(), built);
         }
+        let timestamp_policy = TimestampPolicy::default();
+        let policies = Policies {
+            proxies: TrustedProxies::parse(&config.server.trusted_proxies)
+                .map_err(StartError::TrustedProxy)?,
+            rate_limit: RateLimiter::new(config.rate_limit.clone(), store.clone()),
+            replay: ReplayCache::new(store.clone(), &timestamp_policy),
+            lockout: lockout::Lockout::new(config.lockout.clone(), store.clone()),
+            store,
+        };
         Ok(Self {
             apps,
             clock,
             xml_limits: xml::Limits::default(),
-            timestamp_policy: TimestampPolicy::default(),
+            timestamp_policy,
+            policies,
         })
     }
 
@@ -315,6 +384,11 @@ impl Sts {
     /// Every app.
     pub fn apps(&self) -> impl Iterator<Item = &App> {
         self.apps.values()
+    }
+
+    /// The protection policies (for the passive path and the admin CLI).
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// Answers one request.
@@ -352,6 +426,10 @@ impl Sts {
     }
 
     async fn health(&self) -> HttpReply {
+        if let Err(e) = self.policies.store.health().await {
+            tracing::warn!(error = %e, "health check failed: state store");
+            return HttpReply::text(503, "unhealthy: state store\n");
+        }
         for app in self.apps.values() {
             if let Err(e) = app.directory.health().await {
                 tracing::warn!(app = %app.config.id, error = %e, "health check failed");
@@ -387,21 +465,43 @@ impl Sts {
         info: &RequestInfo,
     ) -> HttpReply {
         let now = self.clock.now();
+        let addresses = self.policies.proxies.client_addresses(
+            info.client_ip,
+            info.forwarded_for.as_deref(),
+            info.ms_forwarded_client_ip.as_deref(),
+        );
+        let class = RequestClass::classify(&Signals {
+            user_agent: info.user_agent.as_deref(),
+            ..Signals::default()
+        });
+        let mut record = AuditRecord {
+            time: now,
+            correlation_id: info.correlation_id.clone(),
+            app: app.config.id.clone(),
+            endpoint: format!("trust/{}/usernamemixed", version.path_segment()),
+            request_class: class,
+            client_ip: addresses.client,
+            user_agent: info.user_agent.clone().unwrap_or_default(),
+            user: String::new(),
+            lockout_location: None,
+            lockout_log_only: false,
+            device_id: None,
+        };
+        let active = ActiveRequest {
+            app,
+            version,
+            body,
+            info,
+            now,
+            addresses,
+            class,
+        };
         let mut request = None;
-        let result = self.issue(app, version, body, now, &mut request).await;
+        let result = self.issue(&active, &mut record, &mut request).await;
         let relates_to = request.as_ref().and_then(|r| r.message_id.as_deref());
-        let user = request.as_ref().map(|r| r.username.as_str()).unwrap_or("");
         match result {
             Ok(assertion) => {
-                audit(
-                    app,
-                    version,
-                    info,
-                    user,
-                    "issued",
-                    "ok",
-                    Some(&assertion.id),
-                );
+                record.emit(audit::Decision::Issued, "ok", Some(&assertion.id));
                 let applies_to = request
                     .as_ref()
                     .map(|r| r.applies_to.as_str())
@@ -412,15 +512,12 @@ impl Sts {
                 )
             }
             Err(error) => {
-                audit(
-                    app,
-                    version,
-                    info,
-                    user,
-                    "refused",
-                    &error.log_reason(),
-                    None,
-                );
+                record.emit(audit::Decision::Refused, &error.log_reason(), None);
+                if let Some((status, retry_after)) = error.plain_http() {
+                    let mut reply = HttpReply::text(status, "too many requests; try again later\n");
+                    reply.headers.push(("retry-after", retry_after.to_string()));
+                    return reply;
+                }
                 let fault = error.to_fault(version, &info.correlation_id, relates_to);
                 HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
             }
@@ -429,28 +526,48 @@ impl Sts {
 
     async fn issue(
         &self,
-        app: &App,
-        version: TrustVersion,
-        body: &[u8],
-        now: OffsetDateTime,
+        active: &ActiveRequest<'_>,
+        record: &mut AuditRecord,
         parsed: &mut Option<IssueRequest>,
     ) -> Result<SignedAssertion, StsError> {
-        let envelope = soap::parse_envelope(body, &self.xml_limits)?;
+        let (app, now) = (active.app, active.now);
+        let policies = &self.policies;
+        if let Some(limited) = policies
+            .rate_limit
+            .take(active.addresses.client, now)
+            .await
+            .map_err(Refusal::from)?
+        {
+            return Err(Refusal::RateLimited(limited).into());
+        }
+        let envelope = soap::parse_envelope(active.body, &self.xml_limits)?;
         let request = parsed.insert(wstrust::parse_usernamemixed(
             &envelope,
-            version,
+            active.version,
             now,
             &self.timestamp_policy,
         )?);
-        let user = app
-            .directory
-            .authenticate(&request.username, request.password.expose())
-            .await?;
+        record.user = request.username.clone();
+        if let Some(kind) = policies
+            .replay
+            .check(
+                request.message_id.as_deref(),
+                request.timestamp.created,
+                &request.username,
+                now,
+            )
+            .await
+            .map_err(Refusal::from)?
+        {
+            return Err(Refusal::Replay(kind).into());
+        }
+        let user = self.password_step(active, request, record).await?;
         if !app.owns_upn(&user.upn) {
             return Err(StsError::OutsideDomain {
                 domain: app.config.domain.clone(),
             });
         }
+        record.device_id = self.device_step(active, &user)?;
         let claims = password_claims(app, &user, now);
         let issuance = Issuance::new(
             now,
@@ -462,6 +579,70 @@ impl Sts {
             &issuance,
             &app.identity,
         )?)
+    }
+
+    /// Lockout check, password check, lockout record.
+    async fn password_step(
+        &self,
+        active: &ActiveRequest<'_>,
+        request: &IssueRequest,
+        record: &mut AuditRecord,
+    ) -> Result<User, StsError> {
+        let lockout = &self.policies.lockout;
+        let addresses = &active.addresses.all;
+        let check = lockout
+            .check(&request.username, addresses, active.now)
+            .await
+            .map_err(Refusal::from)?;
+        record.lockout_location = Some(check.location);
+        match check.verdict {
+            Verdict::Blocked => return Err(Refusal::Locked(check.location).into()),
+            Verdict::WouldBlock => record.lockout_log_only = true,
+            Verdict::Open => {}
+        }
+        let authenticated = active
+            .app
+            .directory
+            .authenticate(&request.username, request.password.expose())
+            .await;
+        let attempt = match &authenticated {
+            Ok(_) => Some(Attempt::Success),
+            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => {
+                Some(Attempt::WrongPassword)
+            }
+            Err(_) => None,
+        };
+        if let Some(attempt) = attempt {
+            lockout
+                .record(&request.username, addresses, attempt, active.now)
+                .await
+                .map_err(Refusal::from)?;
+        }
+        Ok(authenticated?)
+    }
+
+    /// Device trust for an authenticated user; the device id for the audit record.
+    fn device_step(
+        &self,
+        active: &ActiveRequest<'_>,
+        user: &User,
+    ) -> Result<Option<String>, StsError> {
+        let covers = active
+            .app
+            .config
+            .device_trust
+            .as_ref()
+            .is_some_and(|p| p.covers(Flow::Active, active.class, user));
+        match device::evaluate(
+            covers,
+            active.info.device_certificate.as_deref(),
+            active.class,
+            active.now,
+        ) {
+            device::Decision::NotRequired(presented) => Ok(presented.map(|d| d.id)),
+            device::Decision::Trusted(d) => Ok(Some(d.id)),
+            device::Decision::Refused(refusal) => Err(Refusal::Device(refusal).into()),
+        }
     }
 }
 
@@ -477,30 +658,4 @@ fn password_claims(app: &App, user: &User, now: OffsetDateTime) -> Claims {
         mfa_performed: false,
         extra_attributes: Vec::new(),
     }
-}
-
-/// One structured record per decision.
-fn audit(
-    app: &App,
-    version: TrustVersion,
-    info: &RequestInfo,
-    user: &str,
-    decision: &str,
-    reason: &str,
-    assertion_id: Option<&str>,
-) {
-    let user: String = user.chars().take(256).collect();
-    tracing::info!(
-        target: "fedsts::audit",
-        correlation_id = %info.correlation_id,
-        app = %app.config.id,
-        endpoint = %format!("trust/{}/usernamemixed", version.path_segment()),
-        user = %user,
-        client_ip = %info.client_ip,
-        user_agent = info.user_agent.as_deref().unwrap_or(""),
-        decision,
-        reason,
-        assertion_id = assertion_id.unwrap_or(""),
-        "token request"
-    );
 }
