@@ -286,7 +286,7 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
-    let tls = match server::tls::server_config(&config.server.tls_cert, &config.server.tls_key) {
+    let tls = match server::tls::server_config_for(&config, Arc::new(SystemClock)) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };

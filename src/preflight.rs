@@ -77,6 +77,15 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
 }
 
 fn check_tls(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
+    if let Some(device) = &config.device_trust
+        && let Err(e) = tls::device_verifier(device, std::sync::Arc::new(crate::clock::SystemClock))
+    {
+        return vec![ConfigProblem::new(
+            "device_trust.ca_file",
+            e.to_string(),
+            "use the PEM certificate of the CA that issues device certificates (and its PEM CRLs)",
+        )];
+    }
     if let Err(e) = tls::server_config(&config.server.tls_cert, &config.server.tls_key) {
         return vec![ConfigProblem::new(
             "server.tls_cert",
