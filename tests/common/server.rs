@@ -51,6 +51,9 @@ pub struct Reply {
     pub body: String,
 }
 
+/// A change to the embedded configuration; gets the server's temp dir.
+pub type Configure = Box<dyn FnOnce(&mut Config, &Path)>;
+
 /// How a test wants its server: clock, state store, configuration changes.
 pub struct Options {
     /// The service clock.
@@ -58,7 +61,7 @@ pub struct Options {
     /// The state store; `None` for a fresh in-memory one.
     pub store: Option<Arc<dyn StateStore>>,
     /// Changes to the embedded configuration; gets the server's temp dir.
-    pub configure: Box<dyn FnOnce(&mut Config, &Path)>,
+    pub configure: Configure,
 }
 
 impl Default for Options {
