@@ -1,4 +1,4 @@
-//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `commands`.
+//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `commands`, `lockout`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::defaults;
 use crate::directory::file::hash_password;
+use crate::policy::lockout::{Location, Lockout, UserRecord};
 use crate::preflight;
 use crate::server;
+use crate::state;
 use crate::sts::{App, Sts};
 use crate::wstrust::TrustVersion;
 
@@ -55,6 +57,33 @@ pub enum Command {
         #[arg(long)]
         app: String,
     },
+    /// Show or reset a user's extranet lockout state (needs `[state] redis_url`).
+    Lockout {
+        /// What to do.
+        #[command(subcommand)]
+        action: LockoutAction,
+    },
+}
+
+/// `fedsts lockout` actions.
+#[derive(Debug, Subcommand)]
+pub enum LockoutAction {
+    /// Print the user's bad-password counters and familiar IPs.
+    Show {
+        /// User name (UPN).
+        user: String,
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Clear the user's bad-password counters (familiar IPs are kept).
+    Reset {
+        /// User name (UPN).
+        user: String,
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// Runs a parsed command line.
@@ -64,7 +93,89 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::HashPassword => hash_password_from_stdin(),
         Command::CheckConfig { config } => check_config(&config),
         Command::Commands { config, app } => print_commands(&config, &app),
+        Command::Lockout { action } => lockout_command(action),
     }
+}
+
+fn lockout_command(action: LockoutAction) -> ExitCode {
+    let (LockoutAction::Show { user, config } | LockoutAction::Reset { user, config }) = &action;
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if config.state.redis_url.is_none() {
+        return fail(
+            "lockout state lives in the memory of each running server; set [state] redis_url to \
+             keep it in Redis, where this command can show and reset it",
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async {
+        let store = match state::build(&config.state) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("state.redis_url: {e}")),
+        };
+        let lockout = Lockout::new(config.lockout.clone(), store);
+        let now = SystemClock.now();
+        let result = match &action {
+            LockoutAction::Show { .. } => lockout.show(user, now).await.map(|record| {
+                print!("{}", describe_lockout(&lockout, user, &record, now));
+            }),
+            LockoutAction::Reset { .. } => lockout.reset(user, now).await.map(|()| {
+                println!("{user}: bad-password counters cleared");
+            }),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!(
+                "{e} — check that Redis at state.redis_url is running"
+            )),
+        }
+    })
+}
+
+/// The text `fedsts lockout show` prints.
+fn describe_lockout(
+    lockout: &Lockout,
+    user: &str,
+    record: &UserRecord,
+    now: time::OffsetDateTime,
+) -> String {
+    let mut text = format!("user: {user}\n");
+    for location in [Location::Familiar, Location::Unfamiliar] {
+        let counter = record.counter(location);
+        let last = counter
+            .last_bad
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "never".into());
+        let locked = if lockout.is_locked(counter, now) {
+            "locked"
+        } else {
+            "not locked"
+        };
+        text.push_str(&format!(
+            "{}: {} bad password(s), last {last}, {locked}\n",
+            location.as_str(),
+            counter.bad
+        ));
+    }
+    let ips: Vec<String> = record
+        .familiar_ips
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    text.push_str(&format!("familiar IPs: {}\n", ips.join(", ")));
+    text
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -97,6 +208,9 @@ fn check_config(path: &Path) -> ExitCode {
         Err(e) => return fail(e),
     };
     let problems = preflight::check(&config, time::OffsetDateTime::now_utc());
+    for warning in preflight::warnings(&config) {
+        println!("warning: {warning}");
+    }
     if problems.is_empty() {
         println!("{}: OK ({} app(s))", path.display(), config.apps.len());
         return ExitCode::SUCCESS;
@@ -161,11 +275,18 @@ fn serve(config_path: Option<PathBuf>, listen: &str) -> ExitCode {
 }
 
 async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode {
-    let sts = match Sts::from_config(&config, Arc::new(SystemClock)) {
+    let store = match state::build(&config.state) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("state.redis_url: {e}")),
+    };
+    for warning in preflight::warnings(&config) {
+        tracing::warn!("{warning}");
+    }
+    let sts = match Sts::with_state(&config, Arc::new(SystemClock), store) {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e),
     };
-    let tls = match server::tls::server_config(&config.server.tls_cert, &config.server.tls_key) {
+    let tls = match server::tls::server_config_for(&config, Arc::new(SystemClock)) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };

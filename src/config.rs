@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::directory::ldap::LdapConfig;
+use crate::policy::TrustedProxies;
+use crate::policy::device::{AppDevicePolicy, DeviceTrustConfig};
+use crate::policy::lockout::LockoutConfig;
+use crate::policy::ratelimit::RateLimitConfig;
+use crate::state::StateConfig;
 pub use crate::windowstransport::KerberosConfig;
 
 /// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
@@ -32,6 +37,18 @@ pub struct Config {
     /// Credential stores, referenced by name from `apps[].directory`.
     #[serde(default)]
     pub directories: BTreeMap<String, DirectoryConfig>,
+    /// Shared state (replay marks, lockout counters, rate buckets): memory or Redis.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Extranet smart lockout.
+    #[serde(default)]
+    pub lockout: LockoutConfig,
+    /// Per-client-IP rate limits on the active endpoints.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// The device CA; needed by any `[apps.device_trust]` policy.
+    #[serde(default)]
+    pub device_trust: Option<DeviceTrustConfig>,
 }
 
 /// `[server]`: where we listen and how we present ourselves.
@@ -46,6 +63,10 @@ pub struct ServerConfig {
     pub tls_cert: PathBuf,
     /// PEM private key for TLS (PKCS#8 or PKCS#1).
     pub tls_key: PathBuf,
+    /// Proxies (IPs or CIDR blocks) whose `X-Forwarded-For` / `X-MS-Forwarded-Client-IP` are
+    /// believed; from anyone else those headers are ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[[apps]]`: one federated domain with its own issuer and signing key.
@@ -73,6 +94,9 @@ pub struct AppConfig {
     /// `[apps.kerberos]`: enables windowstransport (needs the `kerberos` cargo feature).
     #[serde(default)]
     pub kerberos: Option<KerberosConfig>,
+    /// Who needs a trusted device for which flows (needs `[device_trust]`).
+    #[serde(default)]
+    pub device_trust: Option<AppDevicePolicy>,
 }
 
 fn default_token_lifetime() -> u64 {
@@ -198,6 +222,12 @@ impl Config {
                 resolve(&mut kerberos.keytab);
             }
         }
+        if let Some(device) = &mut self.device_trust {
+            resolve(&mut device.ca_file);
+            if let Some(crl) = &mut device.crl_file {
+                resolve(crl);
+            }
+        }
         for dir in self.directories.values_mut() {
             match dir {
                 DirectoryConfig::File { path } => resolve(path),
@@ -254,6 +284,35 @@ impl Config {
             }
         }
         problems.extend(self.duplicate_problems());
+        problems.extend(self.protection_problems());
+        problems
+    }
+
+    /// Problems of the policy sections: state, lockout, rate limits, proxies, device trust.
+    fn protection_problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = TrustedProxies::problems(&self.server.trusted_proxies);
+        problems.extend(self.state.problems());
+        problems.extend(self.lockout.problems());
+        problems.extend(self.rate_limit.problems());
+        for (i, app) in self.apps.iter().enumerate() {
+            let Some(policy) = &app.device_trust else {
+                continue;
+            };
+            if self.device_trust.is_none() {
+                problems.push(ConfigProblem::new(
+                    format!("apps[{i}].device_trust"),
+                    "a device-trust policy needs the device CA, and there is no [device_trust] table",
+                    "add [device_trust] with ca_file = \"device-ca.pem\"",
+                ));
+            }
+            if policy.flows.is_empty() || (policy.users.is_empty() && policy.groups.is_empty()) {
+                problems.push(ConfigProblem::new(
+                    format!("apps[{i}].device_trust"),
+                    "covers no flow or no user",
+                    "list flows (passive, active, windows_logon) and users (\"*\" for everyone) or groups, or remove the table",
+                ));
+            }
+        }
         problems
     }
 

@@ -81,6 +81,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             public_url: format!("https://localhost:{port}"),
             tls_cert: tls.0,
             tls_key: tls.1,
+            trusted_proxies: Vec::new(),
         },
         apps: vec![AppConfig {
             id: DEMO_APP_ID.into(),
@@ -92,11 +93,16 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             directory: "demo".into(),
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
             kerberos: None,
+            device_trust: None,
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),
             DirectoryConfig::File { path: users_path },
         )]),
+        state: Default::default(),
+        lockout: Default::default(),
+        rate_limit: Default::default(),
+        device_trust: None,
     };
     Ok(Embedded {
         config,

@@ -6,8 +6,11 @@
 //! failures of every kind share one text, so the wire never tells which one happened.
 
 use crate::directory::DirectoryError;
+use crate::policy::Refusal;
+use crate::policy::device::{self, DeviceRefusal};
+use crate::policy::ratelimit::{self, Limited};
 use crate::saml::SamlError;
-use crate::soap::{Fault, SoapError};
+use crate::soap::{Fault, FaultCode, SoapError};
 use crate::windowstransport::WindowsClaimsError;
 use crate::wstrust::{self, FaultKind, TrustVersion, WsTrustError};
 
@@ -17,6 +20,10 @@ pub const FAULT_HTTP_STATUS: u16 = 500;
 /// The text of every credential failure (unknown user, wrong password, disabled, locked).
 pub const ACCESS_DENIED: &str =
     "Access denied: the user name or password is incorrect, or the account cannot sign in.";
+
+/// Namespace of the device-trust fault subcodes (`DeviceTrustRequired`,
+/// `DeviceTrustUnavailableDuringSetup`).
+pub const POLICY_FAULT_NS: &str = "urn:fedsts:policy";
 
 /// Why a token was not issued.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +50,9 @@ pub enum StsError {
     /// A Windows-authenticated principal cannot be described (e.g. a computer without GUID).
     #[error(transparent)]
     Windows(#[from] WindowsClaimsError),
+    /// A protection policy refused the request.
+    #[error(transparent)]
+    Policy(#[from] Refusal),
 }
 
 impl StsError {
@@ -56,6 +66,19 @@ impl StsError {
             StsError::OutsideDomain { .. } => "upn_outside_domain".into(),
             StsError::Token(e) => format!("token_error: {e}"),
             StsError::Windows(e) => format!("windows_claims: {e}"),
+            StsError::Policy(r) => r.reason().into(),
+        }
+    }
+
+    /// `Some((status, retry_after_secs))` when the error is answered with a plain HTTP status
+    /// instead of a SOAP fault (rate limits with `response = "http_429"`).
+    pub fn plain_http(&self) -> Option<(u16, u64)> {
+        match self {
+            StsError::Policy(Refusal::RateLimited(Limited {
+                retry_after_secs,
+                response: ratelimit::Response::Http429,
+            })) => Some((429, *retry_after_secs)),
+            _ => None,
         }
     }
 
@@ -67,12 +90,30 @@ impl StsError {
             | StsError::OutsideDomain { .. }
             | StsError::Windows(_) => FaultKind::FailedAuthentication,
             StsError::Directory(_) | StsError::Token(_) => FaultKind::RequestFailed,
+            StsError::Policy(Refusal::Locked(_)) => FaultKind::FailedAuthentication,
+            StsError::Policy(Refusal::Replay(_)) => FaultKind::InvalidRequest,
+            StsError::Policy(_) => FaultKind::RequestFailed,
         }
     }
 
     /// Text safe to show a client: credential failures are generic, server failures say
     /// nothing internal, request errors say exactly what is wrong with the request.
     fn client_text(&self) -> String {
+        match self {
+            StsError::Policy(Refusal::StateUnavailable(_)) => {
+                return "The sign-in service cannot check account protection right now, so it refuses sign-ins; try again later.".into();
+            }
+            StsError::Policy(Refusal::RateLimited(limited)) => {
+                return format!(
+                    "Too many sign-in requests from this network; try again in {} seconds.",
+                    limited.retry_after_secs
+                );
+            }
+            StsError::Policy(Refusal::Replay(_)) => {
+                return "The request was rejected: this message was already received.".into();
+            }
+            _ => {}
+        }
         match self.fault_kind() {
             FaultKind::FailedAuthentication => ACCESS_DENIED.into(),
             FaultKind::RequestFailed => {
@@ -89,8 +130,30 @@ impl StsError {
         correlation_id: &str,
         relates_to: Option<&str>,
     ) -> Fault {
+        if let StsError::Policy(Refusal::Device(refusal)) = self {
+            return device_fault(*refusal, correlation_id, relates_to);
+        }
         let reason = format!("{} Correlation id: {correlation_id}", self.client_text());
         wstrust::fault(version, self.fault_kind(), &reason, relates_to)
+    }
+}
+
+/// The device-trust fault: subcode `DeviceTrustUnavailableDuringSetup` for Windows setup and
+/// first logon, `DeviceTrustRequired` otherwise, with the plain-words explanation.
+fn device_fault(refusal: DeviceRefusal, correlation_id: &str, relates_to: Option<&str>) -> Fault {
+    let local = match refusal {
+        DeviceRefusal::UnavailableDuringSetup => "DeviceTrustUnavailableDuringSetup",
+        _ => "DeviceTrustRequired",
+    };
+    Fault {
+        code: FaultCode::Sender,
+        subcode_ns: POLICY_FAULT_NS.to_owned(),
+        subcode_local: local.to_owned(),
+        reason: format!(
+            "{} Correlation id: {correlation_id}",
+            device::explanation(refusal).as_text()
+        ),
+        relates_to: relates_to.map(str::to_owned),
     }
 }
 

@@ -23,10 +23,12 @@ pub mod error;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;
 pub mod mex;
+pub mod policy;
 pub mod preflight;
 pub mod saml;
 pub mod server;
 pub mod soap;
+pub mod state;
 pub mod sts;
 pub mod windowstransport;
 pub mod wstrust;

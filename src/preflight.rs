@@ -10,7 +10,46 @@ use crate::config::{Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::{Certificate, SigningIdentity};
 use crate::directory::file::FileDirectory;
 use crate::directory::ldap::LdapDirectory;
+use crate::policy::Flow;
 use crate::server::tls;
+
+/// Valid configurations that will surprise someone, as `key: problem — fix` lines; printed by
+/// `check-config` and logged at start, without failing either.
+///
+/// Today: a device-trust policy covers users of an app, and every app federates a domain with
+/// Entra ID, whose Windows setup (OOBE Entra join, passive) and first Windows logon (active)
+/// cannot present a device certificate.
+pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
+    config
+        .apps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, app)| {
+            let policy = app.device_trust.as_ref()?;
+            let flows: Vec<&str> = policy
+                .flows
+                .iter()
+                .map(|f| match f {
+                    Flow::Passive => "passive",
+                    Flow::Active => "active",
+                    Flow::WindowsLogon => "windows_logon",
+                })
+                .collect();
+            let mut who: Vec<String> = policy.users.iter().map(|u| format!("user {u}")).collect();
+            who.extend(policy.groups.iter().map(|g| format!("group {g}")));
+            Some(ConfigProblem::new(
+                format!("apps[{i}].device_trust"),
+                format!(
+                    "requires a trusted device for the {} flow(s) of {}, but {} is federated with Entra ID: Windows setup (OOBE Entra join) and the first Windows logon cannot present a device certificate, so these users cannot join or first sign in to a new Windows device",
+                    flows.join(", "),
+                    who.join(", "),
+                    app.domain
+                ),
+                "exclude the enrolment users or group from users/groups, or join devices first and enforce device trust afterwards",
+            ))
+        })
+        .collect()
+}
 
 /// Certificates expiring sooner than this are reported.
 const EXPIRY_WARNING: Duration = Duration::days(30);
@@ -19,6 +58,7 @@ const EXPIRY_WARNING: Duration = Duration::days(30);
 pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
     let mut problems = config.problems();
     problems.extend(check_tls(config, now));
+    problems.extend(check_device_ca(config));
     for (i, app) in config.apps.iter().enumerate() {
         problems.extend(check_signing(i, &app.signing_cert, &app.signing_key, now));
     }
@@ -45,6 +85,21 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
         }
     }
     problems
+}
+
+/// The device CA (and CRL) load into the TLS client verifier.
+fn check_device_ca(config: &Config) -> Vec<ConfigProblem> {
+    let Some(device) = &config.device_trust else {
+        return Vec::new();
+    };
+    match tls::device_verifier(device, std::sync::Arc::new(crate::clock::SystemClock)) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![ConfigProblem::new(
+            "device_trust.ca_file",
+            e.to_string(),
+            "use the PEM certificate of the CA that issues device certificates (and its PEM CRLs)",
+        )],
+    }
 }
 
 fn check_tls(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
@@ -106,4 +161,55 @@ fn validity_problems(key: &str, cert: &Certificate, now: OffsetDateTime) -> Vec<
         ));
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+public_url = "https://sts.example.com"
+tls_cert = "tls.crt"
+tls_key = "tls.key"
+
+[[apps]]
+id = "app1"
+domain = "example.com"
+issuer_uri = "example.com"
+signing_cert = "s.crt"
+signing_key = "s.key"
+directory = "local"
+
+[apps.device_trust]
+flows = ["passive", "windows_logon"]
+users = ["alice@example.com"]
+groups = ["staff"]
+
+[directories.local]
+kind = "file"
+path = "users.toml"
+"#;
+
+    #[test]
+    fn device_trust_policy_warns_about_windows_setup_and_needs_the_ca() {
+        let config = Config::parse(CONFIG, Path::new("/etc/fedsts")).unwrap();
+        let warnings: Vec<String> = warnings(&config).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "apps[0].device_trust: requires a trusted device for the passive, windows_logon flow(s) of user alice@example.com, group staff, but example.com is federated with Entra ID: Windows setup (OOBE Entra join) and the first Windows logon cannot present a device certificate, so these users cannot join or first sign in to a new Windows device — exclude the enrolment users or group from users/groups, or join devices first and enforce device trust afterwards"
+            ]
+        );
+        let problems: Vec<String> = config.problems().iter().map(|p| p.key.clone()).collect();
+        assert_eq!(problems, ["apps[0].device_trust"]);
+        let with_ca = format!("{CONFIG}\n[device_trust]\nca_file = \"device-ca.pem\"\n");
+        let config = Config::parse(&with_ca, Path::new("/etc/fedsts")).unwrap();
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        assert_eq!(
+            config.device_trust.unwrap().ca_file,
+            Path::new("/etc/fedsts/device-ca.pem")
+        );
+    }
 }

@@ -2,8 +2,10 @@
 //! does with a request. Knows no HTTP types: it takes an [`Endpoint`], body bytes and a little
 //! request context, and returns an [`HttpReply`].
 //!
-//! Path of a token on usernamemixed: envelope (`soap`) → RST (`wstrust`) → password check
-//! (`directory`) → claims and signed assertion (`saml`, `xmldsig`, `crypto`) → RSTR (`wstrust`).
+//! Path of a token on usernamemixed: classification and rate limit (`policy`) → envelope
+//! (`soap`) → RST (`wstrust`) → replay marks and lockout check (`policy`) → password check
+//! (`directory`) → lockout record and device trust (`policy`) → claims and signed assertion
+//! (`saml`, `xmldsig`, `crypto`) → RSTR (`wstrust`). Every decision is one audit record.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,11 +17,21 @@ use crate::clock::Clock;
 use crate::commands::{self, FederationSettings};
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
-use crate::directory::{self, Directory, User};
+use crate::directory::{self, AuthFailure, Directory, DirectoryError, User};
 use crate::error::{FAULT_HTTP_STATUS, StsError};
 use crate::mex::{self, MexEndpoints};
+use crate::policy::audit::{self, AuditRecord};
+use crate::policy::device;
+use crate::policy::lockout::{self, Attempt, Verdict};
+use crate::policy::ratelimit::RateLimiter;
+use crate::policy::replay::ReplayCache;
+use crate::policy::{
+    ClientAddresses, Flow, Policies, Refusal, RequestClass, Signals, TrustedProxies,
+};
 use crate::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
 use crate::soap;
+use crate::state::StateStore;
+use crate::state::memory::MemoryStore;
 use crate::wstrust::{self, IssueRequest, TimestampPolicy, TrustVersion};
 use crate::xml;
 
@@ -81,6 +93,28 @@ pub struct RequestInfo {
     pub query: Option<String>,
     /// The `Authorization` header (a credential: never logged).
     pub authorization: Option<Credential>,
+    /// `X-Forwarded-For` as sent (believed only from `server.trusted_proxies`).
+    pub forwarded_for: Option<String>,
+    /// `X-MS-Forwarded-Client-IP` as sent (believed only from `server.trusted_proxies`).
+    pub ms_forwarded_client_ip: Option<String>,
+    /// DER of the TLS client certificate that passed the device-CA verifier, if any.
+    pub device_certificate: Option<Arc<[u8]>>,
+}
+
+impl RequestInfo {
+    /// A request from `client_ip` with no headers, no query and no client certificate.
+    pub fn new(correlation_id: String, client_ip: IpAddr) -> Self {
+        Self {
+            correlation_id,
+            client_ip,
+            user_agent: None,
+            query: None,
+            authorization: None,
+            forwarded_for: None,
+            ms_forwarded_client_ip: None,
+            device_certificate: None,
+        }
+    }
 }
 
 /// A secret header value; its `Debug` output is redacted.
@@ -273,6 +307,9 @@ pub enum StartError {
     /// The configuration has problems.
     #[error("{0}")]
     Config(String),
+    /// The trusted proxy list could not be used.
+    #[error("server.trusted_proxies: `{0}` is not an IP address or CIDR block")]
+    TrustedProxy(String),
     /// A signing key or certificate could not be used.
     #[error("{key}: {source}")]
     Signing {
@@ -300,18 +337,41 @@ pub enum StartError {
     },
 }
 
-/// The running service: apps by id, limits, clock.
+/// The running service: apps by id, limits, clock, protection policies.
 #[derive(Debug)]
 pub struct Sts {
     apps: BTreeMap<String, App>,
     clock: Arc<dyn Clock>,
     xml_limits: xml::Limits,
     timestamp_policy: TimestampPolicy,
+    policies: Policies,
+}
+
+/// One usernamemixed request on its way through the steps.
+struct ActiveRequest<'a> {
+    app: &'a App,
+    version: TrustVersion,
+    body: &'a [u8],
+    info: &'a RequestInfo,
+    now: OffsetDateTime,
+    addresses: ClientAddresses,
+    class: RequestClass,
 }
 
 impl Sts {
-    /// Builds every app of a validated configuration.
+    /// Builds every app of a validated configuration, with an in-memory state store whatever
+    /// `[state]` says (for tools that issue no tokens); `serve` uses [`Sts::with_state`].
     pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let store = Arc::new(MemoryStore::new(config.state.prefix()));
+        Self::with_state(config, clock, store)
+    }
+
+    /// Builds every app of a validated configuration over `store` (see [`crate::state::build`]).
+    pub fn with_state(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn StateStore>,
+    ) -> Result<Self, StartError> {
         let problems = config.problems();
         if !problems.is_empty() {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -350,11 +410,21 @@ impl Sts {
             }
             apps.insert(app.id.clone(), built);
         }
+        let timestamp_policy = TimestampPolicy::default();
+        let policies = Policies {
+            proxies: TrustedProxies::parse(&config.server.trusted_proxies)
+                .map_err(StartError::TrustedProxy)?,
+            rate_limit: RateLimiter::new(config.rate_limit.clone(), store.clone()),
+            replay: ReplayCache::new(store.clone(), &timestamp_policy),
+            lockout: lockout::Lockout::new(config.lockout.clone(), store.clone()),
+            store,
+        };
         Ok(Self {
             apps,
             clock,
             xml_limits: xml::Limits::default(),
-            timestamp_policy: TimestampPolicy::default(),
+            timestamp_policy,
+            policies,
         })
     }
 
@@ -366,6 +436,11 @@ impl Sts {
     /// Every app.
     pub fn apps(&self) -> impl Iterator<Item = &App> {
         self.apps.values()
+    }
+
+    /// The protection policies (for the passive path and the admin CLI).
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// Answers one request.
@@ -407,6 +482,10 @@ impl Sts {
     }
 
     async fn health(&self) -> HttpReply {
+        if let Err(e) = self.policies.store.health().await {
+            tracing::warn!(error = %e, "health check failed: state store");
+            return HttpReply::text(503, "unhealthy: state store\n");
+        }
         for app in self.apps.values() {
             if let Err(e) = app.directory.health().await {
                 tracing::warn!(app = %app.config.id, error = %e, "health check failed");
@@ -442,21 +521,32 @@ impl Sts {
         info: &RequestInfo,
     ) -> HttpReply {
         let now = self.clock.now();
+        let addresses = self.policies.proxies.client_addresses(
+            info.client_ip,
+            info.forwarded_for.as_deref(),
+            info.ms_forwarded_client_ip.as_deref(),
+        );
+        let class = RequestClass::classify(&Signals {
+            user_agent: info.user_agent.as_deref(),
+            ..Signals::default()
+        });
+        let endpoint = format!("trust/{}/usernamemixed", version.path_segment());
+        let mut record = audit_record(app, endpoint, info, now, addresses.client, class);
+        let active = ActiveRequest {
+            app,
+            version,
+            body,
+            info,
+            now,
+            addresses,
+            class,
+        };
         let mut request = None;
-        let result = self.issue(app, version, body, now, &mut request).await;
+        let result = self.issue(&active, &mut record, &mut request).await;
         let relates_to = request.as_ref().and_then(|r| r.message_id.as_deref());
-        let user = request.as_ref().map(|r| r.username.as_str()).unwrap_or("");
         match result {
             Ok(assertion) => {
-                audit(
-                    app,
-                    &usernamemixed_name(version),
-                    info,
-                    user,
-                    "issued",
-                    "ok",
-                    Some(&assertion.id),
-                );
+                record.emit(audit::Decision::Issued, "ok", Some(&assertion.id));
                 let applies_to = request
                     .as_ref()
                     .map(|r| r.applies_to.as_str())
@@ -467,15 +557,12 @@ impl Sts {
                 )
             }
             Err(error) => {
-                audit(
-                    app,
-                    &usernamemixed_name(version),
-                    info,
-                    user,
-                    "refused",
-                    &error.log_reason(),
-                    None,
-                );
+                record.emit(audit::Decision::Refused, &error.log_reason(), None);
+                if let Some((status, retry_after)) = error.plain_http() {
+                    let mut reply = HttpReply::text(status, "too many requests; try again later\n");
+                    reply.headers.push(("retry-after", retry_after.to_string()));
+                    return reply;
+                }
                 let fault = error.to_fault(version, &info.correlation_id, relates_to);
                 HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
             }
@@ -484,30 +571,114 @@ impl Sts {
 
     async fn issue(
         &self,
-        app: &App,
-        version: TrustVersion,
-        body: &[u8],
-        now: OffsetDateTime,
+        active: &ActiveRequest<'_>,
+        record: &mut AuditRecord,
         parsed: &mut Option<IssueRequest>,
     ) -> Result<SignedAssertion, StsError> {
-        let envelope = soap::parse_envelope(body, &self.xml_limits)?;
+        let (app, now) = (active.app, active.now);
+        let policies = &self.policies;
+        if let Some(limited) = policies
+            .rate_limit
+            .take(active.addresses.client, now)
+            .await
+            .map_err(Refusal::from)?
+        {
+            return Err(Refusal::RateLimited(limited).into());
+        }
+        let envelope = soap::parse_envelope(active.body, &self.xml_limits)?;
         let request = parsed.insert(wstrust::parse_usernamemixed(
             &envelope,
-            version,
+            active.version,
             now,
             &self.timestamp_policy,
         )?);
-        let user = app
-            .directory
-            .authenticate(&request.username, request.password.expose())
-            .await?;
+        record.user = request.username.clone();
+        if let Some(kind) = policies
+            .replay
+            .check(
+                request.message_id.as_deref(),
+                request.timestamp.created,
+                &request.username,
+                now,
+            )
+            .await
+            .map_err(Refusal::from)?
+        {
+            return Err(Refusal::Replay(kind).into());
+        }
+        let user = self.password_step(active, request, record).await?;
         if !app.owns_upn(&user.upn) {
             return Err(StsError::OutsideDomain {
                 domain: app.config.domain.clone(),
             });
         }
+        record.device_id = self.device_step(active, &user)?;
         let claims = password_claims(app, &user, now);
         sign(app, &claims, request.token_type, now)
+    }
+
+    /// Lockout check, password check, lockout record.
+    async fn password_step(
+        &self,
+        active: &ActiveRequest<'_>,
+        request: &IssueRequest,
+        record: &mut AuditRecord,
+    ) -> Result<User, StsError> {
+        let lockout = &self.policies.lockout;
+        let addresses = &active.addresses.all;
+        let check = lockout
+            .check(&request.username, addresses, active.now)
+            .await
+            .map_err(Refusal::from)?;
+        record.lockout_location = Some(check.location);
+        match check.verdict {
+            Verdict::Blocked => return Err(Refusal::Locked(check.location).into()),
+            Verdict::WouldBlock => record.lockout_log_only = true,
+            Verdict::Open => {}
+        }
+        let authenticated = active
+            .app
+            .directory
+            .authenticate(&request.username, request.password.expose())
+            .await;
+        let attempt = match &authenticated {
+            Ok(_) => Some(Attempt::Success),
+            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => {
+                Some(Attempt::WrongPassword)
+            }
+            Err(_) => None,
+        };
+        if let Some(attempt) = attempt {
+            lockout
+                .record(&request.username, addresses, attempt, active.now)
+                .await
+                .map_err(Refusal::from)?;
+        }
+        Ok(authenticated?)
+    }
+
+    /// Device trust for an authenticated user; the device id for the audit record.
+    fn device_step(
+        &self,
+        active: &ActiveRequest<'_>,
+        user: &User,
+    ) -> Result<Option<String>, StsError> {
+        let covers = active
+            .app
+            .config
+            .device_trust
+            .as_ref()
+            .is_some_and(|p| p.covers(Flow::Active, active.class, user));
+        match device::evaluate(
+            covers,
+            active.info.device_certificate.as_deref(),
+            active.class,
+            active.now,
+        ) {
+            device::Decision::NotRequired(presented) => Ok(presented.map(|d| d.id)),
+            device::Decision::Trusted(d) => Ok(Some(d.id)),
+            device::Decision::Refused(refusal) => Err(Refusal::Device(refusal).into()),
+        }
     }
 
     /// Without the `kerberos` feature no app can have Kerberos (the configuration is refused
@@ -538,33 +709,23 @@ impl Sts {
             return HttpReply::text(404, "windowstransport is not enabled for this app\n");
         };
         let endpoint = format!("trust/{}/windowstransport", version.path_segment());
+        let class = RequestClass::classify(&Signals {
+            user_agent: info.user_agent.as_deref(),
+            ..Signals::default()
+        });
+        let now = self.clock.now();
+        let mut record = audit_record(app, endpoint, info, now, info.client_ip, class);
         if !kerberos
             .networks()
             .iter()
             .any(|n| n.contains(info.client_ip))
         {
-            audit(
-                app,
-                &endpoint,
-                info,
-                "",
-                "refused",
-                "outside_allowed_networks",
-                None,
-            );
+            record.emit(audit::Decision::Refused, "outside_allowed_networks", None);
             return HttpReply::text(403, "windowstransport is only served to the intranet\n");
         }
         let token = wt::negotiate_token(info.authorization.as_ref().map(|c| c.0.as_str()));
         let Some(token) = token else {
-            audit(
-                app,
-                &endpoint,
-                info,
-                "",
-                "refused",
-                "negotiate_challenge",
-                None,
-            );
+            record.emit(audit::Decision::Refused, "negotiate_challenge", None);
             return negotiate_challenge();
         };
         let acceptor = acceptor.clone();
@@ -572,31 +733,18 @@ impl Sts {
         let accepted = match accepted {
             Ok(Ok(accepted)) => accepted,
             Ok(Err(e)) => {
-                audit(
-                    app,
-                    &endpoint,
-                    info,
-                    "",
-                    "refused",
-                    &format!("kerberos: {e}"),
-                    None,
-                );
+                record.emit(audit::Decision::Refused, &format!("kerberos: {e}"), None);
                 return negotiate_challenge();
             }
             Err(e) => {
-                audit(
-                    app,
-                    &endpoint,
-                    info,
-                    "",
-                    "refused",
+                record.emit(
+                    audit::Decision::Refused,
                     &format!("kerberos task: {e}"),
                     None,
                 );
                 return negotiate_challenge();
             }
         };
-        let now = self.clock.now();
         let mut relates_to = None;
         let result = self
             .windows_issue(
@@ -611,15 +759,8 @@ impl Sts {
             .await;
         let mut reply = match result {
             Ok((assertion, applies_to)) => {
-                audit(
-                    app,
-                    &endpoint,
-                    info,
-                    &accepted.principal,
-                    "issued",
-                    "ok",
-                    Some(&assertion.id),
-                );
+                record.user = accepted.principal.clone();
+                record.emit(audit::Decision::Issued, "ok", Some(&assertion.id));
                 HttpReply::soap(
                     200,
                     wstrust::build_response(
@@ -632,15 +773,8 @@ impl Sts {
                 )
             }
             Err(error) => {
-                audit(
-                    app,
-                    &endpoint,
-                    info,
-                    &accepted.principal,
-                    "refused",
-                    &error.log_reason(),
-                    None,
-                );
+                record.user = accepted.principal.clone();
+                record.emit(audit::Decision::Refused, &error.log_reason(), None);
                 let fault = error.to_fault(version, &info.correlation_id, relates_to.as_deref());
                 HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
             }
@@ -725,8 +859,28 @@ fn sign(
     )?)
 }
 
-fn usernamemixed_name(version: TrustVersion) -> String {
-    format!("trust/{}/usernamemixed", version.path_segment())
+/// The audit record of one request, before its decision.
+fn audit_record(
+    app: &App,
+    endpoint: String,
+    info: &RequestInfo,
+    now: OffsetDateTime,
+    client_ip: IpAddr,
+    request_class: RequestClass,
+) -> AuditRecord {
+    AuditRecord {
+        time: now,
+        correlation_id: info.correlation_id.clone(),
+        app: app.config.id.clone(),
+        endpoint,
+        request_class,
+        client_ip,
+        user_agent: info.user_agent.clone().unwrap_or_default(),
+        user: String::new(),
+        lockout_location: None,
+        lockout_log_only: false,
+        device_id: None,
+    }
 }
 
 /// Claims for a user who signed in with a password on an active endpoint.
@@ -741,30 +895,4 @@ fn password_claims(app: &App, user: &User, now: OffsetDateTime) -> Claims {
         mfa_performed: false,
         extra_attributes: Vec::new(),
     }
-}
-
-/// One structured record per decision.
-fn audit(
-    app: &App,
-    endpoint: &str,
-    info: &RequestInfo,
-    user: &str,
-    decision: &str,
-    reason: &str,
-    assertion_id: Option<&str>,
-) {
-    let user: String = user.chars().take(256).collect();
-    tracing::info!(
-        target: "fedsts::audit",
-        correlation_id = %info.correlation_id,
-        app = %app.config.id,
-        endpoint,
-        user = %user,
-        client_ip = %info.client_ip,
-        user_agent = info.user_agent.as_deref().unwrap_or(""),
-        decision,
-        reason,
-        assertion_id = assertion_id.unwrap_or(""),
-        "token request"
-    );
 }

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use base64::Engine as _;
-use common::server::TestServer;
+use common::server::{Options, TestServer};
 use common::slapd::{self, ADMIN_DN, ADMIN_PASSWORD, Slapd, USER_PASSWORD};
 use common::wstrust::{path_of, rst, saml_attribute};
 use fedsts::config::{DirectoryConfig, LdapConfig};
@@ -220,11 +220,14 @@ async fn usernamemixed_with_slapd_survives_an_outage() {
     }
     let mut ldap = Slapd::start();
     let url = ldap.url.clone();
-    let server = TestServer::start_with(|config, _| {
-        config.directories.insert(
-            "demo".into(),
-            DirectoryConfig::Ldap(Box::new(ldap_config(&url, ""))),
-        );
+    let server = TestServer::start_with(Options {
+        configure: Box::new(move |config, _| {
+            config.directories.insert(
+                "demo".into(),
+                DirectoryConfig::Ldap(Box::new(ldap_config(&url, ""))),
+            );
+        }),
+        ..Options::default()
     })
     .await;
     let expected_id = alice_immutable_id(&ldap.url);

@@ -72,9 +72,11 @@ pub async fn serve(
                         return;
                     }
                 };
+            let device_certificate = verified_client_certificate(&tls_stream);
             let service = service_fn(move |req| {
                 let sts = sts.clone();
-                async move { Ok::<_, Infallible>(handle(&sts, req, peer).await) }
+                let device_certificate = device_certificate.clone();
+                async move { Ok::<_, Infallible>(handle(&sts, req, peer, device_certificate).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -96,9 +98,26 @@ pub async fn serve(
     }
 }
 
-async fn handle(sts: &Sts, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+/// The leaf of the client certificate chain, which the TLS verifier accepted (device CA).
+fn verified_client_certificate(
+    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> Option<Arc<[u8]>> {
+    let (_, connection) = stream.get_ref();
+    connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| Arc::from(leaf.as_ref()))
+}
+
+async fn handle(
+    sts: &Sts,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    device_certificate: Option<Arc<[u8]>>,
+) -> Response<Full<Bytes>> {
     let endpoint = router::route(req.method(), req.uri().path());
-    let info = request_info(&req, peer.ip());
+    let mut info = request_info(&req, peer.ip());
+    info.device_certificate = device_certificate;
     let reply = match endpoint {
         Endpoint::NotFound | Endpoint::MethodNotAllowed { .. } => {
             sts.handle(endpoint, &[], &info).await
@@ -131,6 +150,11 @@ fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(|v| Credential(v.to_owned())),
+        forwarded_for: header_text(header::HeaderName::from_static("x-forwarded-for")),
+        ms_forwarded_client_ip: header_text(header::HeaderName::from_static(
+            "x-ms-forwarded-client-ip",
+        )),
+        device_certificate: None,
     }
 }
 

@@ -1,11 +1,30 @@
 //! The rustls server configuration: TLS 1.2 and 1.3 only, aws-lc-rs, HTTP/1.1.
+//!
+//! With `[device_trust]`, the server asks every client for a certificate but accepts clients
+//! without one (device trust is a per-app policy, decided after the password). A presented
+//! certificate must chain to the device CA (and not be revoked per the optional CRL file), or the
+//! handshake fails. Its validity period is judged with the service clock by the policy
+//! (`policy::device`), so an expired device certificate gets an explained refusal rather than a
+//! TLS alert: [`DeviceCertVerifier`] checks the chain at the service clock and, when only the
+//! validity period fails, checks the chain again at a time inside the leaf's validity.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error as RustlsError,
+    RootCertStore, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::Certificate;
+use crate::policy::device::DeviceTrustConfig;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +50,16 @@ pub enum TlsError {
         /// What went wrong.
         reason: String,
     },
+    /// The device CA or CRL file cannot be used.
+    #[error("{key}: cannot load {path}: {reason} — point it at a PEM file")]
+    DeviceCa {
+        /// Config key.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// rustls refused the pair (for example the key does not match the certificate).
     #[error(
         "server.tls_cert / server.tls_key: {0} — check that the key belongs to the certificate"
@@ -38,18 +67,161 @@ pub enum TlsError {
     Rejected(String),
 }
 
-/// Loads the PEM chain and key and builds a rustls server configuration.
+/// Loads the PEM chain and key and builds a rustls server configuration without client
+/// certificates.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    build(cert_path, key_path, None)
+}
+
+/// The server configuration for `config`: with the device-CA client verifier when
+/// `[device_trust]` is set. `clock` is the service clock.
+pub fn server_config_for(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = match &config.device_trust {
+        Some(device) => Some(device_verifier(device, clock)?),
+        None => None,
+    };
+    build(&config.server.tls_cert, &config.server.tls_key, verifier)
+}
+
+/// Builds the device-CA verifier (optional client certificates).
+pub fn device_verifier(
+    device: &DeviceTrustConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let ca_error = |reason: String| TlsError::DeviceCa {
+        key: "device_trust.ca_file",
+        path: device.ca_file.display().to_string(),
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in load_chain(&device.ca_file).map_err(|e| ca_error(e.to_string()))? {
+        roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+    }
+    let crls = match &device.crl_file {
+        Some(path) => CertificateRevocationListDer::pem_file_iter(path)
+            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| TlsError::DeviceCa {
+                key: "device_trust.crl_file",
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+        None => Vec::new(),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .with_crls(crls)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ca_error(e.to_string()))?;
+    Ok(Arc::new(DeviceCertVerifier { inner, clock }))
+}
+
+/// Optional client certificates chained to the device CA; time judged by the service clock and,
+/// for validity periods, by the policy.
+#[derive(Debug)]
+pub struct DeviceCertVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    clock: Arc<dyn Clock>,
+}
+
+fn unix_time(at: time::OffsetDateTime) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(at.unix_timestamp()).unwrap_or(0),
+    ))
+}
+
+fn is_validity_error(error: &RustlsError) -> bool {
+    matches!(
+        error,
+        RustlsError::InvalidCertificate(
+            CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. }
+        )
+    )
+}
+
+impl ClientCertVerifier for DeviceCertVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, RustlsError> {
+        let now = unix_time(self.clock.now());
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(e) if is_validity_error(&e) => {
+                let leaf = Certificate::from_der(end_entity.as_ref())
+                    .map_err(|_| RustlsError::InvalidCertificate(CertificateError::BadEncoding))?;
+                let inside = leaf.not_before() + (leaf.not_after() - leaf.not_before()) / 2;
+                self.inner
+                    .verify_client_cert(end_entity, intermediates, unix_time(inside))
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, RustlsError> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn build(
+    cert_path: &Path,
+    key_path: &Path,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = load_chain(cert_path)?;
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
         path: key_path.display().to_string(),
         reason: e.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Rejected(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Rejected(e.to_string()))?;
+    let builder = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Rejected(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -66,8 +66,11 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
+pub mod audit;
 pub mod fixtures;
 pub mod kdc;
+pub mod redis;
+pub mod rst;
 pub mod server;
 pub mod slapd;
 pub mod wstrust;

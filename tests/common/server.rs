@@ -3,17 +3,18 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fedsts::clock::SystemClock;
+use fedsts::clock::{Clock, SystemClock};
 use fedsts::config::{Config, DirectoryConfig};
 use fedsts::directory::file::hash_password;
+use fedsts::state::StateStore;
 use fedsts::sts::Sts;
 use http_body_util::{BodyExt, Full};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
@@ -36,6 +37,7 @@ pub struct TestServer {
     pub config: Config,
     pub tls_cert_path: PathBuf,
     pub signing_cert_path: PathBuf,
+    pub sts: Arc<Sts>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -49,15 +51,43 @@ pub struct Reply {
     pub body: String,
 }
 
+/// A change to the embedded configuration; gets the server's temp dir.
+pub type Configure = Box<dyn FnOnce(&mut Config, &Path)>;
+
+/// How a test wants its server: clock, state store, configuration changes.
+pub struct Options {
+    /// The service clock.
+    pub clock: Arc<dyn Clock>,
+    /// The state store; `None` for a fresh in-memory one.
+    pub store: Option<Arc<dyn StateStore>>,
+    /// Changes to the embedded configuration; gets the server's temp dir.
+    pub configure: Configure,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            store: None,
+            configure: Box::new(|_, _| {}),
+        }
+    }
+}
+
+/// A TLS client certificate chain and its key.
+pub struct ClientIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
 impl TestServer {
     /// Starts the demo app with alice, bob (disabled) and carol (other domain).
     pub async fn start() -> Self {
-        Self::start_with(|_, _| {}).await
+        Self::start_with(Options::default()).await
     }
 
-    /// Like [`Self::start`], letting `customize` change the configuration (its temp dir is
-    /// the second argument) before the server is built.
-    pub async fn start_with(customize: impl FnOnce(&mut Config, &std::path::Path)) -> Self {
+    /// Starts the demo app with the given clock, store and configuration changes.
+    pub async fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -68,13 +98,14 @@ impl TestServer {
         config
             .directories
             .insert("demo".into(), DirectoryConfig::File { path: users });
-        customize(&mut config, dir.path());
-        let sts = Arc::new(Sts::from_config(&config, Arc::new(SystemClock)).unwrap());
-        let tls =
-            fedsts::server::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
-                .unwrap();
+        (options.configure)(&mut config, dir.path());
+        let store = options
+            .store
+            .unwrap_or_else(|| Arc::new(fedsts::state::memory::MemoryStore::new("test")));
+        let sts = Arc::new(Sts::with_state(&config, options.clock.clone(), store).unwrap());
+        let tls = fedsts::server::tls::server_config_for(&config, options.clock).unwrap();
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(fedsts::server::serve(listener, tls, sts, async {
+        let task = tokio::spawn(fedsts::server::serve(listener, tls, sts.clone(), async {
             let _ = rx.await;
         }));
         Self {
@@ -83,6 +114,7 @@ impl TestServer {
             app_id: config.apps[0].id.clone(),
             tls_cert_path: config.server.tls_cert.clone(),
             signing_cert_path: config.apps[0].signing_cert.clone(),
+            sts,
             config,
             shutdown: Some(tx),
             task: Some(task),
@@ -103,6 +135,21 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Reply {
+        self.request_as(None, method, path, headers, body)
+            .await
+            .unwrap()
+    }
+
+    /// Sends one request over a fresh TLS connection, presenting `identity` as the client
+    /// certificate; `Err` when the TLS handshake (or the exchange) fails.
+    pub async fn request_as(
+        &self,
+        identity: Option<&ClientIdentity>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.tls_cert_path).unwrap() {
             roots.add(cert.unwrap()).unwrap();
@@ -112,18 +159,23 @@ impl TestServer {
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let client = match identity {
+            Some(id) => client
+                .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+                .unwrap(),
+            None => client.with_no_client_auth(),
+        };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let tls = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
-            .unwrap();
+            .map_err(|e| format!("TLS handshake: {e}"))?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
-                .unwrap();
+                .map_err(|e| format!("HTTP handshake: {e}"))?;
         tokio::spawn(conn);
         let mut builder = http::Request::builder()
             .method(method)
@@ -135,20 +187,25 @@ impl TestServer {
         let response = sender
             .send_request(builder.body(Full::new(Bytes::from(body))).unwrap())
             .await
-            .unwrap();
+            .map_err(|e| format!("request: {e}"))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let content_type = headers
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Reply {
             status,
             content_type,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        })
     }
 
     /// POSTs a SOAP 1.2 body.

@@ -1,0 +1,346 @@
+//! Policy and protection: what kind of request this is, who the client is, and whether it may
+//! get a token. Every check is a plain function or a small struct over a
+//! [`StateStore`](crate::state::StateStore) (the only I/O here) and takes `now` from the caller.
+//!
+//! Order on the active path (`sts.rs`, usernamemixed), and the order the passive path must use:
+//! [`RequestClass::classify`] → [`ratelimit::RateLimiter::take`] (per client IP) →
+//! [`replay::ReplayCache::check`] (active only: MessageID and (Created, username)) →
+//! [`lockout::Lockout::check`] (before the password) → password → [`lockout::Lockout::record`]
+//! → [`device::evaluate`] (needs the user's groups) → issue. Every decision is one
+//! [`audit::AuditRecord`].
+//!
+//! Request classification uses spoofable signals (User-Agent, `wtrealm`, `wctx`): they never
+//! relax a policy, they only choose which explanation a refusal gets.
+
+pub mod audit;
+pub mod device;
+pub mod lockout;
+pub mod ratelimit;
+pub mod replay;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::config::ConfigProblem;
+use crate::state::{StateError, StateStore};
+
+/// `User-Agent` prefix of the Windows logon (CloudAP) WS-Trust call.
+pub const WINDOWS_LOGON_USER_AGENT_PREFIX: &str = "Windows-AzureAD-Authentication-Provider";
+/// `wtrealm` Entra ID sends on passive sign-in.
+pub const ENTRA_REALM: &str = "urn:federation:MicrosoftOnline";
+
+/// What a request looks like it comes from. Chooses explanations only, never grants anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestClass {
+    /// Passive sign-in sent by Entra ID (`wtrealm=urn:federation:MicrosoftOnline`, `wctx` with
+    /// `estsredirect`): what Windows setup (OOBE Entra join) shows in its web view.
+    EntraPassive,
+    /// Windows logon (CloudAP) on an active endpoint: `User-Agent` starts with
+    /// `Windows-AzureAD-Authentication-Provider`.
+    WindowsLogon,
+    /// Anything else.
+    Other,
+}
+
+/// The spoofable signals [`RequestClass::classify`] looks at.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Signals<'a> {
+    /// `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// Passive `wtrealm` parameter (None on active endpoints).
+    pub wtrealm: Option<&'a str>,
+    /// Passive `wctx` parameter, URL-decoded once (None on active endpoints).
+    pub wctx: Option<&'a str>,
+}
+
+impl RequestClass {
+    /// Classifies a request by its signals.
+    pub fn classify(signals: &Signals<'_>) -> Self {
+        let from_entra = signals.wtrealm == Some(ENTRA_REALM)
+            && signals
+                .wctx
+                .is_some_and(|w| w.to_ascii_lowercase().contains("estsredirect"));
+        if from_entra {
+            RequestClass::EntraPassive
+        } else if signals
+            .user_agent
+            .is_some_and(|ua| ua.starts_with(WINDOWS_LOGON_USER_AGENT_PREFIX))
+        {
+            RequestClass::WindowsLogon
+        } else {
+            RequestClass::Other
+        }
+    }
+
+    /// The value in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestClass::EntraPassive => "entra_passive",
+            RequestClass::WindowsLogon => "windows_logon",
+            RequestClass::Other => "other",
+        }
+    }
+}
+
+/// A sign-in flow, as device-trust policies name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// Passive WS-Federation (browser, OOBE web view).
+    Passive,
+    /// Active WS-Trust endpoints (usernamemixed).
+    Active,
+    /// Requests classified as Windows logon (an addition to `active`, never a carve-out).
+    WindowsLogon,
+}
+
+/// A CIDR block such as `10.0.0.0/8` or `2001:db8::/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/PREFIX` or a single address.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self {
+            network: addr,
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is inside the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, canonical(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                masked(u128::from(u32::from(n)), 32, self.prefix)
+                    == masked(u128::from(u32::from(a)), 32, self.prefix)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                masked(u128::from(n), 128, self.prefix) == masked(u128::from(a), 128, self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn masked(bits: u128, width: u8, prefix: u8) -> u128 {
+    let host_bits = u32::from(width - prefix.min(width));
+    bits.checked_shr(host_bits).unwrap_or(0)
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, so `::ffff:10.0.0.1` matches `10.0.0.0/8`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Proxies whose forwarding headers we believe (`[server] trusted_proxies`).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<Cidr>);
+
+/// Most forwarded addresses read from one request.
+const MAX_FORWARDED: usize = 16;
+
+impl TrustedProxies {
+    /// Parses the configured CIDR list; the error is the first entry that is not a CIDR block.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|e| Cidr::parse(e.trim()).ok_or_else(|| e.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    /// Problems of `server.trusted_proxies`.
+    pub fn problems(entries: &[String]) -> Vec<ConfigProblem> {
+        match Self::parse(entries) {
+            Ok(_) => Vec::new(),
+            Err(bad) => vec![ConfigProblem::new(
+                "server.trusted_proxies",
+                format!("`{bad}` is not an IP address or CIDR block"),
+                "write e.g. [\"10.0.0.0/8\", \"192.0.2.10\"]",
+            )],
+        }
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+
+    /// The client's addresses: the socket peer, plus the forwarded ones only when the peer is a
+    /// trusted proxy. `x_forwarded_for` and `x_ms_forwarded_client_ip` are raw header values.
+    pub fn client_addresses(
+        &self,
+        peer: IpAddr,
+        x_forwarded_for: Option<&str>,
+        x_ms_forwarded_client_ip: Option<&str>,
+    ) -> ClientAddresses {
+        let peer = canonical(peer);
+        if !self.trusts(peer) {
+            return ClientAddresses {
+                client: peer,
+                all: vec![peer],
+            };
+        }
+        let ms = x_ms_forwarded_client_ip.and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let forwarded: Vec<IpAddr> = x_forwarded_for
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
+            .map(canonical)
+            .take(MAX_FORWARDED)
+            .collect();
+        let nearest_untrusted = forwarded.iter().rev().copied().find(|ip| !self.trusts(*ip));
+        let client = ms.map(canonical).or(nearest_untrusted).unwrap_or(peer);
+        let mut all = vec![peer];
+        for ip in ms.map(canonical).into_iter().chain(forwarded) {
+            if !all.contains(&ip) {
+                all.push(ip);
+            }
+        }
+        ClientAddresses { client, all }
+    }
+}
+
+/// Who the client is, network-wise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAddresses {
+    /// The address we attribute the request to (rate limits, audit).
+    pub client: IpAddr,
+    /// Every address the request presents (peer and believed forwarded ones), for the lockout's
+    /// familiar-location test: a request is familiar only if all of them are.
+    pub all: Vec<IpAddr>,
+}
+
+/// Why a policy refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The client IP's token bucket is empty.
+    #[error("rate limited")]
+    RateLimited(ratelimit::Limited),
+    /// The message was seen before.
+    #[error("replayed message ({})", .0.reason())]
+    Replay(replay::ReplayKind),
+    /// The account is locked for the request's location (enforce mode).
+    #[error("account locked for {} locations", .0.as_str())]
+    Locked(lockout::Location),
+    /// A device-trust policy applies and is not satisfied.
+    #[error("device trust: {}", .0.reason())]
+    Device(device::DeviceRefusal),
+    /// The state store cannot answer: fail closed.
+    #[error(transparent)]
+    StateUnavailable(#[from] StateError),
+}
+
+impl Refusal {
+    /// The audit reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::RateLimited(_) => "rate_limited",
+            Refusal::Replay(kind) => kind.reason(),
+            Refusal::Locked(lockout::Location::Familiar) => "account_locked_familiar",
+            Refusal::Locked(lockout::Location::Unfamiliar) => "account_locked_unfamiliar",
+            Refusal::Device(d) => d.reason(),
+            Refusal::StateUnavailable(_) => "state_unavailable",
+        }
+    }
+}
+
+/// The policies of one running service, over one state store.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    /// Where the shared state lives.
+    pub store: Arc<dyn StateStore>,
+    /// Proxies whose forwarding headers are believed.
+    pub proxies: TrustedProxies,
+    /// Per-IP token buckets on the active endpoints.
+    pub rate_limit: ratelimit::RateLimiter,
+    /// MessageID and (Created, username) replay marks.
+    pub replay: replay::ReplayCache,
+    /// Extranet smart lockout.
+    pub lockout: lockout::Lockout,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_by_signals() {
+        let windows = Signals {
+            user_agent: Some("Windows-AzureAD-Authentication-Provider/1.0"),
+            ..Signals::default()
+        };
+        assert_eq!(RequestClass::classify(&windows), RequestClass::WindowsLogon);
+        let oobe = Signals {
+            user_agent: Some("Mozilla/5.0"),
+            wtrealm: Some(ENTRA_REALM),
+            wctx: Some("LoginOptions=3&estsredirect=2&estsrequest=rQIIAc"),
+        };
+        assert_eq!(RequestClass::classify(&oobe), RequestClass::EntraPassive);
+        let no_wctx = Signals { wctx: None, ..oobe };
+        assert_eq!(RequestClass::classify(&no_wctx), RequestClass::Other);
+        let msal = Signals {
+            user_agent: Some("python-requests/2.32"),
+            ..Signals::default()
+        };
+        assert_eq!(RequestClass::classify(&msal), RequestClass::Other);
+    }
+
+    #[test]
+    fn forwarded_headers_only_from_trusted_proxies() {
+        let proxies =
+            TrustedProxies::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()]).unwrap();
+        let peer: IpAddr = "203.0.113.5".parse().unwrap();
+        let direct = proxies.client_addresses(peer, Some("198.51.100.1"), Some("198.51.100.2"));
+        assert_eq!(direct.client, peer);
+        assert_eq!(direct.all, vec![peer]);
+
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let via = proxies.client_addresses(proxy, Some("198.51.100.1, 10.9.9.9"), None);
+        assert_eq!(via.client, "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            via.all,
+            vec![
+                proxy,
+                "198.51.100.1".parse().unwrap(),
+                "10.9.9.9".parse().unwrap()
+            ]
+        );
+        let ms = proxies.client_addresses(proxy, Some("garbage"), Some(" 198.51.100.7 "));
+        assert_eq!(ms.client, "198.51.100.7".parse::<IpAddr>().unwrap());
+        let mapped = proxies.client_addresses("::ffff:10.0.0.1".parse().unwrap(), None, None);
+        assert_eq!(mapped.client, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert!(
+            Cidr::parse("2001:db8::/32")
+                .unwrap()
+                .contains("2001:db8::1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
+        assert_eq!(Cidr::parse("10.0.0.0/33"), None);
+        assert_eq!(
+            TrustedProxies::problems(&["10.0.0.0/8".into(), "nope".into()])[0].to_string(),
+            "server.trusted_proxies: `nope` is not an IP address or CIDR block — write e.g. [\"10.0.0.0/8\", \"192.0.2.10\"]"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The Redis [`StateStore`]: several fedsts instances pointing at one Redis share replay marks,
+//! lockout counters and rate buckets. Uses the tokio `ConnectionManager`, connected lazily and
+//! reconnecting by itself; every command has a short timeout so that a Redis outage turns into a
+//! quick fail-closed answer rather than a hanging request.
+//!
+//! Keys expire by Redis's clock (`PX`); compare-and-swap is one Lua script, atomic in Redis.
+
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use time::{Duration, OffsetDateTime};
+
+use super::{StateError, StateStore};
+
+/// Time allowed for connecting and for each command.
+const COMMAND_TIMEOUT: StdDuration = StdDuration::from_millis(500);
+
+/// `KEYS[1]` key; `ARGV` = expect-present flag, expected value, new value, TTL in ms.
+const COMPARE_AND_SWAP: &str = r"
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+return 1
+";
+
+/// A store in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    prefix: String,
+    manager: ConnectionManager,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StateError {
+    StateError::Unavailable(e.to_string())
+}
+
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.whole_milliseconds()).unwrap_or(1).max(1)
+}
+
+impl RedisStore {
+    /// A store at `url` (not yet connected); must be called inside a tokio runtime.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StateError> {
+        let client = redis::Client::open(url).map_err(|e| StateError::Config(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(StdDuration::from_millis(200));
+        let manager = client
+            .get_connection_manager_lazy(config)
+            .map_err(|e| StateError::Config(e.to_string()))?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            manager,
+            script: redis::Script::new(COMPARE_AND_SWAP),
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}:{key}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        _now: OffsetDateTime,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.manager.clone();
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(self.full_key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_millis(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(reply.is_some())
+    }
+
+    async fn get(&self, key: &str, _now: OffsetDateTime) -> Result<Option<String>, StateError> {
+        let mut conn = self.manager.clone();
+        redis::cmd("GET")
+            .arg(self.full_key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        ttl: Duration,
+        _now: OffsetDateTime,
+    ) -> Result<bool, StateError> {
+        let mut conn = self.manager.clone();
+        let swapped: i64 = self
+            .script
+            .key(self.full_key(key))
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or(""))
+            .arg(new)
+            .arg(ttl_millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(swapped == 1)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StateError> {
+        let mut conn = self.manager.clone();
+        let _removed: i64 = redis::cmd("DEL")
+            .arg(self.full_key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), StateError> {
+        let mut conn = self.manager.clone();
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StateError::Unavailable(format!("PING answered {pong}")))
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+}

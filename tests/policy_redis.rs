@@ -1,0 +1,185 @@
+//! Two fedsts instances sharing one real `redis-server` (started here on a free loopback port):
+//! one replay cache, one lockout (also managed by `fedsts lockout show|reset`), and fail-closed
+//! behaviour while Redis is down, recovering when it is back.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use common::redis::RedisServer;
+use common::rst::{fault_reason, fault_subcode, message_id, rst13};
+use common::server::{ALICE, Options, PASSWORD, Reply, TestServer};
+use fedsts::clock::{Clock, ManualClock};
+use fedsts::state::{self, StateConfig};
+use time::OffsetDateTime;
+
+fn path_of(url: &str) -> String {
+    let after_scheme = url.split_once("://").unwrap().1;
+    format!("/{}", after_scheme.split_once('/').unwrap().1)
+}
+
+async fn instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServer {
+    let store = state::build(&StateConfig {
+        redis_url: Some(redis_url.to_owned()),
+        key_prefix: None,
+    })
+    .unwrap();
+    TestServer::start_with(Options {
+        clock,
+        store: Some(store),
+        configure: Box::new(|config, _| {
+            config.server.trusted_proxies = vec!["127.0.0.1".into()];
+            config.lockout.threshold = 3;
+        }),
+    })
+    .await
+}
+
+async fn post(server: &TestServer, body: &str, ip: &str) -> Reply {
+    let url = server.app_url("trust/13/usernamemixed");
+    server
+        .request(
+            "POST",
+            &path_of(&url),
+            &[
+                ("content-type", "application/soap+xml; charset=utf-8"),
+                ("x-forwarded-for", ip),
+            ],
+            body.as_bytes().to_vec(),
+        )
+        .await
+}
+
+fn body(server: &TestServer, password: &str, now: OffsetDateTime) -> String {
+    let url = server.app_url("trust/13/usernamemixed");
+    rst13(&url, ALICE, password, now, Some(&message_id()))
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedsts"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_replay_marks_and_lockout() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let a = instance(&redis.url(), clock.clone()).await;
+    let b = instance(&redis.url(), clock.clone()).await;
+
+    let first = body(&a, PASSWORD, clock.now());
+    assert_eq!(post(&a, &first, "198.51.100.1").await.status, 200);
+    let replay = post(&b, &first, "198.51.100.1").await;
+    assert_eq!(
+        fault_subcode(&replay.body),
+        Some("InvalidRequest"),
+        "{}",
+        replay.body
+    );
+
+    // Three bad passwords, spread over both instances, lock unfamiliar locations on both.
+    for (n, server) in [&a, &b, &a].into_iter().enumerate() {
+        let reply = post(
+            server,
+            &body(server, "bad", clock.now()),
+            &format!("203.0.113.{n}"),
+        )
+        .await;
+        assert_eq!(fault_subcode(&reply.body), Some("FailedAuthentication"));
+    }
+    let locked = post(&b, &body(&b, PASSWORD, clock.now()), "192.0.2.1").await;
+    assert_eq!(fault_subcode(&locked.body), Some("FailedAuthentication"));
+    assert_eq!(
+        post(&b, &body(&b, PASSWORD, clock.now()), "198.51.100.1")
+            .await
+            .status,
+        200
+    );
+
+    // The admin CLI sees and resets the shared state.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fedsts.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:1\"\npublic_url = \"https://localhost\"\ntls_cert = \"x\"\ntls_key = \"y\"\n[state]\nredis_url = \"{}\"\n[lockout]\nthreshold = 3\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (ok, shown, err) = cli(&["lockout", "show", ALICE, "--config", config]);
+    assert!(ok, "{err}");
+    assert!(shown.starts_with(&format!("user: {ALICE}\nfamiliar: 0 bad password(s), last never, not locked\nunfamiliar: 3 bad password(s), last ")), "{shown}");
+    assert!(
+        shown.contains(", locked\nfamiliar IPs: 127.0.0.1, 198.51.100.1\n"),
+        "{shown}"
+    );
+    let (ok, reset, err) = cli(&["lockout", "reset", ALICE, "--config", config]);
+    assert!(ok, "{err}");
+    assert_eq!(reset, format!("{ALICE}: bad-password counters cleared\n"));
+    assert_eq!(
+        post(&a, &body(&a, PASSWORD, clock.now()), "192.0.2.1")
+            .await
+            .status,
+        200
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_recovers_when_it_is_back() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let a = instance(&redis.url(), clock.clone()).await;
+    assert_eq!(
+        post(&a, &body(&a, PASSWORD, clock.now()), "198.51.100.1")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(a.request("GET", "/healthz", &[], vec![]).await.status, 200);
+
+    redis.stop();
+    let refused = post(&a, &body(&a, PASSWORD, clock.now()), "198.51.100.1").await;
+    assert_eq!(refused.status, 500);
+    assert_eq!(fault_subcode(&refused.body), Some("RequestFailed"));
+    assert!(fault_reason(&refused.body).unwrap().starts_with(
+        "The sign-in service cannot check account protection right now, so it refuses sign-ins; try again later."
+    ));
+    let health = a.request("GET", "/healthz", &[], vec![]).await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "unhealthy: state store\n")
+    );
+
+    redis.restart();
+    // The connection manager reconnects on its own; give it a few real tries (no policy window
+    // is involved here, only a TCP reconnect).
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post(&a, &body(&a, PASSWORD, clock.now()), "198.51.100.1")
+            .await
+            .status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(a.request("GET", "/healthz", &[], vec![]).await.status, 200);
+    a.stop().await;
+}
