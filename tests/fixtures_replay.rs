@@ -5,12 +5,17 @@
 mod common;
 
 use common::fixtures::{Outcome, Vars, expectations};
-use common::server::{ALICE, ALICE_IMMUTABLE_ID, PASSWORD, TestServer};
+use common::server::{ALICE, ALICE_IMMUTABLE_ID, Options, PASSWORD, TestServer};
 use time::OffsetDateTime;
 
 #[tokio::test]
 async fn every_fixture_gets_its_expected_outcome_and_the_server_keeps_serving() {
-    let server = TestServer::start().await;
+    // One client sends every fixture at once: rate limiting (tested in tests/policy.rs) is off.
+    let server = TestServer::start_with(Options {
+        configure: Box::new(|config, _| config.rate_limit.enabled = false),
+        ..Options::default()
+    })
+    .await;
     let all = expectations();
     assert!(all.len() >= 20, "only {} fixtures", all.len());
     for expectation in &all {
