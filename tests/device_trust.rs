@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::audit::AuditLog;
-use common::rst::{fault_reason, fault_subcode, message_id, rst13};
 use common::server::{ALICE, ClientIdentity, Options, PASSWORD, TestServer};
+use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::policy::Flow;
 use fedsts::policy::device::{AppDevicePolicy, DeviceTrustConfig};

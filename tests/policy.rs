@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use common::audit::AuditLog;
-use common::rst::{fault_reason, fault_subcode, message_id, rst13};
 use common::server::{ALICE, Options, PASSWORD, Reply, TestServer};
+use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::error::ACCESS_DENIED;
 use fedsts::policy::lockout::{Mode, UserRecord};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use common::redis::RedisServer;
-use common::rst::{fault_reason, fault_subcode, message_id, rst13};
 use common::server::{ALICE, Options, PASSWORD, Reply, TestServer};
+use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::state::{self, StateConfig};
 use time::OffsetDateTime;

@@ -70,7 +70,6 @@ pub mod audit;
 pub mod fixtures;
 pub mod kdc;
 pub mod redis;
-pub mod rst;
 pub mod server;
 pub mod slapd;
 pub mod wstrust;

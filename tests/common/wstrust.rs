@@ -13,9 +13,40 @@ pub fn xml_escape(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-/// An RST for endpoint `to` of `version` ("13" or "2005"); with `credentials` a usernamemixed
-/// request (Security header with timestamp and UsernameToken), without a windowstransport one.
+/// An RST for endpoint `to` of `version` ("13" or "2005"), created now with a fresh MessageID;
+/// with `credentials` a usernamemixed request (Security header with timestamp and
+/// UsernameToken), without a windowstransport one.
 pub fn rst(version: &str, to: &str, credentials: Option<(&str, &str)>) -> String {
+    let id = message_id();
+    rst_at(
+        version,
+        to,
+        credentials,
+        OffsetDateTime::now_utc(),
+        Some(&id),
+    )
+}
+
+/// A WS-Trust 1.3 usernamemixed RST created at `now` (the service's clock in tests with a
+/// `ManualClock`); `message_id` `None` leaves the MessageID out.
+pub fn rst13(
+    to: &str,
+    username: &str,
+    password: &str,
+    now: OffsetDateTime,
+    message_id: Option<&str>,
+) -> String {
+    rst_at("13", to, Some((username, password)), now, message_id)
+}
+
+/// An RST as [`rst`] describes, created at `now`, with an optional MessageID.
+pub fn rst_at(
+    version: &str,
+    to: &str,
+    credentials: Option<(&str, &str)>,
+    now: OffsetDateTime,
+    message_id: Option<&str>,
+) -> String {
     let (trust, action, key_type, request_type) = match version {
         "13" => (
             "http://docs.oasis-open.org/ws-sx/ws-trust/200512",
@@ -32,7 +63,7 @@ pub fn rst(version: &str, to: &str, credentials: Option<(&str, &str)>) -> String
     };
     let security = match credentials {
         Some((username, password)) => {
-            let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+            let now = now.replace_nanosecond(0).unwrap();
             let created = now.format(&Rfc3339).unwrap();
             let expires = (now + time::Duration::minutes(10))
                 .format(&Rfc3339)
@@ -45,9 +76,11 @@ pub fn rst(version: &str, to: &str, credentials: Option<(&str, &str)>) -> String
         }
         None => String::new(),
     };
-    let id = uuid::Uuid::new_v4();
+    let message_id = message_id
+        .map(|id| format!("<wsa:MessageID>{}</wsa:MessageID>", xml_escape(id)))
+        .unwrap_or_default();
     format!(
-        r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><s:Header><wsa:Action s:mustUnderstand="1">{action}</wsa:Action><wsa:MessageID>urn:uuid:{id}</wsa:MessageID><wsa:ReplyTo><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo><wsa:To s:mustUnderstand="1">{to}</wsa:To>{security}</s:Header><s:Body><wst:RequestSecurityToken xmlns:wst="{trust}"><wsp:AppliesTo xmlns:wsp="http://schemas.xmlsoap.org/ws/2004/09/policy"><wsa:EndpointReference><wsa:Address>urn:federation:MicrosoftOnline</wsa:Address></wsa:EndpointReference></wsp:AppliesTo><wst:KeyType>{key_type}</wst:KeyType><wst:RequestType>{request_type}</wst:RequestType></wst:RequestSecurityToken></s:Body></s:Envelope>"#
+        r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><s:Header><wsa:Action s:mustUnderstand="1">{action}</wsa:Action>{message_id}<wsa:ReplyTo><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo><wsa:To s:mustUnderstand="1">{to}</wsa:To>{security}</s:Header><s:Body><wst:RequestSecurityToken xmlns:wst="{trust}"><wsp:AppliesTo xmlns:wsp="http://schemas.xmlsoap.org/ws/2004/09/policy"><wsa:EndpointReference><wsa:Address>urn:federation:MicrosoftOnline</wsa:Address></wsa:EndpointReference></wsp:AppliesTo><wst:KeyType>{key_type}</wst:KeyType><wst:RequestType>{request_type}</wst:RequestType></wst:RequestSecurityToken></s:Body></s:Envelope>"#
     )
 }
 
@@ -103,4 +136,24 @@ pub fn element<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
     };
     let end = start + xml[start..].find(&format!(":{local}>"))?;
     Some(&xml[start..xml[..end].rfind("</")?])
+}
+
+/// A fresh `urn:uuid:` MessageID.
+pub fn message_id() -> String {
+    format!("urn:uuid:{}", uuid::Uuid::new_v4())
+}
+
+/// The `s:Subcode` value's local name of a fault body, e.g. `FailedAuthentication`.
+pub fn fault_subcode(body: &str) -> Option<&str> {
+    let sub = &body[body.find("<s:Subcode>")?..];
+    let value_end = sub.find("</s:Value>")?;
+    let value = &sub[..value_end];
+    Some(&value[value.rfind(':')? + 1..])
+}
+
+/// The fault reason text.
+pub fn fault_reason(body: &str) -> Option<&str> {
+    let start = body.find("<s:Text xml:lang=\"en-US\">")? + "<s:Text xml:lang=\"en-US\">".len();
+    let end = start + body[start..].find("</s:Text>")?;
+    Some(&body[start..end])
 }
