@@ -296,3 +296,135 @@ async fn usernamemixed_with_slapd_survives_an_outage() {
     );
     server.stop().await;
 }
+
+/// The backend with its Active Directory defaults (filters on `objectClass=user`,
+/// `userPrincipalName`, `sAMAccountName`; ImmutableID from `objectGUID`; `userAccountControl`)
+/// against the AD-shaped entries of the test-only schema.
+fn ad_config_toml(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+url = "{url}"
+bind_dn = "{ADMIN_DN}"
+bind_password = "{ADMIN_PASSWORD}"
+user_base = "{}"
+timeout_secs = 2
+pool_size = 2
+{extra}
+"#,
+        slapd::CORP_BASE
+    )
+}
+
+fn ad_directory(url: &str, extra: &str) -> LdapDirectory {
+    LdapDirectory::new(&toml::from_str(&ad_config_toml(url, extra)).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn ad_shaped_entries_give_binary_guids_sids_and_uac() {
+    if !slapd::available() {
+        return;
+    }
+    let server = Slapd::start();
+    let directory = ad_directory(&server.url, "");
+
+    let computer = directory.lookup_account("WS01$").await.unwrap().unwrap();
+    assert_eq!(computer.sam_account_name.as_deref(), Some("WS01$"));
+    assert_eq!(
+        computer.object_guid.as_deref(),
+        Some("ijHyDJ5NEUuzn9IBfFXgqg==")
+    );
+    assert_eq!(computer.immutable_id, "ijHyDJ5NEUuzn9IBfFXgqg==");
+    assert_eq!(
+        computer.object_sid.as_deref(),
+        Some("S-1-5-21-1004336348-1177238915-682003330-1105")
+    );
+    assert_eq!(computer.upn, "");
+    assert_eq!(
+        directory.lookup_account("ws01$").await.unwrap(),
+        Some(computer)
+    );
+    assert_eq!(directory.lookup_account("WS02$").await.unwrap(), None);
+
+    let carol = directory
+        .authenticate("carol@example.com", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(carol.upn, "carol@example.com");
+    assert_eq!(carol.immutable_id, "xH4B2VWgQk+OJ/8QO5ZhDQ==");
+    assert_eq!(
+        carol.object_sid.as_deref(),
+        Some("S-1-5-21-1004336348-1177238915-682003330-1103")
+    );
+    assert_eq!(carol.sam_account_name.as_deref(), Some("carol"));
+    assert_eq!(carol.display_name.as_deref(), Some("Carol Danvers"));
+    assert_eq!(carol.groups, ["corp-staff"]);
+    assert_eq!(
+        failure(directory.authenticate("carol@example.com", "wrong").await),
+        AuthFailure::WrongPassword
+    );
+
+    // userAccountControl 514 = NORMAL_ACCOUNT | ACCOUNTDISABLE.
+    assert_eq!(
+        failure(
+            directory
+                .authenticate("erin@example.com", USER_PASSWORD)
+                .await
+        ),
+        AuthFailure::Disabled
+    );
+    assert_eq!(directory.lookup("erin@example.com").await.unwrap(), None);
+    assert_eq!(directory.lookup_account("erin").await.unwrap(), None);
+    // With the userAccountControl check off, erin is an ordinary user.
+    let unchecked = ad_directory(&server.url, "user_account_control = false");
+    let erin = unchecked
+        .authenticate("erin@example.com", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(erin.immutable_id, "AQIDBAUGBwgJCgsMDQ4P8A==");
+}
+
+#[tokio::test]
+async fn usernamemixed_gives_the_object_guid_as_immutable_id() {
+    if !slapd::available() {
+        return;
+    }
+    let ldap = Slapd::start();
+    let url = ldap.url.clone();
+    let server = TestServer::start_with(Options {
+        configure: Box::new(move |config, _| {
+            config.directories.insert(
+                "demo".into(),
+                DirectoryConfig::Ldap(Box::new(toml::from_str(&ad_config_toml(&url, "")).unwrap())),
+            );
+        }),
+        ..Options::default()
+    })
+    .await;
+    let endpoint = server.app_url("trust/13/usernamemixed");
+    let path = path_of(&endpoint);
+    let ask = |upn: &'static str| {
+        server.post_soap(
+            &path,
+            rst("13", &endpoint, Some((upn, USER_PASSWORD))),
+        )
+    };
+    let reply = ask("carol@example.com").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        saml_attribute(&reply.body, "ImmutableID").as_deref(),
+        Some("xH4B2VWgQk+OJ/8QO5ZhDQ==")
+    );
+    assert_eq!(
+        saml_attribute(&reply.body, "UPN").as_deref(),
+        Some("carol@example.com")
+    );
+    let disabled = ask("erin@example.com").await;
+    assert_eq!(disabled.status, 500);
+    assert!(
+        disabled.body.contains("FailedAuthentication"),
+        "{}",
+        disabled.body
+    );
+    assert!(!disabled.body.contains("saml:Assertion"));
+    server.stop().await;
+}
