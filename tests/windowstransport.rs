@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::kdc::{self, Kdc, REALM};
 use common::server::TestServer;
+use common::slapd::{self, Slapd};
 use common::wstrust::{rst, saml_attribute, saml_attributes};
 use serde_json::Value;
 
@@ -34,8 +35,25 @@ struct Fedsts {
     dir: tempfile::TempDir,
 }
 
+/// The file directory of the tests: alice and the computer PC1$.
+const FILE_DIRECTORY: &str = r#"
+[directories.users]
+kind = "file"
+path = "users.toml"
+"#;
+
 impl Fedsts {
     fn start(kdc: &Kdc, allowed_networks: &str) -> Self {
+        Self::start_with(
+            kdc,
+            allowed_networks,
+            &format!("{{ \"{REALM}\" = \"example.com\" }}"),
+            FILE_DIRECTORY,
+        )
+    }
+
+    /// fedsts with `realms` (a TOML inline table) and `directory` (a `[directories.users]` table).
+    fn start_with(kdc: &Kdc, allowed_networks: &str, realms: &str, directory: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -86,12 +104,9 @@ directory = "users"
 keytab = "{keytab}"
 spn = "{spn}"
 allowed_networks = [{allowed_networks}]
-realms = {{ "{REALM}" = "example.com" }}
+realms = {realms}
 issuer_id = "{ISSUER_ID}"
-
-[directories.users]
-kind = "file"
-path = "users.toml"
+{directory}
 "#,
             public = c.public_base(),
             tls_cert = c.server.tls_cert.display(),
@@ -420,6 +435,84 @@ fn no_or_forged_ticket_is_401_and_outside_networks_is_403() {
         let reply = curl(&intranet_only, &kdc, version, &alice, &[]);
         assert_eq!(reply.status, 403, "{}", reply.body);
         assert!(!reply.body.contains("Assertion"));
+    }
+}
+
+/// `[directories.users]` on the AD-shaped entries of the test slapd, with the backend's AD
+/// defaults (sAMAccountName, objectGUID, objectSid, userAccountControl).
+fn ldap_directory(ldap: &Slapd) -> String {
+    format!(
+        r#"
+[directories.users]
+kind = "ldap"
+url = "{}"
+bind_dn = "{}"
+bind_password = "{}"
+user_base = "{}"
+timeout_secs = 2
+"#,
+        ldap.url,
+        slapd::ADMIN_DN,
+        slapd::ADMIN_PASSWORD,
+        slapd::CORP_BASE
+    )
+}
+
+#[test]
+fn kerberos_computer_and_user_in_ldap_get_hybrid_join_and_user_claims() {
+    if !tools_available() || !slapd::available() {
+        return;
+    }
+    let ldap = Slapd::start();
+    let kdc = Kdc::start();
+    kdc.add_principal("WS01$", "ws01pw");
+    kdc.add_principal("carol", "carolpw");
+    let server = Fedsts::start_with(
+        &kdc,
+        "\"127.0.0.1\"",
+        &format!("{{ \"{REALM}\" = \"example.com\" }}"),
+        &ldap_directory(&ldap),
+    );
+    let computer = kdc.kinit("WS01$", "ws01pw");
+    let carol = kdc.kinit("carol", "carolpw");
+    for version in ["13", "2005"] {
+        let reply = curl(&server, &kdc, version, &computer, &[]);
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
+        let body = &reply.body;
+        assert!(body.contains(WINDOWS_METHOD), "{body}");
+        assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("DJ"));
+        assert_eq!(
+            saml_attribute(body, "onpremobjectguid").as_deref(),
+            Some("ijHyDJ5NEUuzn9IBfFXgqg==")
+        );
+        assert_eq!(
+            saml_attribute(body, "ImmutableID").as_deref(),
+            Some("ijHyDJ5NEUuzn9IBfFXgqg==")
+        );
+        assert_eq!(
+            saml_attribute(body, "primarysid").as_deref(),
+            Some("S-1-5-21-1004336348-1177238915-682003330-1105")
+        );
+        assert_eq!(
+            saml_attribute(body, "UPN").as_deref(),
+            Some("WS01$@example.com")
+        );
+        assert_eq!(saml_attribute(body, "issuerid").as_deref(), Some(ISSUER_ID));
+
+        let reply = curl(&server, &kdc, version, &carol, &[]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = &reply.body;
+        assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("User"));
+        assert_eq!(
+            saml_attribute(body, "ImmutableID").as_deref(),
+            Some("xH4B2VWgQk+OJ/8QO5ZhDQ==")
+        );
+        assert_eq!(
+            saml_attribute(body, "UPN").as_deref(),
+            Some("carol@example.com")
+        );
+        assert_eq!(saml_attribute(body, "onpremobjectguid"), None);
+        assert_eq!(saml_attribute(body, "primarysid"), None);
     }
 }
 
