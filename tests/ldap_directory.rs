@@ -403,10 +403,7 @@ async fn usernamemixed_gives_the_object_guid_as_immutable_id() {
     let endpoint = server.app_url("trust/13/usernamemixed");
     let path = path_of(&endpoint);
     let ask = |upn: &'static str| {
-        server.post_soap(
-            &path,
-            rst("13", &endpoint, Some((upn, USER_PASSWORD))),
-        )
+        server.post_soap(&path, rst("13", &endpoint, Some((upn, USER_PASSWORD))))
     };
     let reply = ask("carol@example.com").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -426,5 +423,115 @@ async fn usernamemixed_gives_the_object_guid_as_immutable_id() {
         disabled.body
     );
     assert!(!disabled.body.contains("saml:Assertion"));
+    server.stop().await;
+}
+
+/// slapd's log lines saying a connection negotiated TLS.
+fn tls_sessions(server: &Slapd) -> usize {
+    server.log().matches("TLS established").count()
+}
+
+#[tokio::test]
+async fn ldaps_and_starttls_verify_the_server_with_ca_file() {
+    if !slapd::available() {
+        return;
+    }
+    let server = Slapd::start_tls();
+    let ca_file = server.dir().join("ca.pem");
+    let ldaps = server.ldaps_url.clone().unwrap();
+    for (url, extra) in [
+        (
+            ldaps.as_str(),
+            format!("ca_file = \"{}\"", ca_file.display()),
+        ),
+        (
+            server.url.as_str(),
+            format!("starttls = true\nca_file = \"{}\"", ca_file.display()),
+        ),
+    ] {
+        let before = tls_sessions(&server);
+        let directory = ad_directory(url, &extra);
+        let carol = directory
+            .authenticate("carol@example.com", USER_PASSWORD)
+            .await
+            .unwrap();
+        assert_eq!(carol.immutable_id, "xH4B2VWgQk+OJ/8QO5ZhDQ==", "{url}");
+        directory.health().await.unwrap();
+        assert!(
+            tls_sessions(&server) > before,
+            "{url}: no TLS session in slapd's log"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_ca_is_unavailable_a_fault_and_unhealthy_never_a_token() {
+    if !slapd::available() {
+        return;
+    }
+    let ldap = Slapd::start_tls();
+    let other_ca = slapd::TestCa::new("some other CA");
+    let wrong_ca_file = other_ca.write(&ldap.dir().join("other-ca.pem"));
+    let ldaps = ldap.ldaps_url.clone().unwrap();
+    for (url, extra) in [
+        (
+            ldaps.clone(),
+            format!("ca_file = \"{}\"", wrong_ca_file.display()),
+        ),
+        (
+            ldap.url.clone(),
+            format!("starttls = true\nca_file = \"{}\"", wrong_ca_file.display()),
+        ),
+    ] {
+        let directory = ad_directory(&url, &extra);
+        match directory
+            .authenticate("carol@example.com", USER_PASSWORD)
+            .await
+        {
+            Err(DirectoryError::Unavailable(message)) => {
+                assert!(
+                    message.contains("invalid peer certificate: UnknownIssuer")
+                        && message.contains("set ca_file to the CA that issued it"),
+                    "{url}: {message}"
+                );
+            }
+            other => panic!("{url}: expected Unavailable, got {other:?}"),
+        }
+        assert!(matches!(
+            directory.health().await,
+            Err(DirectoryError::Unavailable(_))
+        ));
+    }
+
+    let server = TestServer::start_with(Options {
+        configure: Box::new(move |config, _| {
+            let extra = format!("ca_file = \"{}\"", wrong_ca_file.display());
+            config.directories.insert(
+                "demo".into(),
+                DirectoryConfig::Ldap(Box::new(
+                    toml::from_str(&ad_config_toml(&ldaps, &extra)).unwrap(),
+                )),
+            );
+        }),
+        ..Options::default()
+    })
+    .await;
+    let endpoint = server.app_url("trust/13/usernamemixed");
+    let reply = server
+        .post_soap(
+            &path_of(&endpoint),
+            rst("13", &endpoint, Some(("carol@example.com", USER_PASSWORD))),
+        )
+        .await;
+    assert_eq!(reply.status, 500);
+    assert!(reply.body.contains("RequestFailed"), "{}", reply.body);
+    assert!(!reply.body.contains("saml:Assertion"));
+    assert_eq!(
+        server
+            .request("GET", "/healthz", &[], Vec::new())
+            .await
+            .status,
+        503
+    );
     server.stop().await;
 }

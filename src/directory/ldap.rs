@@ -536,7 +536,7 @@ impl LdapDirectory {
         let (conn, ldap) = tokio::time::timeout(self.settings.timeout, connecting)
             .await
             .map_err(|_| unavailable(format!("connecting to {} timed out", config.url)))?
-            .map_err(|e| unavailable(format!("cannot connect to {}: {e}", config.url)))?;
+            .map_err(|e| unavailable(connect_failure(&config.url, &e.to_string())))?;
         let url = config.url.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
@@ -814,6 +814,17 @@ impl LdapDirectory {
             rc => Err(unavailable(format!("health search of {base}: rc {rc}"))),
         }
     }
+}
+
+/// Why a connection failed, with the fix when the server's TLS certificate was refused.
+fn connect_failure(url: &str, error: &str) -> String {
+    let hint = if error.contains("certificate") {
+        " — the server's TLS certificate was not accepted: set ca_file to the CA that issued it, \
+         and use a host name or address the certificate names"
+    } else {
+        ""
+    };
+    format!("cannot connect to {url}: {error}{hint}")
 }
 
 fn unavailable(message: impl Into<String>) -> DirectoryError {
