@@ -535,3 +535,97 @@ async fn a_wrong_ca_is_unavailable_a_fault_and_unhealthy_never_a_token() {
     );
     server.stop().await;
 }
+
+/// The `(dn, err)` of every simple bind slapd logged after byte `from` of its log, waiting
+/// (bounded) until each bind's RESULT line is written.
+fn binds_since(server: &Slapd, from: usize, expected: usize) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        let binds = parse_binds(&log[from..]);
+        if binds.len() >= expected || std::time::Instant::now() > deadline {
+            return binds;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Pairs each `conn=N op=M BIND dn="…" method=…` line (one per bind request) with its `conn=N op=M RESULT … err=E` line.
+fn parse_binds(log: &str) -> Vec<(String, String)> {
+    let mut binds = Vec::new();
+    for line in log.lines() {
+        let Some((_, rest)) = line
+            .split_once(" BIND dn=\"")
+            .filter(|(_, rest)| rest.contains(" method="))
+        else {
+            continue;
+        };
+        let dn = rest.split('"').next().unwrap().to_ascii_lowercase();
+        let op = line[line.find("conn=").unwrap()..line.find(" BIND").unwrap()].to_owned();
+        let result = log
+            .lines()
+            .find(|l| l.contains(&format!("{op} RESULT tag=97 ")))
+            .and_then(|l| l.split(" err=").nth(1))
+            .map(|e| e.split(' ').next().unwrap().to_owned());
+        if let Some(err) = result {
+            binds.push((dn, err));
+        }
+    }
+    binds
+}
+
+#[tokio::test]
+async fn an_unknown_user_costs_a_refused_bind_that_names_no_account() {
+    if !slapd::available() {
+        return;
+    }
+    let server = Slapd::start();
+    let directory = ad_directory(&server.url, "");
+    let absent = directory.absent_dn().to_ascii_lowercase();
+    assert!(absent.starts_with("cn=fedsts-absent-"), "{absent}");
+    assert!(absent.ends_with(",ou=corp,dc=example,dc=com"), "{absent}");
+    assert_ne!(
+        ad_directory(&server.url, "").absent_dn(),
+        directory.absent_dn()
+    );
+    let admin = ADMIN_DN.to_ascii_lowercase();
+
+    let from = server.log().len();
+    assert_eq!(
+        failure(
+            directory
+                .authenticate("nobody@example.com", USER_PASSWORD)
+                .await
+        ),
+        AuthFailure::UnknownUser
+    );
+    assert_eq!(
+        binds_since(&server, from, 2),
+        [
+            (admin.clone(), "0".to_owned()),
+            (absent.clone(), "49".to_owned())
+        ]
+    );
+
+    let from = server.log().len();
+    assert_eq!(
+        failure(directory.authenticate("carol@example.com", "wrong").await),
+        AuthFailure::WrongPassword
+    );
+    assert_eq!(
+        binds_since(&server, from, 2),
+        [
+            (admin, "0".to_owned()),
+            (
+                "cn=carol danvers,ou=corp,dc=example,dc=com".to_owned(),
+                "49".to_owned()
+            )
+        ]
+    );
+    // The refused bind left the pooled connection usable.
+    let carol = directory
+        .authenticate("carol@example.com", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(carol.upn, "carol@example.com");
+}
