@@ -65,6 +65,9 @@ impl StsError {
             StsError::Directory(e) => format!("directory_error: {e}"),
             StsError::OutsideDomain { .. } => "upn_outside_domain".into(),
             StsError::Token(e) => format!("token_error: {e}"),
+            StsError::Windows(WindowsClaimsError::RealmNotAccepted(realm)) => {
+                format!("kerberos_realm_not_accepted: {realm}")
+            }
             StsError::Windows(e) => format!("windows_claims: {e}"),
             StsError::Policy(r) => r.reason().into(),
         }

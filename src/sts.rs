@@ -810,7 +810,8 @@ impl Sts {
         let principal = wt::Principal::parse(principal).ok_or(StsError::Directory(
             DirectoryError::Rejected(AuthFailure::UnknownUser),
         ))?;
-        let identity = wt::resolve_principal(app.directory.as_ref(), kerberos, &principal).await?;
+        let domain = kerberos.domain_for(&principal)?;
+        let identity = wt::resolve_principal(app.directory.as_ref(), domain, &principal).await?;
         if !identity.computer && !app.owns_upn(&identity.user.upn) {
             return Err(StsError::OutsideDomain {
                 domain: app.config.domain.clone(),

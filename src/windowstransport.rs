@@ -119,6 +119,13 @@ impl KerberosConfig {
             .find(|(r, _)| r.eq_ignore_ascii_case(realm))
             .map(|(_, d)| d.as_str())
     }
+
+    /// The federated domain of `principal`'s realm; a realm not in `realms` is refused, even
+    /// when the KDC vouched for the ticket (e.g. through a cross-realm trust).
+    pub fn domain_for(&self, principal: &Principal) -> Result<&str, WindowsClaimsError> {
+        self.domain_of(&principal.realm)
+            .ok_or_else(|| WindowsClaimsError::RealmNotAccepted(principal.realm.clone()))
+    }
 }
 
 fn is_valid_spn(spn: &str) -> bool {
@@ -233,17 +240,15 @@ pub struct WindowsIdentity {
     pub domain: String,
 }
 
-/// Finds the directory entry of `principal`: by `sAMAccountName`, then (users only) by the
-/// UPN `name@domain` of the realm's domain. Unknown realms and absent entries are refused.
+/// Finds the directory entry of `principal`, whose realm maps to `domain` (see
+/// [`KerberosConfig::domain_for`]): by `sAMAccountName`, then (users only) by the UPN
+/// `name@domain`. Absent entries are refused.
 pub async fn resolve_principal(
     directory: &dyn Directory,
-    config: &KerberosConfig,
+    domain: &str,
     principal: &Principal,
 ) -> Result<WindowsIdentity, DirectoryError> {
-    let domain = config
-        .domain_of(&principal.realm)
-        .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?
-        .to_owned();
+    let domain = domain.to_owned();
     let computer = principal.is_computer();
     let mut user = directory.lookup_account(&principal.name).await?;
     if user.is_none() && !computer {
@@ -266,6 +271,9 @@ pub enum WindowsClaimsError {
     /// A computer entry lacks what hybrid join needs.
     #[error("computer account {0} has no object GUID or SID in the directory")]
     ComputerIncomplete(String),
+    /// The ticket's realm is not in `[apps.kerberos] realms`.
+    #[error("Kerberos realm {0} is not in [apps.kerberos] realms")]
+    RealmNotAccepted(String),
 }
 
 /// Claims of a Windows-authenticated principal: AuthenticationMethod windows,
@@ -371,6 +379,21 @@ mod tests {
         assert!(!Principal::parse("alice@TEST.LOCAL").unwrap().is_computer());
         assert_eq!(Principal::parse("HTTP/host@TEST.LOCAL"), None);
         assert_eq!(Principal::parse("alice"), None);
+    }
+
+    #[test]
+    fn only_configured_realms_have_a_domain() {
+        let config: KerberosConfig = toml::from_str(
+            "keytab = \"k\"\nspn = \"HTTP/h\"\nallowed_networks = [\"10.0.0.0/8\"]\nrealms = { \"CORP.EXAMPLE.COM\" = \"example.com\" }\n",
+        )
+        .unwrap();
+        let alice = Principal::parse("alice@corp.example.com").unwrap();
+        assert_eq!(config.domain_for(&alice).unwrap(), "example.com");
+        let foreign = Principal::parse("alice@OTHER.EXAMPLE.COM").unwrap();
+        assert_eq!(
+            config.domain_for(&foreign).unwrap_err().to_string(),
+            "Kerberos realm OTHER.EXAMPLE.COM is not in [apps.kerberos] realms"
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! Python `requests-gssapi` client (mutual authentication required) get tokens from both
 //! versions for a user and for a computer account (claims checked exactly); no or a forged
 //! ticket gets 401, a client outside `allowed_networks` gets 403; MSAL Python's MEX parser
-//! finds the windowstransport endpoint only when Kerberos is configured.
+//! finds the windowstransport endpoint only when Kerberos is configured. With a real slapd too,
+//! a computer account in LDAP gets the hybrid-join claims. A realm not in `realms` is a
+//! FailedAuthentication with its reason logged; an expired ticket (fedsts's clock moved two
+//! days ahead with `faketime`, no sleeping) and a ticket from another KDC with other keys are 401.
 //!
 //! fedsts runs as a child process because MIT krb5 reads the acceptor keytab from
 //! `KRB5_KTNAME`, which a test must not change in its own process.
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::kdc::{self, Kdc, REALM};
 use common::server::TestServer;
+use common::slapd::{self, Slapd};
 use common::wstrust::{rst, saml_attribute, saml_attributes};
 use serde_json::Value;
 
@@ -34,8 +38,47 @@ struct Fedsts {
     dir: tempfile::TempDir,
 }
 
+/// The file directory of the tests: alice and the computer PC1$.
+const FILE_DIRECTORY: &str = r#"
+[directories.users]
+kind = "file"
+path = "users.toml"
+"#;
+
 impl Fedsts {
     fn start(kdc: &Kdc, allowed_networks: &str) -> Self {
+        Self::start_with(
+            kdc,
+            allowed_networks,
+            &format!("{{ \"{REALM}\" = \"example.com\" }}"),
+            FILE_DIRECTORY,
+        )
+    }
+
+    /// fedsts with `realms` (a TOML inline table) and `directory` (a `[directories.users]` table).
+    fn start_with(kdc: &Kdc, allowed_networks: &str, realms: &str, directory: &str) -> Self {
+        Self::launch(kdc, allowed_networks, realms, directory, None)
+    }
+
+    /// fedsts whose clock (MIT krb5's included) runs `offset` (a `faketime -f` spec such as
+    /// `+2d`) away from the KDC's and the clients'.
+    fn start_shifted(kdc: &Kdc, offset: &str) -> Self {
+        Self::launch(
+            kdc,
+            "\"127.0.0.1\"",
+            &format!("{{ \"{REALM}\" = \"example.com\" }}"),
+            FILE_DIRECTORY,
+            Some(offset),
+        )
+    }
+
+    fn launch(
+        kdc: &Kdc,
+        allowed_networks: &str,
+        realms: &str,
+        directory: &str,
+        clock_offset: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -86,12 +129,9 @@ directory = "users"
 keytab = "{keytab}"
 spn = "{spn}"
 allowed_networks = [{allowed_networks}]
-realms = {{ "{REALM}" = "example.com" }}
+realms = {realms}
 issuer_id = "{ISSUER_ID}"
-
-[directories.users]
-kind = "file"
-path = "users.toml"
+{directory}
 "#,
             public = c.public_base(),
             tls_cert = c.server.tls_cert.display(),
@@ -105,7 +145,15 @@ path = "users.toml"
         let config_path = dir.path().join("fedsts.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("fedsts.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fedsts"))
+        let mut command = match clock_offset {
+            Some(offset) => {
+                let mut command = Command::new("faketime");
+                command.args(["-f", offset, env!("CARGO_BIN_EXE_fedsts")]);
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_fedsts")),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(&config_path)
             .env("KRB5_KTNAME", format!("FILE:{}", kdc.keytab().display()))
@@ -421,6 +469,162 @@ fn no_or_forged_ticket_is_401_and_outside_networks_is_403() {
         assert_eq!(reply.status, 403, "{}", reply.body);
         assert!(!reply.body.contains("Assertion"));
     }
+}
+
+/// `[directories.users]` on the AD-shaped entries of the test slapd, with the backend's AD
+/// defaults (sAMAccountName, objectGUID, objectSid, userAccountControl).
+fn ldap_directory(ldap: &Slapd) -> String {
+    format!(
+        r#"
+[directories.users]
+kind = "ldap"
+url = "{}"
+bind_dn = "{}"
+bind_password = "{}"
+user_base = "{}"
+timeout_secs = 2
+"#,
+        ldap.url,
+        slapd::ADMIN_DN,
+        slapd::ADMIN_PASSWORD,
+        slapd::CORP_BASE
+    )
+}
+
+#[test]
+fn kerberos_computer_and_user_in_ldap_get_hybrid_join_and_user_claims() {
+    if !tools_available() || !slapd::available() {
+        return;
+    }
+    let ldap = Slapd::start();
+    let kdc = Kdc::start();
+    kdc.add_principal("WS01$", "ws01pw");
+    kdc.add_principal("carol", "carolpw");
+    let server = Fedsts::start_with(
+        &kdc,
+        "\"127.0.0.1\"",
+        &format!("{{ \"{REALM}\" = \"example.com\" }}"),
+        &ldap_directory(&ldap),
+    );
+    let computer = kdc.kinit("WS01$", "ws01pw");
+    let carol = kdc.kinit("carol", "carolpw");
+    for version in ["13", "2005"] {
+        let reply = curl(&server, &kdc, version, &computer, &[]);
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
+        let body = &reply.body;
+        assert!(body.contains(WINDOWS_METHOD), "{body}");
+        assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("DJ"));
+        assert_eq!(
+            saml_attribute(body, "onpremobjectguid").as_deref(),
+            Some("ijHyDJ5NEUuzn9IBfFXgqg==")
+        );
+        assert_eq!(
+            saml_attribute(body, "ImmutableID").as_deref(),
+            Some("ijHyDJ5NEUuzn9IBfFXgqg==")
+        );
+        assert_eq!(
+            saml_attribute(body, "primarysid").as_deref(),
+            Some("S-1-5-21-1004336348-1177238915-682003330-1105")
+        );
+        assert_eq!(
+            saml_attribute(body, "UPN").as_deref(),
+            Some("WS01$@example.com")
+        );
+        assert_eq!(saml_attribute(body, "issuerid").as_deref(), Some(ISSUER_ID));
+
+        let reply = curl(&server, &kdc, version, &carol, &[]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = &reply.body;
+        assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("User"));
+        assert_eq!(
+            saml_attribute(body, "ImmutableID").as_deref(),
+            Some("xH4B2VWgQk+OJ/8QO5ZhDQ==")
+        );
+        assert_eq!(
+            saml_attribute(body, "UPN").as_deref(),
+            Some("carol@example.com")
+        );
+        assert_eq!(saml_attribute(body, "onpremobjectguid"), None);
+        assert_eq!(saml_attribute(body, "primarysid"), None);
+    }
+}
+
+#[test]
+fn a_realm_not_in_realms_is_refused_with_its_reason_logged() {
+    if !tools_available() {
+        return;
+    }
+    let kdc = realm_with_principals();
+    let server = Fedsts::start_with(
+        &kdc,
+        "\"127.0.0.1\"",
+        "{ \"OTHER.LOCAL\" = \"example.com\" }",
+        FILE_DIRECTORY,
+    );
+    let alice = kdc.kinit("alice", "alicepw");
+    let computer = kdc.kinit("PC1$", "pcpw");
+    for (version, ccache) in [("13", &alice), ("2005", &computer)] {
+        let reply = curl(&server, &kdc, version, ccache, &[]);
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        assert!(
+            reply.body.contains("FailedAuthentication"),
+            "{}",
+            reply.body
+        );
+        assert!(!reply.body.contains("Assertion"));
+        assert!(!reply.body.contains(REALM), "{}", reply.body);
+    }
+    let log = server.log();
+    assert_eq!(
+        log.matches(&format!("kerberos_realm_not_accepted: {REALM}"))
+            .count(),
+        2,
+        "{log}"
+    );
+}
+
+#[test]
+fn expired_and_forged_tickets_are_401() {
+    if !tools_available() || !common::require_tool("faketime") {
+        return;
+    }
+    let kdc = realm_with_principals();
+    let alice = kdc.kinit("alice", "alicepw");
+    // fedsts two days ahead: alice's one-day ticket has expired by its clock.
+    let ahead = Fedsts::start_shifted(&kdc, "+2d");
+    for version in ["13", "2005"] {
+        let reply = curl(&ahead, &kdc, version, &alice, &[]);
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert!(!reply.body.contains("Assertion"));
+    }
+    assert_eq!(
+        ahead.log().matches("(Ticket expired)").count(),
+        2,
+        "{}",
+        ahead.log()
+    );
+
+    // A well-formed ticket for the same SPN and realm from another KDC (other keys): forged.
+    let server = Fedsts::start(&kdc, "\"127.0.0.1\"");
+    let impostor = realm_with_principals();
+    let forged = impostor.kinit("alice", "alicepw");
+    for version in ["13", "2005"] {
+        let reply = curl(&server, &impostor, version, &forged, &[]);
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert!(!reply.body.contains("Assertion"));
+    }
+    assert_eq!(
+        server
+            .log()
+            .matches("found in keytab but cannot decrypt ticket")
+            .count(),
+        2,
+        "{}",
+        server.log()
+    );
+    // The genuine ticket still works against the same server.
+    let reply = curl(&server, &kdc, "13", &alice, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 /// Runs tests/oracles/mex_msal.py on a MEX document and returns MSAL's IWA choice.

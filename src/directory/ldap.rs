@@ -6,6 +6,15 @@
 //! (RFC 4515), every value put in a DN is escaped (RFC 4514), an empty password is refused
 //! before any bind (an empty simple bind is an unauthenticated bind that "succeeds").
 //!
+//! An unknown user costs the same round trips as a wrong password: when the search finds no
+//! entry, the presented password is bound to [`LdapDirectory::absent_dn`] — `cn=` a name made
+//! of a random UUID drawn at start, under `user_base` — so the server does a bind and refuses
+//! it, and the answer takes as long as a refused bind of a real user. That DN cannot name a
+//! real account (nobody can know the UUID in advance; it is a syntactic DN, so Active
+//! Directory does not try it as a UPN or `DOMAIN\name`), so the bind can never count against a
+//! real account's `badPwdCount` or lockout. Whatever the server answers, the result is
+//! `UnknownUser`.
+//!
 //! Connections are pooled (at most `pool_size`), every operation has `timeout_secs`, and a
 //! connection that failed is dropped, so the next request reconnects by itself. An outage is
 //! [`DirectoryError::Unavailable`] — a `RequestFailed` fault and an unhealthy `/healthz` —
@@ -443,6 +452,8 @@ fn group_name(value: &str) -> String {
 /// Settings fixed at start, derived from [`LdapConfig`].
 struct Settings {
     config: LdapConfig,
+    /// The DN bound for unknown users (see the module doc).
+    absent_dn: String,
     bind_password: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
@@ -485,6 +496,11 @@ impl LdapDirectory {
         };
         Ok(Self {
             settings: Settings {
+                absent_dn: format!(
+                    "cn=fedsts-absent-{},{}",
+                    uuid::Uuid::new_v4().simple(),
+                    config.user_base
+                ),
                 config: config.clone(),
                 bind_password,
                 tls,
@@ -536,7 +552,7 @@ impl LdapDirectory {
         let (conn, ldap) = tokio::time::timeout(self.settings.timeout, connecting)
             .await
             .map_err(|_| unavailable(format!("connecting to {} timed out", config.url)))?
-            .map_err(|e| unavailable(format!("cannot connect to {}: {e}", config.url)))?;
+            .map_err(|e| unavailable(connect_failure(&config.url, &e.to_string())))?;
         let url = config.url.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
@@ -589,6 +605,31 @@ impl LdapDirectory {
                 Err(DirectoryError::Rejected(failure))
             }
             rc => Err(unavailable(format!("user bind: rc {rc} {}", result.text))),
+        }
+    }
+
+    /// The DN that names no account, bound for unknown users so they cost a bind too.
+    pub fn absent_dn(&self) -> &str {
+        &self.settings.absent_dn
+    }
+
+    /// Binds the presented password to [`Self::absent_dn`] and always refuses: an unknown
+    /// user answers as slowly as a wrong password, without touching any real account.
+    async fn refuse_unknown_user(&self, ldap: &mut Ldap, password: &str) -> DirectoryError {
+        let result = ldap
+            .with_timeout(self.settings.timeout)
+            .simple_bind(&self.settings.absent_dn, password)
+            .await;
+        match result {
+            Err(e) => unavailable(format!("user bind: {e}")),
+            Ok(answer) if answer.rc == 0 => {
+                tracing::warn!(
+                    dn = %self.settings.absent_dn,
+                    "LDAP server accepted a bind to a DN that names no account; refusing anyway"
+                );
+                DirectoryError::Rejected(AuthFailure::UnknownUser)
+            }
+            Ok(_) => DirectoryError::Rejected(AuthFailure::UnknownUser),
         }
     }
 
@@ -726,10 +767,9 @@ impl LdapDirectory {
     ) -> Result<User, DirectoryError> {
         self.bind_service(ldap).await?;
         let filter = self.filter_for(&self.settings.config.user_filter, "{upn}", username);
-        let entry = self
-            .find_one(ldap, &filter)
-            .await?
-            .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?;
+        let Some(entry) = self.find_one(ldap, &filter).await? else {
+            return Err(self.refuse_unknown_user(ldap, password).await);
+        };
         let enabled = self.is_enabled(ldap, &entry).await?;
         self.bind_user(ldap, &entry.dn, password).await?;
         if !enabled {
@@ -814,6 +854,17 @@ impl LdapDirectory {
             rc => Err(unavailable(format!("health search of {base}: rc {rc}"))),
         }
     }
+}
+
+/// Why a connection failed, with the fix when the server's TLS certificate was refused.
+fn connect_failure(url: &str, error: &str) -> String {
+    let hint = if error.contains("certificate") {
+        " — the server's TLS certificate was not accepted: set ca_file to the CA that issued it, \
+         and use a host name or address the certificate names"
+    } else {
+        ""
+    };
+    format!("cannot connect to {url}: {error}{hint}")
 }
 
 fn unavailable(message: impl Into<String>) -> DirectoryError {
