@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use crate::config::{
-    AppConfig, Config, DEFAULT_TOKEN_LIFETIME_SECS, DirectoryConfig, ServerConfig,
+    AppConfig, Config, DEFAULT_TOKEN_LIFETIME_SECS, DirectoryConfig, PassiveConfig, ServerConfig,
 };
 use crate::crypto::generate_self_signed;
 use crate::directory::file::hash_password;
@@ -81,6 +81,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             public_url: format!("https://localhost:{port}"),
             tls_cert: tls.0,
             tls_key: tls.1,
+            session_key: Some(data.join("session.key")),
         },
         apps: vec![AppConfig {
             id: DEMO_APP_ID.into(),
@@ -91,6 +92,9 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             signing_key: signing.1,
             directory: "demo".into(),
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            next_signing_cert: None,
+            next_signing_key: None,
+            passive: PassiveConfig::default(),
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),

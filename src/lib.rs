@@ -26,6 +26,8 @@ pub mod saml;
 pub mod server;
 pub mod soap;
 pub mod sts;
+pub mod totp;
+pub mod wsfed;
 pub mod wstrust;
 pub mod xml;
 pub mod xmldsig;

@@ -40,6 +40,8 @@ struct UserEntry {
     groups: Vec<String>,
     #[serde(default)]
     display_name: Option<String>,
+    #[serde(default)]
+    totp_secret: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -50,6 +52,7 @@ struct StoredUser {
     user: User,
     hash: PasswordHash,
     enabled: bool,
+    totp_secret: Option<String>,
 }
 
 /// Users loaded from a TOML file at start.
@@ -134,7 +137,13 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             hash.algorithm.as_str()
         ));
     }
+    if let Some(secret) = &entry.totp_secret {
+        crate::totp::Secret::from_base32(secret).map_err(|e| {
+            format!("totp_secret: {e} — enrol again with `fedsts user totp-enroll`")
+        })?;
+    }
     Ok(StoredUser {
+        totp_secret: entry.totp_secret,
         user: User {
             upn: entry.upn,
             immutable_id: entry.immutable_id,
@@ -182,6 +191,14 @@ impl Directory for FileDirectory {
 
     async fn health(&self) -> Result<(), DirectoryError> {
         Ok(())
+    }
+
+    async fn totp_secret(&self, upn: &str) -> Result<Option<String>, DirectoryError> {
+        Ok(self
+            .users
+            .get(&upn.to_lowercase())
+            .filter(|s| s.enabled)
+            .and_then(|s| s.totp_secret.clone()))
     }
 }
 

@@ -126,6 +126,11 @@ fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {
         client_ip,
         user_agent: header_text(header::USER_AGENT),
         query: req.uri().query().map(str::to_owned),
+        cookie: req
+            .headers()
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
@@ -177,7 +182,11 @@ fn into_response(reply: HttpReply) -> Response<Full<Bytes>> {
     );
     for (name, value) in reply.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+            if name == "set-cookie" {
+                headers.append(name, value);
+            } else {
+                headers.insert(name, value);
+            }
         }
     }
     response
