@@ -52,6 +52,15 @@ pub struct Reply {
 impl TestServer {
     /// Starts the demo app with alice, bob (disabled) and carol (other domain).
     pub async fn start() -> Self {
+        Self::start_with(Arc::new(SystemClock), |_, _| {}).await
+    }
+
+    /// Like [`TestServer::start`], with a clock of the test's choosing and a hook that may change
+    /// the configuration (and write files into the server's temp dir) before the server starts.
+    pub async fn start_with(
+        clock: Arc<dyn fedsts::clock::Clock>,
+        tweak: impl FnOnce(&mut Config, &std::path::Path),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -62,7 +71,8 @@ impl TestServer {
         config
             .directories
             .insert("demo".into(), DirectoryConfig::File { path: users });
-        let sts = Arc::new(Sts::from_config(&config, Arc::new(SystemClock)).unwrap());
+        tweak(&mut config, dir.path());
+        let sts = Arc::new(Sts::from_config(&config, clock).unwrap());
         let tls =
             fedsts::server::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
                 .unwrap();
@@ -166,7 +176,8 @@ impl TestServer {
     }
 }
 
-fn users_file() -> String {
+/// The users file of [`TestServer::start`].
+pub fn users_file() -> String {
     let hash = hash_password(PASSWORD).unwrap();
     format!(
         r#"
