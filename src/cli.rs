@@ -1,4 +1,5 @@
-//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `commands`.
+//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `commands`, `rollover`,
+//! `user totp-enroll`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,12 +9,14 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{Config, DirectoryConfig};
 use crate::defaults;
 use crate::directory::file::hash_password;
 use crate::preflight;
+use crate::rollover::{self, SigningFiles};
 use crate::server;
 use crate::sts::{App, Sts};
+use crate::totp;
 use crate::wstrust::TrustVersion;
 
 /// A WS-Trust / WS-Federation identity provider for Microsoft Entra ID federated domains.
@@ -55,6 +58,40 @@ pub enum Command {
         #[arg(long)]
         app: String,
     },
+    /// Promote an app's next token-signing pair to current (old files are kept as backups) and
+    /// print the commands that tell Entra ID.
+    Rollover {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// App id.
+        #[arg(long)]
+        app: String,
+    },
+    /// Manage users of a file directory.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+/// `fedsts user …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Make a new TOTP secret for a user, store it in the app's users file, and print an
+    /// otpauth:// URI and a QR code for an authenticator app.
+    TotpEnroll {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// App id (names the directory and the issuer shown in the authenticator).
+        #[arg(long)]
+        app: String,
+        /// The user's UPN.
+        #[arg(long)]
+        upn: String,
+    },
 }
 
 /// Runs a parsed command line.
@@ -64,7 +101,99 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::HashPassword => hash_password_from_stdin(),
         Command::CheckConfig { config } => check_config(&config),
         Command::Commands { config, app } => print_commands(&config, &app),
+        Command::Rollover { config, app } => roll_over(&config, &app),
+        Command::User {
+            command: UserCommand::TotpEnroll { config, app, upn },
+        } => totp_enroll(&config, &app, &upn),
     }
+}
+
+fn load_app(path: &Path, app_id: &str) -> Result<(Config, crate::config::AppConfig), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let app = config.app(app_id).cloned().ok_or_else(|| {
+        format!(
+            "--app: no app with id `{app_id}` — ids in {}: {}",
+            path.display(),
+            config
+                .apps
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    Ok((config, app))
+}
+
+fn roll_over(path: &Path, app_id: &str) -> ExitCode {
+    let (_, app) = match load_app(path, app_id) {
+        Ok(pair) => pair,
+        Err(e) => return fail(e),
+    };
+    let (Some(next_cert), Some(next_key)) = (app.next_signing_cert, app.next_signing_key) else {
+        return fail(format!(
+            "app `{app_id}` has no next signing pair — set next_signing_cert and next_signing_key \
+             in its [[apps]] table, publish it (restart, then run section B of the commands page), \
+             and roll over once Entra ID has it"
+        ));
+    };
+    let files = SigningFiles {
+        cert: app.signing_cert,
+        key: app.signing_key,
+        next_cert,
+        next_key,
+    };
+    let report = match rollover::promote_next(path, app_id, &files, time::OffsetDateTime::now_utc())
+    {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    for backup in &report.backups {
+        println!("kept {}", backup.display());
+    }
+    println!(
+        "promoted the next signing pair of app {app_id}; restart fedsts to sign with it, then tell \
+         Entra ID (section B below):\n"
+    );
+    print_commands(path, app_id)
+}
+
+fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
+    let (config, app) = match load_app(path, app_id) {
+        Ok(pair) => pair,
+        Err(e) => return fail(e),
+    };
+    let users_path = match config.directories.get(&app.directory) {
+        Some(DirectoryConfig::File { path }) => path.clone(),
+        None => return fail(format!("apps.directory: no directory `{}`", app.directory)),
+    };
+    let secret = match totp::Secret::generate() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let backup = match rollover::store_totp_secret(
+        &users_path,
+        upn,
+        &secret.to_base32(),
+        time::OffsetDateTime::now_utc(),
+    ) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let uri = totp::otpauth_uri(app.display_name(), upn, &secret);
+    println!(
+        "stored a new TOTP secret for {upn} in {} (previous file kept as {})",
+        users_path.display(),
+        backup.display()
+    );
+    println!(
+        "restart fedsts to load it, then scan the code below or add this URI to an authenticator app:"
+    );
+    println!("{uri}");
+    if let Some(qr) = totp::terminal_qr(&uri) {
+        println!("{qr}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {

@@ -22,6 +22,7 @@ pub mod directory;
 pub mod error;
 pub mod mex;
 pub mod preflight;
+pub mod rollover;
 pub mod saml;
 pub mod server;
 pub mod soap;
