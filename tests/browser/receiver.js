@@ -3,7 +3,8 @@
 // configured signing certificate, audience, lifetime) and checks the issuer, then answers with a
 // page whose <pre id="result"> holds a JSON summary the test reads through the browser.
 //
-// usage: node receiver.js <tls-cert.pem> <tls-key.pem> <signing-cert-base64> <issuer>
+// usage: node receiver.js <tls-cert.pem> <tls-key.pem> <signing-cert.pem> <issuer>
+// (the signing certificate file is read at each POST, so it may appear after the receiver starts)
 // prints "listening <port>" on stdout once ready (port chosen by the OS, 127.0.0.1 only).
 'use strict';
 const fs = require('fs');
@@ -13,13 +14,17 @@ const Strategy = require('passport-wsfed-saml2').Strategy;
 
 const [tlsCert, tlsKey, signingCert, issuer] = process.argv.slice(2);
 if (!issuer) {
-  console.error('usage: node receiver.js <tls-cert> <tls-key> <signing-cert-b64> <issuer>');
+  console.error('usage: node receiver.js <tls-cert> <tls-key> <signing-cert.pem> <issuer>');
   process.exit(2);
+}
+
+function signingCertBase64() {
+  return fs.readFileSync(signingCert, 'utf8').replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
 }
 
 function validate(body, done) {
   const strategy = new Strategy(
-    { cert: signingCert, realm: 'urn:federation:MicrosoftOnline', checkExpiration: true, checkRecipient: false },
+    { cert: signingCertBase64(), realm: 'urn:federation:MicrosoftOnline', checkExpiration: true, checkRecipient: false },
     (profile, verified) => {
       if (profile.issuer !== issuer) {
         return verified(null, false, { message: `issuer ${profile.issuer} is not ${issuer}` });
@@ -30,7 +35,8 @@ function validate(body, done) {
   strategy.fail = (info) => done(new Error((info && info.message) || String(info)));
   strategy.error = (err) => done(err);
   strategy.redirect = () => done(new Error('unexpected redirect'));
-  strategy.authenticate({ method: 'POST', body, query: {}, headers: {}, url: '/' }, {});
+  const headers = { host: '127.0.0.1' };
+  strategy.authenticate({ method: 'POST', body, query: {}, headers, url: '/', get: (name) => headers[name.toLowerCase()] }, {});
 }
 
 function page(status, summary) {
