@@ -34,9 +34,9 @@ fn write_config(dir: &Path, next: bool) -> std::path::PathBuf {
     let users = match &embedded.config.directories["demo"] {
         fedsts::config::DirectoryConfig::File { path } => path.clone(),
     };
-    let mut text = format!(
+    let mut text = String::from(
         "[server]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://sts.example.com\"\ntls_cert = \"certs/tls.crt\"\ntls_key = \"certs/tls.key\"\n\n\
-         [[apps]]\nid = \"app1\"\ndomain = \"example.com\"\nissuer_uri = \"example.com\"\nsigning_cert = \"certs/signing.crt\"\nsigning_key = \"certs/signing.key\"\ndirectory = \"local\"\n"
+         [[apps]]\nid = \"app1\"\ndomain = \"example.com\"\nissuer_uri = \"example.com\"\nsigning_cert = \"certs/signing.crt\"\nsigning_key = \"certs/signing.key\"\ndirectory = \"local\"\n",
     );
     if next {
         let pair = generate_self_signed("fedsts next token signing", &[], 400).unwrap();
@@ -133,10 +133,7 @@ async fn commands_and_metadata_agree_before_and_after_rollover() {
     assert!(ok);
     assert!(after.contains(&format!("-SigningCertificate \"{next}\"")));
     assert!(!after.contains(&current));
-    assert_eq!(
-        metadata_certificates(&metadata(&config).await),
-        [next.clone()]
-    );
+    assert_eq!(metadata_certificates(&metadata(&config).await), [next]);
 
     // Nothing left to promote: a clear refusal that changes nothing.
     let (ok, _, err) = run(&["rollover", "--config", config_arg, "--app", "app1"]);
