@@ -67,6 +67,10 @@ pub struct ServerConfig {
     /// believed; from anyone else those headers are ignored.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// File holding the key that signs browser session cookies and forms; made (mode 0600) on
+    /// first start when missing. Default: `session.key` next to the configuration file.
+    #[serde(default)]
+    pub session_key: Option<PathBuf>,
 }
 
 /// `[[apps]]`: one federated domain with its own issuer and signing key.
@@ -97,6 +101,70 @@ pub struct AppConfig {
     /// Who needs a trusted device for which flows (needs `[device_trust]`).
     #[serde(default)]
     pub device_trust: Option<AppDevicePolicy>,
+    /// PEM certificate that will replace `signing_cert` at the next rollover; published in
+    /// federation metadata and as `-NextSigningCertificate`.
+    #[serde(default)]
+    pub next_signing_cert: Option<PathBuf>,
+    /// PEM private key of `next_signing_cert`.
+    #[serde(default)]
+    pub next_signing_key: Option<PathBuf>,
+    /// `[apps.passive]`: browser sign-in (WS-Federation passive).
+    #[serde(default)]
+    pub passive: PassiveConfig,
+}
+
+/// Where Entra ID receives passive sign-in responses.
+pub const MICROSOFT_ONLINE_REPLY_URL: &str = "https://login.microsoftonline.com/login.srf";
+/// Browser session lifetime when the app does not say (8 h).
+pub const DEFAULT_SESSION_LIFETIME_SECS: u64 = 8 * 3600;
+/// Longest browser session we allow (7 days).
+pub const MAX_SESSION_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+/// `[apps.passive]`: how browser sign-in behaves for one app.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveConfig {
+    /// Where the sign-in response is posted (default Entra ID's `login.srf`; sovereign clouds
+    /// and tests change it).
+    #[serde(default = "default_reply_url")]
+    pub reply_url: String,
+    /// Further `wreply` values honoured byte for byte (sign-in and sign-out); anything else is
+    /// refused.
+    #[serde(default)]
+    pub allowed_wreply: Vec<String>,
+    /// `wtrealm` values accepted besides `urn:federation:MicrosoftOnline`.
+    #[serde(default)]
+    pub realms: Vec<String>,
+    /// Ask every user for a TOTP code, not only when Entra sends `wauth=…multipleauthn`.
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// Browser session lifetime in seconds (default 28800).
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime_secs: u64,
+    /// Optional https URL of a logo shown on the sign-in page.
+    #[serde(default)]
+    pub logo_url: Option<String>,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        Self {
+            reply_url: default_reply_url(),
+            allowed_wreply: Vec::new(),
+            realms: Vec::new(),
+            require_mfa: false,
+            session_lifetime_secs: default_session_lifetime(),
+            logo_url: None,
+        }
+    }
+}
+
+fn default_reply_url() -> String {
+    MICROSOFT_ONLINE_REPLY_URL.to_owned()
+}
+
+fn default_session_lifetime() -> u64 {
+    DEFAULT_SESSION_LIFETIME_SECS
 }
 
 fn default_token_lifetime() -> u64 {
@@ -215,11 +283,22 @@ impl Config {
         };
         resolve(&mut self.server.tls_cert);
         resolve(&mut self.server.tls_key);
+        let session_key = self
+            .server
+            .session_key
+            .get_or_insert_with(|| PathBuf::from("session.key"));
+        resolve(session_key);
         for app in &mut self.apps {
             resolve(&mut app.signing_cert);
             resolve(&mut app.signing_key);
             if let Some(kerberos) = &mut app.kerberos {
                 resolve(&mut kerberos.keytab);
+            }
+            for next in [&mut app.next_signing_cert, &mut app.next_signing_key]
+                .into_iter()
+                .flatten()
+            {
+                resolve(next);
             }
         }
         if let Some(device) = &mut self.device_trust {
@@ -357,6 +436,8 @@ impl Config {
                 format!("use 1..={MAX_TOKEN_LIFETIME_SECS} seconds (3600 is the ADFS default)"),
             ));
         }
+        problems.extend(next_signing_problems(index, app));
+        problems.extend(passive_problems(index, &app.passive));
         problems
     }
 
@@ -417,6 +498,59 @@ fn check_public_url(url: &str) -> Vec<ConfigProblem> {
         ));
     }
     problems
+}
+
+fn next_signing_problems(index: usize, app: &AppConfig) -> Vec<ConfigProblem> {
+    match (&app.next_signing_cert, &app.next_signing_key) {
+        (Some(_), None) | (None, Some(_)) => vec![ConfigProblem::new(
+            format!("apps[{index}].next_signing_cert"),
+            "next_signing_cert and next_signing_key must be set together",
+            "set both to the PEM certificate and key of the next token-signing pair, or neither",
+        )],
+        _ => Vec::new(),
+    }
+}
+
+fn passive_problems(index: usize, passive: &PassiveConfig) -> Vec<ConfigProblem> {
+    let key = |field: &str| format!("apps[{index}].passive.{field}");
+    let mut problems = Vec::new();
+    let mut urls = vec![(key("reply_url"), passive.reply_url.as_str())];
+    for (i, url) in passive.allowed_wreply.iter().enumerate() {
+        urls.push((key(&format!("allowed_wreply[{i}]")), url));
+    }
+    if let Some(logo) = &passive.logo_url {
+        urls.push((key("logo_url"), logo));
+    }
+    for (key, url) in urls {
+        if !is_plain_https_url(url) {
+            problems.push(ConfigProblem::new(
+                key,
+                format!("`{url}` is not a plain https:// URL"),
+                "write an absolute https:// URL without spaces, quotes or a fragment",
+            ));
+        }
+    }
+    if passive.session_lifetime_secs == 0
+        || passive.session_lifetime_secs > MAX_SESSION_LIFETIME_SECS
+    {
+        problems.push(ConfigProblem::new(
+            key("session_lifetime_secs"),
+            format!("{} is out of range", passive.session_lifetime_secs),
+            format!("use 1..={MAX_SESSION_LIFETIME_SECS} seconds (28800 = 8 h is the default)"),
+        ));
+    }
+    problems
+}
+
+/// `https://host[:port][/path][?query]` without characters that need escaping in HTML or headers.
+pub fn is_plain_https_url(url: &str) -> bool {
+    url.strip_prefix("https://").is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with(['/', ':', '?'])
+            && url
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !"\"'<>`#{}|\\^".contains(c))
+    })
 }
 
 /// `[A-Za-z0-9_-]{1,64}`.

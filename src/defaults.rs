@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 use crate::config::{
-    AppConfig, Config, DEFAULT_TOKEN_LIFETIME_SECS, DirectoryConfig, ServerConfig,
+    AppConfig, Config, DEFAULT_TOKEN_LIFETIME_SECS, DirectoryConfig, PassiveConfig, ServerConfig,
 };
 use crate::crypto::generate_self_signed;
 use crate::directory::file::hash_password;
@@ -82,6 +82,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             tls_cert: tls.0,
             tls_key: tls.1,
             trusted_proxies: Vec::new(),
+            session_key: Some(data.join("session.key")),
         },
         apps: vec![AppConfig {
             id: DEMO_APP_ID.into(),
@@ -94,6 +95,9 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
             kerberos: None,
             device_trust: None,
+            next_signing_cert: None,
+            next_signing_key: None,
+            passive: PassiveConfig::default(),
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),

@@ -123,6 +123,16 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// SAML 1.1 `AuthenticationMethod`: `multipleauthn` when a second factor was checked (as
+    /// ADFS does after MFA), else the first factor's method.
+    fn saml11_authentication_method(&self) -> &'static str {
+        if self.mfa_performed {
+            AMR_MULTIPLE_AUTHN
+        } else {
+            self.authn_method.saml11_method()
+        }
+    }
+
     /// UPN, ImmutableID, authnmethodsreferences, then the extra attributes.
     fn attributes(&self) -> Vec<Attribute> {
         let mut amr = vec![self.authn_method.amr().to_owned()];
@@ -334,7 +344,10 @@ fn saml11_assertion(claims: &Claims, id: &str, window: &Window) -> String {
     w.start(
         "saml:AuthenticationStatement",
         &[
-            ("AuthenticationMethod", claims.authn_method.saml11_method()),
+            (
+                "AuthenticationMethod",
+                claims.saml11_authentication_method(),
+            ),
             ("AuthenticationInstant", &window.authn_instant_text),
         ],
     );

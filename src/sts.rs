@@ -32,6 +32,8 @@ use crate::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
 use crate::soap;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
+use crate::wsfed::session::SessionKey;
+use crate::wsfed::{Call, WsFed};
 use crate::wstrust::{self, IssueRequest, TimestampPolicy, TrustVersion};
 use crate::xml;
 
@@ -63,6 +65,23 @@ pub enum Endpoint {
     },
     /// `GET /wsfed/{app}/commands`.
     Commands {
+        /// App id.
+        app: String,
+    },
+    /// `GET|POST /wsfed/{app}`: passive WS-Federation sign-in and sign-out.
+    Passive {
+        /// App id.
+        app: String,
+        /// Whether the parameters are in a form body (POST) rather than the query.
+        post: bool,
+    },
+    /// `GET /wsfed/{app}/launch`: IdP-initiated sign-in (a portal tile).
+    Launch {
+        /// App id.
+        app: String,
+    },
+    /// `GET /wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`.
+    FederationMetadata {
         /// App id.
         app: String,
     },
@@ -99,6 +118,8 @@ pub struct RequestInfo {
     pub ms_forwarded_client_ip: Option<String>,
     /// DER of the TLS client certificate that passed the device-CA verifier, if any.
     pub device_certificate: Option<Arc<[u8]>>,
+    /// Raw `Cookie` header (passive sign-in only reads its own cookies from it).
+    pub cookie: Option<String>,
 }
 
 impl RequestInfo {
@@ -113,6 +134,7 @@ impl RequestInfo {
             forwarded_for: None,
             ms_forwarded_client_ip: None,
             device_certificate: None,
+            cookie: None,
         }
     }
 }
@@ -169,6 +191,7 @@ impl HttpReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppUrls {
     base: String,
+    path: String,
 }
 
 impl AppUrls {
@@ -176,7 +199,16 @@ impl AppUrls {
     pub fn new(public_base: &str, id: &str) -> Self {
         Self {
             base: format!("{}/wsfed/{id}", public_base.trim_end_matches('/')),
+            path: format!("/wsfed/{id}"),
         }
+    }
+    /// Path of the passive endpoint on this server (form actions, cookie scope).
+    pub fn passive_path(&self) -> String {
+        self.path.clone()
+    }
+    /// IdP-initiated sign-in (portal tile) URL.
+    pub fn launch(&self) -> String {
+        format!("{}/launch", self.base)
     }
     /// Passive WS-Federation sign-in (and sign-out) URL.
     pub fn passive(&self) -> String {
@@ -224,6 +256,8 @@ pub struct App {
     pub identity: SigningIdentity,
     /// Where its users are.
     pub directory: Arc<dyn Directory>,
+    /// The key and certificate that replace `identity` at the next rollover, when configured.
+    pub next_identity: Option<SigningIdentity>,
     /// Its URLs.
     pub urls: AppUrls,
     mex_endpoints: MexEndpoints,
@@ -251,10 +285,11 @@ impl App {
             windowstransport_spn: kerberos.map(|k| k.spn.clone()),
         };
         let mex_document = mex::definitions(&mex_endpoints);
-        let commands_page = commands::render(&federation_settings(&config, &urls, &identity));
+        let commands_page = commands::render(&federation_settings(&config, &urls, &identity, None));
         Self {
             config,
             identity,
+            next_identity: None,
             directory,
             urls,
             mex_endpoints,
@@ -265,13 +300,25 @@ impl App {
         }
     }
 
+    /// Adds the next signing identity (rollover): the commands page then names its certificate.
+    pub fn with_next_identity(mut self, next: Option<SigningIdentity>) -> Self {
+        self.commands_page = commands::render(&federation_settings(
+            &self.config,
+            &self.urls,
+            &self.identity,
+            next.as_ref(),
+        ));
+        self.next_identity = next;
+        self
+    }
+
     /// The commands page text.
     pub fn commands_page(&self) -> &str {
         &self.commands_page
     }
 
     /// Whether `upn` belongs to this app's domain (or a subdomain of it).
-    fn owns_upn(&self, upn: &str) -> bool {
+    pub(crate) fn owns_upn(&self, upn: &str) -> bool {
         let domain = self.config.domain.to_ascii_lowercase();
         upn.rsplit_once('@').is_some_and(|(_, suffix)| {
             let suffix = suffix.to_ascii_lowercase();
@@ -285,6 +332,7 @@ pub fn federation_settings(
     config: &AppConfig,
     urls: &AppUrls,
     identity: &SigningIdentity,
+    next_identity: Option<&SigningIdentity>,
 ) -> FederationSettings {
     FederationSettings {
         domain: config.domain.clone(),
@@ -296,7 +344,7 @@ pub fn federation_settings(
         sign_out_uri: urls.passive(),
         metadata_uri: urls.metadata(),
         signing_certificate_b64: identity.certificate.base64(),
-        next_signing_certificate_b64: None,
+        next_signing_certificate_b64: next_identity.map(|n| n.certificate.base64()),
     }
 }
 
@@ -327,6 +375,17 @@ pub enum StartError {
         /// Cause.
         source: crate::kerberos::KerberosError,
     },
+    /// The browser session key could not be read or made.
+    #[error("server.session_key: {0}")]
+    SessionKey(#[from] crate::wsfed::session::SessionKeyError),
+    /// The federation metadata could not be signed.
+    #[error("{key}: cannot sign the federation metadata: {source}")]
+    Metadata {
+        /// Config key.
+        key: String,
+        /// Cause.
+        source: crate::xmldsig::XmlDsigError,
+    },
     /// A directory could not be built.
     #[error("{key}: {message}")]
     Directory {
@@ -345,6 +404,7 @@ pub struct Sts {
     xml_limits: xml::Limits,
     timestamp_policy: TimestampPolicy,
     policies: Policies,
+    wsfed: WsFed,
 }
 
 /// One usernamemixed request on its way through the steps.
@@ -383,6 +443,10 @@ impl Sts {
                 message: e.to_string(),
             })?;
         let mut apps = BTreeMap::new();
+        let mut wsfed = WsFed::new(
+            session_key(config)?,
+            Arc::new(crate::totp::MemoryReuseGuard::default()),
+        );
         for (i, app) in config.apps.iter().enumerate() {
             let identity = SigningIdentity::from_pem_files(&app.signing_cert, &app.signing_key)
                 .map_err(|source| StartError::Signing {
@@ -397,8 +461,10 @@ impl Sts {
                         key: format!("apps[{i}].directory"),
                         message: format!("no directory named {}", app.directory),
                     })?;
+            let next = next_identity(i, app)?;
             #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
-            let mut built = App::new(app.clone(), config.public_base(), identity, directory);
+            let mut built = App::new(app.clone(), config.public_base(), identity, directory)
+                .with_next_identity(next);
             #[cfg(feature = "kerberos")]
             if let Some(kerberos) = &app.kerberos {
                 built.acceptor = Some(crate::kerberos::Acceptor::new(&kerberos.keytab).map_err(
@@ -408,6 +474,12 @@ impl Sts {
                     },
                 )?);
             }
+            wsfed
+                .add_metadata(&built)
+                .map_err(|source| StartError::Metadata {
+                    key: format!("apps[{i}].signing_key"),
+                    source,
+                })?;
             apps.insert(app.id.clone(), built);
         }
         let timestamp_policy = TimestampPolicy::default();
@@ -425,6 +497,7 @@ impl Sts {
             xml_limits: xml::Limits::default(),
             timestamp_policy,
             policies,
+            wsfed,
         })
     }
 
@@ -457,6 +530,12 @@ impl Sts {
             Endpoint::Commands { app } => {
                 self.with_app(&app, |a| HttpReply::text(200, a.commands_page()))
             }
+            Endpoint::FederationMetadata { app } => self.with_app(&app, |a| self.wsfed.metadata(a)),
+            Endpoint::Passive { app, post } => {
+                let call = if post { Call::Post } else { Call::Get };
+                self.passive(&app, call, body, info).await
+            }
+            Endpoint::Launch { app } => self.passive(&app, Call::Launch, body, info).await,
             Endpoint::Reserved { app } => self.with_app(&app, |_| {
                 HttpReply::text(
                     501,
@@ -471,6 +550,17 @@ impl Sts {
                 Some(a) => self.windowstransport(a, version, body, info).await,
                 None => HttpReply::text(404, "no such app\n"),
             },
+        }
+    }
+
+    async fn passive(&self, id: &str, call: Call, body: &[u8], info: &RequestInfo) -> HttpReply {
+        match self.app(id) {
+            Some(app) => {
+                self.wsfed
+                    .handle(app, call, body, info, self.clock.now())
+                    .await
+            }
+            None => HttpReply::text(404, "no such app\n"),
         }
     }
 
@@ -613,8 +703,8 @@ impl Sts {
             });
         }
         record.device_id = self.device_step(active, &user)?;
-        let claims = password_claims(app, &user, now);
-        sign(app, &claims, request.token_type, now)
+        let claims = user_claims(app, &user, now, false);
+        Ok(sign(app, &claims, request.token_type, now)?)
     }
 
     /// Lockout check, password check, lockout record.
@@ -841,23 +931,16 @@ fn negotiate_challenge() -> HttpReply {
     reply
 }
 
-/// Builds and signs the assertion for `claims` with the app's lifetime and key.
-fn sign(
+/// Builds and signs the assertion for `claims` with the app's lifetime and key (one builder for
+/// the active and passive paths).
+pub(crate) fn sign(
     app: &App,
     claims: &Claims,
     token_type: saml::TokenType,
     now: OffsetDateTime,
-) -> Result<SignedAssertion, StsError> {
-    let issuance = Issuance::new(
-        now,
-        time::Duration::seconds(i64::try_from(app.config.token_lifetime_secs).unwrap_or(3600)),
-    );
-    Ok(saml::build_signed_assertion(
-        claims,
-        token_type,
-        &issuance,
-        &app.identity,
-    )?)
+) -> Result<SignedAssertion, saml::SamlError> {
+    let issuance = Issuance::new(now, token_lifetime(app));
+    saml::build_signed_assertion(claims, token_type, &issuance, &app.identity)
 }
 
 /// The audit record of one request, before its decision.
@@ -884,8 +967,46 @@ fn audit_record(
     }
 }
 
-/// Claims for a user who signed in with a password on an active endpoint.
-fn password_claims(app: &App, user: &User, now: OffsetDateTime) -> Claims {
+/// The assertion lifetime of an app.
+pub(crate) fn token_lifetime(app: &App) -> time::Duration {
+    time::Duration::seconds(i64::try_from(app.config.token_lifetime_secs).unwrap_or(3600))
+}
+
+/// The browser session key: from `server.session_key` (made on first start), or a random
+/// in-memory key when the configuration was built in code without one.
+fn session_key(config: &Config) -> Result<SessionKey, StartError> {
+    match &config.server.session_key {
+        Some(path) => Ok(SessionKey::load_or_create(path)?),
+        None => {
+            let mut bytes = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut bytes)
+                .map_err(|_| crate::wsfed::session::SessionKeyError::Random)?;
+            Ok(SessionKey::from_bytes(&bytes))
+        }
+    }
+}
+
+/// The next signing identity of `apps[index]`, when both files are configured.
+fn next_identity(index: usize, app: &AppConfig) -> Result<Option<SigningIdentity>, StartError> {
+    match (&app.next_signing_cert, &app.next_signing_key) {
+        (Some(cert), Some(key)) => SigningIdentity::from_pem_files(cert, key)
+            .map(Some)
+            .map_err(|source| StartError::Signing {
+                key: format!("apps[{index}].next_signing_key"),
+                source,
+            }),
+        _ => Ok(None),
+    }
+}
+
+/// Claims for a user who signed in with a password (active endpoints and passive sign-in),
+/// with `multipleauthn` only when a second factor was really checked.
+pub(crate) fn user_claims(
+    app: &App,
+    user: &User,
+    now: OffsetDateTime,
+    mfa_performed: bool,
+) -> Claims {
     Claims {
         issuer: app.config.issuer_uri.clone(),
         audience: saml::AUDIENCE_MICROSOFT_ONLINE.to_owned(),
@@ -893,7 +1014,7 @@ fn password_claims(app: &App, user: &User, now: OffsetDateTime) -> Claims {
         upn: user.upn.clone(),
         authn_method: AuthnMethod::Password,
         authn_instant: now,
-        mfa_performed: false,
+        mfa_performed,
         extra_attributes: Vec::new(),
     }
 }

@@ -85,9 +85,18 @@ async fn health_mex_commands_and_routing() {
         404
     );
     let reserved = server
-        .request("GET", &path_of(&server.app_url("")), &[], vec![])
+        .request(
+            "POST",
+            &path_of(&server.app_url("trust/13/windowstransport")),
+            &[],
+            vec![],
+        )
         .await;
     assert_eq!(reserved.status, 501);
+    let passive_without_wa = server
+        .request("GET", &path_of(&server.app_url("")), &[], vec![])
+        .await;
+    assert_eq!(passive_without_wa.status, 400);
     let wrong = server
         .request(
             "GET",

@@ -49,6 +49,7 @@ struct UserEntry {
     object_guid: Option<String>,
     #[serde(default)]
     object_sid: Option<String>,
+    totp_secret: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -59,6 +60,7 @@ struct StoredUser {
     user: User,
     hash: PasswordHash,
     enabled: bool,
+    totp_secret: Option<String>,
 }
 
 /// Users loaded from a TOML file at start.
@@ -157,7 +159,13 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             hash.algorithm.as_str()
         ));
     }
+    if let Some(secret) = &entry.totp_secret {
+        crate::totp::Secret::from_base32(secret).map_err(|e| {
+            format!("totp_secret: {e} — enrol again with `fedsts user totp-enroll`")
+        })?;
+    }
     Ok(StoredUser {
+        totp_secret: entry.totp_secret,
         user: User {
             upn: entry.upn,
             immutable_id: entry.immutable_id,
@@ -215,6 +223,14 @@ impl Directory for FileDirectory {
 
     async fn health(&self) -> Result<(), DirectoryError> {
         Ok(())
+    }
+
+    async fn totp_secret(&self, upn: &str) -> Result<Option<String>, DirectoryError> {
+        Ok(self
+            .users
+            .get(&upn.to_lowercase())
+            .filter(|s| s.enabled)
+            .and_then(|s| s.totp_secret.clone()))
     }
 }
 

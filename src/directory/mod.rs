@@ -101,6 +101,11 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     async fn lookup_account(&self, sam_account_name: &str) -> Result<Option<User>, DirectoryError>;
     /// Whether the directory can answer now.
     async fn health(&self) -> Result<(), DirectoryError>;
+    /// The base32 TOTP secret of an enabled user, when one is enrolled. Directories without
+    /// second factors keep the default (none).
+    async fn totp_secret(&self, _upn: &str) -> Result<Option<String>, DirectoryError> {
+        Ok(None)
+    }
 }
 
 /// Directories by name, built from `[directories.NAME]`.

@@ -155,6 +155,11 @@ fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {
             "x-ms-forwarded-client-ip",
         )),
         device_certificate: None,
+        cookie: req
+            .headers()
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
@@ -206,7 +211,11 @@ fn into_response(reply: HttpReply) -> Response<Full<Bytes>> {
     );
     for (name, value) in reply.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+            if name == "set-cookie" {
+                headers.append(name, value);
+            } else {
+                headers.insert(name, value);
+            }
         }
     }
     response

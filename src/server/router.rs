@@ -3,9 +3,9 @@
 //!
 //! URL layout, relative to `server.public_url`:
 //! `GET /healthz`, `GET|POST /wsfed/{app}/mex`, `POST /wsfed/{app}/trust/{13|2005}/usernamemixed`,
-//! `POST /wsfed/{app}/trust/{13|2005}/windowstransport`, `GET /wsfed/{app}/commands`;
-//! reserved for later: `/wsfed/{app}` (passive sign-in), `/wsfed/{app}/launch`,
-//! `/wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`.
+//! `POST /wsfed/{app}/trust/{13|2005}/windowstransport`, `GET /wsfed/{app}/commands`,
+//! `GET|POST /wsfed/{app}` (passive sign-in and sign-out), `GET /wsfed/{app}/launch`,
+//! `GET /wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`.
 
 use http::Method;
 
@@ -43,8 +43,17 @@ fn app_route(method: &Method, app: &str, rest: &[&str]) -> Endpoint {
             ),
             None => Endpoint::NotFound,
         },
-        [] | [""] | ["launch"] | ["federationmetadata", "2007-06", "federationmetadata.xml"] => {
-            Endpoint::Reserved { app }
+        [] | [""] => only(
+            method,
+            &[Method::GET, Method::POST],
+            Endpoint::Passive {
+                app,
+                post: method == Method::POST,
+            },
+        ),
+        ["launch"] => only(method, &[Method::GET], Endpoint::Launch { app }),
+        ["federationmetadata", "2007-06", "federationmetadata.xml"] => {
+            only(method, &[Method::GET], Endpoint::FederationMetadata { app })
         }
         ["trust", version, "windowstransport"] => match TrustVersion::from_path_segment(version) {
             Some(version) => only(
@@ -117,7 +126,34 @@ mod tests {
     fn reserved_unknown_and_wrong_method() {
         assert_eq!(
             route(&Method::GET, "/wsfed/a"),
-            Endpoint::Reserved { app: "a".into() }
+            Endpoint::Passive {
+                app: "a".into(),
+                post: false
+            }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/"),
+            Endpoint::Passive {
+                app: "a".into(),
+                post: true
+            }
+        );
+        assert_eq!(
+            route(&Method::GET, "/wsfed/a/launch"),
+            Endpoint::Launch { app: "a".into() }
+        );
+        assert_eq!(
+            route(
+                &Method::GET,
+                "/wsfed/a/federationmetadata/2007-06/federationmetadata.xml"
+            ),
+            Endpoint::FederationMetadata { app: "a".into() }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/launch"),
+            Endpoint::MethodNotAllowed {
+                allow: "GET".into()
+            }
         );
         assert_eq!(
             route(&Method::POST, "/wsfed/a/trust/13/windowstransport"),

@@ -44,6 +44,18 @@ pub fn require_python_module(module: &str) -> bool {
     ))
 }
 
+/// Returns true when `path` exists. Otherwise prints a loud SKIP naming `how_to_get_it` and
+/// returns false, or panics when `CI=true`.
+pub fn require_path(path: &Path, how_to_get_it: &str) -> bool {
+    if path.exists() {
+        return true;
+    }
+    skip_or_fail(&format!(
+        "{} does not exist ({how_to_get_it})",
+        path.display()
+    ))
+}
+
 fn skip_or_fail(reason: &str) -> bool {
     if in_ci() {
         panic!("CI=true and {reason}");

@@ -230,7 +230,8 @@ impl TestServer {
     }
 }
 
-fn users_file() -> String {
+/// The users file of [`TestServer::start`].
+pub fn users_file() -> String {
     let hash = hash_password(PASSWORD).unwrap();
     format!(
         r#"
@@ -250,4 +251,33 @@ immutable_id = "carol-immutable"
 password = '{hash}'
 "#
     )
+}
+
+/// Writes `users_file()` plus one user with a TOTP secret (for MFA step-up) to `dir/name` and
+/// returns its path.
+pub fn users_file_with_totp_user(
+    dir: &std::path::Path,
+    name: &str,
+    upn: &str,
+    immutable_id: &str,
+    totp_secret: &str,
+) -> std::path::PathBuf {
+    let users = users_file();
+    let hash = users
+        .split("password = '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "{users}\n[[users]]\nupn = \"{upn}\"\nimmutable_id = \"{immutable_id}\"\npassword = '{hash}'\ntotp_secret = \"{totp_secret}\"\n"
+        ),
+    )
+    .unwrap();
+    path
 }

@@ -1,4 +1,5 @@
-//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `commands`, `lockout`.
+//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `commands`, `lockout`,
+//! `rollover`, `user totp-enroll`. Admin commands that change state live in submodules.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -7,11 +8,15 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::clock::{Clock, SystemClock};
+mod admin;
+mod lockout;
+
+pub use lockout::LockoutAction;
+
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::defaults;
 use crate::directory::file::hash_password;
-use crate::policy::lockout::{Location, Lockout, UserRecord};
 use crate::preflight;
 use crate::server;
 use crate::state;
@@ -63,26 +68,39 @@ pub enum Command {
         #[command(subcommand)]
         action: LockoutAction,
     },
+    /// Promote an app's next token-signing pair to current (old files are kept as backups) and
+    /// print the commands that tell Entra ID.
+    Rollover {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// App id.
+        #[arg(long)]
+        app: String,
+    },
+    /// Manage users of a file directory.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
 }
 
-/// `fedsts lockout` actions.
+/// `fedsts user …` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum LockoutAction {
-    /// Print the user's bad-password counters and familiar IPs.
-    Show {
-        /// User name (UPN).
-        user: String,
+pub enum UserCommand {
+    /// Make a new TOTP secret for a user, store it in the app's users file, and print an
+    /// otpauth:// URI and a QR code for an authenticator app.
+    TotpEnroll {
         /// Configuration file.
         #[arg(long)]
         config: PathBuf,
-    },
-    /// Clear the user's bad-password counters (familiar IPs are kept).
-    Reset {
-        /// User name (UPN).
-        user: String,
-        /// Configuration file.
+        /// App id (names the directory and the issuer shown in the authenticator).
         #[arg(long)]
-        config: PathBuf,
+        app: String,
+        /// The user's UPN.
+        #[arg(long)]
+        upn: String,
     },
 }
 
@@ -93,92 +111,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::HashPassword => hash_password_from_stdin(),
         Command::CheckConfig { config } => check_config(&config),
         Command::Commands { config, app } => print_commands(&config, &app),
-        Command::Lockout { action } => lockout_command(action),
+        Command::Lockout { action } => lockout::run(action),
+        Command::Rollover { config, app } => admin::roll_over(&config, &app),
+        Command::User {
+            command: UserCommand::TotpEnroll { config, app, upn },
+        } => admin::totp_enroll(&config, &app, &upn),
     }
 }
 
-fn lockout_command(action: LockoutAction) -> ExitCode {
-    let (LockoutAction::Show { user, config } | LockoutAction::Reset { user, config }) = &action;
-    let config = match Config::load(config) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    if config.state.redis_url.is_none() {
-        return fail(
-            "lockout state lives in the memory of each running server; set [state] redis_url to \
-             keep it in Redis, where this command can show and reset it",
-        );
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
-    };
-    runtime.block_on(async {
-        let store = match state::build(&config.state) {
-            Ok(s) => s,
-            Err(e) => return fail(format!("state.redis_url: {e}")),
-        };
-        let lockout = Lockout::new(config.lockout.clone(), store);
-        let now = SystemClock.now();
-        let result = match &action {
-            LockoutAction::Show { .. } => lockout.show(user, now).await.map(|record| {
-                print!("{}", describe_lockout(&lockout, user, &record, now));
-            }),
-            LockoutAction::Reset { .. } => lockout.reset(user, now).await.map(|()| {
-                println!("{user}: bad-password counters cleared");
-            }),
-        };
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(format!(
-                "{e} — check that Redis at state.redis_url is running"
-            )),
-        }
-    })
-}
-
-/// The text `fedsts lockout show` prints.
-fn describe_lockout(
-    lockout: &Lockout,
-    user: &str,
-    record: &UserRecord,
-    now: time::OffsetDateTime,
-) -> String {
-    let mut text = format!("user: {user}\n");
-    for location in [Location::Familiar, Location::Unfamiliar] {
-        let counter = record.counter(location);
-        let last = counter
-            .last_bad
-            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| "never".into());
-        let locked = if lockout.is_locked(counter, now) {
-            "locked"
-        } else {
-            "not locked"
-        };
-        text.push_str(&format!(
-            "{}: {} bad password(s), last {last}, {locked}\n",
-            location.as_str(),
-            counter.bad
-        ));
-    }
-    let ips: Vec<String> = record
-        .familiar_ips
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    text.push_str(&format!("familiar IPs: {}\n", ips.join(", ")));
-    text
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("{message}");
     ExitCode::FAILURE
 }
@@ -221,7 +162,7 @@ fn check_config(path: &Path) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn print_commands(path: &Path, app_id: &str) -> ExitCode {
+pub(crate) fn print_commands(path: &Path, app_id: &str) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => return fail(e),

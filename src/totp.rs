@@ -1,0 +1,314 @@
+//! Time-based one-time passwords (RFC 6238) on HMAC (RFC 4226 dynamic truncation), the second
+//! factor of passive sign-in.
+//!
+//! Secrets are stored base32 (the `otpauth://` convention). Codes are 6 digits over 30-second
+//! steps with HMAC-SHA1, what every authenticator app supports; a code from the step before or
+//! after is accepted for clock drift. A code is good once: [`ReuseGuard`] remembers which step
+//! each user last spent, so a replayed code is refused within its window.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_lc_rs::hmac;
+use time::OffsetDateTime;
+
+/// Seconds per time step.
+pub const STEP_SECS: i64 = 30;
+/// Digits per code.
+pub const DIGITS: u32 = 6;
+/// Steps accepted before and after the current one.
+pub const DRIFT_STEPS: i64 = 1;
+/// Random bytes in a new secret (160 bits, the RFC 4226 recommendation).
+const SECRET_BYTES: usize = 20;
+
+/// Why a TOTP secret cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TotpError {
+    /// Not base32 text.
+    #[error("the TOTP secret is not base32 (A-Z, 2-7)")]
+    NotBase32,
+    /// Too short to be safe.
+    #[error("the TOTP secret has {0} bytes; at least 10 are needed")]
+    TooShort(usize),
+    /// No randomness available.
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// The HMAC of the code computation (RFC 6238 allows SHA-1, SHA-256, SHA-512).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// HMAC-SHA1: what authenticator apps use.
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+impl Algorithm {
+    fn hmac(self) -> hmac::Algorithm {
+        match self {
+            Self::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            Self::Sha256 => hmac::HMAC_SHA256,
+            Self::Sha512 => hmac::HMAC_SHA512,
+        }
+    }
+}
+
+/// A shared secret.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// Parses base32 text; case, spaces and `=` padding are ignored.
+    pub fn from_base32(text: &str) -> Result<Self, TotpError> {
+        let cleaned: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '=')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(cleaned.as_bytes())
+            .map_err(|_| TotpError::NotBase32)?;
+        if bytes.len() < 10 {
+            return Err(TotpError::TooShort(bytes.len()));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// A new random 160-bit secret.
+    pub fn generate() -> Result<Self, TotpError> {
+        let mut bytes = vec![0u8; SECRET_BYTES];
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TotpError::Random)?;
+        Ok(Self(bytes))
+    }
+
+    /// Unpadded upper-case base32, as stored and as put in `otpauth://` URIs.
+    pub fn to_base32(&self) -> String {
+        data_encoding::BASE32_NOPAD.encode(&self.0)
+    }
+}
+
+/// The time step an instant falls in.
+pub fn step_at(instant: OffsetDateTime) -> i64 {
+    instant.unix_timestamp().div_euclid(STEP_SECS)
+}
+
+/// The code of `step` with `digits` digits (RFC 4226 §5.3 dynamic truncation).
+pub fn code(secret: &Secret, algorithm: Algorithm, step: i64, digits: u32) -> String {
+    let key = hmac::Key::new(algorithm.hmac(), &secret.0);
+    let tag = hmac::sign(&key, &step.to_be_bytes());
+    let mac = tag.as_ref();
+    let offset = usize::from(mac.last().copied().unwrap_or(0) & 0x0f);
+    let word = mac
+        .get(offset..offset + 4)
+        .map(|b| u32::from_be_bytes([b[0] & 0x7f, b[1], b[2], b[3]]))
+        .unwrap_or(0);
+    let value = u64::from(word) % 10u64.pow(digits);
+    format!("{value:0width$}", width = digits as usize)
+}
+
+/// The 6-digit HMAC-SHA1 code shown by authenticator apps at `instant`.
+pub fn current_code(secret: &Secret, instant: OffsetDateTime) -> String {
+    code(secret, Algorithm::Sha1, step_at(instant), DIGITS)
+}
+
+/// The step whose code `candidate` is, within the drift window around `now`, compared in
+/// constant time per step.
+pub fn matching_step(secret: &Secret, candidate: &str, now: OffsetDateTime) -> Option<i64> {
+    let candidate = candidate.trim();
+    if candidate.len() != DIGITS as usize || !candidate.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let current = step_at(now);
+    (current - DRIFT_STEPS..=current + DRIFT_STEPS).find(|step| {
+        let expected = code(secret, Algorithm::Sha1, *step, DIGITS);
+        aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), candidate.as_bytes())
+            .is_ok()
+    })
+}
+
+/// `otpauth://totp/…` for authenticator apps (Key Uri Format).
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &Secret) -> String {
+    let label = format!("{}:{}", percent_encode(issuer), percent_encode(account));
+    format!(
+        "otpauth://totp/{label}?secret={}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}",
+        secret.to_base32(),
+        percent_encode(issuer)
+    )
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Remembers spent codes so that each is accepted once. A narrow interface so that the marks can
+/// move to a shared store when several servers run.
+pub trait ReuseGuard: Send + Sync + std::fmt::Debug {
+    /// Records that `user` spent the code of `step`. Returns false when that step (or a later
+    /// one) was already spent by the same user: the code is a replay.
+    fn first_use(&self, user: &str, step: i64) -> bool;
+}
+
+/// In-process [`ReuseGuard`]: the last spent step per user (codes of older steps are refused
+/// too, which also closes the drift window behind a spent code).
+#[derive(Debug, Default)]
+pub struct MemoryReuseGuard {
+    last_step: Mutex<HashMap<String, i64>>,
+}
+
+impl ReuseGuard for MemoryReuseGuard {
+    fn first_use(&self, user: &str, step: i64) -> bool {
+        let mut map = match self.last_step.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let key = user.to_lowercase();
+        match map.get(&key) {
+            Some(&spent) if spent >= step => false,
+            _ => {
+                map.insert(key, step);
+                true
+            }
+        }
+    }
+}
+
+/// The QR code of `text` drawn with Unicode half blocks, for a terminal.
+pub fn terminal_qr(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ascii_secret(seed: &str) -> Secret {
+        Secret(seed.as_bytes().to_vec())
+    }
+
+    /// RFC 6238 Appendix B: every test vector (8 digits, 30 s steps).
+    #[test]
+    fn rfc6238_test_vectors() {
+        let sha1 = ascii_secret("12345678901234567890");
+        let sha256 = ascii_secret("12345678901234567890123456789012");
+        let sha512 =
+            ascii_secret("1234567890123456789012345678901234567890123456789012345678901234");
+        let vectors: [(i64, &str, &str, &str); 6] = [
+            (59, "94287082", "46119246", "90693936"),
+            (1111111109, "07081804", "68084774", "25091201"),
+            (1111111111, "14050471", "67062674", "99943326"),
+            (1234567890, "89005924", "91819424", "93441116"),
+            (2000000000, "69279037", "90698825", "38618901"),
+            (20000000000, "65353130", "77737706", "47863826"),
+        ];
+        for (unix, want1, want256, want512) in vectors {
+            let step = step_at(OffsetDateTime::from_unix_timestamp(unix).unwrap());
+            assert_eq!(
+                code(&sha1, Algorithm::Sha1, step, 8),
+                want1,
+                "SHA1 at {unix}"
+            );
+            assert_eq!(
+                code(&sha256, Algorithm::Sha256, step, 8),
+                want256,
+                "SHA256 at {unix}"
+            );
+            assert_eq!(
+                code(&sha512, Algorithm::Sha512, step, 8),
+                want512,
+                "SHA512 at {unix}"
+            );
+        }
+    }
+
+    /// RFC 4226 Appendix D: HOTP values of counters 0..9 (6 digits).
+    #[test]
+    fn rfc4226_hotp_values() {
+        let secret = ascii_secret("12345678901234567890");
+        let want = [
+            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583",
+            "399871", "520489",
+        ];
+        for (counter, expected) in want.iter().enumerate() {
+            assert_eq!(code(&secret, Algorithm::Sha1, counter as i64, 6), *expected);
+        }
+    }
+
+    #[test]
+    fn drift_window_is_one_step_each_side() {
+        let secret = ascii_secret("12345678901234567890");
+        let now = OffsetDateTime::from_unix_timestamp(1111111111).unwrap();
+        let step = step_at(now);
+        for (offset, accepted) in [(-2, false), (-1, true), (0, true), (1, true), (2, false)] {
+            let candidate = code(&secret, Algorithm::Sha1, step + offset, 6);
+            assert_eq!(
+                matching_step(&secret, &candidate, now),
+                accepted.then_some(step + offset),
+                "offset {offset}"
+            );
+        }
+        assert_eq!(matching_step(&secret, "12345", now), None);
+        assert_eq!(matching_step(&secret, "12345a", now), None);
+    }
+
+    #[test]
+    fn base32_round_trip_and_errors() {
+        let secret = Secret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        assert_eq!(secret.0, b"12345678901234567890");
+        assert_eq!(secret.to_base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(
+            Secret::from_base32("not base32!").unwrap_err(),
+            TotpError::NotBase32
+        );
+        assert_eq!(
+            Secret::from_base32("GEZDGNBV").unwrap_err(),
+            TotpError::TooShort(5)
+        );
+        assert_eq!(Secret::generate().unwrap().0.len(), 20);
+    }
+
+    #[test]
+    fn replayed_and_older_steps_are_refused() {
+        let guard = MemoryReuseGuard::default();
+        assert!(guard.first_use("Alice@example.com", 100));
+        assert!(!guard.first_use("alice@example.com", 100));
+        assert!(!guard.first_use("alice@example.com", 99));
+        assert!(guard.first_use("alice@example.com", 101));
+        assert!(guard.first_use("bob@example.com", 100));
+    }
+
+    #[test]
+    fn otpauth_uri_and_qr() {
+        let secret = ascii_secret("12345678901234567890");
+        assert_eq!(
+            otpauth_uri("Example Inc.", "alice@example.com", &secret),
+            "otpauth://totp/Example%20Inc.:alice@example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Example%20Inc.&algorithm=SHA1&digits=6&period=30"
+        );
+        let qr = terminal_qr("otpauth://totp/x").unwrap();
+        assert!(qr.contains('█') || qr.contains('▀') || qr.contains('▄'));
+    }
+}

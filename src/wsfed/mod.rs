@@ -1,0 +1,904 @@
+//! Passive WS-Federation (protocol.md §5): browser sign-in with an optional TOTP step-up,
+//! single sign-on through a signed session cookie, sign-out, IdP-initiated launch, and the
+//! signed federation metadata document.
+//!
+//! One request: parameters (query for GET, form body for POST) → [`WsFedRequest`] (checked
+//! against the app's realms and `wreply` allow-list) → session, password or TOTP step → the same
+//! signed SAML 1.1 assertion the active endpoints issue, wrapped in a WS-Trust 2005 RSTR
+//! (`wresult`) and auto-posted to the reply target with `wctx` echoed byte for byte.
+//!
+//! Forms carry a CSRF token: the HMAC of a nonce held in a SameSite=Strict cookie. The TOTP form
+//! carries a signed ticket instead of the password. `multipleauthn` is claimed only when a TOTP
+//! code was checked in this browser session.
+
+pub mod metadata;
+pub mod pages;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::directory::{DirectoryError, User};
+use crate::saml::{self, SignedAssertion, TokenType};
+use crate::sts::{App, HttpReply, RequestInfo};
+use crate::totp::{self, ReuseGuard, Secret};
+use crate::wstrust::{self, MICROSOFT_ONLINE};
+
+use pages::{Branding, OwnForm};
+use session::{FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
+
+/// `wa` of a sign-in request.
+pub const WSIGNIN: &str = "wsignin1.0";
+/// `wa` of a sign-out request.
+pub const WSIGNOUT: &str = "wsignout1.0";
+/// `wa` of a sign-out cleanup request.
+pub const WSIGNOUT_CLEANUP: &str = "wsignoutcleanup1.0";
+/// The `wauth` / claim value that asks for (and proves) multi-factor authentication.
+pub const MULTIPLE_AUTHN: &str = "http://schemas.microsoft.com/claims/multipleauthn";
+/// Longest `wctx` we echo.
+pub const MAX_WCTX_BYTES: usize = 4096;
+/// Longest user name or password we look at.
+const MAX_CREDENTIAL_BYTES: usize = 1024;
+const HTML: &str = "text/html; charset=utf-8";
+const BAD_CREDENTIALS: &str =
+    "The user name or password is incorrect, or the account cannot sign in.";
+const BAD_CODE: &str = "That code is not valid. Wait for a new code and try again.";
+
+/// Why a passive request was refused before any credential was looked at.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WsFedError {
+    /// The parameters are not valid `application/x-www-form-urlencoded` UTF-8.
+    #[error("the parameters are not valid URL-encoded UTF-8")]
+    Encoding,
+    /// A parameter appears twice.
+    #[error("the parameter {0} appears more than once")]
+    Duplicate(String),
+    /// No `wa`.
+    #[error("wa is missing")]
+    MissingAction,
+    /// A `wa` we do not handle.
+    #[error("wa must be wsignin1.0, wsignout1.0 or wsignoutcleanup1.0")]
+    UnknownAction,
+    /// No `wtrealm` on a sign-in.
+    #[error("wtrealm is missing")]
+    MissingRealm,
+    /// A realm this app does not serve.
+    #[error("wtrealm is not a realm of this application")]
+    UnknownRealm,
+    /// `wreply` not on the allow-list.
+    #[error("wreply is not an allowed reply address of this application")]
+    ReplyNotAllowed,
+    /// `wctx` too long.
+    #[error("wctx is longer than {MAX_WCTX_BYTES} bytes")]
+    ContextTooLong,
+}
+
+/// Which passive endpoint was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `GET /wsfed/{app}`: parameters in the query.
+    Get,
+    /// `POST /wsfed/{app}`: parameters in the form body.
+    Post,
+    /// `GET /wsfed/{app}/launch`: IdP-initiated sign-in (empty `wctx`).
+    Launch,
+}
+
+/// Parses `application/x-www-form-urlencoded` text (also a query string).
+pub fn parse_form(text: &str) -> Result<BTreeMap<String, String>, WsFedError> {
+    let mut params = BTreeMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name)?;
+        if params.contains_key(&name) {
+            return Err(WsFedError::Duplicate(name));
+        }
+        params.insert(name, percent_decode(value)?);
+    }
+    Ok(params)
+}
+
+fn percent_decode(text: &str) -> Result<String, WsFedError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or(WsFedError::Encoding)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| WsFedError::Encoding)?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| WsFedError::Encoding)?);
+                i += 2;
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| WsFedError::Encoding)
+}
+
+/// A checked passive request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WsFedRequest {
+    /// `wa=wsignin1.0`.
+    SignIn(SignIn),
+    /// `wa=wsignout1.0` or `wa=wsignoutcleanup1.0`; the allowed `wreply`, if any.
+    SignOut {
+        /// Where to send the browser afterwards (already checked).
+        wreply: Option<String>,
+    },
+}
+
+/// A checked sign-in request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignIn {
+    /// `wtrealm` as sent.
+    pub realm: String,
+    /// `wctx`, echoed byte for byte.
+    pub wctx: String,
+    /// `wreply` as sent (already on the allow-list), if any.
+    pub wreply: Option<String>,
+    /// `wauth` as sent, if any.
+    pub wauth: Option<String>,
+    /// Where the response is posted.
+    pub reply_to: String,
+    /// Whether a TOTP code is needed (wauth asks or app policy).
+    pub mfa_required: bool,
+    /// Whether a live session must be ignored (`wfresh=0` or `prompt=login`).
+    pub fresh: bool,
+    /// `username` login hint.
+    pub username_hint: String,
+}
+
+impl SignIn {
+    /// Hidden fields that carry the request through our forms.
+    fn carried_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("wa", WSIGNIN.to_owned()),
+            ("wtrealm", self.realm.clone()),
+            ("wctx", self.wctx.clone()),
+        ];
+        if let Some(wreply) = &self.wreply {
+            fields.push(("wreply", wreply.clone()));
+        }
+        if let Some(wauth) = &self.wauth {
+            fields.push(("wauth", wauth.clone()));
+        }
+        fields
+    }
+}
+
+/// Checks the parameters of a passive request against the app.
+pub fn parse_request(
+    app: &App,
+    params: &BTreeMap<String, String>,
+) -> Result<WsFedRequest, WsFedError> {
+    let get = |name: &str| params.get(name).map(String::as_str);
+    let wreply = get("wreply").filter(|w| !w.is_empty());
+    let allowed = wreply
+        .filter(|url| reply_allowed(app, url))
+        .map(str::to_owned);
+    match get("wa") {
+        None | Some("") => Err(WsFedError::MissingAction),
+        // A sign-out always signs out; an unlisted wreply only loses its redirect.
+        Some(WSIGNOUT | WSIGNOUT_CLEANUP) => Ok(WsFedRequest::SignOut { wreply: allowed }),
+        Some(WSIGNIN) if wreply.is_some() && allowed.is_none() => Err(WsFedError::ReplyNotAllowed),
+        Some(WSIGNIN) => sign_in_request(app, params, allowed).map(WsFedRequest::SignIn),
+        Some(_) => Err(WsFedError::UnknownAction),
+    }
+}
+
+fn sign_in_request(
+    app: &App,
+    params: &BTreeMap<String, String>,
+    wreply: Option<String>,
+) -> Result<SignIn, WsFedError> {
+    let get = |name: &str| params.get(name).map(String::as_str);
+    let realm = get("wtrealm")
+        .filter(|r| !r.is_empty())
+        .ok_or(WsFedError::MissingRealm)?;
+    if realm != MICROSOFT_ONLINE && !app.config.passive.realms.iter().any(|r| r == realm) {
+        return Err(WsFedError::UnknownRealm);
+    }
+    let wctx = get("wctx").unwrap_or("");
+    if wctx.len() > MAX_WCTX_BYTES {
+        return Err(WsFedError::ContextTooLong);
+    }
+    let wauth = get("wauth").filter(|w| !w.is_empty()).map(str::to_owned);
+    let mfa_asked = wauth.as_deref().is_some_and(|w| w.contains(MULTIPLE_AUTHN));
+    Ok(SignIn {
+        realm: realm.to_owned(),
+        wctx: wctx.to_owned(),
+        reply_to: wreply
+            .clone()
+            .unwrap_or_else(|| app.config.passive.reply_url.clone()),
+        wreply,
+        wauth,
+        mfa_required: mfa_asked || app.config.passive.require_mfa,
+        fresh: get("wfresh") == Some("0") || get("prompt") == Some("login"),
+        username_hint: get("username").unwrap_or("").chars().take(256).collect(),
+    })
+}
+
+/// Whether `url` is the app's reply URL or on its `allowed_wreply` list (exact match).
+fn reply_allowed(app: &App, url: &str) -> bool {
+    let passive = &app.config.passive;
+    passive.reply_url == url || passive.allowed_wreply.iter().any(|u| u == url)
+}
+
+/// `https://host[:port]` of a URL the configuration accepted.
+fn origin_of(url: &str) -> String {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("https://{authority}")
+}
+
+/// Passive sign-in for every app: the cookie key, the TOTP reuse marks and the metadata
+/// documents.
+#[derive(Debug)]
+pub struct WsFed {
+    key: SessionKey,
+    reuse: Arc<dyn ReuseGuard>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// A reply being put together: page, status and the headers that go with it.
+struct PageReply {
+    status: u16,
+    body: String,
+    csp: String,
+    cookies: Vec<String>,
+    location: Option<String>,
+}
+
+impl PageReply {
+    fn into_http(self) -> HttpReply {
+        let mut headers = vec![
+            ("content-security-policy", self.csp),
+            ("x-frame-options", "DENY".to_owned()),
+            ("referrer-policy", "no-referrer".to_owned()),
+            ("pragma", "no-cache".to_owned()),
+        ];
+        headers.extend(self.cookies.into_iter().map(|c| ("set-cookie", c)));
+        if let Some(location) = self.location {
+            headers.push(("location", location));
+        }
+        HttpReply {
+            status: self.status,
+            content_type: HTML,
+            headers,
+            body: self.body,
+        }
+    }
+}
+
+fn csp(nonce: &str, form_action: &str, script: bool) -> String {
+    let script = if script {
+        format!(" script-src 'nonce-{nonce}';")
+    } else {
+        String::new()
+    };
+    format!(
+        "default-src 'none'; style-src 'nonce-{nonce}';{script} img-src https:; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// Per-request state of one passive call.
+struct Exchange<'a> {
+    app: &'a App,
+    info: &'a RequestInfo,
+    now: OffsetDateTime,
+    /// The form nonce of this browser and, when it is new, the cookie that sets it.
+    nonce: Option<String>,
+    cookies: Vec<String>,
+}
+
+impl Exchange<'_> {
+    fn branding(&self) -> Branding<'_> {
+        Branding {
+            display_name: self.app.config.display_name(),
+            logo_url: self.app.config.passive.logo_url.as_deref(),
+        }
+    }
+
+    fn cookie_path(&self) -> String {
+        format!("/wsfed/{}", self.app.config.id)
+    }
+
+    /// A page of ours: forms post back to us, no script.
+    fn page(
+        &mut self,
+        status: u16,
+        render: impl FnOnce(&Branding<'_>, &str) -> String,
+    ) -> PageReply {
+        self.page_with(status, "'self'", false, render)
+    }
+
+    /// A page with a fresh CSP nonce, the form target allowed by CSP, and optionally the nonce's
+    /// script.
+    fn page_with(
+        &mut self,
+        status: u16,
+        form_action: &str,
+        script: bool,
+        render: impl FnOnce(&Branding<'_>, &str) -> String,
+    ) -> PageReply {
+        let nonce = crate::defaults::random_token(16);
+        let body = render(&self.branding(), &nonce);
+        PageReply {
+            status,
+            body,
+            csp: csp(&nonce, form_action, script),
+            cookies: std::mem::take(&mut self.cookies),
+            location: None,
+        }
+    }
+
+    fn message(&mut self, status: u16, title: &str, text: &str) -> PageReply {
+        self.page(status, |b, n| pages::message(b, title, text, n))
+    }
+}
+
+impl WsFed {
+    /// Passive sign-in with this cookie key and TOTP reuse guard.
+    pub fn new(key: SessionKey, reuse: Arc<dyn ReuseGuard>) -> Self {
+        Self {
+            key,
+            reuse,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Signs and keeps the federation metadata of `app`.
+    pub fn add_metadata(&mut self, app: &App) -> Result<(), crate::xmldsig::XmlDsigError> {
+        let mut certificates = vec![app.identity.certificate.base64()];
+        certificates.extend(app.next_identity.as_ref().map(|n| n.certificate.base64()));
+        let input = metadata::MetadataInput {
+            issuer: &app.config.issuer_uri,
+            passive_url: &app.urls.passive(),
+            sts_url: &app.urls.usernamemixed(wstrust::TrustVersion::V2005),
+            mex_url: &app.urls.mex(),
+            signing_certificates: certificates,
+        };
+        let id = format!("_{}", uuid::Uuid::new_v4());
+        let document = metadata::signed_document(&input, &id, &app.identity)?;
+        self.metadata.insert(app.config.id.clone(), document);
+        Ok(())
+    }
+
+    /// The signed federation metadata of an app.
+    pub fn metadata(&self, app: &App) -> HttpReply {
+        match self.metadata.get(&app.config.id) {
+            Some(document) => HttpReply {
+                status: 200,
+                content_type: "application/samlmetadata+xml",
+                headers: Vec::new(),
+                body: document.clone(),
+            },
+            None => HttpReply::text(404, "no federation metadata for this app\n"),
+        }
+    }
+
+    /// Answers one passive call.
+    pub async fn handle(
+        &self,
+        app: &App,
+        call: Call,
+        body: &[u8],
+        info: &RequestInfo,
+        now: OffsetDateTime,
+    ) -> HttpReply {
+        let mut exchange = Exchange {
+            app,
+            info,
+            now,
+            nonce: None,
+            cookies: Vec::new(),
+        };
+        let reply = match self.request(app, call, body, info) {
+            Ok(WsFedRequest::SignOut { wreply }) => self.sign_out(&mut exchange, wreply),
+            Ok(WsFedRequest::SignIn(request)) => match call {
+                Call::Post => self.form_post(&mut exchange, &request, body).await,
+                Call::Get | Call::Launch => self.sign_in_get(&mut exchange, &request).await,
+            },
+            Err(error) => {
+                audit(
+                    &exchange,
+                    "",
+                    "refused",
+                    &format!("bad_request: {error}"),
+                    None,
+                );
+                exchange.message(
+                    400,
+                    "Sign-in request not accepted",
+                    &format!("This sign-in request cannot be processed: {error}."),
+                )
+            }
+        };
+        reply.into_http()
+    }
+
+    fn request(
+        &self,
+        app: &App,
+        call: Call,
+        body: &[u8],
+        info: &RequestInfo,
+    ) -> Result<WsFedRequest, WsFedError> {
+        let query = info.query.as_deref().unwrap_or("");
+        let mut params = match call {
+            Call::Get | Call::Launch => parse_form(query)?,
+            Call::Post => parse_form(std::str::from_utf8(body).map_err(|_| WsFedError::Encoding)?)?,
+        };
+        if call == Call::Launch {
+            let hint = params.remove("username");
+            params.clear();
+            params.insert("wa".into(), WSIGNIN.into());
+            params.insert("wtrealm".into(), MICROSOFT_ONLINE.into());
+            params.insert("wctx".into(), String::new());
+            params.extend(hint.map(|h| ("username".to_owned(), h)));
+        }
+        parse_request(app, &params)
+    }
+
+    /// The browser's form nonce, made (with its cookie) when it has none.
+    fn ensure_nonce(&self, exchange: &mut Exchange<'_>) -> Option<String> {
+        if let Some(nonce) = self.cookie_nonce(exchange) {
+            return Some(nonce);
+        }
+        let expires = exchange.now + Duration::seconds(session::FORM_LIFETIME_SECS);
+        let sealed = self.key.form_nonce(&exchange.app.config.id, expires)?;
+        let nonce = self
+            .key
+            .open_form_nonce(&exchange.app.config.id, &sealed, exchange.now)?;
+        exchange.cookies.push(session::set_cookie(
+            FORM_COOKIE,
+            &sealed,
+            &exchange.cookie_path(),
+            session::FORM_LIFETIME_SECS,
+            "Strict",
+        ));
+        exchange.nonce = Some(nonce.clone());
+        Some(nonce)
+    }
+
+    fn cookie_nonce(&self, exchange: &Exchange<'_>) -> Option<String> {
+        if exchange.nonce.is_some() {
+            return exchange.nonce.clone();
+        }
+        let sealed = session::cookie_value(exchange.info.cookie.as_deref(), FORM_COOKIE)?;
+        self.key
+            .open_form_nonce(&exchange.app.config.id, sealed, exchange.now)
+    }
+
+    fn session(&self, exchange: &Exchange<'_>) -> Option<Session> {
+        let sealed = session::cookie_value(exchange.info.cookie.as_deref(), SESSION_COOKIE)?;
+        self.key
+            .open_session(&exchange.app.config.id, sealed, exchange.now)
+    }
+
+    async fn sign_in_get(&self, exchange: &mut Exchange<'_>, request: &SignIn) -> PageReply {
+        let live = self.session(exchange).filter(|_| !request.fresh);
+        let Some(session) = live else {
+            let hint = request.username_hint.clone();
+            return self.password_form(exchange, request, &hint, None, 200);
+        };
+        let user = match exchange.app.directory.lookup(&session.upn).await {
+            Ok(Some(user)) if exchange.app.owns_upn(&user.upn) => user,
+            Ok(_) => return self.password_form(exchange, request, "", None, 200),
+            Err(e) => return unavailable(exchange, &e),
+        };
+        if request.mfa_required && !session.mfa {
+            return self
+                .step_up(exchange, request, &user, session.authenticated_at)
+                .await;
+        }
+        self.respond(
+            exchange,
+            request,
+            &user,
+            session.authenticated_at,
+            session.mfa,
+            "session",
+        )
+    }
+
+    fn password_form(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        username: &str,
+        error: Option<&str>,
+        status: u16,
+    ) -> PageReply {
+        let Some(nonce) = self.ensure_nonce(exchange) else {
+            return random_failure(exchange);
+        };
+        let mut hidden = request.carried_fields();
+        hidden.push(("csrf", self.key.csrf_token(&exchange.app.config.id, &nonce)));
+        let action = exchange.app.urls.passive_path();
+        exchange.page(status, |b, n| {
+            let form = OwnForm {
+                action: &action,
+                hidden: &hidden,
+            };
+            pages::sign_in(b, &form, username, error, n)
+        })
+    }
+
+    async fn step_up(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        user: &User,
+        authenticated_at: OffsetDateTime,
+    ) -> PageReply {
+        match exchange.app.directory.totp_secret(&user.upn).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                audit(exchange, &user.upn, "refused", "mfa_not_enrolled", None);
+                return exchange.message(
+                    403,
+                    "Second factor required",
+                    "This sign-in needs a verification code, but no authenticator is enrolled for your account. Ask your administrator to enrol one.",
+                );
+            }
+            Err(e) => return unavailable(exchange, &e),
+        }
+        let Some(nonce) = self.ensure_nonce(exchange) else {
+            return random_failure(exchange);
+        };
+        let ticket = MfaTicket {
+            app: exchange.app.config.id.clone(),
+            nonce,
+            upn: user.upn.clone(),
+            authenticated_at,
+            expires: exchange.now + Duration::seconds(session::MFA_TICKET_LIFETIME_SECS),
+        };
+        self.totp_form(exchange, request, &ticket, None)
+    }
+
+    fn totp_form(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        ticket: &MfaTicket,
+        error: Option<&str>,
+    ) -> PageReply {
+        let mut hidden = request.carried_fields();
+        hidden.push(("csrf", self.key.csrf_token(&ticket.app, &ticket.nonce)));
+        hidden.push(("mfa_ticket", self.key.seal_ticket(ticket)));
+        let action = exchange.app.urls.passive_path();
+        let status = if error.is_some() { 401 } else { 200 };
+        exchange.page(status, |b, n| {
+            let form = OwnForm {
+                action: &action,
+                hidden: &hidden,
+            };
+            pages::totp(b, &form, &ticket.upn, error, n)
+        })
+    }
+
+    async fn form_post(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        body: &[u8],
+    ) -> PageReply {
+        let fields = std::str::from_utf8(body)
+            .ok()
+            .and_then(|b| parse_form(b).ok())
+            .unwrap_or_default();
+        let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
+        let nonce = self.cookie_nonce(exchange);
+        let csrf_ok = nonce.as_deref().is_some_and(|n| {
+            self.key
+                .csrf_matches(&exchange.app.config.id, n, field("csrf"))
+        });
+        if !csrf_ok {
+            audit(exchange, "", "refused", "csrf_mismatch", None);
+            return self.password_form(
+                exchange,
+                request,
+                "",
+                Some("This sign-in form expired or did not come from this site. Sign in again."),
+                403,
+            );
+        }
+        let nonce = nonce.unwrap_or_default();
+        match field("step") {
+            "totp" => {
+                self.totp_step(
+                    exchange,
+                    request,
+                    &nonce,
+                    field("mfa_ticket"),
+                    field("totp"),
+                )
+                .await
+            }
+            _ => {
+                self.password_step(exchange, request, field("username"), field("password"))
+                    .await
+            }
+        }
+    }
+
+    async fn password_step(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        username: &str,
+        password: &str,
+    ) -> PageReply {
+        let username = username.trim();
+        if username.is_empty()
+            || username.len() > MAX_CREDENTIAL_BYTES
+            || password.len() > MAX_CREDENTIAL_BYTES
+        {
+            audit(exchange, username, "refused", "malformed_credentials", None);
+            return self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401);
+        }
+        let user = match exchange
+            .app
+            .directory
+            .authenticate(username, password)
+            .await
+        {
+            Ok(user) if exchange.app.owns_upn(&user.upn) => user,
+            Ok(_) => {
+                audit(exchange, username, "refused", "upn_outside_domain", None);
+                return self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401);
+            }
+            Err(DirectoryError::Rejected(failure)) => {
+                audit(exchange, username, "refused", failure.reason(), None);
+                return self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401);
+            }
+            Err(e) => return unavailable(exchange, &e),
+        };
+        if request.mfa_required {
+            return self.step_up(exchange, request, &user, exchange.now).await;
+        }
+        self.respond(exchange, request, &user, exchange.now, false, "password")
+    }
+
+    async fn totp_step(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        nonce: &str,
+        sealed_ticket: &str,
+        code: &str,
+    ) -> PageReply {
+        let app_id = exchange.app.config.id.clone();
+        let Some(ticket) = self
+            .key
+            .open_ticket(&app_id, nonce, sealed_ticket, exchange.now)
+        else {
+            audit(exchange, "", "refused", "mfa_ticket_invalid", None);
+            return self.password_form(
+                exchange,
+                request,
+                "",
+                Some("The time to enter a code ran out. Sign in again."),
+                401,
+            );
+        };
+        let (user, secret) = match self.user_and_secret(exchange.app, &ticket.upn).await {
+            Ok(Some(pair)) => pair,
+            Ok(None) => {
+                audit(exchange, &ticket.upn, "refused", "mfa_not_enrolled", None);
+                return self.password_form(exchange, request, "", Some(BAD_CREDENTIALS), 401);
+            }
+            Err(e) => return unavailable(exchange, &e),
+        };
+        let accepted = totp::matching_step(&secret, code, exchange.now)
+            .map(|step| self.reuse.first_use(&user.upn, step));
+        match accepted {
+            Some(true) => self.respond(
+                exchange,
+                request,
+                &user,
+                ticket.authenticated_at,
+                true,
+                "totp",
+            ),
+            Some(false) => {
+                audit(exchange, &user.upn, "refused", "totp_replayed", None);
+                self.totp_form(exchange, request, &ticket, Some(BAD_CODE))
+            }
+            None => {
+                audit(exchange, &user.upn, "refused", "totp_wrong", None);
+                self.totp_form(exchange, request, &ticket, Some(BAD_CODE))
+            }
+        }
+    }
+
+    async fn user_and_secret(
+        &self,
+        app: &App,
+        upn: &str,
+    ) -> Result<Option<(User, Secret)>, DirectoryError> {
+        let Some(user) = app.directory.lookup(upn).await? else {
+            return Ok(None);
+        };
+        let secret = app
+            .directory
+            .totp_secret(&user.upn)
+            .await?
+            .and_then(|text| Secret::from_base32(&text).ok());
+        Ok(secret.map(|s| (user, s)))
+    }
+
+    /// Issues the assertion, starts or refreshes the session, and answers with the auto-post
+    /// form.
+    fn respond(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        user: &User,
+        authenticated_at: OffsetDateTime,
+        mfa: bool,
+        via: &str,
+    ) -> PageReply {
+        let assertion = match issue(exchange.app, user, authenticated_at, mfa, exchange.now) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(correlation_id = %exchange.info.correlation_id, error = %e, "passive token could not be signed");
+                audit(exchange, &user.upn, "refused", "token_error", None);
+                return exchange.message(
+                    500,
+                    "Sign-in failed",
+                    "The sign-in failed on the server. Try again later.",
+                );
+            }
+        };
+        audit(exchange, &user.upn, "issued", via, Some(&assertion.id));
+        let lifetime =
+            i64::try_from(exchange.app.config.passive.session_lifetime_secs).unwrap_or(28_800);
+        let session = Session {
+            app: exchange.app.config.id.clone(),
+            upn: user.upn.clone(),
+            authenticated_at,
+            mfa,
+            expires: exchange.now + Duration::seconds(lifetime),
+        };
+        let path = exchange.cookie_path();
+        exchange.cookies.push(session::set_cookie(
+            SESSION_COOKIE,
+            &self.key.seal_session(&session),
+            &path,
+            lifetime,
+            "Lax",
+        ));
+        let fields = [
+            ("wa", WSIGNIN.to_owned()),
+            (
+                "wresult",
+                wstrust::build_wsfed_wresult(&assertion, exchange.now),
+            ),
+            ("wctx", request.wctx.clone()),
+        ];
+        let reply_to = request.reply_to.clone();
+        exchange.page_with(200, &origin_of(&reply_to), true, |b, n| {
+            pages::auto_post(b, &reply_to, &fields, n)
+        })
+    }
+
+    fn sign_out(&self, exchange: &mut Exchange<'_>, wreply: Option<String>) -> PageReply {
+        let path = exchange.cookie_path();
+        exchange
+            .cookies
+            .push(session::set_cookie(SESSION_COOKIE, "", &path, 0, "Lax"));
+        exchange
+            .cookies
+            .push(session::set_cookie(FORM_COOKIE, "", &path, 0, "Strict"));
+        let user = self.session(exchange).map(|s| s.upn).unwrap_or_default();
+        audit(exchange, &user, "signed_out", "ok", None);
+        match wreply {
+            Some(url) => {
+                let mut reply = exchange.message(302, "Signed out", "You are signed out.");
+                reply.location = Some(url);
+                reply
+            }
+            None => exchange.message(
+                200,
+                "Signed out",
+                "You are signed out. You can close this window.",
+            ),
+        }
+    }
+}
+
+/// The signed SAML 1.1 assertion for a browser sign-in: the active path's claims plus MFA.
+fn issue(
+    app: &App,
+    user: &User,
+    authenticated_at: OffsetDateTime,
+    mfa: bool,
+    now: OffsetDateTime,
+) -> Result<SignedAssertion, saml::SamlError> {
+    let claims = crate::sts::user_claims(app, user, authenticated_at, mfa);
+    crate::sts::sign(app, &claims, TokenType::Saml11, now)
+}
+
+fn unavailable(exchange: &mut Exchange<'_>, error: &DirectoryError) -> PageReply {
+    tracing::warn!(correlation_id = %exchange.info.correlation_id, error = %error, "directory unavailable during passive sign-in");
+    audit(exchange, "", "refused", "directory_error", None);
+    exchange.message(
+        503,
+        "Sign-in unavailable",
+        "Sign-in is temporarily unavailable. Try again in a few minutes.",
+    )
+}
+
+fn random_failure(exchange: &mut Exchange<'_>) -> PageReply {
+    exchange.message(
+        500,
+        "Sign-in failed",
+        "The sign-in failed on the server. Try again later.",
+    )
+}
+
+/// One structured record per passive decision (same fields as the active endpoints).
+fn audit(
+    exchange: &Exchange<'_>,
+    user: &str,
+    decision: &str,
+    reason: &str,
+    assertion_id: Option<&str>,
+) {
+    let user: String = user.chars().take(256).collect();
+    tracing::info!(
+        target: "fedsts::audit",
+        correlation_id = %exchange.info.correlation_id,
+        app = %exchange.app.config.id,
+        endpoint = "wsfed/passive",
+        user = %user,
+        client_ip = %exchange.info.client_ip,
+        user_agent = exchange.info.user_agent.as_deref().unwrap_or(""),
+        decision,
+        reason,
+        assertion_id = assertion_id.unwrap_or(""),
+        "passive sign-in"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        let params =
+            parse_form("wa=wsignin1.0&wctx=LoginOptions%3D3%26estsredirect%3d2&x=a+b&empty")
+                .unwrap();
+        assert_eq!(params["wctx"], "LoginOptions=3&estsredirect=2");
+        assert_eq!(params["x"], "a b");
+        assert_eq!(params["empty"], "");
+        assert_eq!(
+            parse_form("a=1&a=2"),
+            Err(WsFedError::Duplicate("a".into()))
+        );
+        assert_eq!(parse_form("a=%zz"), Err(WsFedError::Encoding));
+        assert_eq!(parse_form("a=%ff"), Err(WsFedError::Encoding));
+        assert_eq!(parse_form("a=%4"), Err(WsFedError::Encoding));
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin_of("https://login.microsoftonline.com/login.srf"),
+            "https://login.microsoftonline.com"
+        );
+        assert_eq!(
+            origin_of("https://127.0.0.1:4443/?x=1"),
+            "https://127.0.0.1:4443"
+        );
+    }
+}

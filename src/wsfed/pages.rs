@@ -1,0 +1,250 @@
+//! Server-rendered HTML of passive sign-in: the password form, the TOTP form, the auto-submit
+//! response form and short message pages.
+//!
+//! Pages work without JavaScript (the response form has a `<noscript>` button), use labels and a
+//! natural focus order, keep text contrast above WCAG AA, and carry their only inline style and
+//! script under a per-response CSP nonce. Every value is HTML-escaped here.
+
+/// Escapes text for HTML content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;\
+color:#1b1b1b;background:#f3f4f6}main{max-width:26rem;margin:8vh auto;padding:2rem;\
+background:#fff;border:1px solid #c4c7cc;border-radius:8px}h1{font-size:1.4rem;margin:0 0 1rem}\
+img{max-height:48px;max-width:100%;display:block;margin-bottom:1rem}label{display:block;\
+font-weight:600;margin-top:1rem}input[type=text],input[type=email],input[type=password]{\
+box-sizing:border-box;width:100%;padding:.6rem;margin-top:.3rem;font-size:1rem;\
+border:1px solid #5f6368;border-radius:4px;color:#1b1b1b}input:focus,button:focus{\
+outline:3px solid #0b57d0;outline-offset:2px}button{margin-top:1.5rem;padding:.7rem 1.4rem;\
+font-size:1rem;font-weight:600;color:#fff;background:#0b57d0;border:0;border-radius:4px;\
+cursor:pointer}.error{color:#a50e0e;background:#fce8e6;border-left:4px solid #a50e0e;\
+padding:.6rem .8rem;margin:0 0 1rem}.hint{color:#3c4043;margin:.25rem 0 0}";
+
+/// What every page of an app shows.
+#[derive(Clone, Debug)]
+pub struct Branding<'a> {
+    /// App display name.
+    pub display_name: &'a str,
+    /// Optional logo URL (https, from config).
+    pub logo_url: Option<&'a str>,
+}
+
+/// A form posted back to our own endpoint.
+#[derive(Clone, Debug)]
+pub struct OwnForm<'a> {
+    /// Where it posts (`/wsfed/{app}`).
+    pub action: &'a str,
+    /// Hidden fields: the WS-Federation parameters to carry, the CSRF token, tickets.
+    pub hidden: &'a [(&'a str, String)],
+}
+
+fn document(title: &str, nonce: &str, branding: &Branding<'_>, content: &str) -> String {
+    let logo = branding
+        .logo_url
+        .map(|url| format!(r#"<img src="{}" alt="">"#, escape(url)))
+        .unwrap_or_default();
+    format!(
+        concat!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">",
+            "<meta name=\"referrer\" content=\"no-referrer\">",
+            "<title>{title} – {name}</title><style nonce=\"{nonce}\">{style}</style></head>",
+            "<body><main>{logo}<h1>{title}</h1>{content}</main></body></html>\n"
+        ),
+        title = escape(title),
+        name = escape(branding.display_name),
+        nonce = nonce,
+        style = STYLE,
+        logo = logo,
+        content = content,
+    )
+}
+
+fn hidden_inputs(fields: &[(&str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect()
+}
+
+fn error_block(error: Option<&str>) -> String {
+    error
+        .map(|e| {
+            format!(
+                r#"<p class="error" id="error" role="alert">{}</p>"#,
+                escape(e)
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn described_by(error: Option<&str>) -> &'static str {
+    if error.is_some() {
+        r#" aria-describedby="error""#
+    } else {
+        ""
+    }
+}
+
+/// The user name and password form.
+pub fn sign_in(
+    branding: &Branding<'_>,
+    form: &OwnForm<'_>,
+    username: &str,
+    error: Option<&str>,
+    nonce: &str,
+) -> String {
+    let (user_focus, password_focus) = if username.is_empty() {
+        (" autofocus", "")
+    } else {
+        ("", " autofocus")
+    };
+    let content = format!(
+        concat!(
+            "<p class=\"hint\">Sign in with your {name} account.</p>{error}",
+            "<form method=\"post\" action=\"{action}\" autocomplete=\"on\">{hidden}",
+            "<input type=\"hidden\" name=\"step\" value=\"password\">",
+            "<label for=\"username\">User name</label>",
+            "<input type=\"email\" id=\"username\" name=\"username\" value=\"{username}\" ",
+            "autocomplete=\"username\" required spellcheck=\"false\"{described}{user_focus}>",
+            "<label for=\"password\">Password</label>",
+            "<input type=\"password\" id=\"password\" name=\"password\" ",
+            "autocomplete=\"current-password\" required{described}{password_focus}>",
+            "<button type=\"submit\">Sign in</button></form>"
+        ),
+        name = escape(branding.display_name),
+        error = error_block(error),
+        action = escape(form.action),
+        hidden = hidden_inputs(form.hidden),
+        username = escape(username),
+        described = described_by(error),
+        user_focus = user_focus,
+        password_focus = password_focus,
+    );
+    document("Sign in", nonce, branding, &content)
+}
+
+/// The TOTP code form shown after the password (or on step-up from a session).
+pub fn totp(
+    branding: &Branding<'_>,
+    form: &OwnForm<'_>,
+    upn: &str,
+    error: Option<&str>,
+    nonce: &str,
+) -> String {
+    let content = format!(
+        concat!(
+            "<p class=\"hint\">Signing in as <strong>{upn}</strong>. Open your authenticator ",
+            "app and enter the 6-digit code for {name}.</p>{error}",
+            "<form method=\"post\" action=\"{action}\">{hidden}",
+            "<input type=\"hidden\" name=\"step\" value=\"totp\">",
+            "<label for=\"totp\">Verification code</label>",
+            "<input type=\"text\" id=\"totp\" name=\"totp\" inputmode=\"numeric\" ",
+            "pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required ",
+            "autofocus{described}>",
+            "<button type=\"submit\">Verify</button></form>"
+        ),
+        upn = escape(upn),
+        name = escape(branding.display_name),
+        error = error_block(error),
+        action = escape(form.action),
+        hidden = hidden_inputs(form.hidden),
+        described = described_by(error),
+    );
+    document("Verify your identity", nonce, branding, &content)
+}
+
+/// The response: a form that posts `fields` to `reply_to`, submitted by a one-line script, with
+/// a button for browsers without JavaScript.
+pub fn auto_post(
+    branding: &Branding<'_>,
+    reply_to: &str,
+    fields: &[(&str, String)],
+    nonce: &str,
+) -> String {
+    let content = format!(
+        concat!(
+            "<form method=\"post\" action=\"{action}\" id=\"response\">{hidden}",
+            "<noscript><p>JavaScript is off: press Continue to finish signing in.</p>",
+            "<button type=\"submit\">Continue</button></noscript></form>",
+            "<script nonce=\"{nonce}\">document.getElementById('response').submit();</script>"
+        ),
+        action = escape(reply_to),
+        hidden = hidden_inputs(fields),
+        nonce = nonce,
+    );
+    document("Signing in…", nonce, branding, &content)
+}
+
+/// A page with a title and one paragraph (signed out, errors).
+pub fn message(branding: &Branding<'_>, title: &str, text: &str, nonce: &str) -> String {
+    let content = format!(r#"<p id="message">{}</p>"#, escape(text));
+    document(title, nonce, branding, &content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn branding() -> Branding<'static> {
+        Branding {
+            display_name: "Ex <&> Inc",
+            logo_url: None,
+        }
+    }
+
+    #[test]
+    fn values_are_escaped_and_fields_labelled() {
+        let hidden = [("wctx", "a\"b<c>&d'".to_owned())];
+        let form = OwnForm {
+            action: "/wsfed/a",
+            hidden: &hidden,
+        };
+        let html = sign_in(&branding(), &form, "x\"@y", Some("bad <b>"), "N");
+        assert!(html.contains(r#"name="wctx" value="a&quot;b&lt;c&gt;&amp;d&#39;""#));
+        assert!(html.contains(r#"value="x&quot;@y""#));
+        assert!(html.contains("bad &lt;b&gt;"));
+        assert!(html.contains("Ex &lt;&amp;&gt; Inc"));
+        assert!(html.contains(r#"<label for="username">"#));
+        assert!(html.contains(r#"<label for="password">"#));
+        assert!(html.contains(r#"<style nonce="N">"#));
+        assert!(!html.contains("<script"), "the form needs no script");
+        assert!(html.contains(
+            r#"autocomplete="current-password" required aria-describedby="error" autofocus"#
+        ));
+    }
+
+    #[test]
+    fn auto_post_has_noscript_button_and_nonced_script() {
+        let fields = [("wa", "wsignin1.0".to_owned()), ("wctx", String::new())];
+        let html = auto_post(
+            &branding(),
+            "https://login.microsoftonline.com/login.srf",
+            &fields,
+            "K",
+        );
+        assert!(html.contains(r#"<form method="post" action="https://login.microsoftonline.com/login.srf" id="response">"#));
+        assert!(html.contains(r#"<input type="hidden" name="wctx" value="">"#));
+        assert!(html.contains("<noscript>"));
+        assert!(html.contains(r#"<script nonce="K">"#));
+    }
+}

@@ -1,0 +1,386 @@
+//! A real browser through passive WS-Federation: headless Debian Chromium driven over WebDriver
+//! (chromedriver) signs in SP-initiated with a `wctx` round trip, gets SSO on a second request,
+//! is asked for the password again with `wfresh=0`, signs out, starts from the IdP-initiated
+//! tile, and passes a TOTP step-up. Every response is posted by the browser to a local receiver
+//! (`tests/browser/receiver.js`) that validates `wresult` with Auth0's passport-wsfed-saml2
+//! (signature against our signing certificate, audience, lifetime) and checks the issuer.
+//!
+//! Also writes the sign-in page screenshot to `target/signin.png` (README: docs/signin.png).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::server::{ALICE, Options, PASSWORD, TestServer, users_file_with_totp_user};
+use fedsts::clock::SystemClock;
+use fedsts::totp::{self, Secret};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REALM: &str = "urn:federation:MicrosoftOnline";
+const WCTX: &str = "LoginOptions=3&estsredirect=2&estsrequest=rQQIARAAjZ<\"é'>+/=";
+const DAVE: &str = "dave@example.com";
+const DAVE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+/// The W3C WebDriver key of an element reference.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+const MULTIPLE_AUTHN: &str = "http://schemas.microsoft.com/claims/multipleauthn";
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn query(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Starts the receiver; returns it and its port.
+fn start_receiver(dir: &Path, signing_cert: &Path, issuer: &str) -> (Process, u16) {
+    let tls = fedsts::crypto::generate_self_signed("receiver", &["127.0.0.1".into()], 2).unwrap();
+    std::fs::write(dir.join("receiver.crt"), tls.certificate_pem).unwrap();
+    std::fs::write(dir.join("receiver.key"), tls.private_key_pem).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/receiver.js");
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(dir.join("receiver.crt"))
+        .arg(dir.join("receiver.key"))
+        .arg(signing_cert)
+        .arg(issuer)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (Process(child), port)
+}
+
+/// A minimal W3C WebDriver client over plain HTTP to chromedriver.
+struct WebDriver {
+    port: u16,
+    session: String,
+}
+
+async fn http(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // chromedriver may keep the connection open: read the head, then Content-Length bytes.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let (head_len, length) = loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "chromedriver closed the connection early");
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().unwrap())
+                })
+                .expect("chromedriver answers with Content-Length");
+            break (end + 4, length);
+        }
+    };
+    while raw.len() < head_len + length {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "chromedriver closed the connection early");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    serde_json::from_slice(&raw[head_len..head_len + length]).unwrap()
+}
+
+impl WebDriver {
+    async fn start(port: u16, profile: &Path) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--window-size=900,760",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+        }}});
+        let reply = http(port, "POST", "/session", Some(capabilities)).await;
+        let session = reply["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {reply}"))
+            .to_owned();
+        Self { port, session }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        http(self.port, method, &path, body).await["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        eprintln!("browser: {url}");
+        self.call("POST", "/url", Some(json!({ "url": url }))).await;
+    }
+
+    /// The element matching `css`, waiting for the page to show it (navigation, auto-post).
+    async fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self
+                .call(
+                    "POST",
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            if let Some(id) = found[ELEMENT_KEY].as_str() {
+                return id.to_owned();
+            }
+            let url = self.call("GET", "/url", None).await;
+            assert!(Instant::now() < deadline, "no `{css}` on {url}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.call("GET", &format!("/element/{element}/text"), None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The receiver's JSON verdict on the token the browser posted.
+    async fn receiver_result(&self) -> Value {
+        serde_json::from_str(&self.text("#result").await).unwrap()
+    }
+
+    async fn screenshot(&self, path: &Path) {
+        let png = self.call("GET", "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    async fn quit(self) {
+        http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        )
+        .await;
+    }
+}
+
+fn assert_accepted(result: &Value, wctx: &str, mfa: bool) {
+    assert_eq!(result["ok"], true, "receiver refused the token: {result}");
+    assert_eq!(result["wa"], "wsignin1.0");
+    assert_eq!(result["wctx"], wctx);
+    assert_eq!(result["issuer"], "example.com");
+    let amr =
+        result["claims"]["http://schemas.microsoft.com/claims/authnmethodsreferences"].to_string();
+    assert_eq!(amr.contains(MULTIPLE_AUTHN), mfa, "{result}");
+}
+
+fn tools_present() -> bool {
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser/node_modules/passport-wsfed-saml2");
+    common::require_tool("chromium")
+        && common::require_tool("chromedriver")
+        && common::require_tool("node")
+        && common::require_path(&modules, "run `npm ci` in tests/browser")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_through_passive_wsfed() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let signing_copy = dir.path().join("signing.pem");
+    let (_receiver, receiver_port) = start_receiver(dir.path(), &signing_copy, "example.com");
+    let reply_url = format!("https://127.0.0.1:{receiver_port}/");
+    let server = TestServer::start_with(Options {
+        clock: Arc::new(SystemClock),
+        configure: Box::new(move |config, server_dir| {
+            let users = users_file_with_totp_user(
+                server_dir,
+                "browser-users.toml",
+                DAVE,
+                "dave-immutable",
+                DAVE_SECRET,
+            );
+            config.directories.insert(
+                "demo".into(),
+                fedsts::config::DirectoryConfig::File { path: users },
+            );
+            config.apps[0].passive.reply_url = reply_url.clone();
+            config.apps[0].display_name = Some("Example Inc.".into());
+        }),
+        ..Options::default()
+    })
+    .await;
+    std::fs::copy(&server.signing_cert_path, &signing_copy).unwrap();
+
+    let driver_port = free_port();
+    let _chromedriver = Process(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eprintln!("receiver on {receiver_port}, chromedriver on {driver_port}");
+    let browser = WebDriver::start(driver_port, &dir.path().join("profile")).await;
+    let passive = server.app_url("").trim_end_matches('/').to_owned();
+    let sign_in = |extra: &[(&str, &str)]| {
+        let mut fields = vec![("wa", "wsignin1.0"), ("wtrealm", REALM), ("wctx", WCTX)];
+        fields.extend_from_slice(extra);
+        format!("{passive}?{}", query(&fields))
+    };
+
+    // SP-initiated with a login hint and Entra's wctx.
+    browser.go(&sign_in(&[("username", ALICE)])).await;
+    browser.find("#password").await;
+    let screenshot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/signin.png");
+    browser.screenshot(&screenshot).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    assert_accepted(&browser.receiver_result().await, WCTX, false);
+
+    // SSO: no form the second time.
+    browser.go(&sign_in(&[])).await;
+    assert_accepted(&browser.receiver_result().await, WCTX, false);
+
+    // wfresh=0: the password again.
+    browser.go(&sign_in(&[("wfresh", "0")])).await;
+    browser.find("#password").await;
+
+    // Sign-out, then the IdP-initiated tile needs the password and posts an empty wctx.
+    browser.go(&format!("{passive}?wa=wsignout1.0")).await;
+    assert_eq!(
+        browser.text("#message").await,
+        "You are signed out. You can close this window."
+    );
+    browser.go(&format!("{passive}/launch")).await;
+    browser.type_into("#username", ALICE).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    assert_accepted(&browser.receiver_result().await, "", false);
+
+    // TOTP step-up when Entra asks for MFA (another user: sign out first).
+    browser.go(&format!("{passive}?wa=wsignout1.0")).await;
+    browser
+        .go(&sign_in(&[("wauth", MULTIPLE_AUTHN), ("username", DAVE)]))
+        .await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    let code = totp::current_code(
+        &Secret::from_base32(DAVE_SECRET).unwrap(),
+        time::OffsetDateTime::now_utc(),
+    );
+    browser.type_into("#totp", &code).await;
+    browser.click("button[type=submit]").await;
+    assert_accepted(&browser.receiver_result().await, WCTX, true);
+
+    browser.quit().await;
+    server.stop().await;
+}
