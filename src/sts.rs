@@ -85,11 +85,6 @@ pub enum Endpoint {
         /// App id.
         app: String,
     },
-    /// A path reserved for a capability that is not built yet.
-    Reserved {
-        /// App id.
-        app: String,
-    },
     /// No such path.
     NotFound,
     /// The path exists but not for this method.
@@ -536,12 +531,6 @@ impl Sts {
                 self.passive(&app, call, body, info).await
             }
             Endpoint::Launch { app } => self.passive(&app, Call::Launch, body, info).await,
-            Endpoint::Reserved { app } => self.with_app(&app, |_| {
-                HttpReply::text(
-                    501,
-                    "this endpoint is not enabled in this version of fedsts\n",
-                )
-            }),
             Endpoint::UsernameMixed { app, version } => match self.app(&app) {
                 Some(a) => self.usernamemixed(a, version, body, info).await,
                 None => HttpReply::text(404, "no such app\n"),

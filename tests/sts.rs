@@ -84,7 +84,7 @@ async fn health_mex_commands_and_routing() {
         server.request("GET", "/nothing", &[], vec![]).await.status,
         404
     );
-    let reserved = server
+    let no_kerberos = server
         .request(
             "POST",
             &path_of(&server.app_url("trust/13/windowstransport")),
@@ -92,7 +92,10 @@ async fn health_mex_commands_and_routing() {
             vec![],
         )
         .await;
-    assert_eq!(reserved.status, 501);
+    assert_eq!(
+        no_kerberos.status, 404,
+        "windowstransport without [apps.kerberos]"
+    );
     let passive_without_wa = server
         .request("GET", &path_of(&server.app_url("")), &[], vec![])
         .await;
@@ -248,68 +251,4 @@ async fn msal_python_gets_tokens_that_signxml_and_xmlsec1_verify() {
     let wrong = result["wrong_password"].as_str().unwrap();
     assert!(wrong.contains("FailedAuthentication"), "{wrong}");
     server.stop().await;
-}
-
-/// Collects what the tracing subscriber writes.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn audit_lines_carry_the_correlation_id_and_never_the_password() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let server = TestServer::start().await;
-    let url = server.app_url("trust/2005/usernamemixed");
-    let denied = server
-        .post_soap(&path_of(&url), rst("2005", &url, ALICE, "Wr0ng-Secret"))
-        .await;
-    let issued = server
-        .post_soap(&path_of(&url), rst("2005", &url, ALICE, PASSWORD))
-        .await;
-    assert_eq!((denied.status, issued.status), (500, 200));
-    server.stop().await;
-
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        !text.contains("Wr0ng-Secret") && !text.contains("p&ss") && !text.contains("$argon2"),
-        "{text}"
-    );
-    let audit: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == "fedsts::audit")
-        .collect();
-    assert_eq!(audit.len(), 2, "{text}");
-    let correlation = element(&denied.body, "Text")
-        .unwrap()
-        .rsplit_once("Correlation id: ")
-        .unwrap()
-        .1;
-    assert_eq!(audit[0]["fields"]["correlation_id"], correlation);
-    assert_eq!(audit[0]["fields"]["decision"], "refused");
-    assert_eq!(audit[0]["fields"]["reason"], "wrong_password");
-    assert_eq!(audit[0]["fields"]["user"], ALICE);
-    assert_eq!(audit[1]["fields"]["decision"], "issued");
-    let assertion_id = audit[1]["fields"]["assertion_id"].as_str().unwrap();
-    assert!(
-        issued
-            .body
-            .contains(&format!("AssertionID=\"{assertion_id}\""))
-    );
 }
