@@ -2,6 +2,9 @@
 //! does with a request. Knows no HTTP types: it takes an [`Endpoint`], body bytes and a little
 //! request context, and returns an [`HttpReply`].
 //!
+//! Submodules hold the endpoints with several steps: `active` (usernamemixed) and `windows`
+//! (windowstransport); passive sign-in is `crate::wsfed`.
+//!
 //! Path of a token on usernamemixed: classification and rate limit (`policy`) → envelope
 //! (`soap`) → RST (`wstrust`) → replay marks and lockout check (`policy`) → password check
 //! (`directory`) → lockout record and device trust (`policy`) → claims and signed assertion
@@ -17,25 +20,24 @@ use crate::clock::Clock;
 use crate::commands::{self, FederationSettings};
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
-use crate::directory::{self, AuthFailure, Directory, DirectoryError, User};
-use crate::error::{FAULT_HTTP_STATUS, StsError};
+use crate::directory::{self, Directory, User};
 use crate::mex::{self, MexEndpoints};
-use crate::policy::audit::{self, AuditRecord};
-use crate::policy::device;
-use crate::policy::lockout::{self, Attempt, Verdict};
+use crate::policy::audit::AuditRecord;
+use crate::policy::lockout;
 use crate::policy::ratelimit::RateLimiter;
 use crate::policy::replay::ReplayCache;
-use crate::policy::{
-    ClientAddresses, Flow, Policies, Refusal, RequestClass, Signals, TrustedProxies,
-};
+use crate::policy::{Policies, RequestClass, TrustedProxies};
 use crate::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
 use crate::soap;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
 use crate::wsfed::session::SessionKey;
 use crate::wsfed::{Call, WsFed};
-use crate::wstrust::{self, IssueRequest, TimestampPolicy, TrustVersion};
+use crate::wstrust::{self, TimestampPolicy, TrustVersion};
 use crate::xml;
+
+mod active;
+mod windows;
 
 /// What a request asks for, decided by the router from method and path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -402,17 +404,6 @@ pub struct Sts {
     wsfed: WsFed,
 }
 
-/// One usernamemixed request on its way through the steps.
-struct ActiveRequest<'a> {
-    app: &'a App,
-    version: TrustVersion,
-    body: &'a [u8],
-    info: &'a RequestInfo,
-    now: OffsetDateTime,
-    addresses: ClientAddresses,
-    class: RequestClass,
-}
-
 impl Sts {
     /// Builds every app of a validated configuration, with an in-memory state store whatever
     /// `[state]` says (for tools that issue no tokens); `serve` uses [`Sts::with_state`].
@@ -591,333 +582,6 @@ impl Sts {
             mex::soap_response(&app.mex_endpoints, relates_to.as_deref()),
         )
     }
-
-    async fn usernamemixed(
-        &self,
-        app: &App,
-        version: TrustVersion,
-        body: &[u8],
-        info: &RequestInfo,
-    ) -> HttpReply {
-        let now = self.clock.now();
-        let addresses = self.policies.proxies.client_addresses(
-            info.client_ip,
-            info.forwarded_for.as_deref(),
-            info.ms_forwarded_client_ip.as_deref(),
-        );
-        let class = RequestClass::classify(&Signals {
-            user_agent: info.user_agent.as_deref(),
-            ..Signals::default()
-        });
-        let endpoint = format!("trust/{}/usernamemixed", version.path_segment());
-        let mut record = audit_record(app, endpoint, info, now, addresses.client, class);
-        let active = ActiveRequest {
-            app,
-            version,
-            body,
-            info,
-            now,
-            addresses,
-            class,
-        };
-        let mut request = None;
-        let result = self.issue(&active, &mut record, &mut request).await;
-        let relates_to = request.as_ref().and_then(|r| r.message_id.as_deref());
-        match result {
-            Ok(assertion) => {
-                record.emit(audit::Decision::Issued, "ok", Some(&assertion.id));
-                let applies_to = request
-                    .as_ref()
-                    .map(|r| r.applies_to.as_str())
-                    .unwrap_or("");
-                HttpReply::soap(
-                    200,
-                    wstrust::build_response(version, &assertion, applies_to, relates_to, now),
-                )
-            }
-            Err(error) => {
-                record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                if let Some((status, retry_after)) = error.plain_http() {
-                    let mut reply = HttpReply::text(status, "too many requests; try again later\n");
-                    reply.headers.push(("retry-after", retry_after.to_string()));
-                    return reply;
-                }
-                let fault = error.to_fault(version, &info.correlation_id, relates_to);
-                HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
-            }
-        }
-    }
-
-    async fn issue(
-        &self,
-        active: &ActiveRequest<'_>,
-        record: &mut AuditRecord,
-        parsed: &mut Option<IssueRequest>,
-    ) -> Result<SignedAssertion, StsError> {
-        let (app, now) = (active.app, active.now);
-        let policies = &self.policies;
-        if let Some(limited) = policies
-            .rate_limit
-            .take(active.addresses.client, now)
-            .await
-            .map_err(Refusal::from)?
-        {
-            return Err(Refusal::RateLimited(limited).into());
-        }
-        let envelope = soap::parse_envelope(active.body, &self.xml_limits)?;
-        let request = parsed.insert(wstrust::parse_usernamemixed(
-            &envelope,
-            active.version,
-            now,
-            &self.timestamp_policy,
-        )?);
-        record.user = request.username.clone();
-        if let Some(kind) = policies
-            .replay
-            .check(
-                request.message_id.as_deref(),
-                request.timestamp.created,
-                &request.username,
-                now,
-            )
-            .await
-            .map_err(Refusal::from)?
-        {
-            return Err(Refusal::Replay(kind).into());
-        }
-        let user = self.password_step(active, request, record).await?;
-        if !app.owns_upn(&user.upn) {
-            return Err(StsError::OutsideDomain {
-                domain: app.config.domain.clone(),
-            });
-        }
-        record.device_id = self.device_step(active, &user)?;
-        let claims = user_claims(app, &user, now, false);
-        Ok(sign(app, &claims, request.token_type, now)?)
-    }
-
-    /// Lockout check, password check, lockout record.
-    async fn password_step(
-        &self,
-        active: &ActiveRequest<'_>,
-        request: &IssueRequest,
-        record: &mut AuditRecord,
-    ) -> Result<User, StsError> {
-        let lockout = &self.policies.lockout;
-        let addresses = &active.addresses.all;
-        let check = lockout
-            .check(&request.username, addresses, active.now)
-            .await
-            .map_err(Refusal::from)?;
-        record.lockout_location = Some(check.location);
-        match check.verdict {
-            Verdict::Blocked => return Err(Refusal::Locked(check.location).into()),
-            Verdict::WouldBlock => record.lockout_log_only = true,
-            Verdict::Open => {}
-        }
-        let authenticated = active
-            .app
-            .directory
-            .authenticate(&request.username, request.password.expose())
-            .await;
-        let attempt = match &authenticated {
-            Ok(_) => Some(Attempt::Success),
-            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => {
-                Some(Attempt::WrongPassword)
-            }
-            Err(_) => None,
-        };
-        if let Some(attempt) = attempt {
-            lockout
-                .record(&request.username, addresses, attempt, active.now)
-                .await
-                .map_err(Refusal::from)?;
-        }
-        Ok(authenticated?)
-    }
-
-    /// Device trust for an authenticated user; the device id for the audit record.
-    fn device_step(
-        &self,
-        active: &ActiveRequest<'_>,
-        user: &User,
-    ) -> Result<Option<String>, StsError> {
-        let covers = active
-            .app
-            .config
-            .device_trust
-            .as_ref()
-            .is_some_and(|p| p.covers(Flow::Active, active.class, user));
-        match device::evaluate(
-            covers,
-            active.info.device_certificate.as_deref(),
-            active.class,
-            active.now,
-        ) {
-            device::Decision::NotRequired(presented) => Ok(presented.map(|d| d.id)),
-            device::Decision::Trusted(d) => Ok(Some(d.id)),
-            device::Decision::Refused(refusal) => Err(Refusal::Device(refusal).into()),
-        }
-    }
-
-    /// Without the `kerberos` feature no app can have Kerberos (the configuration is refused
-    /// at start), so windowstransport is simply not there.
-    #[cfg(not(feature = "kerberos"))]
-    async fn windowstransport(
-        &self,
-        _app: &App,
-        _version: TrustVersion,
-        _body: &[u8],
-        _info: &RequestInfo,
-    ) -> HttpReply {
-        HttpReply::text(404, "windowstransport is not enabled for this app\n")
-    }
-
-    /// windowstransport: intranet check (403), HTTP Negotiate (401 challenge), SPNEGO accept,
-    /// principal → directory entry, Windows claims, RSTR with the mutual-auth token.
-    #[cfg(feature = "kerberos")]
-    async fn windowstransport(
-        &self,
-        app: &App,
-        version: TrustVersion,
-        body: &[u8],
-        info: &RequestInfo,
-    ) -> HttpReply {
-        use crate::windowstransport as wt;
-        let (Some(kerberos), Some(acceptor)) = (&app.config.kerberos, &app.acceptor) else {
-            return HttpReply::text(404, "windowstransport is not enabled for this app\n");
-        };
-        let endpoint = format!("trust/{}/windowstransport", version.path_segment());
-        let class = RequestClass::classify(&Signals {
-            user_agent: info.user_agent.as_deref(),
-            ..Signals::default()
-        });
-        let now = self.clock.now();
-        let mut record = audit_record(app, endpoint, info, now, info.client_ip, class);
-        if !kerberos
-            .networks()
-            .iter()
-            .any(|n| n.contains(info.client_ip))
-        {
-            record.emit(audit::Decision::Refused, "outside_allowed_networks", None);
-            return HttpReply::text(403, "windowstransport is only served to the intranet\n");
-        }
-        let token = wt::negotiate_token(info.authorization.as_ref().map(|c| c.0.as_str()));
-        let Some(token) = token else {
-            record.emit(audit::Decision::Refused, "negotiate_challenge", None);
-            return negotiate_challenge();
-        };
-        let acceptor = acceptor.clone();
-        let accepted = tokio::task::spawn_blocking(move || acceptor.accept(&token)).await;
-        let accepted = match accepted {
-            Ok(Ok(accepted)) => accepted,
-            Ok(Err(e)) => {
-                record.emit(audit::Decision::Refused, &format!("kerberos: {e}"), None);
-                return negotiate_challenge();
-            }
-            Err(e) => {
-                record.emit(
-                    audit::Decision::Refused,
-                    &format!("kerberos task: {e}"),
-                    None,
-                );
-                return negotiate_challenge();
-            }
-        };
-        let mut relates_to = None;
-        let result = self
-            .windows_issue(
-                app,
-                kerberos,
-                version,
-                body,
-                &accepted.principal,
-                now,
-                &mut relates_to,
-            )
-            .await;
-        let mut reply = match result {
-            Ok((assertion, applies_to)) => {
-                record.user = accepted.principal.clone();
-                record.emit(audit::Decision::Issued, "ok", Some(&assertion.id));
-                HttpReply::soap(
-                    200,
-                    wstrust::build_response(
-                        version,
-                        &assertion,
-                        &applies_to,
-                        relates_to.as_deref(),
-                        now,
-                    ),
-                )
-            }
-            Err(error) => {
-                record.user = accepted.principal.clone();
-                record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                let fault = error.to_fault(version, &info.correlation_id, relates_to.as_deref());
-                HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
-            }
-        };
-        if let Some(token) = accepted.reply_token {
-            use base64::Engine as _;
-            let encoded = base64::engine::general_purpose::STANDARD.encode(token);
-            reply
-                .headers
-                .push(("www-authenticate", format!("Negotiate {encoded}")));
-        }
-        reply
-    }
-
-    /// The token for an authenticated principal; returns the assertion and the AppliesTo.
-    #[cfg(feature = "kerberos")]
-    #[allow(clippy::too_many_arguments)]
-    async fn windows_issue(
-        &self,
-        app: &App,
-        kerberos: &crate::config::KerberosConfig,
-        version: TrustVersion,
-        body: &[u8],
-        principal: &str,
-        now: OffsetDateTime,
-        relates_to: &mut Option<String>,
-    ) -> Result<(SignedAssertion, String), StsError> {
-        use crate::directory::{AuthFailure, DirectoryError};
-        use crate::windowstransport as wt;
-        let envelope = soap::parse_envelope(body, &self.xml_limits)?;
-        let request = wstrust::parse_windowstransport(&envelope, version)?;
-        relates_to.clone_from(&request.message_id);
-        let principal = wt::Principal::parse(principal).ok_or(StsError::Directory(
-            DirectoryError::Rejected(AuthFailure::UnknownUser),
-        ))?;
-        let domain = kerberos.domain_for(&principal)?;
-        let identity = wt::resolve_principal(app.directory.as_ref(), domain, &principal).await?;
-        if !identity.computer && !app.owns_upn(&identity.user.upn) {
-            return Err(StsError::OutsideDomain {
-                domain: app.config.domain.clone(),
-            });
-        }
-        let claims = wt::windows_claims(
-            &app.config.issuer_uri,
-            &identity,
-            kerberos.issuer_id.as_deref(),
-            now,
-        )?;
-        let assertion = sign(app, &claims, request.token_type, now)?;
-        Ok((assertion, request.applies_to))
-    }
-}
-
-/// 401 with `WWW-Authenticate: Negotiate`: the client should (re)try with a Kerberos ticket.
-#[cfg(feature = "kerberos")]
-fn negotiate_challenge() -> HttpReply {
-    let mut reply = HttpReply::text(
-        401,
-        "Kerberos (HTTP Negotiate) authentication is required\n",
-    );
-    reply
-        .headers
-        .push(("www-authenticate", "Negotiate".to_owned()));
-    reply
 }
 
 /// Builds and signs the assertion for `claims` with the app's lifetime and key (one builder for
