@@ -10,33 +10,12 @@
 const fs = require('fs');
 const https = require('https');
 const querystring = require('querystring');
-const Strategy = require('passport-wsfed-saml2').Strategy;
+const { validate } = require('./wresult');
 
 const [tlsCert, tlsKey, signingCert, issuer] = process.argv.slice(2);
 if (!issuer) {
   console.error('usage: node receiver.js <tls-cert> <tls-key> <signing-cert.pem> <issuer>');
   process.exit(2);
-}
-
-function signingCertBase64() {
-  return fs.readFileSync(signingCert, 'utf8').replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
-}
-
-function validate(body, done) {
-  const strategy = new Strategy(
-    { cert: signingCertBase64(), realm: 'urn:federation:MicrosoftOnline', checkExpiration: true, checkRecipient: false },
-    (profile, verified) => {
-      if (profile.issuer !== issuer) {
-        return verified(null, false, { message: `issuer ${profile.issuer} is not ${issuer}` });
-      }
-      verified(null, profile);
-    });
-  strategy.success = (user) => done(null, user);
-  strategy.fail = (info) => done(new Error((info && info.message) || String(info)));
-  strategy.error = (err) => done(err);
-  strategy.redirect = () => done(new Error('unexpected redirect'));
-  const headers = { host: '127.0.0.1' };
-  strategy.authenticate({ method: 'POST', body, query: {}, headers, url: '/', get: (name) => headers[name.toLowerCase()] }, {});
 }
 
 function page(status, summary) {
@@ -52,7 +31,7 @@ function answer(req, body) {
     if (typeof form.wresult !== 'string') {
       return resolve(page(400, { ok: false, error: 'no wresult', wa: form.wa }));
     }
-    validate(form, (err, profile) => {
+    validate(form, signingCert, issuer, (err, profile) => {
       if (err) return resolve(page(401, { ok: false, error: err.message }));
       const claims = {};
       for (const [k, v] of Object.entries(profile)) if (typeof v === 'string' || Array.isArray(v)) claims[k] = v;
