@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 
 const ISSUER: &str = "example.com";
 
-fn identity() -> (SigningIdentity, String) {
+fn signing_identity() -> (SigningIdentity, String) {
     let pair = generate_self_signed("wresult oracle", &[], 2).unwrap();
     let signer = Arc::new(SoftwareSigner::from_pem(&pair.private_key_pem).unwrap());
     let certificate = Certificate::from_pem(&pair.certificate_pem).unwrap();
@@ -78,7 +78,7 @@ fn passport_wsfed_saml2_accepts_ours_and_refuses_forgeries() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (identity, cert_pem) = identity();
+    let (identity, cert_pem) = signing_identity();
     let now = OffsetDateTime::now_utc();
     let good = wresult(&identity, now);
 
@@ -95,7 +95,7 @@ fn passport_wsfed_saml2_accepts_ours_and_refuses_forgeries() {
 
     consume(dir.path(), &cert_pem, "another-issuer.example", &good).unwrap_err();
 
-    let (_, other_cert) = identity();
+    let (_, other_cert) = signing_identity();
     consume(dir.path(), &other_cert, ISSUER, &good).unwrap_err();
 
     let expired = wresult(&identity, now - Duration::hours(2));
