@@ -60,7 +60,23 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
     problems.extend(check_tls(config, now));
     problems.extend(check_device_ca(config));
     for (i, app) in config.apps.iter().enumerate() {
-        problems.extend(check_signing(i, &app.signing_cert, &app.signing_key, now));
+        problems.extend(check_signing(
+            i,
+            "signing",
+            &app.signing_cert,
+            &app.signing_key,
+            now,
+        ));
+        if let (Some(cert), Some(key)) = (&app.next_signing_cert, &app.next_signing_key) {
+            problems.extend(check_signing(i, "next_signing", cert, key, now));
+            if same_certificate(&app.signing_cert, cert) {
+                problems.push(ConfigProblem::new(
+                    format!("apps[{i}].next_signing_cert"),
+                    "is the current signing certificate",
+                    "make a new key pair for the next certificate (a rollover to the same key changes nothing)",
+                ));
+            }
+        }
     }
     for (name, directory) in &config.directories {
         match directory {
@@ -123,18 +139,40 @@ fn check_tls(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
     }
 }
 
-fn check_signing(index: usize, cert: &Path, key: &Path, now: OffsetDateTime) -> Vec<ConfigProblem> {
+/// Checks a token-signing pair; `field` is `signing` or `next_signing` (the config key stem).
+fn check_signing(
+    index: usize,
+    field: &str,
+    cert: &Path,
+    key: &Path,
+    now: OffsetDateTime,
+) -> Vec<ConfigProblem> {
     match SigningIdentity::from_pem_files(cert, key) {
         Ok(identity) => validity_problems(
-            &format!("apps[{index}].signing_cert"),
+            &format!("apps[{index}].{field}_cert"),
             &identity.certificate,
             now,
         ),
         Err(e) => vec![ConfigProblem::new(
-            format!("apps[{index}].signing_key"),
+            format!("apps[{index}].{field}_key"),
             e.to_string(),
-            "point signing_cert and signing_key at a matching PEM certificate and RSA (≥ 2048 bit) key",
+            format!(
+                "point {field}_cert and {field}_key at a matching PEM certificate and RSA (≥ 2048 bit) key"
+            ),
         )],
+    }
+}
+
+/// Whether two PEM files hold the same certificate (unreadable files are reported elsewhere).
+fn same_certificate(a: &Path, b: &Path) -> bool {
+    let load = |p: &Path| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|pem| Certificate::from_pem(&pem).ok())
+    };
+    match (load(a), load(b)) {
+        (Some(a), Some(b)) => a.der() == b.der(),
+        _ => false,
     }
 }
 

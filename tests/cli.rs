@@ -217,3 +217,50 @@ fn commands_prints_what_the_page_serves() {
             .contains("663a8fb979aa83c58df6081e")
     );
 }
+
+#[test]
+fn check_config_checks_the_next_signing_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path());
+    let base = std::fs::read_to_string(&path).unwrap();
+    let check = |extra: &str| {
+        let text = base.replace(
+            "directory = \"local\"\n",
+            &format!("directory = \"local\"\n{extra}"),
+        );
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+    // The TLS key does not belong to the signing certificate.
+    let (ok, stdout) =
+        check("next_signing_cert = \"certs/signing.crt\"\nnext_signing_key = \"certs/tls.key\"\n");
+    assert!(!ok);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("apps[0].next_signing_key: ")),
+        "{stdout}"
+    );
+    // The current pair again: loads, but a rollover to it changes nothing.
+    let (ok, stdout) = check(
+        "next_signing_cert = \"certs/signing.crt\"\nnext_signing_key = \"certs/signing.key\"\n",
+    );
+    assert!(!ok);
+    assert_eq!(
+        stdout.trim(),
+        "apps[0].next_signing_cert: is the current signing certificate — make a new key pair for \
+         the next certificate (a rollover to the same key changes nothing)"
+    );
+    // A real next pair passes.
+    let next = fedsts::crypto::generate_self_signed("next", &[], 400).unwrap();
+    std::fs::write(dir.path().join("certs/next.crt"), next.certificate_pem).unwrap();
+    std::fs::write(dir.path().join("certs/next.key"), next.private_key_pem).unwrap();
+    let (ok, stdout) =
+        check("next_signing_cert = \"certs/next.crt\"\nnext_signing_key = \"certs/next.key\"\n");
+    assert!(ok, "{stdout}");
+}
