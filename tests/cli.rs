@@ -5,15 +5,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fedsts");
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const BIN: &str = env!("CARGO_BIN_EXE_fedsts");
 
 #[test]
 fn hash_password_prints_argon2id_phc() {
@@ -84,7 +78,7 @@ fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
 #[test]
 fn serve_on_embedded_defaults_creates_certs_once_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let (mut child, password, lines) = start_embedded(dir.path(), port);
     assert!(password.len() >= 12, "{password}");
     let banner = lines.join("\n");

@@ -40,14 +40,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| {
@@ -319,7 +311,7 @@ async fn browser_signs_in_through_passive_wsfed() {
     .await;
     std::fs::copy(&server.signing_cert_path, &signing_copy).unwrap();
 
-    let driver_port = free_port();
+    let driver_port = common::free_port();
     let _chromedriver = Process(
         Command::new("chromedriver")
             .arg(format!("--port={driver_port}"))

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,19 +26,11 @@ pub fn available() -> bool {
         .all(super::require_tool)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Kdc {
     /// Creates the realm and starts the KDC.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = super::free_port();
         let d = dir.path().display().to_string();
         std::fs::write(
             dir.path().join("krb5.conf"),

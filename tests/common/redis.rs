@@ -13,14 +13,6 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl RedisServer {
     /// Starts Redis, or `None` (SKIP; panic under CI) when `redis-server` is not installed.
     pub fn start() -> Option<Self> {
@@ -28,7 +20,7 @@ impl RedisServer {
             return None;
         }
         let mut server = Self {
-            port: free_port(),
+            port: super::free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };

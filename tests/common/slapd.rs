@@ -11,7 +11,6 @@
 //! issued at test time by a throwaway CA ([`TestCa`]); the same `ldap://` port offers StartTLS.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -140,14 +139,6 @@ fn slapd_path() -> PathBuf {
     super::find_on_path("slapd")
         .or_else(|| Some(PathBuf::from("/usr/sbin/slapd")))
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config(dir: &std::path::Path, tls: bool) -> String {
@@ -331,10 +322,10 @@ impl Slapd {
         .unwrap();
         std::fs::write(dir.path().join("entries.ldif"), entries()).unwrap();
         std::fs::write(dir.path().join("ad-entries.ldif"), ad_entries()).unwrap();
-        let port = free_port();
+        let port = super::free_port();
         let ldaps_url = ca
             .as_ref()
-            .map(|_| format!("ldaps://127.0.0.1:{}", free_port()));
+            .map(|_| format!("ldaps://127.0.0.1:{}", super::free_port()));
         let mut slapd = Self {
             port,
             url: format!("ldap://127.0.0.1:{port}"),
