@@ -81,6 +81,7 @@ fn is_executable(path: &Path) -> bool {
 pub mod audit;
 pub mod fixtures;
 pub mod kdc;
+pub mod passive;
 pub mod redis;
 pub mod server;
 pub mod slapd;
