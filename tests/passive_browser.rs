@@ -421,6 +421,13 @@ async fn browser_signs_in_through_passive_wsfed() {
     browser.go(&sign_in(&[("username", ERIN)])).await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
+    // Wait for the refusal page (its own element) before reading the heading both pages have.
+    let actions = browser.text("#admin-actions").await;
+    assert!(
+        actions.contains("Exclude the enrolment users or group from the device-trust policy")
+            && actions.contains("Or join the device first"),
+        "{actions}"
+    );
     assert_eq!(
         browser.text("h1").await,
         "This sign-in requires a trusted company device, which cannot be proven during Windows setup."
@@ -428,12 +435,6 @@ async fn browser_signs_in_through_passive_wsfed() {
     assert!(browser.text("#message").await.starts_with(
         "Windows setup (joining this PC to Microsoft Entra ID) and the first sign-in to Windows happen before the device has its company certificate"
     ));
-    let actions = browser.text("#admin-actions").await;
-    assert!(
-        actions.contains("Exclude the enrolment users or group from the device-trust policy")
-            && actions.contains("Or join the device first"),
-        "{actions}"
-    );
 
     browser.quit().await;
     server.stop().await;
