@@ -25,6 +25,33 @@ pub const ACCESS_DENIED: &str =
 /// `DeviceTrustUnavailableDuringSetup`).
 pub const POLICY_FAULT_NS: &str = "urn:fedsts:policy";
 
+/// How a refused passive (browser) sign-in is shown: an HTML page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// HTTP status.
+    pub status: u16,
+    /// Heading.
+    pub title: &'static str,
+    /// What happened, in plain words.
+    pub text: String,
+    /// What the administrator can do (device trust), one item per entry.
+    pub admin_actions: &'static [&'static str],
+    /// `Retry-After` seconds (rate limits).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ErrorPage {
+    fn plain(status: u16, title: &'static str, text: &str) -> Self {
+        Self {
+            status,
+            title,
+            text: text.to_owned(),
+            admin_actions: &[],
+            retry_after_secs: None,
+        }
+    }
+}
+
 /// Why a token was not issued.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -124,6 +151,59 @@ impl StsError {
             }
             _ => format!("The request was rejected: {self}."),
         }
+    }
+
+    /// The page of a refused passive sign-in; `None` for credential failures of every kind
+    /// (wrong password, unknown or disabled user, locked account, other domain), which show the
+    /// sign-in form again with one generic message.
+    pub fn passive_page(&self) -> Option<ErrorPage> {
+        let page = match self {
+            StsError::Policy(Refusal::Locked(_))
+            | StsError::Directory(DirectoryError::Rejected(_))
+            | StsError::OutsideDomain { .. } => return None,
+            StsError::Policy(Refusal::RateLimited(limited)) => ErrorPage {
+                retry_after_secs: Some(limited.retry_after_secs),
+                ..ErrorPage::plain(
+                    429,
+                    "Too many sign-in attempts",
+                    &format!(
+                        "Too many sign-in requests came from your network. Try again in {} seconds.",
+                        limited.retry_after_secs
+                    ),
+                )
+            },
+            StsError::Policy(Refusal::StateUnavailable(_)) => ErrorPage::plain(
+                503,
+                "Sign-in unavailable",
+                "The sign-in service cannot check account protection right now, so it refuses sign-ins. Try again in a few minutes.",
+            ),
+            StsError::Policy(Refusal::Device(refusal)) => {
+                let explanation = device::explanation(*refusal);
+                ErrorPage {
+                    status: 403,
+                    title: explanation.title,
+                    text: explanation.summary.to_owned(),
+                    admin_actions: explanation.admin_actions,
+                    retry_after_secs: None,
+                }
+            }
+            StsError::Directory(_) => ErrorPage::plain(
+                503,
+                "Sign-in unavailable",
+                "Sign-in is temporarily unavailable. Try again in a few minutes.",
+            ),
+            StsError::Token(_) => ErrorPage::plain(
+                500,
+                "Sign-in failed",
+                "The sign-in failed on the server. Try again later.",
+            ),
+            other => ErrorPage::plain(
+                400,
+                "Sign-in request not accepted",
+                &format!("This sign-in request cannot be processed: {other}."),
+            ),
+        };
+        Some(page)
     }
 
     /// The SOAP fault for this error, in the request version's namespaces.

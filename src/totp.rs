@@ -3,11 +3,8 @@
 //!
 //! Secrets are stored base32 (the `otpauth://` convention). Codes are 6 digits over 30-second
 //! steps with HMAC-SHA1, what every authenticator app supports; a code from the step before or
-//! after is accepted for clock drift. A code is good once: [`ReuseGuard`] remembers which step
-//! each user last spent, so a replayed code is refused within its window.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! after is accepted for clock drift. A code is good once: the reuse marks and the wrong-code
+//! counter live in the shared state store (`policy::totp_guard`).
 
 use aws_lc_rs::hmac;
 use time::OffsetDateTime;
@@ -158,38 +155,6 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// Remembers spent codes so that each is accepted once. A narrow interface so that the marks can
-/// move to a shared store when several servers run.
-pub trait ReuseGuard: Send + Sync + std::fmt::Debug {
-    /// Records that `user` spent the code of `step`. Returns false when that step (or a later
-    /// one) was already spent by the same user: the code is a replay.
-    fn first_use(&self, user: &str, step: i64) -> bool;
-}
-
-/// In-process [`ReuseGuard`]: the last spent step per user (codes of older steps are refused
-/// too, which also closes the drift window behind a spent code).
-#[derive(Debug, Default)]
-pub struct MemoryReuseGuard {
-    last_step: Mutex<HashMap<String, i64>>,
-}
-
-impl ReuseGuard for MemoryReuseGuard {
-    fn first_use(&self, user: &str, step: i64) -> bool {
-        let mut map = match self.last_step.lock() {
-            Ok(map) => map,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let key = user.to_lowercase();
-        match map.get(&key) {
-            Some(&spent) if spent >= step => false,
-            _ => {
-                map.insert(key, step);
-                true
-            }
-        }
-    }
-}
-
 /// The QR code of `text` drawn with Unicode half blocks, for a terminal.
 pub fn terminal_qr(text: &str) -> Option<String> {
     let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
@@ -289,16 +254,6 @@ mod tests {
             TotpError::TooShort(5)
         );
         assert_eq!(Secret::generate().unwrap().0.len(), 20);
-    }
-
-    #[test]
-    fn replayed_and_older_steps_are_refused() {
-        let guard = MemoryReuseGuard::default();
-        assert!(guard.first_use("Alice@example.com", 100));
-        assert!(!guard.first_use("alice@example.com", 100));
-        assert!(!guard.first_use("alice@example.com", 99));
-        assert!(guard.first_use("alice@example.com", 101));
-        assert!(guard.first_use("bob@example.com", 100));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 
+use common::passive::{
+    Browser, WCTX, assert_response_page, form, form_action, header, inputs, sign_in_query,
+};
 use common::server::{
     ALICE, BOB_DISABLED, Options, PASSWORD, TestServer, users_file_with_totp_user,
 };
@@ -16,153 +18,10 @@ use fedsts::clock::{Clock, ManualClock, SystemClock};
 use fedsts::totp::{self, Secret};
 use time::OffsetDateTime;
 
-const REALM: &str = "urn:federation:MicrosoftOnline";
 const RECEIVER: &str = "https://rp.test.invalid/login.srf";
 const OTHER_ALLOWED: &str = "https://rp2.test.invalid/done";
-/// Entra's wctx shape with characters that must survive encoding both ways.
-const WCTX: &str = "LoginOptions=3&estsredirect=2&estsrequest=rQQIARAAjZ<\"é'>+/=";
 const DAVE: &str = "dave@example.com";
 const DAVE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// `name → value` of every `<input … name="…" value="…">` in a page.
-fn inputs(html: &str) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
-    for chunk in html.split("<input").skip(1) {
-        let tag = chunk.split('>').next().unwrap();
-        let attr = |name: &str| {
-            tag.split(&format!(" {name}=\""))
-                .nth(1)
-                .map(|rest| unescape(rest.split('"').next().unwrap()))
-        };
-        if let Some(name) = attr("name") {
-            found.insert(name, attr("value").unwrap_or_default());
-        }
-    }
-    found
-}
-
-fn form_action(html: &str) -> String {
-    let rest = html
-        .split("<form method=\"post\" action=\"")
-        .nth(1)
-        .unwrap();
-    unescape(rest.split('"').next().unwrap())
-}
-
-/// A cookie-keeping client.
-struct Browser<'a> {
-    server: &'a TestServer,
-    jar: BTreeMap<String, String>,
-}
-
-struct Page {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-impl<'a> Browser<'a> {
-    fn new(server: &'a TestServer) -> Self {
-        Self {
-            server,
-            jar: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, method: &str, path: &str, body: String) -> Page {
-        let cookie = self
-            .jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
-        if !cookie.is_empty() {
-            headers.push(("cookie", cookie.as_str()));
-        }
-        let reply = self
-            .server
-            .request(method, path, &headers, body.into_bytes())
-            .await;
-        for set in reply.headers.get_all("set-cookie") {
-            let set = set.to_str().unwrap();
-            let (pair, attributes) = set.split_once(';').unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.jar.remove(name);
-            } else {
-                self.jar.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        Page {
-            status: reply.status,
-            headers: reply.headers,
-            body: reply.body,
-        }
-    }
-
-    async fn get(&mut self, query: &str) -> Page {
-        let path = format!("/wsfed/{}?{query}", self.server.app_id);
-        self.send("GET", &path, String::new()).await
-    }
-
-    async fn post(&mut self, fields: &BTreeMap<String, String>) -> Page {
-        let pairs: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let path = format!("/wsfed/{}", self.server.app_id);
-        self.send("POST", &path, form(&pairs)).await
-    }
-
-    /// Fills the sign-in form of `page` and posts it.
-    async fn sign_in(&mut self, page: &Page, username: &str, password: &str) -> Page {
-        let mut fields = inputs(&page.body);
-        fields.insert("username".into(), username.into());
-        fields.insert("password".into(), password.into());
-        self.post(&fields).await
-    }
-
-    async fn enter_code(&mut self, page: &Page, code: &str) -> Page {
-        let mut fields = inputs(&page.body);
-        fields.insert("totp".into(), code.into());
-        self.post(&fields).await
-    }
-}
-
-fn sign_in_query(extra: &[(&str, &str)]) -> String {
-    let mut fields = vec![("wa", "wsignin1.0"), ("wtrealm", REALM), ("wctx", WCTX)];
-    fields.extend_from_slice(extra);
-    form(&fields)
-}
 
 async fn server(clock: Arc<dyn Clock>) -> TestServer {
     TestServer::start_with(Options {
@@ -186,26 +45,6 @@ async fn server(clock: Arc<dyn Clock>) -> TestServer {
         ..Options::default()
     })
     .await
-}
-
-fn header(page: &Page, name: &str) -> String {
-    page.headers
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
-fn assert_response_page(page: &Page, reply_to: &str, wctx: &str) -> String {
-    assert_eq!(page.status, 200, "{}", page.body);
-    assert_eq!(form_action(&page.body), reply_to);
-    let fields = inputs(&page.body);
-    assert_eq!(fields["wa"], "wsignin1.0");
-    assert_eq!(fields["wctx"], wctx, "wctx echoed byte for byte");
-    let csp = header(page, "content-security-policy");
-    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(csp.contains("script-src 'nonce-"), "{csp}");
-    assert!(page.body.contains("<noscript>"));
-    fields["wresult"].clone()
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! A real browser through passive WS-Federation: headless Debian Chromium driven over WebDriver
 //! (chromedriver) signs in SP-initiated with a `wctx` round trip, gets SSO on a second request,
 //! is asked for the password again with `wfresh=0`, signs out, starts from the IdP-initiated
-//! tile, and passes a TOTP step-up. Every response is posted by the browser to a local receiver
+//! tile, and passes a TOTP step-up; a user under a passive device-trust policy, coming from
+//! Entra without a device certificate, sees the explained OOBE page. Every response is posted by the browser to a local receiver
 //! (`tests/browser/receiver.js`) that validates `wresult` with Auth0's passport-wsfed-saml2
 //! (signature against our signing certificate, audience, lifetime) and checks the issuer.
 //!
@@ -29,6 +30,28 @@ const DAVE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 /// The W3C WebDriver key of an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 const MULTIPLE_AUTHN: &str = "http://schemas.microsoft.com/claims/multipleauthn";
+/// A user covered by a passive device-trust policy.
+const ERIN: &str = "erin@example.com";
+
+/// Adds erin (dave's password hash and secret) to a users file.
+fn add_erin(users: &Path) {
+    let text = std::fs::read_to_string(users).unwrap();
+    let dave = &text[text.rfind("[[users]]").unwrap()..];
+    let erin = dave
+        .replace(DAVE, ERIN)
+        .replace("dave-immutable", "erin-immutable");
+    std::fs::write(users, format!("{text}\n{erin}")).unwrap();
+}
+
+/// A device CA certificate (PEM) no device here has a certificate from.
+fn device_ca_pem() -> String {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    rcgen::CertifiedIssuer::self_signed(params, key)
+        .unwrap()
+        .pem()
+}
 
 /// A child process killed on drop.
 struct Process(Child);
@@ -299,10 +322,22 @@ async fn browser_signs_in_through_passive_wsfed() {
                 "dave-immutable",
                 DAVE_SECRET,
             );
+            add_erin(&users);
             config.directories.insert(
                 "demo".into(),
                 fedsts::config::DirectoryConfig::File { path: users },
             );
+            let ca_file = server_dir.join("device-ca.pem");
+            std::fs::write(&ca_file, device_ca_pem()).unwrap();
+            config.device_trust = Some(fedsts::policy::device::DeviceTrustConfig {
+                ca_file,
+                crl_file: None,
+            });
+            config.apps[0].device_trust = Some(fedsts::policy::device::AppDevicePolicy {
+                flows: vec![fedsts::policy::Flow::Passive],
+                users: vec![ERIN.into()],
+                groups: vec![],
+            });
             config.apps[0].passive.reply_url = reply_url.clone();
             config.apps[0].display_name = Some("Example Inc.".into());
         }),
@@ -372,6 +407,26 @@ async fn browser_signs_in_through_passive_wsfed() {
     browser.type_into("#totp", &code).await;
     browser.click("button[type=submit]").await;
     assert_accepted(&browser.receiver_result().await, WCTX, true);
+
+    // Windows setup's web view: Entra's request, no device certificate, device trust required.
+    browser.go(&format!("{passive}?wa=wsignout1.0")).await;
+    browser.go(&sign_in(&[("username", ERIN)])).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    // Wait for the refusal page (its own element) before reading the heading both pages have.
+    let actions = browser.text("#admin-actions").await;
+    assert!(
+        actions.contains("Exclude the enrolment users or group from the device-trust policy")
+            && actions.contains("Or join the device first"),
+        "{actions}"
+    );
+    assert_eq!(
+        browser.text("h1").await,
+        "This sign-in requires a trusted company device, which cannot be proven during Windows setup."
+    );
+    assert!(browser.text("#message").await.starts_with(
+        "Windows setup (joining this PC to Microsoft Entra ID) and the first sign-in to Windows happen before the device has its company certificate"
+    ));
 
     browser.quit().await;
     server.stop().await;

@@ -1,22 +1,52 @@
 //! Two fedsts instances sharing one real `redis-server` (started here on a free loopback port):
 //! one replay cache, one lockout (also managed by `fedsts lockout show|reset`), and fail-closed
-//! behaviour while Redis is down, recovering when it is back.
+//! behaviour while Redis is down, recovering when it is back; a TOTP code spent on one instance
+//! is refused on the other, and passive sign-in fails closed with a 503 page without Redis.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use common::passive::{Browser, WCTX, assert_response_page, sign_in_query};
 use common::redis::RedisServer;
-use common::server::{ALICE, Options, PASSWORD, Reply, TestServer};
+use common::server::{ALICE, Options, PASSWORD, Reply, TestServer, users_file_with_totp_user};
 use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::state::{self, StateConfig};
+use fedsts::totp::{self, Secret};
 use time::OffsetDateTime;
 
 fn path_of(url: &str) -> String {
     let after_scheme = url.split_once("://").unwrap().1;
     format!("/{}", after_scheme.split_once('/').unwrap().1)
+}
+
+const DAVE: &str = "dave@example.com";
+const DAVE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const RECEIVER: &str = "https://rp.test.invalid/login.srf";
+
+/// An instance whose directory also has dave, who has a TOTP secret.
+async fn passive_instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServer {
+    let store = state::build(&StateConfig {
+        redis_url: Some(redis_url.to_owned()),
+        key_prefix: None,
+    })
+    .unwrap();
+    TestServer::start_with(Options {
+        clock,
+        store: Some(store),
+        configure: Box::new(|config, dir| {
+            let users =
+                users_file_with_totp_user(dir, "users.toml", DAVE, "dave-immutable", DAVE_SECRET);
+            config.directories.insert(
+                "demo".into(),
+                fedsts::config::DirectoryConfig::File { path: users },
+            );
+            config.apps[0].passive.reply_url = RECEIVER.into();
+        }),
+    })
+    .await
 }
 
 async fn instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServer {
@@ -182,4 +212,46 @@ async fn redis_down_fails_closed_and_recovers_when_it_is_back() {
     assert_eq!(status, 200);
     assert_eq!(a.request("GET", "/healthz", &[], vec![]).await.status, 200);
     a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_code_spent_on_one_instance_is_refused_on_the_other_and_passive_fails_closed() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let a = passive_instance(&redis.url(), clock.clone()).await;
+    let b = passive_instance(&redis.url(), clock.clone()).await;
+    let query = sign_in_query(&[("wauth", "http://schemas.microsoft.com/claims/multipleauthn")]);
+    let code = totp::current_code(&Secret::from_base32(DAVE_SECRET).unwrap(), clock.now());
+
+    let mut on_a = Browser::new(&a);
+    let form = on_a.get(&query).await;
+    let code_page = on_a.sign_in(&form, DAVE, PASSWORD).await;
+    let issued = on_a.enter_code(&code_page, &code).await;
+    assert_response_page(&issued, RECEIVER, WCTX);
+
+    let mut on_b = Browser::new(&b);
+    let form = on_b.get(&query).await;
+    let code_page = on_b.sign_in(&form, DAVE, PASSWORD).await;
+    assert_eq!(code_page.status, 200, "{}", code_page.body);
+    let replayed = on_b.enter_code(&code_page, &code).await;
+    assert_eq!(replayed.status, 401);
+    assert!(replayed.body.contains("That code is not valid"));
+    assert!(!replayed.body.contains("wresult"));
+
+    redis.stop();
+    let mut down = Browser::new(&a);
+    let form = down.get(&sign_in_query(&[])).await;
+    assert_eq!(form.status, 200, "the form needs no shared state");
+    let refused = down.sign_in(&form, ALICE, PASSWORD).await;
+    assert_eq!(refused.status, 503);
+    assert!(refused.body.contains(
+        "The sign-in service cannot check account protection right now, so it refuses sign-ins. Try again in a few minutes."
+    ), "{}", refused.body);
+    assert!(!refused.body.contains("wresult"));
+    let health = a.request("GET", "/healthz", &[], vec![]).await;
+    assert_eq!(health.status, 503);
+    a.stop().await;
+    b.stop().await;
 }

@@ -3,9 +3,12 @@
 //!
 //! Fields (README.md lists them too): `time` (RFC 3339, the service clock), `correlation_id`,
 //! `app`, `user` (as sent, at most 256 characters), `client_ip`, `user_agent`, `request_class`
-//! (`entra_passive`, `windows_logon`, `other`), `endpoint`, `decision` (`issued`/`refused`),
-//! `reason` (`ok` or a refusal reason such as `wrong_password`, `account_locked_unfamiliar`,
-//! `replay_message_id`, `rate_limited`, `device_trust_unavailable_oobe`, `state_unavailable`),
+//! (`entra_passive`, `windows_logon`, `other`), `endpoint` (`trust/13/usernamemixed`, …,
+//! `wsfed/signin`, `wsfed/launch`, `wsfed/signout`), `decision` (`issued`/`refused`/
+//! `signed_out`), `reason` (`ok`, on passive issues how the user proved themselves: `password`,
+//! `session`, `totp`; or a refusal reason such as `wrong_password`, `account_locked_unfamiliar`,
+//! `replay_message_id`, `rate_limited`, `device_trust_unavailable_oobe`, `state_unavailable`,
+//! `totp_wrong`, `totp_attempts_exceeded`),
 //! `assertion_id`, `device_id`, `lockout_location` (`familiar`/`unfamiliar`, empty when not
 //! checked) and `lockout_log_only` (true when log-only lockout would have blocked this request).
 //! Passwords never appear.
@@ -28,6 +31,8 @@ pub enum Decision {
     Issued,
     /// The request was refused.
     Refused,
+    /// A browser session was ended (passive sign-out).
+    SignedOut,
 }
 
 impl Decision {
@@ -35,6 +40,7 @@ impl Decision {
         match self {
             Decision::Issued => "issued",
             Decision::Refused => "refused",
+            Decision::SignedOut => "signed_out",
         }
     }
 }

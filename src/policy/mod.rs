@@ -2,11 +2,12 @@
 //! get a token. Every check is a plain function or a small struct over a
 //! [`StateStore`](crate::state::StateStore) (the only I/O here) and takes `now` from the caller.
 //!
-//! Order on the active path (`sts.rs`, usernamemixed), and the order the passive path must use:
-//! [`RequestClass::classify`] → [`ratelimit::RateLimiter::take`] (per client IP) →
-//! [`replay::ReplayCache::check`] (active only: MessageID and (Created, username)) →
-//! [`lockout::Lockout::check`] (before the password) → password → [`lockout::Lockout::record`]
-//! → [`device::evaluate`] (needs the user's groups) → issue. Every decision is one
+//! Order on both sign-in paths (usernamemixed in `sts::active`, passive sign-in in `wsfed`; the
+//! shared steps are `sts::guard`): [`RequestClass::classify`] →
+//! [`ratelimit::RateLimiter::take`] (per client IP) → [`replay::ReplayCache::check`] (active
+//! only: MessageID and (Created, username)) → [`lockout::Lockout::check`] (before the password)
+//! → password → [`lockout::Lockout::record`] → [`device::evaluate`] (needs the user's groups) →
+//! (passive step-up: [`totp_guard::TotpGuard`]) → issue. Every decision is one
 //! [`audit::AuditRecord`].
 //!
 //! Request classification uses spoofable signals (User-Agent, `wtrealm`, `wctx`): they never
@@ -17,6 +18,7 @@ pub mod device;
 pub mod lockout;
 pub mod ratelimit;
 pub mod replay;
+pub mod totp_guard;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -275,6 +277,8 @@ pub struct Policies {
     pub replay: replay::ReplayCache,
     /// Extranet smart lockout.
     pub lockout: lockout::Lockout,
+    /// TOTP reuse marks and wrong-code counters (passive step-up).
+    pub totp: totp_guard::TotpGuard,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Shared state for the policy checks: replay marks, lockout counters and familiar IPs, rate
-//! buckets (and later TOTP reuse marks). [`StateStore`] is the only I/O the `policy` module does.
+//! buckets, TOTP reuse marks and wrong-code counters. [`StateStore`] is the only I/O the
+//! `policy` module does.
 //!
 //! The store knows no policy: it keeps short text values under keys with a time to live, and
 //! offers the two atomic operations the policies need: "set if absent" (replay marks) and

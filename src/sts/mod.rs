@@ -3,7 +3,8 @@
 //! request context, and returns an [`HttpReply`].
 //!
 //! Submodules hold the endpoints with several steps: `active` (usernamemixed) and `windows`
-//! (windowstransport); passive sign-in is `crate::wsfed`.
+//! (windowstransport); passive sign-in is `crate::wsfed`. `guard` holds the policy steps the
+//! two password paths (usernamemixed and passive sign-in) share.
 //!
 //! Path of a token on usernamemixed: classification and rate limit (`policy`) → envelope
 //! (`soap`) → RST (`wstrust`) → replay marks and lockout check (`policy`) → password check
@@ -26,6 +27,7 @@ use crate::policy::audit::AuditRecord;
 use crate::policy::lockout;
 use crate::policy::ratelimit::RateLimiter;
 use crate::policy::replay::ReplayCache;
+use crate::policy::totp_guard::TotpGuard;
 use crate::policy::{Policies, RequestClass, TrustedProxies};
 use crate::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
 use crate::soap;
@@ -37,6 +39,7 @@ use crate::wstrust::{self, TimestampPolicy, TrustVersion};
 use crate::xml;
 
 mod active;
+pub(crate) mod guard;
 mod windows;
 
 /// What a request asks for, decided by the router from method and path.
@@ -429,10 +432,7 @@ impl Sts {
                 message: e.to_string(),
             })?;
         let mut apps = BTreeMap::new();
-        let mut wsfed = WsFed::new(
-            session_key(config)?,
-            Arc::new(crate::totp::MemoryReuseGuard::default()),
-        );
+        let mut wsfed = WsFed::new(session_key(config)?);
         for (i, app) in config.apps.iter().enumerate() {
             let identity = SigningIdentity::from_pem_files(&app.signing_cert, &app.signing_key)
                 .map_err(|source| StartError::Signing {
@@ -475,6 +475,7 @@ impl Sts {
             rate_limit: RateLimiter::new(config.rate_limit.clone(), store.clone()),
             replay: ReplayCache::new(store.clone(), &timestamp_policy),
             lockout: lockout::Lockout::new(config.lockout.clone(), store.clone()),
+            totp: TotpGuard::new(store.clone()),
             store,
         };
         Ok(Self {
@@ -537,7 +538,7 @@ impl Sts {
         match self.app(id) {
             Some(app) => {
                 self.wsfed
-                    .handle(app, call, body, info, self.clock.now())
+                    .handle(&self.policies, app, call, body, info, self.clock.now())
                     .await
             }
             None => HttpReply::text(404, "no such app\n"),

@@ -16,14 +16,18 @@ pub mod pages;
 pub mod session;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
 use crate::directory::{DirectoryError, User};
+use crate::error::{ErrorPage, StsError};
+use crate::policy::audit::{AuditRecord, Decision};
+use crate::policy::{Flow, Policies, Refusal};
 use crate::saml::{self, SignedAssertion, TokenType};
+use crate::state::StateError;
+use crate::sts::guard::SignInGuard;
 use crate::sts::{App, HttpReply, RequestInfo};
-use crate::totp::{self, ReuseGuard, Secret};
+use crate::totp::{self, Secret};
 use crate::wstrust::{self, MICROSOFT_ONLINE};
 
 use pages::{Branding, OwnForm};
@@ -237,12 +241,10 @@ fn origin_of(url: &str) -> String {
     format!("https://{authority}")
 }
 
-/// Passive sign-in for every app: the cookie key, the TOTP reuse marks and the metadata
-/// documents.
+/// Passive sign-in for every app: the cookie key and the metadata documents.
 #[derive(Debug)]
 pub struct WsFed {
     key: SessionKey,
-    reuse: Arc<dyn ReuseGuard>,
     metadata: BTreeMap<String, String>,
 }
 
@@ -253,6 +255,7 @@ struct PageReply {
     csp: String,
     cookies: Vec<String>,
     location: Option<String>,
+    retry_after: Option<u64>,
 }
 
 impl PageReply {
@@ -266,6 +269,9 @@ impl PageReply {
         headers.extend(self.cookies.into_iter().map(|c| ("set-cookie", c)));
         if let Some(location) = self.location {
             headers.push(("location", location));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.push(("retry-after", seconds.to_string()));
         }
         HttpReply {
             status: self.status,
@@ -289,9 +295,10 @@ fn csp(nonce: &str, form_action: &str, script: bool) -> String {
 
 /// Per-request state of one passive call.
 struct Exchange<'a> {
-    app: &'a App,
-    info: &'a RequestInfo,
-    now: OffsetDateTime,
+    /// The policy steps shared with the active endpoints (and app, request, time).
+    guard: SignInGuard<'a>,
+    /// The one audit record of this call.
+    record: AuditRecord,
     /// The form nonce of this browser and, when it is new, the cookie that sets it.
     nonce: Option<String>,
     cookies: Vec<String>,
@@ -300,13 +307,13 @@ struct Exchange<'a> {
 impl Exchange<'_> {
     fn branding(&self) -> Branding<'_> {
         Branding {
-            display_name: self.app.config.display_name(),
-            logo_url: self.app.config.passive.logo_url.as_deref(),
+            display_name: self.guard.app.config.display_name(),
+            logo_url: self.guard.app.config.passive.logo_url.as_deref(),
         }
     }
 
     fn cookie_path(&self) -> String {
-        format!("/wsfed/{}", self.app.config.id)
+        format!("/wsfed/{}", self.guard.app.config.id)
     }
 
     /// A page of ours: forms post back to us, no script.
@@ -335,20 +342,33 @@ impl Exchange<'_> {
             csp: csp(&nonce, form_action, script),
             cookies: std::mem::take(&mut self.cookies),
             location: None,
+            retry_after: None,
         }
     }
 
     fn message(&mut self, status: u16, title: &str, text: &str) -> PageReply {
         self.page(status, |b, n| pages::message(b, title, text, n))
     }
+
+    fn error_page(&mut self, page: &ErrorPage) -> PageReply {
+        let mut reply = self.page(page.status, |b, n| {
+            pages::refusal(b, page.title, &page.text, page.admin_actions, n)
+        });
+        reply.retry_after = page.retry_after_secs;
+        reply
+    }
+
+    /// Writes the audit record of a refusal.
+    fn refuse(&self, reason: &str) {
+        self.record.emit(Decision::Refused, reason, None);
+    }
 }
 
 impl WsFed {
-    /// Passive sign-in with this cookie key and TOTP reuse guard.
-    pub fn new(key: SessionKey, reuse: Arc<dyn ReuseGuard>) -> Self {
+    /// Passive sign-in with this cookie key.
+    pub fn new(key: SessionKey) -> Self {
         Self {
             key,
-            reuse,
             metadata: BTreeMap::new(),
         }
     }
@@ -383,36 +403,41 @@ impl WsFed {
         }
     }
 
-    /// Answers one passive call.
+    /// Answers one passive call, under the service's protection policies.
     pub async fn handle(
         &self,
+        policies: &Policies,
         app: &App,
         call: Call,
         body: &[u8],
         info: &RequestInfo,
         now: OffsetDateTime,
     ) -> HttpReply {
+        let parsed = self.request(app, call, body, info);
+        let (wtrealm, wctx) = match &parsed {
+            Ok(WsFedRequest::SignIn(r)) => (Some(r.realm.as_str()), Some(r.wctx.as_str())),
+            _ => (None, None),
+        };
+        let guard = SignInGuard::new(policies, app, info, now, wtrealm, wctx);
+        let endpoint = match (&parsed, call) {
+            (Ok(WsFedRequest::SignOut { .. }), _) => "wsfed/signout",
+            (_, Call::Launch) => "wsfed/launch",
+            _ => "wsfed/signin",
+        };
+        let record = guard.audit_record(endpoint);
         let mut exchange = Exchange {
-            app,
-            info,
-            now,
+            guard,
+            record,
             nonce: None,
             cookies: Vec::new(),
         };
-        let reply = match self.request(app, call, body, info) {
+        let reply = match parsed {
             Ok(WsFedRequest::SignOut { wreply }) => self.sign_out(&mut exchange, wreply),
-            Ok(WsFedRequest::SignIn(request)) => match call {
-                Call::Post => self.form_post(&mut exchange, &request, body).await,
-                Call::Get | Call::Launch => self.sign_in_get(&mut exchange, &request).await,
-            },
+            Ok(WsFedRequest::SignIn(request)) => {
+                self.sign_in(&mut exchange, call, &request, body).await
+            }
             Err(error) => {
-                audit(
-                    &exchange,
-                    "",
-                    "refused",
-                    &format!("bad_request: {error}"),
-                    None,
-                );
+                exchange.refuse(&format!("bad_request: {error}"));
                 exchange.message(
                     400,
                     "Sign-in request not accepted",
@@ -421,6 +446,42 @@ impl WsFed {
             }
         };
         reply.into_http()
+    }
+
+    /// A sign-in: the calls that carry credentials or may issue without a form (POST, launch
+    /// tile) take a token from the client IP's bucket first.
+    async fn sign_in(
+        &self,
+        exchange: &mut Exchange<'_>,
+        call: Call,
+        request: &SignIn,
+        body: &[u8],
+    ) -> PageReply {
+        if call != Call::Get
+            && let Err(refusal) = exchange.guard.rate_limit().await
+        {
+            return self.refused(exchange, request, "", refusal.into());
+        }
+        match call {
+            Call::Post => self.form_post(exchange, request, body).await,
+            Call::Get | Call::Launch => self.sign_in_get(exchange, request).await,
+        }
+    }
+
+    /// Audits a refusal and answers it: credential failures show the sign-in form again with the
+    /// generic message, everything else its page (`StsError::passive_page`).
+    fn refused(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        username: &str,
+        error: StsError,
+    ) -> PageReply {
+        exchange.refuse(&error.log_reason());
+        match error.passive_page() {
+            None => self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401),
+            Some(page) => exchange.error_page(&page),
+        }
     }
 
     fn request(
@@ -451,11 +512,13 @@ impl WsFed {
         if let Some(nonce) = self.cookie_nonce(exchange) {
             return Some(nonce);
         }
-        let expires = exchange.now + Duration::seconds(session::FORM_LIFETIME_SECS);
-        let sealed = self.key.form_nonce(&exchange.app.config.id, expires)?;
-        let nonce = self
+        let expires = exchange.guard.now + Duration::seconds(session::FORM_LIFETIME_SECS);
+        let sealed = self
             .key
-            .open_form_nonce(&exchange.app.config.id, &sealed, exchange.now)?;
+            .form_nonce(&exchange.guard.app.config.id, expires)?;
+        let nonce =
+            self.key
+                .open_form_nonce(&exchange.guard.app.config.id, &sealed, exchange.guard.now)?;
         exchange.cookies.push(session::set_cookie(
             FORM_COOKIE,
             &sealed,
@@ -471,15 +534,15 @@ impl WsFed {
         if exchange.nonce.is_some() {
             return exchange.nonce.clone();
         }
-        let sealed = session::cookie_value(exchange.info.cookie.as_deref(), FORM_COOKIE)?;
+        let sealed = session::cookie_value(exchange.guard.info.cookie.as_deref(), FORM_COOKIE)?;
         self.key
-            .open_form_nonce(&exchange.app.config.id, sealed, exchange.now)
+            .open_form_nonce(&exchange.guard.app.config.id, sealed, exchange.guard.now)
     }
 
     fn session(&self, exchange: &Exchange<'_>) -> Option<Session> {
-        let sealed = session::cookie_value(exchange.info.cookie.as_deref(), SESSION_COOKIE)?;
+        let sealed = session::cookie_value(exchange.guard.info.cookie.as_deref(), SESSION_COOKIE)?;
         self.key
-            .open_session(&exchange.app.config.id, sealed, exchange.now)
+            .open_session(&exchange.guard.app.config.id, sealed, exchange.guard.now)
     }
 
     async fn sign_in_get(&self, exchange: &mut Exchange<'_>, request: &SignIn) -> PageReply {
@@ -488,17 +551,13 @@ impl WsFed {
             let hint = request.username_hint.clone();
             return self.password_form(exchange, request, &hint, None, 200);
         };
-        let user = match exchange.app.directory.lookup(&session.upn).await {
-            Ok(Some(user)) if exchange.app.owns_upn(&user.upn) => user,
+        exchange.record.user = session.upn.clone();
+        let user = match exchange.guard.app.directory.lookup(&session.upn).await {
+            Ok(Some(user)) if exchange.guard.app.owns_upn(&user.upn) => user,
             Ok(_) => return self.password_form(exchange, request, "", None, 200),
-            Err(e) => return unavailable(exchange, &e),
+            Err(e) => return self.refused(exchange, request, "", e.into()),
         };
-        if request.mfa_required && !session.mfa {
-            return self
-                .step_up(exchange, request, &user, session.authenticated_at)
-                .await;
-        }
-        self.respond(
+        self.proceed(
             exchange,
             request,
             &user,
@@ -506,6 +565,32 @@ impl WsFed {
             session.mfa,
             "session",
         )
+        .await
+    }
+
+    /// After the password (or a live session): the TOTP step when one is needed and not done
+    /// yet (device trust is checked first, so nobody types a code for a refused device), else
+    /// the response.
+    async fn proceed(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        user: &User,
+        authenticated_at: OffsetDateTime,
+        mfa: bool,
+        via: &str,
+    ) -> PageReply {
+        if !request.mfa_required || mfa {
+            return self.respond(exchange, request, user, authenticated_at, mfa, via);
+        }
+        if let Err(refusal) = exchange
+            .guard
+            .device(Flow::Passive, user, &mut exchange.record)
+        {
+            return self.refused(exchange, request, &user.upn, refusal.into());
+        }
+        self.step_up(exchange, request, user, authenticated_at)
+            .await
     }
 
     fn password_form(
@@ -520,8 +605,11 @@ impl WsFed {
             return random_failure(exchange);
         };
         let mut hidden = request.carried_fields();
-        hidden.push(("csrf", self.key.csrf_token(&exchange.app.config.id, &nonce)));
-        let action = exchange.app.urls.passive_path();
+        hidden.push((
+            "csrf",
+            self.key.csrf_token(&exchange.guard.app.config.id, &nonce),
+        ));
+        let action = exchange.guard.app.urls.passive_path();
         exchange.page(status, |b, n| {
             let form = OwnForm {
                 action: &action,
@@ -538,27 +626,27 @@ impl WsFed {
         user: &User,
         authenticated_at: OffsetDateTime,
     ) -> PageReply {
-        match exchange.app.directory.totp_secret(&user.upn).await {
+        match exchange.guard.app.directory.totp_secret(&user.upn).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                audit(exchange, &user.upn, "refused", "mfa_not_enrolled", None);
+                exchange.refuse("mfa_not_enrolled");
                 return exchange.message(
                     403,
                     "Second factor required",
                     "This sign-in needs a verification code, but no authenticator is enrolled for your account. Ask your administrator to enrol one.",
                 );
             }
-            Err(e) => return unavailable(exchange, &e),
+            Err(e) => return self.refused(exchange, request, "", e.into()),
         }
         let Some(nonce) = self.ensure_nonce(exchange) else {
             return random_failure(exchange);
         };
         let ticket = MfaTicket {
-            app: exchange.app.config.id.clone(),
+            app: exchange.guard.app.config.id.clone(),
             nonce,
             upn: user.upn.clone(),
             authenticated_at,
-            expires: exchange.now + Duration::seconds(session::MFA_TICKET_LIFETIME_SECS),
+            expires: exchange.guard.now + Duration::seconds(session::MFA_TICKET_LIFETIME_SECS),
         };
         self.totp_form(exchange, request, &ticket, None)
     }
@@ -573,7 +661,7 @@ impl WsFed {
         let mut hidden = request.carried_fields();
         hidden.push(("csrf", self.key.csrf_token(&ticket.app, &ticket.nonce)));
         hidden.push(("mfa_ticket", self.key.seal_ticket(ticket)));
-        let action = exchange.app.urls.passive_path();
+        let action = exchange.guard.app.urls.passive_path();
         let status = if error.is_some() { 401 } else { 200 };
         exchange.page(status, |b, n| {
             let form = OwnForm {
@@ -598,10 +686,10 @@ impl WsFed {
         let nonce = self.cookie_nonce(exchange);
         let csrf_ok = nonce.as_deref().is_some_and(|n| {
             self.key
-                .csrf_matches(&exchange.app.config.id, n, field("csrf"))
+                .csrf_matches(&exchange.guard.app.config.id, n, field("csrf"))
         });
         if !csrf_ok {
-            audit(exchange, "", "refused", "csrf_mismatch", None);
+            exchange.refuse("csrf_mismatch");
             return self.password_form(
                 exchange,
                 request,
@@ -629,6 +717,7 @@ impl WsFed {
         }
     }
 
+    /// Lockout check, password, lockout record (shared with usernamemixed), then the domain.
     async fn password_step(
         &self,
         exchange: &mut Exchange<'_>,
@@ -637,36 +726,38 @@ impl WsFed {
         password: &str,
     ) -> PageReply {
         let username = username.trim();
+        exchange.record.user = username.to_owned();
         if username.is_empty()
             || username.len() > MAX_CREDENTIAL_BYTES
             || password.len() > MAX_CREDENTIAL_BYTES
         {
-            audit(exchange, username, "refused", "malformed_credentials", None);
+            exchange.refuse("malformed_credentials");
             return self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401);
         }
-        let user = match exchange
-            .app
-            .directory
-            .authenticate(username, password)
-            .await
-        {
-            Ok(user) if exchange.app.owns_upn(&user.upn) => user,
+        let authenticated = exchange
+            .guard
+            .authenticate(username, password, &mut exchange.record)
+            .await;
+        let user = match authenticated {
+            Ok(user) if exchange.guard.app.owns_upn(&user.upn) => user,
             Ok(_) => {
-                audit(exchange, username, "refused", "upn_outside_domain", None);
-                return self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401);
+                let domain = exchange.guard.app.config.domain.clone();
+                return self.refused(
+                    exchange,
+                    request,
+                    username,
+                    StsError::OutsideDomain { domain },
+                );
             }
-            Err(DirectoryError::Rejected(failure)) => {
-                audit(exchange, username, "refused", failure.reason(), None);
-                return self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401);
-            }
-            Err(e) => return unavailable(exchange, &e),
+            Err(e) => return self.refused(exchange, request, username, e),
         };
-        if request.mfa_required {
-            return self.step_up(exchange, request, &user, exchange.now).await;
-        }
-        self.respond(exchange, request, &user, exchange.now, false, "password")
+        let now = exchange.guard.now;
+        self.proceed(exchange, request, &user, now, false, "password")
+            .await
     }
 
+    /// The code of an MFA ticket: refused while the user's wrong codes are used up, checked in
+    /// the drift window, spent once (marks shared through the state store).
     async fn totp_step(
         &self,
         exchange: &mut Exchange<'_>,
@@ -675,12 +766,10 @@ impl WsFed {
         sealed_ticket: &str,
         code: &str,
     ) -> PageReply {
-        let app_id = exchange.app.config.id.clone();
-        let Some(ticket) = self
-            .key
-            .open_ticket(&app_id, nonce, sealed_ticket, exchange.now)
-        else {
-            audit(exchange, "", "refused", "mfa_ticket_invalid", None);
+        let app_id = exchange.guard.app.config.id.clone();
+        let now = exchange.guard.now;
+        let Some(ticket) = self.key.open_ticket(&app_id, nonce, sealed_ticket, now) else {
+            exchange.refuse("mfa_ticket_invalid");
             return self.password_form(
                 exchange,
                 request,
@@ -689,18 +778,42 @@ impl WsFed {
                 401,
             );
         };
-        let (user, secret) = match self.user_and_secret(exchange.app, &ticket.upn).await {
+        exchange.record.user = ticket.upn.clone();
+        let guard = exchange.guard.policies.totp.clone();
+        match guard.exhausted(&ticket.upn, now).await {
+            Ok(false) => {}
+            Ok(true) => {
+                exchange.refuse("totp_attempts_exceeded");
+                return exchange.message(
+                    429,
+                    "Too many wrong codes",
+                    "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
+                );
+            }
+            Err(e) => return self.refused(exchange, request, "", Refusal::from(e).into()),
+        }
+        let (user, secret) = match self.user_and_secret(exchange.guard.app, &ticket.upn).await {
             Ok(Some(pair)) => pair,
             Ok(None) => {
-                audit(exchange, &ticket.upn, "refused", "mfa_not_enrolled", None);
+                exchange.refuse("mfa_not_enrolled");
                 return self.password_form(exchange, request, "", Some(BAD_CREDENTIALS), 401);
             }
-            Err(e) => return unavailable(exchange, &e),
+            Err(e) => return self.refused(exchange, request, "", e.into()),
         };
-        let accepted = totp::matching_step(&secret, code, exchange.now)
-            .map(|step| self.reuse.first_use(&user.upn, step));
-        match accepted {
-            Some(true) => self.respond(
+        let Some(step) = totp::matching_step(&secret, code, now) else {
+            return self
+                .wrong_code(exchange, request, &ticket, "totp_wrong")
+                .await;
+        };
+        let spent = async {
+            let first = guard.first_use(&ticket.upn, step, now).await?;
+            if first {
+                guard.clear_wrong(&ticket.upn).await?;
+            }
+            Ok::<bool, StateError>(first)
+        };
+        match spent.await {
+            Ok(true) => self.respond(
                 exchange,
                 request,
                 &user,
@@ -708,15 +821,32 @@ impl WsFed {
                 true,
                 "totp",
             ),
-            Some(false) => {
-                audit(exchange, &user.upn, "refused", "totp_replayed", None);
-                self.totp_form(exchange, request, &ticket, Some(BAD_CODE))
+            Ok(false) => {
+                self.wrong_code(exchange, request, &ticket, "totp_replayed")
+                    .await
             }
-            None => {
-                audit(exchange, &user.upn, "refused", "totp_wrong", None);
-                self.totp_form(exchange, request, &ticket, Some(BAD_CODE))
-            }
+            Err(e) => self.refused(exchange, request, "", Refusal::from(e).into()),
         }
+    }
+
+    /// Counts a wrong or replayed code against the user and shows the code form again.
+    async fn wrong_code(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        ticket: &MfaTicket,
+        reason: &str,
+    ) -> PageReply {
+        let policies = exchange.guard.policies;
+        if let Err(e) = policies
+            .totp
+            .record_wrong(&ticket.upn, exchange.guard.now)
+            .await
+        {
+            return self.refused(exchange, request, "", Refusal::from(e).into());
+        }
+        exchange.refuse(reason);
+        self.totp_form(exchange, request, ticket, Some(BAD_CODE))
     }
 
     async fn user_and_secret(
@@ -735,8 +865,8 @@ impl WsFed {
         Ok(secret.map(|s| (user, s)))
     }
 
-    /// Issues the assertion, starts or refreshes the session, and answers with the auto-post
-    /// form.
+    /// Checks device trust, issues the assertion, starts or refreshes the session, and answers
+    /// with the auto-post form.
     fn respond(
         &self,
         exchange: &mut Exchange<'_>,
@@ -746,27 +876,29 @@ impl WsFed {
         mfa: bool,
         via: &str,
     ) -> PageReply {
-        let assertion = match issue(exchange.app, user, authenticated_at, mfa, exchange.now) {
+        exchange.record.user = user.upn.clone();
+        if let Err(refusal) = exchange
+            .guard
+            .device(Flow::Passive, user, &mut exchange.record)
+        {
+            return self.refused(exchange, request, &user.upn, refusal.into());
+        }
+        let now = exchange.guard.now;
+        let assertion = match issue(exchange.guard.app, user, authenticated_at, mfa, now) {
             Ok(a) => a,
-            Err(e) => {
-                tracing::error!(correlation_id = %exchange.info.correlation_id, error = %e, "passive token could not be signed");
-                audit(exchange, &user.upn, "refused", "token_error", None);
-                return exchange.message(
-                    500,
-                    "Sign-in failed",
-                    "The sign-in failed on the server. Try again later.",
-                );
-            }
+            Err(e) => return self.refused(exchange, request, "", e.into()),
         };
-        audit(exchange, &user.upn, "issued", via, Some(&assertion.id));
-        let lifetime =
-            i64::try_from(exchange.app.config.passive.session_lifetime_secs).unwrap_or(28_800);
+        exchange
+            .record
+            .emit(Decision::Issued, via, Some(&assertion.id));
+        let lifetime = i64::try_from(exchange.guard.app.config.passive.session_lifetime_secs)
+            .unwrap_or(28_800);
         let session = Session {
-            app: exchange.app.config.id.clone(),
+            app: exchange.guard.app.config.id.clone(),
             upn: user.upn.clone(),
             authenticated_at,
             mfa,
-            expires: exchange.now + Duration::seconds(lifetime),
+            expires: now + Duration::seconds(lifetime),
         };
         let path = exchange.cookie_path();
         exchange.cookies.push(session::set_cookie(
@@ -778,10 +910,7 @@ impl WsFed {
         ));
         let fields = [
             ("wa", WSIGNIN.to_owned()),
-            (
-                "wresult",
-                wstrust::build_wsfed_wresult(&assertion, exchange.now),
-            ),
+            ("wresult", wstrust::build_wsfed_wresult(&assertion, now)),
             ("wctx", request.wctx.clone()),
         ];
         let reply_to = request.reply_to.clone();
@@ -798,8 +927,8 @@ impl WsFed {
         exchange
             .cookies
             .push(session::set_cookie(FORM_COOKIE, "", &path, 0, "Strict"));
-        let user = self.session(exchange).map(|s| s.upn).unwrap_or_default();
-        audit(exchange, &user, "signed_out", "ok", None);
+        exchange.record.user = self.session(exchange).map(|s| s.upn).unwrap_or_default();
+        exchange.record.emit(Decision::SignedOut, "ok", None);
         match wreply {
             Some(url) => {
                 let mut reply = exchange.message(302, "Signed out", "You are signed out.");
@@ -827,46 +956,12 @@ fn issue(
     crate::sts::sign(app, &claims, TokenType::Saml11, now)
 }
 
-fn unavailable(exchange: &mut Exchange<'_>, error: &DirectoryError) -> PageReply {
-    tracing::warn!(correlation_id = %exchange.info.correlation_id, error = %error, "directory unavailable during passive sign-in");
-    audit(exchange, "", "refused", "directory_error", None);
-    exchange.message(
-        503,
-        "Sign-in unavailable",
-        "Sign-in is temporarily unavailable. Try again in a few minutes.",
-    )
-}
-
 fn random_failure(exchange: &mut Exchange<'_>) -> PageReply {
     exchange.message(
         500,
         "Sign-in failed",
         "The sign-in failed on the server. Try again later.",
     )
-}
-
-/// One structured record per passive decision (same fields as the active endpoints).
-fn audit(
-    exchange: &Exchange<'_>,
-    user: &str,
-    decision: &str,
-    reason: &str,
-    assertion_id: Option<&str>,
-) {
-    let user: String = user.chars().take(256).collect();
-    tracing::info!(
-        target: "fedsts::audit",
-        correlation_id = %exchange.info.correlation_id,
-        app = %exchange.app.config.id,
-        endpoint = "wsfed/passive",
-        user = %user,
-        client_ip = %exchange.info.client_ip,
-        user_agent = exchange.info.user_agent.as_deref().unwrap_or(""),
-        decision,
-        reason,
-        assertion_id = assertion_id.unwrap_or(""),
-        "passive sign-in"
-    );
 }
 
 #[cfg(test)]

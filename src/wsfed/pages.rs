@@ -23,7 +23,7 @@ pub fn escape(text: &str) -> String {
 
 const STYLE: &str = "body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;\
 color:#1b1b1b;background:#f3f4f6}main{max-width:26rem;margin:8vh auto;padding:2rem;\
-background:#fff;border:1px solid #c4c7cc;border-radius:8px}h1{font-size:1.4rem;margin:0 0 1rem}\
+background:#fff;border:1px solid #c4c7cc;border-radius:8px}h1{font-size:1.4rem;margin:0 0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}\
 img{max-height:48px;max-width:100%;display:block;margin-bottom:1rem}label{display:block;\
 font-weight:600;margin-top:1rem}input[type=text],input[type=email],input[type=password]{\
 box-sizing:border-box;width:100%;padding:.6rem;margin-top:.3rem;font-size:1rem;\
@@ -198,6 +198,25 @@ pub fn auto_post(
 /// A page with a title and one paragraph (signed out, errors).
 pub fn message(branding: &Branding<'_>, title: &str, text: &str, nonce: &str) -> String {
     let content = format!(r#"<p id="message">{}</p>"#, escape(text));
+    document(title, nonce, branding, &content)
+}
+
+/// A refusal page: title, one paragraph, and what the administrator can do (when known).
+pub fn refusal(
+    branding: &Branding<'_>,
+    title: &str,
+    text: &str,
+    admin_actions: &[&str],
+    nonce: &str,
+) -> String {
+    let mut content = format!(r#"<p id="message">{}</p>"#, escape(text));
+    if !admin_actions.is_empty() {
+        content.push_str("<h2>What your administrator can do</h2><ul id=\"admin-actions\">");
+        for action in admin_actions {
+            content.push_str(&format!("<li>{}</li>", escape(action)));
+        }
+        content.push_str("</ul>");
+    }
     document(title, nonce, branding, &content)
 }
 

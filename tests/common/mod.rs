@@ -90,6 +90,7 @@ pub fn free_port() -> u16 {
 pub mod audit;
 pub mod fixtures;
 pub mod kdc;
+pub mod passive;
 pub mod redis;
 pub mod server;
 pub mod slapd;

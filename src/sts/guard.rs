@@ -1,0 +1,156 @@
+//! The policy steps both password sign-in paths share (usernamemixed in `active`, passive
+//! sign-in in `crate::wsfed`): who the client is (trusted proxies) and what the request looks
+//! like (classification), the per-IP rate limit, the password check between the lockout check
+//! and the lockout record, and device trust for the authenticated user.
+
+use time::OffsetDateTime;
+
+use super::{App, RequestInfo, audit_record};
+use crate::directory::{AuthFailure, DirectoryError, User};
+use crate::error::StsError;
+use crate::policy::audit::AuditRecord;
+use crate::policy::device;
+use crate::policy::lockout::{Attempt, Verdict};
+use crate::policy::{ClientAddresses, Flow, Policies, Refusal, RequestClass, Signals};
+
+/// One sign-in request as the policies see it.
+pub(crate) struct SignInGuard<'a> {
+    /// The service's policies.
+    pub(crate) policies: &'a Policies,
+    /// The app asked for a token.
+    pub(crate) app: &'a App,
+    /// Request context (headers, peer, device certificate).
+    pub(crate) info: &'a RequestInfo,
+    /// The service clock's time of the request.
+    pub(crate) now: OffsetDateTime,
+    /// The client's addresses (forwarded ones only from trusted proxies).
+    pub(crate) addresses: ClientAddresses,
+    /// What the request looks like it comes from (explanations only).
+    pub(crate) class: RequestClass,
+}
+
+impl<'a> SignInGuard<'a> {
+    /// Attributes and classifies a request; `wtrealm` and `wctx` are the passive parameters.
+    pub(crate) fn new(
+        policies: &'a Policies,
+        app: &'a App,
+        info: &'a RequestInfo,
+        now: OffsetDateTime,
+        wtrealm: Option<&str>,
+        wctx: Option<&str>,
+    ) -> Self {
+        let addresses = policies.proxies.client_addresses(
+            info.client_ip,
+            info.forwarded_for.as_deref(),
+            info.ms_forwarded_client_ip.as_deref(),
+        );
+        let class = RequestClass::classify(&Signals {
+            user_agent: info.user_agent.as_deref(),
+            wtrealm,
+            wctx,
+        });
+        Self {
+            policies,
+            app,
+            info,
+            now,
+            addresses,
+            class,
+        }
+    }
+
+    /// The audit record of this request on `endpoint`, before its decision.
+    pub(crate) fn audit_record(&self, endpoint: impl Into<String>) -> AuditRecord {
+        audit_record(
+            self.app,
+            endpoint.into(),
+            self.info,
+            self.now,
+            self.addresses.client,
+            self.class,
+        )
+    }
+
+    /// Takes a token from the client IP's bucket.
+    pub(crate) async fn rate_limit(&self) -> Result<(), Refusal> {
+        match self
+            .policies
+            .rate_limit
+            .take(self.addresses.client, self.now)
+            .await?
+        {
+            Some(limited) => Err(Refusal::RateLimited(limited)),
+            None => Ok(()),
+        }
+    }
+
+    /// Lockout check, password check, lockout record. A locked account (enforce mode) is refused
+    /// before its password is looked at.
+    pub(crate) async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        record: &mut AuditRecord,
+    ) -> Result<User, StsError> {
+        let lockout = &self.policies.lockout;
+        let addresses = &self.addresses.all;
+        let check = lockout
+            .check(username, addresses, self.now)
+            .await
+            .map_err(Refusal::from)?;
+        record.lockout_location = Some(check.location);
+        match check.verdict {
+            Verdict::Blocked => return Err(Refusal::Locked(check.location).into()),
+            Verdict::WouldBlock => record.lockout_log_only = true,
+            Verdict::Open => {}
+        }
+        let authenticated = self.app.directory.authenticate(username, password).await;
+        let attempt = match &authenticated {
+            Ok(_) => Some(Attempt::Success),
+            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => {
+                Some(Attempt::WrongPassword)
+            }
+            Err(_) => None,
+        };
+        if let Some(attempt) = attempt {
+            lockout
+                .record(username, addresses, attempt, self.now)
+                .await
+                .map_err(Refusal::from)?;
+        }
+        Ok(authenticated?)
+    }
+
+    /// Device trust for an authenticated user on a `flow` endpoint; the device id (also of a
+    /// device no policy asked for) goes into the audit record.
+    pub(crate) fn device(
+        &self,
+        flow: Flow,
+        user: &User,
+        record: &mut AuditRecord,
+    ) -> Result<(), Refusal> {
+        let covers = self
+            .app
+            .config
+            .device_trust
+            .as_ref()
+            .is_some_and(|p| p.covers(flow, self.class, user));
+        let decision = device::evaluate(
+            covers,
+            self.info.device_certificate.as_deref(),
+            self.class,
+            self.now,
+        );
+        match decision {
+            device::Decision::NotRequired(presented) => {
+                record.device_id = presented.map(|d| d.id);
+                Ok(())
+            }
+            device::Decision::Trusted(d) => {
+                record.device_id = Some(d.id);
+                Ok(())
+            }
+            device::Decision::Refused(refusal) => Err(Refusal::Device(refusal)),
+        }
+    }
+}
