@@ -57,7 +57,20 @@ impl Fedsts {
 
     /// fedsts with `realms` (a TOML inline table) and `directory` (a `[directories.users]` table).
     fn start_with(kdc: &Kdc, allowed_networks: &str, realms: &str, directory: &str) -> Self {
-        Self::launch(kdc, allowed_networks, realms, directory, None)
+        Self::launch(kdc, allowed_networks, realms, directory, None, "")
+    }
+
+    /// fedsts behind a reverse proxy on 127.0.0.1 (`server.trusted_proxies`) whose intranet is
+    /// `allowed_networks`.
+    fn start_behind_proxy(kdc: &Kdc, allowed_networks: &str) -> Self {
+        Self::launch(
+            kdc,
+            allowed_networks,
+            &format!("{{ \"{REALM}\" = \"example.com\" }}"),
+            FILE_DIRECTORY,
+            None,
+            "\"127.0.0.1\"",
+        )
     }
 
     /// fedsts whose clock (MIT krb5's included) runs `offset` (a `faketime -f` spec such as
@@ -69,6 +82,7 @@ impl Fedsts {
             &format!("{{ \"{REALM}\" = \"example.com\" }}"),
             FILE_DIRECTORY,
             Some(offset),
+            "",
         )
     }
 
@@ -78,6 +92,7 @@ impl Fedsts {
         realms: &str,
         directory: &str,
         clock_offset: Option<&str>,
+        trusted_proxies: &str,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -116,6 +131,7 @@ listen = "{listen}"
 public_url = "{public}"
 tls_cert = "{tls_cert}"
 tls_key = "{tls_key}"
+trusted_proxies = [{trusted_proxies}]
 
 [[apps]]
 id = "{id}"
@@ -469,6 +485,26 @@ fn no_or_forged_ticket_is_401_and_outside_networks_is_403() {
         assert_eq!(reply.status, 403, "{}", reply.body);
         assert!(!reply.body.contains("Assertion"));
     }
+
+    // Behind a trusted reverse proxy the socket peer (the proxy, on the intranet) does not
+    // decide: the forwarded client address does.
+    let proxied = Fedsts::start_behind_proxy(&kdc, "\"127.0.0.0/8\"");
+    let from_internet = curl(
+        &proxied,
+        &kdc,
+        "13",
+        &alice,
+        &["-H", "X-Forwarded-For: 203.0.113.5"],
+    );
+    assert_eq!(from_internet.status, 403, "{}", from_internet.body);
+    let from_intranet = curl(
+        &proxied,
+        &kdc,
+        "13",
+        &alice,
+        &["-H", "X-Forwarded-For: 127.0.0.9"],
+    );
+    assert_eq!(from_intranet.status, 200, "{}", from_intranet.body);
 }
 
 /// `[directories.users]` on the AD-shaped entries of the test slapd, with the backend's AD

@@ -5,10 +5,10 @@ use super::{App, HttpReply, RequestInfo, Sts};
 use crate::wstrust::TrustVersion;
 #[cfg(feature = "kerberos")]
 use {
-    super::{audit_record, sign},
+    super::guard::SignInGuard,
+    super::sign,
     crate::error::{FAULT_HTTP_STATUS, StsError},
     crate::policy::audit,
-    crate::policy::{RequestClass, Signals},
     crate::saml::SignedAssertion,
     crate::soap,
     crate::windowstransport as wt,
@@ -44,17 +44,13 @@ impl Sts {
             return HttpReply::text(404, "windowstransport is not enabled for this app\n");
         };
         let endpoint = format!("trust/{}/windowstransport", version.path_segment());
-        let class = RequestClass::classify(&Signals {
-            user_agent: info.user_agent.as_deref(),
-            ..Signals::default()
-        });
         let now = self.clock.now();
-        let mut record = audit_record(app, endpoint, info, now, info.client_ip, class);
-        if !kerberos
-            .networks()
-            .iter()
-            .any(|n| n.contains(info.client_ip))
-        {
+        // The client's address as the trusted proxies report it: behind a reverse proxy the
+        // socket peer is the proxy, which must not make the Internet look like the intranet.
+        let guard = SignInGuard::new(&self.policies, app, info, now, None, None);
+        let mut record = guard.audit_record(endpoint);
+        let client = guard.addresses.client;
+        if !kerberos.networks().iter().any(|n| n.contains(client)) {
             record.emit(audit::Decision::Refused, "outside_allowed_networks", None);
             return HttpReply::text(403, "windowstransport is only served to the intranet\n");
         }
