@@ -63,26 +63,6 @@ impl Drop for Process {
     }
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn query(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// Starts the receiver; returns it and its port.
 fn start_receiver(dir: &Path, signing_cert: &Path, issuer: &str) -> (Process, u16) {
     let tls = fedsts::crypto::generate_self_signed("receiver", &["127.0.0.1".into()], 2).unwrap();
@@ -361,7 +341,7 @@ async fn browser_signs_in_through_passive_wsfed() {
     let sign_in = |extra: &[(&str, &str)]| {
         let mut fields = vec![("wa", "wsignin1.0"), ("wtrealm", REALM), ("wctx", WCTX)];
         fields.extend_from_slice(extra);
-        format!("{passive}?{}", query(&fields))
+        format!("{passive}?{}", common::passive::form(&fields))
     };
 
     // SP-initiated with a login hint and Entra's wctx.
