@@ -70,6 +70,9 @@ pub struct FileDirectory {
     accounts: HashMap<String, String>,
     /// Verified instead of a real hash for unknown users, so they cost the same time.
     dummy_hash: PasswordHash,
+    /// One permit per core: at most that many argon2 checks (19 MiB each) run at once, so a
+    /// burst of sign-ins queues instead of exhausting memory and thrashing the caches.
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for FileDirectory {
@@ -125,10 +128,12 @@ impl FileDirectory {
         let dummy =
             hash_password("fedsts dummy password for unknown users").map_err(|e| e.to_string())?;
         let dummy_hash = PasswordHash::new(&dummy).map_err(|e| e.to_string())?;
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         Ok(Self {
             users,
             accounts,
             dummy_hash,
+            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 
@@ -195,9 +200,18 @@ impl Directory for FileDirectory {
             None => self.dummy_hash.clone(),
         };
         let password = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || verify(&password, &hash))
+        let permit = self
+            .hashing
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))?;
+        let matches = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify(&password, &hash)
+        })
+        .await
+        .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))?;
         match stored {
             None => Err(DirectoryError::Rejected(AuthFailure::UnknownUser)),
             Some(_) if !matches => Err(DirectoryError::Rejected(AuthFailure::WrongPassword)),
