@@ -34,7 +34,7 @@ fn issue(body: &[u8], identity: &SigningIdentity, now: OffsetDateTime) -> String
     .unwrap();
     let claims = Claims {
         issuer: "example.com".into(),
-        audience: saml::AUDIENCE_MICROSOFT_ONLINE.into(),
+        audience: fedsts::ns::MICROSOFT_ONLINE.into(),
         immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
         upn: request.username.clone(),
         authn_method: AuthnMethod::Password,

@@ -23,6 +23,7 @@ pub mod error;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;
 pub mod mex;
+pub mod ns;
 pub mod policy;
 pub mod preflight;
 pub mod rollover;

@@ -7,26 +7,20 @@
 //! that are configured appear; every policy, binding and port belongs to exactly one endpoint, so
 //! nothing dangles when an endpoint is left out.
 
+use crate::ns::{SOAP12, TRUST_13, TRUST_2005, WSA, WSP, WSU};
 use std::fmt::Write as _;
 
 const NS_WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
 const NS_XSD: &str = "http://www.w3.org/2001/XMLSchema";
 const NS_SOAP12_WSDL: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
-const NS_WSP: &str = "http://schemas.xmlsoap.org/ws/2004/09/policy";
-const NS_WSU: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
-const NS_WSA10: &str = "http://www.w3.org/2005/08/addressing";
 const NS_WSAW: &str = "http://www.w3.org/2006/05/addressing/wsdl";
 const NS_WSX: &str = "http://schemas.xmlsoap.org/ws/2004/09/mex";
 const NS_TNS: &str = "http://schemas.microsoft.com/ws/2008/06/identity/securitytokenservice";
-const NS_TRUST_2005: &str = "http://schemas.xmlsoap.org/ws/2005/02/trust";
-const NS_TRUST_13: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512";
 const NS_SP_13: &str = "http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702";
 const NS_SP_2005: &str = "http://schemas.xmlsoap.org/ws/2005/07/securitypolicy";
 const NS_MSSP: &str = "http://schemas.microsoft.com/ws/2005/07/securitypolicy";
 const NS_HTTP_POLICY: &str = "http://schemas.microsoft.com/ws/06/2004/policy/http";
 const NS_ADDRESSING_IDENTITY: &str = "http://schemas.xmlsoap.org/ws/2006/02/addressingidentity";
-const NS_SOAP12_ENVELOPE: &str = "http://www.w3.org/2003/05/soap-envelope";
 
 const SOAP_HTTP_TRANSPORT: &str = "http://schemas.xmlsoap.org/soap/http";
 const ACTION_GET_RESPONSE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse";
@@ -58,10 +52,7 @@ pub fn definitions(endpoints: &MexEndpoints) -> String {
 /// request's MessageID when known. Action http://schemas.xmlsoap.org/ws/2004/09/transfer/GetResponse.
 pub fn soap_response(endpoints: &MexEndpoints, relates_to: Option<&str>) -> String {
     let mut w = XmlWriter::default();
-    w.open(
-        "s:Envelope",
-        &[("xmlns:s", NS_SOAP12_ENVELOPE), ("xmlns:a", NS_WSA10)],
-    );
+    w.open("s:Envelope", &[("xmlns:s", SOAP12), ("xmlns:a", WSA)]);
     w.open("s:Header", &[]);
     w.text_element(
         "a:Action",
@@ -211,15 +202,15 @@ fn write_definitions(w: &mut XmlWriter, endpoints: &MexEndpoints) {
             ("targetNamespace", NS_TNS),
             ("xmlns:wsdl", NS_WSDL),
             ("xmlns:xsd", NS_XSD),
-            ("xmlns:t", NS_TRUST_2005),
-            ("xmlns:trust", NS_TRUST_13),
+            ("xmlns:t", TRUST_2005),
+            ("xmlns:trust", TRUST_13),
             ("xmlns:tns", NS_TNS),
             ("xmlns:soap12", NS_SOAP12_WSDL),
-            ("xmlns:wsa10", NS_WSA10),
+            ("xmlns:wsa10", WSA),
             ("xmlns:wsaw", NS_WSAW),
             ("xmlns:wsx", NS_WSX),
-            ("xmlns:wsu", NS_WSU),
-            ("xmlns:wsp", NS_WSP),
+            ("xmlns:wsu", WSU),
+            ("xmlns:wsp", WSP),
         ],
     );
     for endpoint in &advertised {
@@ -361,7 +352,7 @@ fn write_username_token(w: &mut XmlWriter, sp: SecurityPolicy, container: &str) 
 
 fn write_signed_to_header(w: &mut XmlWriter) {
     w.open("sp:SignedParts", &[]);
-    w.empty("sp:Header", &[("Name", "To"), ("Namespace", NS_WSA10)]);
+    w.empty("sp:Header", &[("Name", "To"), ("Namespace", WSA)]);
     w.close("sp:SignedParts");
 }
 
@@ -401,7 +392,7 @@ fn write_types(w: &mut XmlWriter) {
         "xsd:schema",
         &[("targetNamespace", &format!("{NS_TNS}/Imports"))],
     );
-    for namespace in [NS_TRUST_2005, NS_TRUST_13] {
+    for namespace in [TRUST_2005, TRUST_13] {
         w.empty("xsd:import", &[("namespace", namespace)]);
     }
     w.close("xsd:schema");
@@ -821,9 +812,9 @@ mod tests {
         // namespace of the container was.
         let username = tokens.map(|t| {
             t.select(&[
-                (NS_WSP, "Policy"),
+                (WSP, "Policy"),
                 (NS_SP_2005, "UsernameToken"),
-                (NS_WSP, "Policy"),
+                (WSP, "Policy"),
                 (NS_SP_2005, "WssUsernameToken10"),
             ])
         });
@@ -835,18 +826,18 @@ mod tests {
 
     fn net_policies(root: &Element) -> BTreeMap<String, NetPolicy> {
         let mut policies = BTreeMap::new();
-        for policy in net_find(root, NS_WSP, "Policy") {
-            let Some(exactly_one) = policy.child(NS_WSP, "ExactlyOne") else {
+        for policy in net_find(root, WSP, "Policy") {
+            let Some(exactly_one) = policy.child(WSP, "ExactlyOne") else {
                 continue;
             };
-            for all in exactly_one.descendants(NS_WSP, "All") {
+            for all in exactly_one.descendants(WSP, "All") {
                 for auth in net_classify_all(all) {
                     let has_transport =
                         !policy.descendants(NS_SP_13, "TransportBinding").is_empty()
                             || !policy
                                 .descendants(NS_SP_2005, "TransportBinding")
                                 .is_empty();
-                    if let (true, Some(id)) = (has_transport, policy.attr_ns(NS_WSU, "Id")) {
+                    if let (true, Some(id)) = (has_transport, policy.attr_ns(WSU, "Id")) {
                         let entry = NetPolicy {
                             auth,
                             version_13: None,
@@ -871,7 +862,7 @@ mod tests {
     ) -> HashMap<String, String> {
         let mut bindings = HashMap::new();
         for binding in net_find(root, NS_WSDL, "binding") {
-            for reference in binding.children(NS_WSP, "PolicyReference") {
+            for reference in binding.children(WSP, "PolicyReference") {
                 let Some(uri) = reference.attr("URI") else {
                     continue;
                 };
@@ -923,7 +914,7 @@ mod tests {
             let Some(uri) = bindings.get(name) else {
                 continue;
             };
-            let address = port.select(&[(NS_WSA10, "EndpointReference"), (NS_WSA10, "Address")]);
+            let address = port.select(&[(WSA, "EndpointReference"), (WSA, "Address")]);
             if let Some(address) = address.first() {
                 assert!(address.text.starts_with("https://"), "absolute URI");
                 policies.get_mut(uri).unwrap().url = Some(address.text.clone());
@@ -952,18 +943,14 @@ mod tests {
     /// Policies under `//wsdl:definitions/wsp:Policy` that reach `leaf_path` from ExactlyOne/All
     /// and carry a literal `wsu:Id` and an `sp`-namespace TransportBinding.
     fn msal4j_policy_ids(root: &Element, leaf_path: &[(&str, &str)], sp: &str) -> Vec<String> {
-        root.children(NS_WSP, "Policy")
+        root.children(WSP, "Policy")
             .filter(|policy| {
-                let all = policy.select(&[(NS_WSP, "ExactlyOne"), (NS_WSP, "All")]);
+                let all = policy.select(&[(WSP, "ExactlyOne"), (WSP, "All")]);
                 all.iter().any(|a| !a.select(leaf_path).is_empty())
             })
             .filter_map(|policy| {
                 let has_transport = !policy
-                    .select(&[
-                        (NS_WSP, "ExactlyOne"),
-                        (NS_WSP, "All"),
-                        (sp, "TransportBinding"),
-                    ])
+                    .select(&[(WSP, "ExactlyOne"), (WSP, "All"), (sp, "TransportBinding")])
                     .is_empty();
                 let id = policy.attr_raw("wsu:Id")?;
                 has_transport.then(|| format!("#{id}"))
@@ -975,9 +962,9 @@ mod tests {
         let leaf = |sp, container| {
             [
                 (sp, container),
-                (NS_WSP, "Policy"),
+                (WSP, "Policy"),
                 (sp, "UsernameToken"),
-                (NS_WSP, "Policy"),
+                (WSP, "Policy"),
                 (sp, "WssUsernameToken10"),
             ]
         };
@@ -989,11 +976,11 @@ mod tests {
     }
 
     fn msal4j_integrated_policies(root: &Element) -> Vec<String> {
-        root.children(NS_WSP, "Policy")
+        root.children(WSP, "Policy")
             .filter(|p| {
                 !p.select(&[
-                    (NS_WSP, "ExactlyOne"),
-                    (NS_WSP, "All"),
+                    (WSP, "ExactlyOne"),
+                    (WSP, "All"),
                     (NS_HTTP_POLICY, "NegotiateAuthentication"),
                 ])
                 .is_empty()
@@ -1006,7 +993,7 @@ mod tests {
     fn msal4j_select(root: &Element, policy_ids: &[String]) -> Option<(String, bool)> {
         let mut bindings = HashMap::new();
         for binding in root.children(NS_WSDL, "binding") {
-            for reference in binding.children(NS_WSP, "PolicyReference") {
+            for reference in binding.children(WSP, "PolicyReference") {
                 let uri = reference.attr("URI").unwrap();
                 if !policy_ids.iter().any(|id| id == uri) {
                     continue;
@@ -1036,7 +1023,7 @@ mod tests {
             let Some(&version_13) = bindings.get(name) else {
                 continue;
             };
-            let address = port.select(&[(NS_WSA10, "EndpointReference"), (NS_WSA10, "Address")]);
+            let address = port.select(&[(WSA, "EndpointReference"), (WSA, "Address")]);
             let address = address.first().expect("msal4j throws without an address");
             if address.text.to_ascii_lowercase().starts_with("https://") {
                 chosen[usize::from(version_13)] = Some(address.text.trim().to_owned());
@@ -1126,8 +1113,8 @@ mod tests {
     }
 
     fn policy_ids(root: &Element) -> Vec<&str> {
-        root.children(NS_WSP, "Policy")
-            .map(|p| p.attr_ns(NS_WSU, "Id").unwrap())
+        root.children(WSP, "Policy")
+            .map(|p| p.attr_ns(WSU, "Id").unwrap())
             .collect()
     }
 
@@ -1142,7 +1129,7 @@ mod tests {
             .into_iter()
             .map(|port| {
                 let soap_address = port.child(NS_SOAP12_WSDL, "address").unwrap();
-                let epr = port.select(&[(NS_WSA10, "EndpointReference"), (NS_WSA10, "Address")]);
+                let epr = port.select(&[(WSA, "EndpointReference"), (WSA, "Address")]);
                 assert_eq!(soap_address.attr("location"), Some(epr[0].text.as_str()));
                 epr[0].text.clone()
             })
@@ -1206,7 +1193,7 @@ mod tests {
         for port in root.select(&[(NS_WSDL, "service"), (NS_WSDL, "port")]) {
             let spns: Vec<&str> = port
                 .select(&[
-                    (NS_WSA10, "EndpointReference"),
+                    (WSA, "EndpointReference"),
                     (NS_ADDRESSING_IDENTITY, "Identity"),
                     (NS_ADDRESSING_IDENTITY, "Spn"),
                 ])
@@ -1238,7 +1225,7 @@ mod tests {
             .map(|id| format!("#{id}"))
             .collect();
         let references: Vec<&str> = root
-            .descendants(NS_WSP, "PolicyReference")
+            .descendants(WSP, "PolicyReference")
             .into_iter()
             .map(|r| r.attr("URI").unwrap())
             .collect();
@@ -1308,10 +1295,10 @@ mod tests {
 
     fn policy_assertions<'a>(root: &'a Element, id: &str) -> &'a Element {
         let policy = root
-            .children(NS_WSP, "Policy")
-            .find(|p| p.attr_ns(NS_WSU, "Id") == Some(id))
+            .children(WSP, "Policy")
+            .find(|p| p.attr_ns(WSU, "Id") == Some(id))
             .unwrap();
-        policy.select(&[(NS_WSP, "ExactlyOne"), (NS_WSP, "All")])[0]
+        policy.select(&[(WSP, "ExactlyOne"), (WSP, "All")])[0]
     }
 
     fn child_names(element: &Element) -> Vec<(&str, &str)> {
@@ -1337,11 +1324,11 @@ mod tests {
                 (NS_WSAW, "UsingAddressing"),
             ]
         );
-        let transport = all.select(&[(NS_SP_13, "TransportBinding"), (NS_WSP, "Policy")])[0];
+        let transport = all.select(&[(NS_SP_13, "TransportBinding"), (WSP, "Policy")])[0];
         assert!(transport.child(NS_SP_13, "IncludeTimestamp").is_some());
         let token = all.select(&[
             (NS_SP_13, "SignedEncryptedSupportingTokens"),
-            (NS_WSP, "Policy"),
+            (WSP, "Policy"),
             (NS_SP_13, "UsernameToken"),
         ])[0];
         assert_eq!(
@@ -1352,10 +1339,10 @@ mod tests {
         );
         let key = all.select(&[
             (NS_SP_13, "EndorsingSupportingTokens"),
-            (NS_WSP, "Policy"),
+            (WSP, "Policy"),
             (NS_SP_13, "KeyValueToken"),
         ])[0];
-        assert_eq!(key.attr_ns(NS_WSP, "Optional"), Some("true"));
+        assert_eq!(key.attr_ns(WSP, "Optional"), Some("true"));
     }
 
     #[test]
@@ -1375,10 +1362,10 @@ mod tests {
         );
         let rsa = all.select(&[
             (NS_SP_2005, "EndorsingSupportingTokens"),
-            (NS_WSP, "Policy"),
+            (WSP, "Policy"),
             (NS_MSSP, "RsaToken"),
         ])[0];
-        assert_eq!(rsa.attr_ns(NS_WSP, "Optional"), Some("true"));
+        assert_eq!(rsa.attr_ns(WSP, "Optional"), Some("true"));
     }
 
     #[test]
@@ -1421,17 +1408,14 @@ mod tests {
     #[test]
     fn soap_response_wraps_definitions_with_get_response_action() {
         let root = parse(&soap_response(&usernamemixed_only(), Some("urn:uuid:a&b")));
-        assert!(root.is(NS_SOAP12_ENVELOPE, "Envelope"));
-        let header = root.child(NS_SOAP12_ENVELOPE, "Header").unwrap();
+        assert!(root.is(SOAP12, "Envelope"));
+        let header = root.child(SOAP12, "Header").unwrap();
         assert_eq!(
-            header.child(NS_WSA10, "Action").unwrap().text,
+            header.child(WSA, "Action").unwrap().text,
             ACTION_GET_RESPONSE
         );
-        assert_eq!(
-            header.child(NS_WSA10, "RelatesTo").unwrap().text,
-            "urn:uuid:a&b"
-        );
-        let body = root.child(NS_SOAP12_ENVELOPE, "Body").unwrap();
+        assert_eq!(header.child(WSA, "RelatesTo").unwrap().text, "urn:uuid:a&b");
+        let body = root.child(SOAP12, "Body").unwrap();
         let inner = body.child(NS_WSDL, "definitions").unwrap();
         assert_eq!(binding_names(inner).len(), 2);
     }
@@ -1439,8 +1423,8 @@ mod tests {
     #[test]
     fn soap_response_without_message_id_has_no_relates_to() {
         let root = parse(&soap_response(&usernamemixed_only(), None));
-        let header = root.child(NS_SOAP12_ENVELOPE, "Header").unwrap();
-        assert!(header.child(NS_WSA10, "RelatesTo").is_none());
-        assert!(header.child(NS_WSA10, "Action").is_some());
+        let header = root.child(SOAP12, "Header").unwrap();
+        assert!(header.child(WSA, "RelatesTo").is_none());
+        assert!(header.child(WSA, "Action").is_some());
     }
 }

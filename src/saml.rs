@@ -9,9 +9,6 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use crate::crypto::SigningIdentity;
 use crate::xmldsig::{CanonicalWriter, SignaturePlacement, XmlDsigError, sign_enveloped};
 
-/// The audience Entra ID expects in every assertion.
-pub const AUDIENCE_MICROSOFT_ONLINE: &str = "urn:federation:MicrosoftOnline";
-
 const SAML11_NS: &str = "urn:oasis:names:tc:SAML:1.0:assertion";
 const SAML20_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 const NAMEID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
@@ -106,7 +103,7 @@ impl Attribute {
 pub struct Claims {
     /// Assertion issuer: the IssuerUri configured for the user's domain in Entra.
     pub issuer: String,
-    /// Audience, normally [`AUDIENCE_MICROSOFT_ONLINE`].
+    /// Audience, normally [`crate::ns::MICROSOFT_ONLINE`].
     pub audience: String,
     /// The Entra `onPremisesImmutableId` (NameIdentifier and ImmutableID claim).
     pub immutable_id: String,
@@ -439,7 +436,7 @@ mod tests {
     fn claims() -> Claims {
         Claims {
             issuer: "http://sts.contoso.com/adfs/services/trust".into(),
-            audience: AUDIENCE_MICROSOFT_ONLINE.into(),
+            audience: crate::ns::MICROSOFT_ONLINE.into(),
             immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
             upn: "alice@contoso.com".into(),
             authn_method: AuthnMethod::Password,

@@ -3,14 +3,10 @@
 //! Only SOAP 1.2 (`http://www.w3.org/2003/05/soap-envelope`) is spoken, as by every WS-Trust
 //! client of Entra ID; a SOAP 1.1 envelope is recognised and refused as a version mismatch.
 
+use crate::ns::{SOAP12, WSA};
 use crate::xml::{self, Element, XmlError};
-
-/// The SOAP 1.2 envelope namespace.
-pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
 /// The SOAP 1.1 envelope namespace (recognised only to refuse it clearly).
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-/// WS-Addressing 1.0 namespace used in fault headers.
-const ADDRESSING_NS: &str = "http://www.w3.org/2005/08/addressing";
 /// WS-Addressing action of every SOAP fault.
 pub const FAULT_ACTION: &str = "http://www.w3.org/2005/08/addressing/soap/fault";
 
@@ -58,7 +54,7 @@ pub fn parse_envelope(input: &[u8], limits: &xml::Limits) -> Result<Envelope, So
 }
 
 fn check_envelope_root(root: &Element) -> Result<(), SoapError> {
-    if root.is(SOAP12_NS, "Envelope") {
+    if root.is(SOAP12, "Envelope") {
         Ok(())
     } else if root.is(SOAP11_NS, "Envelope") {
         Err(SoapError::VersionMismatch)
@@ -71,7 +67,7 @@ fn split_envelope(root: Element) -> Result<Envelope, SoapError> {
     let mut header = None;
     let mut body = None;
     for child in root.children {
-        if child.is(SOAP12_NS, "Header") {
+        if child.is(SOAP12, "Header") {
             if header.is_some() {
                 return Err(SoapError::DuplicateHeader);
             }
@@ -79,7 +75,7 @@ fn split_envelope(root: Element) -> Result<Envelope, SoapError> {
                 return Err(SoapError::UnexpectedChild("Header after Body".to_owned()));
             }
             header = Some(child);
-        } else if child.is(SOAP12_NS, "Body") {
+        } else if child.is(SOAP12, "Body") {
             if body.is_some() {
                 return Err(SoapError::DuplicateBody);
             }
@@ -138,8 +134,8 @@ impl Fault {
                 r#"<s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason>"#,
                 r#"<s:Detail></s:Detail></s:Fault></s:Body></s:Envelope>"#
             ),
-            soap = SOAP12_NS,
-            wsa = ADDRESSING_NS,
+            soap = SOAP12,
+            wsa = WSA,
             action = FAULT_ACTION,
             relates_to = self.relates_to_header(),
             code = self.code.qname(),
@@ -182,7 +178,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(envelope.header, None);
-        assert!(envelope.body.is(SOAP12_NS, "Body"));
+        assert!(envelope.body.is(SOAP12, "Body"));
     }
 
     #[test]
@@ -268,19 +264,19 @@ mod tests {
         let rendered = fault.to_xml();
         assert!(!rendered.contains("RelatesTo"));
         let envelope = parse(&rendered).unwrap();
-        let fault_element = envelope.body.child(SOAP12_NS, "Fault").unwrap().unwrap();
-        let code = fault_element.child(SOAP12_NS, "Code").unwrap().unwrap();
+        let fault_element = envelope.body.child(SOAP12, "Fault").unwrap().unwrap();
+        let code = fault_element.child(SOAP12, "Code").unwrap().unwrap();
         assert_eq!(
-            code.child(SOAP12_NS, "Value").unwrap().unwrap().text,
+            code.child(SOAP12, "Value").unwrap().unwrap().text,
             "s:Receiver"
         );
-        let subcode = code.child(SOAP12_NS, "Subcode").unwrap().unwrap();
+        let subcode = code.child(SOAP12, "Subcode").unwrap().unwrap();
         assert_eq!(
-            subcode.child(SOAP12_NS, "Value").unwrap().unwrap().text,
+            subcode.child(SOAP12, "Value").unwrap().unwrap().text,
             "a:RequestFailed"
         );
-        let reason = fault_element.child(SOAP12_NS, "Reason").unwrap().unwrap();
-        let text = reason.child(SOAP12_NS, "Text").unwrap().unwrap();
+        let reason = fault_element.child(SOAP12, "Reason").unwrap().unwrap();
+        let text = reason.child(SOAP12, "Text").unwrap().unwrap();
         assert_eq!(text.text, "MSIS3127: The specified request failed.");
         assert_eq!(
             text.attribute(Some("http://www.w3.org/XML/1998/namespace"), "lang"),

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use crate::config::ConfigProblem;
 use crate::directory::{AuthFailure, Directory, DirectoryError, User};
-use crate::saml::{self, Attribute, AuthnMethod, Claims};
+use crate::saml::{Attribute, AuthnMethod, Claims};
 
 /// `http://schemas.microsoft.com/ws/2012/01` (insidecorporatenetwork, accounttype).
 pub const NS_WS_2012_01: &str = "http://schemas.microsoft.com/ws/2012/01";
@@ -310,7 +310,7 @@ pub fn windows_claims(
     }
     Ok(Claims {
         issuer: issuer.to_owned(),
-        audience: saml::AUDIENCE_MICROSOFT_ONLINE.to_owned(),
+        audience: crate::ns::MICROSOFT_ONLINE.to_owned(),
         immutable_id,
         upn,
         authn_method: AuthnMethod::Windows,

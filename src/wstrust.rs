@@ -8,32 +8,16 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use crate::ns::{MICROSOFT_ONLINE, SOAP12, TRUST_13, TRUST_2005, WSA, WSP, WSSE, WSU};
 use crate::saml::{SignedAssertion, TokenType, format_instant};
 use crate::soap::{self, FaultCode};
 use crate::xml::{self, Element};
-
-/// WS-Trust 1.3 namespace.
-pub const TRUST_13_NS: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512";
-/// WS-Trust 2005 (February 2005) namespace.
-pub const TRUST_2005_NS: &str = "http://schemas.xmlsoap.org/ws/2005/02/trust";
-/// WS-Security 1.0 secext namespace.
-pub const WSSE_NS: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
 /// WS-Security 1.1 secext namespace (used for `k:TokenType` in token references).
 pub const WSSE11_NS: &str = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd";
-/// WS-Security utility namespace (Timestamp, Created, Expires, Id).
-pub const WSU_NS: &str =
-    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
-/// WS-Addressing 1.0 namespace.
-pub const WSA_NS: &str = "http://www.w3.org/2005/08/addressing";
 /// WS-Addressing 2004/08 namespace, accepted in AppliesTo and MessageID.
 pub const WSA_2004_NS: &str = "http://schemas.xmlsoap.org/ws/2004/08/addressing";
-/// WS-Policy 2004/09 namespace (AppliesTo).
-pub const WSP_NS: &str = "http://schemas.xmlsoap.org/ws/2004/09/policy";
 /// WS-Policy 1.5 namespace, also accepted for AppliesTo.
 pub const WSP_15_NS: &str = "http://www.w3.org/ns/ws-policy";
-/// The audience Entra ID expects, and the default AppliesTo of every Microsoft client.
-pub const MICROSOFT_ONLINE: &str = "urn:federation:MicrosoftOnline";
 /// The legacy AppliesTo of the Sign-In Assistant / early ADAL era.
 pub const LEGACY_EXTSTS: &str = "https://login.microsoftonline.com/extSTS.srf";
 
@@ -64,8 +48,8 @@ impl TrustVersion {
     /// The version's trust namespace.
     pub fn namespace(self) -> &'static str {
         match self {
-            Self::V13 => TRUST_13_NS,
-            Self::V2005 => TRUST_2005_NS,
+            Self::V13 => TRUST_13,
+            Self::V2005 => TRUST_2005,
         }
     }
 
@@ -384,8 +368,8 @@ pub fn fault(
         ),
         FaultKind::InvalidRequest => (FaultCode::Sender, version.namespace(), "InvalidRequest"),
         FaultKind::RequestFailed => (FaultCode::Receiver, version.namespace(), "RequestFailed"),
-        FaultKind::InvalidSecurity => (FaultCode::Sender, WSSE_NS, "InvalidSecurity"),
-        FaultKind::MessageExpired => (FaultCode::Sender, WSSE_NS, "MessageExpired"),
+        FaultKind::InvalidSecurity => (FaultCode::Sender, WSSE, "InvalidSecurity"),
+        FaultKind::MessageExpired => (FaultCode::Sender, WSSE, "MessageExpired"),
     };
     soap::Fault {
         code,
@@ -453,7 +437,7 @@ pub fn request_message_id(envelope: &soap::Envelope) -> Option<String> {
 /// `wsa:MessageID`, also msal4j's lower-case `messageID`, in either addressing namespace.
 fn message_id(header: &Element) -> Result<Option<String>, WsTrustError> {
     let mut ids = header.children.iter().filter(|child| {
-        [WSA_NS, WSA_2004_NS]
+        [WSA, WSA_2004_NS]
             .iter()
             .any(|ns| child.is(ns, "MessageID") || child.is(ns, "messageID"))
     });
@@ -468,7 +452,7 @@ fn message_id(header: &Element) -> Result<Option<String>, WsTrustError> {
 }
 
 fn security_header(header: &Element) -> Result<&Element, WsTrustError> {
-    let mut headers = header.children_named(WSSE_NS, "Security");
+    let mut headers = header.children_named(WSSE, "Security");
     let security = headers.next().ok_or(WsTrustError::MissingSecurityHeader)?;
     if headers.next().is_some() {
         return Err(WsTrustError::DuplicateSecurityHeader);
@@ -477,7 +461,7 @@ fn security_header(header: &Element) -> Result<&Element, WsTrustError> {
 }
 
 fn username_token(security: &Element) -> Result<(String, Password), WsTrustError> {
-    let mut tokens = security.children_named(WSSE_NS, "UsernameToken");
+    let mut tokens = security.children_named(WSSE, "UsernameToken");
     let token = tokens.next().ok_or(WsTrustError::MissingUsernameToken)?;
     if tokens.next().is_some() {
         return Err(WsTrustError::DuplicateUsernameToken);
@@ -502,7 +486,7 @@ fn credential_field<'a>(
     name: &'static str,
 ) -> Result<Option<&'a Element>, WsTrustError> {
     token
-        .child(WSSE_NS, name)
+        .child(WSSE, name)
         .map_err(|_| WsTrustError::DuplicateCredentialField(name))
 }
 
@@ -515,7 +499,7 @@ fn check_password_type(password: &Element) -> Result<(), WsTrustError> {
 }
 
 fn request_timestamp(security: &Element) -> Result<Timestamp, WsTrustError> {
-    let mut timestamps = security.children_named(WSU_NS, "Timestamp");
+    let mut timestamps = security.children_named(WSU, "Timestamp");
     let timestamp = timestamps.next().ok_or(WsTrustError::MissingTimestamp)?;
     if timestamps.next().is_some() {
         return Err(WsTrustError::DuplicateTimestamp);
@@ -531,7 +515,7 @@ fn timestamp_field(
     field: &'static str,
 ) -> Result<OffsetDateTime, WsTrustError> {
     let element = timestamp
-        .child(WSU_NS, field)
+        .child(WSU, field)
         .ok()
         .flatten()
         .ok_or(WsTrustError::IncompleteTimestamp(field))?;
@@ -643,10 +627,10 @@ fn token_type(uri: &str) -> Result<TokenType, WsTrustError> {
 /// `wsp:AppliesTo/wsa:EndpointReference/wsa:Address`, which must name Microsoft Online.
 fn applies_to(rst: &Element) -> Result<String, WsTrustError> {
     let applies_to =
-        single_of(rst, &[WSP_NS, WSP_15_NS], "AppliesTo")?.ok_or(WsTrustError::MissingAppliesTo)?;
-    let reference = single_of(applies_to, &[WSA_NS, WSA_2004_NS], "EndpointReference")?
+        single_of(rst, &[WSP, WSP_15_NS], "AppliesTo")?.ok_or(WsTrustError::MissingAppliesTo)?;
+    let reference = single_of(applies_to, &[WSA, WSA_2004_NS], "EndpointReference")?
         .ok_or(WsTrustError::MissingAppliesTo)?;
-    let address = single_of(reference, &[WSA_NS, WSA_2004_NS], "Address")?
+    let address = single_of(reference, &[WSA, WSA_2004_NS], "Address")?
         .ok_or(WsTrustError::MissingAppliesTo)?
         .text
         .trim();
@@ -687,7 +671,7 @@ pub fn build_response(
     let rstr = response_element(version, assertion, applies_to_echo, now);
     let body = match version {
         TrustVersion::V13 => format!(
-            r#"<trust:RequestSecurityTokenResponseCollection xmlns:trust="{TRUST_13_NS}">{rstr}</trust:RequestSecurityTokenResponseCollection>"#
+            r#"<trust:RequestSecurityTokenResponseCollection xmlns:trust="{TRUST_13}">{rstr}</trust:RequestSecurityTokenResponseCollection>"#
         ),
         TrustVersion::V2005 => rstr,
     };
@@ -696,16 +680,16 @@ pub fn build_response(
         .unwrap_or_default();
     format!(
         concat!(
-            r#"<s:Envelope xmlns:s="{soap}" xmlns:a="{WSA_NS}" xmlns:u="{WSU_NS}"><s:Header>"#,
+            r#"<s:Envelope xmlns:s="{soap}" xmlns:a="{WSA}" xmlns:u="{WSU}"><s:Header>"#,
             r#"<a:Action s:mustUnderstand="1">{action}</a:Action>{relates_to}"#,
-            r#"<o:Security s:mustUnderstand="1" xmlns:o="{WSSE_NS}"><u:Timestamp u:Id="_0">"#,
+            r#"<o:Security s:mustUnderstand="1" xmlns:o="{WSSE}"><u:Timestamp u:Id="_0">"#,
             r#"<u:Created>{created}</u:Created><u:Expires>{expires}</u:Expires></u:Timestamp></o:Security>"#,
             r#"</s:Header><s:Body>{body}</s:Body></s:Envelope>"#
         ),
-        soap = soap::SOAP12_NS,
-        WSA_NS = WSA_NS,
-        WSU_NS = WSU_NS,
-        WSSE_NS = WSSE_NS,
+        soap = SOAP12,
+        WSA = WSA,
+        WSU = WSU,
+        WSSE = WSSE,
         action = version.response_action(),
         relates_to = relates_to,
         created = format_instant(now),
@@ -747,9 +731,9 @@ fn response_element(
         ),
         p = p,
         trust_ns = version.namespace(),
-        wsu = WSU_NS,
-        wsp = WSP_NS,
-        wsa = WSA_NS,
+        wsu = WSU,
+        wsp = WSP,
+        wsa = WSA,
         created = format_instant(now),
         expires = format_instant(assertion.not_on_or_after),
         applies_to = xml::escape(applies_to),
@@ -773,7 +757,7 @@ fn token_reference(assertion: &SignedAssertion) -> String {
             r#"<o:KeyIdentifier ValueType="{value_type}">{id}</o:KeyIdentifier></o:SecurityTokenReference>"#
         ),
         profile = profile,
-        wsse = WSSE_NS,
+        wsse = WSSE,
         wsse11 = WSSE11_NS,
         value_type = value_type,
         id = xml::escape(&assertion.id),
@@ -790,9 +774,9 @@ mod tests {
     /// A usernamemixed request; `security` replaces the whole Security header content.
     fn envelope(trust_ns: &str, security: &str, rst_children: &str) -> String {
         format!(
-            r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="{WSA_NS}" xmlns:wsu="{WSU_NS}">
+            r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="{WSA}" xmlns:wsu="{WSU}">
 <s:Header><wsa:Action s:mustUnderstand="1">x</wsa:Action><wsa:MessageID>urn:uuid:42</wsa:MessageID>
-<wsse:Security s:mustUnderstand="1" xmlns:wsse="{WSSE_NS}">{security}</wsse:Security></s:Header>
+<wsse:Security s:mustUnderstand="1" xmlns:wsse="{WSSE}">{security}</wsse:Security></s:Header>
 <s:Body><wst:RequestSecurityToken xmlns:wst="{trust_ns}">{rst_children}</wst:RequestSecurityToken></s:Body></s:Envelope>"#
         )
     }
@@ -833,11 +817,11 @@ mod tests {
     }
 
     fn parse13_security(security: &str) -> Result<IssueRequest, WsTrustError> {
-        parse13(&envelope(TRUST_13_NS, security, &rst13()))
+        parse13(&envelope(TRUST_13, security, &rst13()))
     }
 
     fn parse13_rst(rst_children: &str) -> Result<IssueRequest, WsTrustError> {
-        parse13(&envelope(TRUST_13_NS, &good_security(), rst_children))
+        parse13(&envelope(TRUST_13, &good_security(), rst_children))
     }
 
     #[test]
@@ -870,7 +854,7 @@ mod tests {
     fn accepts_fractional_seconds_and_lower_case_message_id() {
         let security =
             timestamp("2024-05-01T11:59:00.068Z", "2024-05-01T12:04:00.068Z") + &token("a", "b");
-        let input = envelope(TRUST_13_NS, &security, &rst13()).replace("MessageID", "messageID");
+        let input = envelope(TRUST_13, &security, &rst13()).replace("MessageID", "messageID");
         let request = parse13(&input).unwrap();
         assert_eq!(request.message_id.as_deref(), Some("urn:uuid:42"));
         assert_eq!(
@@ -881,10 +865,10 @@ mod tests {
 
     #[test]
     fn message_id_is_optional_but_not_repeatable() {
-        let without = envelope(TRUST_13_NS, &good_security(), &rst13())
+        let without = envelope(TRUST_13, &good_security(), &rst13())
             .replace("<wsa:MessageID>urn:uuid:42</wsa:MessageID>", "");
         assert_eq!(parse13(&without).unwrap().message_id, None);
-        let twice = envelope(TRUST_13_NS, &good_security(), &rst13()).replace(
+        let twice = envelope(TRUST_13, &good_security(), &rst13()).replace(
             "<wsa:MessageID>",
             "<wsa:messageID>urn:uuid:43</wsa:messageID><wsa:MessageID>",
         );
@@ -896,7 +880,7 @@ mod tests {
 
     #[test]
     fn refuses_missing_or_repeated_security_parts() {
-        let no_header = envelope(TRUST_13_NS, "", &rst13());
+        let no_header = envelope(TRUST_13, "", &rst13());
         let no_header = no_header.replace(
             &no_header[no_header.find("<s:Header>").unwrap()..no_header.find("<s:Body>").unwrap()],
             "",
@@ -905,9 +889,9 @@ mod tests {
             parse13(&no_header).unwrap_err(),
             WsTrustError::MissingSecurityHeader
         );
-        let two_headers = envelope(TRUST_13_NS, &good_security(), &rst13()).replace(
+        let two_headers = envelope(TRUST_13, &good_security(), &rst13()).replace(
             "</s:Header>",
-            &format!(r#"<wsse:Security xmlns:wsse="{WSSE_NS}"/></s:Header>"#),
+            &format!(r#"<wsse:Security xmlns:wsse="{WSSE}"/></s:Header>"#),
         );
         assert_eq!(
             parse13(&two_headers).unwrap_err(),
@@ -1038,7 +1022,7 @@ mod tests {
     #[test]
     fn version_of_body_must_match_endpoint() {
         let rst2005 = APPLIES_TO.to_owned();
-        let input = envelope(TRUST_2005_NS, &good_security(), &rst2005);
+        let input = envelope(TRUST_2005, &good_security(), &rst2005);
         assert_eq!(
             parse13(&input).unwrap_err(),
             WsTrustError::VersionMismatch {
@@ -1083,12 +1067,12 @@ mod tests {
     fn applies_to_must_name_microsoft_online() {
         let with = |ns: &str, address: &str| {
             parse13_rst(&format!(
-                r#"<wsp:AppliesTo xmlns:wsp="{WSP_NS}"><a:EndpointReference xmlns:a="{ns}"><a:Address>{address}</a:Address></a:EndpointReference></wsp:AppliesTo>"#
+                r#"<wsp:AppliesTo xmlns:wsp="{WSP}"><a:EndpointReference xmlns:a="{ns}"><a:Address>{address}</a:Address></a:EndpointReference></wsp:AppliesTo>"#
             ))
             .map(|request| request.applies_to)
         };
         assert_eq!(
-            with(WSA_NS, " urn:federation:MicrosoftOnline "),
+            with(WSA, " urn:federation:MicrosoftOnline "),
             Ok(MICROSOFT_ONLINE.to_owned())
         );
         assert_eq!(
@@ -1096,7 +1080,7 @@ mod tests {
             Ok(LEGACY_EXTSTS.to_owned())
         );
         assert_eq!(
-            with(WSA_NS, "https://evil.example.com"),
+            with(WSA, "https://evil.example.com"),
             Err(WsTrustError::UnsupportedAppliesTo(
                 "https://evil.example.com".to_owned()
             ))
@@ -1146,7 +1130,7 @@ mod tests {
 
     #[test]
     fn body_must_hold_exactly_one_rst() {
-        let input = envelope(TRUST_13_NS, &good_security(), &rst13());
+        let input = envelope(TRUST_13, &good_security(), &rst13());
         let empty_body = input.replace(
             &input[input.find("<wst:RequestSecurityToken").unwrap()
                 ..input.find("</s:Body>").unwrap()],
@@ -1171,16 +1155,16 @@ mod tests {
             token("admin@contoso.com", "x")
         );
         let in_body = format!(
-            r#"<o:UsernameToken xmlns:o="{WSSE_NS}"><o:Username>root@contoso.com</o:Username><o:Password>y</o:Password></o:UsernameToken>"#
+            r#"<o:UsernameToken xmlns:o="{WSSE}"><o:Username>root@contoso.com</o:Username><o:Password>y</o:Password></o:UsernameToken>"#
         );
-        let input = envelope(TRUST_13_NS, &smuggled, &(rst13() + &in_body));
+        let input = envelope(TRUST_13, &smuggled, &(rst13() + &in_body));
         assert_eq!(parse13(&input).unwrap().username, "alice@contoso.com");
     }
 
     #[test]
     fn windowstransport_needs_no_security_header() {
         let input = format!(
-            r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="{WSA_NS}"><s:Body><t:RequestSecurityToken Id="RST0" xmlns:t="{TRUST_2005_NS}">{APPLIES_TO}<t:KeyType>{NO_PROOF_KEY}</t:KeyType><t:RequestType>http://schemas.xmlsoap.org/ws/2005/02/trust/Issue</t:RequestType></t:RequestSecurityToken></s:Body></s:Envelope>"#
+            r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="{WSA}"><s:Body><t:RequestSecurityToken Id="RST0" xmlns:t="{TRUST_2005}">{APPLIES_TO}<t:KeyType>{NO_PROOF_KEY}</t:KeyType><t:RequestType>http://schemas.xmlsoap.org/ws/2005/02/trust/Issue</t:RequestType></t:RequestSecurityToken></s:Body></s:Envelope>"#
         );
         let envelope = soap::parse_envelope(input.as_bytes(), &xml::Limits::default()).unwrap();
         assert_eq!(
@@ -1248,7 +1232,7 @@ mod tests {
             failed,
             soap::Fault {
                 code: FaultCode::Sender,
-                subcode_ns: TRUST_2005_NS.to_owned(),
+                subcode_ns: TRUST_2005.to_owned(),
                 subcode_local: "FailedAuthentication".to_owned(),
                 reason: "MSIS7068: Access denied.".to_owned(),
                 relates_to: Some("urn:uuid:1".to_owned()),
@@ -1261,7 +1245,7 @@ mod tests {
                 failed.subcode_ns.as_str(),
                 failed.subcode_local.as_str()
             ),
-            (FaultCode::Receiver, TRUST_13_NS, "RequestFailed")
+            (FaultCode::Receiver, TRUST_13, "RequestFailed")
         );
         let expired = fault(TrustVersion::V13, FaultKind::MessageExpired, "r", None);
         assert_eq!(
@@ -1270,12 +1254,12 @@ mod tests {
                 expired.subcode_ns.as_str(),
                 expired.subcode_local.as_str()
             ),
-            (FaultCode::Sender, WSSE_NS, "MessageExpired")
+            (FaultCode::Sender, WSSE, "MessageExpired")
         );
         let invalid = fault(TrustVersion::V13, FaultKind::InvalidRequest, "r", None);
         assert_eq!(
             (invalid.subcode_ns.as_str(), invalid.subcode_local.as_str()),
-            (TRUST_13_NS, "InvalidRequest")
+            (TRUST_13, "InvalidRequest")
         );
         let security = fault(TrustVersion::V2005, FaultKind::InvalidSecurity, "r", None);
         assert_eq!(
@@ -1283,7 +1267,7 @@ mod tests {
                 security.subcode_ns.as_str(),
                 security.subcode_local.as_str()
             ),
-            (WSSE_NS, "InvalidSecurity")
+            (WSSE, "InvalidSecurity")
         );
     }
 
@@ -1323,16 +1307,16 @@ mod tests {
         let rstr = match version {
             TrustVersion::V13 => envelope
                 .body
-                .child(TRUST_13_NS, "RequestSecurityTokenResponseCollection")
+                .child(TRUST_13, "RequestSecurityTokenResponseCollection")
                 .unwrap()
                 .unwrap()
-                .child(TRUST_13_NS, "RequestSecurityTokenResponse")
+                .child(TRUST_13, "RequestSecurityTokenResponse")
                 .unwrap()
                 .unwrap()
                 .clone(),
             TrustVersion::V2005 => envelope
                 .body
-                .child(TRUST_2005_NS, "RequestSecurityTokenResponse")
+                .child(TRUST_2005, "RequestSecurityTokenResponse")
                 .unwrap()
                 .unwrap()
                 .clone(),

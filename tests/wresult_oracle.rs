@@ -29,7 +29,7 @@ fn signing_identity() -> (SigningIdentity, String) {
 fn wresult(identity: &SigningIdentity, issued_at: OffsetDateTime) -> String {
     let claims = Claims {
         issuer: ISSUER.into(),
-        audience: saml::AUDIENCE_MICROSOFT_ONLINE.into(),
+        audience: fedsts::ns::MICROSOFT_ONLINE.into(),
         immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
         upn: "alice@example.com".into(),
         authn_method: AuthnMethod::Password,

@@ -26,12 +26,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::config::ConfigProblem;
+use crate::ns::MICROSOFT_ONLINE;
 use crate::state::{StateError, StateStore};
 
 /// `User-Agent` prefix of the Windows logon (CloudAP) WS-Trust call.
 pub const WINDOWS_LOGON_USER_AGENT_PREFIX: &str = "Windows-AzureAD-Authentication-Provider";
-/// `wtrealm` Entra ID sends on passive sign-in.
-pub const ENTRA_REALM: &str = "urn:federation:MicrosoftOnline";
 
 /// What a request looks like it comes from. Chooses explanations only, never grants anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +59,7 @@ pub struct Signals<'a> {
 impl RequestClass {
     /// Classifies a request by its signals.
     pub fn classify(signals: &Signals<'_>) -> Self {
-        let from_entra = signals.wtrealm == Some(ENTRA_REALM)
+        let from_entra = signals.wtrealm == Some(MICROSOFT_ONLINE)
             && signals
                 .wctx
                 .is_some_and(|w| w.to_ascii_lowercase().contains("estsredirect"));
@@ -294,7 +293,7 @@ mod tests {
         assert_eq!(RequestClass::classify(&windows), RequestClass::WindowsLogon);
         let oobe = Signals {
             user_agent: Some("Mozilla/5.0"),
-            wtrealm: Some(ENTRA_REALM),
+            wtrealm: Some(MICROSOFT_ONLINE),
             wctx: Some("LoginOptions=3&estsredirect=2&estsrequest=rQIIAc"),
         };
         assert_eq!(RequestClass::classify(&oobe), RequestClass::EntraPassive);

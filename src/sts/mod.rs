@@ -663,7 +663,7 @@ pub(crate) fn user_claims(
 ) -> Claims {
     Claims {
         issuer: app.config.issuer_uri.clone(),
-        audience: saml::AUDIENCE_MICROSOFT_ONLINE.to_owned(),
+        audience: crate::ns::MICROSOFT_ONLINE.to_owned(),
         immutable_id: user.immutable_id.clone(),
         upn: user.upn.clone(),
         authn_method: AuthnMethod::Password,

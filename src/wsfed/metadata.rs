@@ -13,6 +13,7 @@
 //! there again and the digest still matches, while schema-aware readers can resolve the type.
 
 use crate::crypto::SigningIdentity;
+use crate::ns::WSA;
 use crate::xmldsig::{
     CanonicalWriter, SignaturePlacement, XMLDSIG_NS, XmlDsigError, sign_enveloped,
 };
@@ -20,7 +21,6 @@ use crate::xmldsig::{
 const MD_NS: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
 const FED_NS: &str = "http://docs.oasis-open.org/wsfed/federation/200706";
 const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
-const WSA_NS: &str = "http://www.w3.org/2005/08/addressing";
 const STS_PROTOCOLS: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512 http://schemas.xmlsoap.org/ws/2005/02/trust http://docs.oasis-open.org/wsfed/federation/200706";
 const SAML2_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const SAML11_TOKEN: &str = "urn:oasis:names:tc:SAML:1.0:assertion";
@@ -141,7 +141,7 @@ fn key_descriptors(w: &mut CanonicalWriter, certificates: &[String]) {
 
 /// `wsa:EndpointReference` with an address and, optionally, a MEX reference.
 fn endpoint_reference(w: &mut CanonicalWriter, address: &str, mex: Option<&str>) {
-    w.start("wsa:EndpointReference", &[("xmlns:wsa", WSA_NS)]);
+    w.start("wsa:EndpointReference", &[("xmlns:wsa", WSA)]);
     w.text_element("wsa:Address", &[], address);
     if let Some(mex) = mex {
         w.start("wsa:Metadata", &[]);

@@ -21,6 +21,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::directory::{DirectoryError, User};
 use crate::error::{ErrorPage, StsError};
+use crate::ns::MICROSOFT_ONLINE;
 use crate::policy::audit::{AuditRecord, Decision};
 use crate::policy::{Flow, Policies, Refusal};
 use crate::saml::{self, SignedAssertion, TokenType};
@@ -28,7 +29,7 @@ use crate::state::StateError;
 use crate::sts::guard::SignInGuard;
 use crate::sts::{App, HttpReply, RequestInfo};
 use crate::totp::{self, Secret};
-use crate::wstrust::{self, MICROSOFT_ONLINE};
+use crate::wstrust;
 
 use pages::{Branding, OwnForm};
 use session::{FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
