@@ -277,6 +277,13 @@ fn print_app_urls(app: &App) {
         "  WS-Trust 2005:   {}",
         app.urls.usernamemixed(TrustVersion::V2005)
     );
+    if app.config.kerberos.is_some() {
+        let windows = |v| app.urls.windowstransport(v);
+        println!("  Kerberos 1.3:    {}", windows(TrustVersion::V13));
+        println!("  Kerberos 2005:   {}", windows(TrustVersion::V2005));
+    }
+    println!("  passive sign-in: {}", app.urls.passive());
+    println!("  metadata:        {}", app.urls.metadata());
     println!("  commands page:   {}", app.urls.commands());
 }
 
