@@ -156,6 +156,7 @@ pub struct Certificate {
     not_after: OffsetDateTime,
     subject: String,
     spki_der: Vec<u8>,
+    alt_names: Vec<String>,
 }
 
 impl Certificate {
@@ -194,6 +195,7 @@ impl Certificate {
             not_after: x509_time(&tbs.validity().not_after)?,
             subject: tbs.subject().to_string(),
             spki_der,
+            alt_names: alt_names(tbs)?,
         })
     }
 
@@ -222,6 +224,26 @@ impl Certificate {
         self.subject.clone()
     }
 
+    /// DNS names and IP addresses of the subjectAltName extension (empty without one).
+    pub fn alt_names(&self) -> &[String] {
+        &self.alt_names
+    }
+
+    /// Whether the certificate names `host` in its subjectAltName: exactly (DNS names
+    /// case-insensitively, IP addresses as written) or through a `*.` wildcard for one label.
+    pub fn names_host(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.alt_names.iter().any(|name| {
+            let name = name.to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(parent) => host
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+                None => name == host,
+            }
+        })
+    }
+
     /// DER SubjectPublicKeyInfo of the certified key.
     pub fn public_key_spki_der(&self) -> Vec<u8> {
         self.spki_der.clone()
@@ -235,6 +257,36 @@ impl Certificate {
             .map(|byte| format!("{byte:02x}"))
             .collect()
     }
+}
+
+/// The DNS names and IP addresses of the subjectAltName extension, as text.
+fn alt_names(tbs: &x509_cert::TbsCertificate) -> Result<Vec<String>, CryptoError> {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    let extension = tbs
+        .get_extension::<SubjectAltName>()
+        .map_err(|e| CryptoError::InvalidCertificate(format!("subjectAltName: {e}")))?;
+    let Some((_, SubjectAltName(names))) = extension else {
+        return Ok(Vec::new());
+    };
+    Ok(names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DnsName(dns) => Some(dns.to_string()),
+            GeneralName::IpAddress(ip) => ip_text(ip.as_bytes()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// An IPv4 or IPv6 address from its 4 or 16 raw bytes.
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        return Some(std::net::Ipv4Addr::from(v4).to_string());
+    }
+    <[u8; 16]>::try_from(bytes)
+        .ok()
+        .map(|v6| std::net::Ipv6Addr::from(v6).to_string())
 }
 
 /// Converts an X.509 validity time to an `OffsetDateTime` (UTC).
@@ -430,6 +482,23 @@ tJ/5ZyW0xE9elczc
             "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
             lines.join("\n")
         )
+    }
+
+    #[test]
+    fn alt_names_and_host_matching() {
+        let names = vec!["sts.example.com".to_owned(), "127.0.0.1".to_owned()];
+        let generated = generate_self_signed("sts", &names, 2).unwrap();
+        let cert = Certificate::from_pem(&generated.certificate_pem).unwrap();
+        assert_eq!(cert.alt_names(), names.as_slice());
+        assert!(cert.names_host("STS.example.com"));
+        assert!(cert.names_host("127.0.0.1"));
+        assert!(!cert.names_host("example.com"));
+
+        let wildcard = generate_self_signed("w", &["*.example.com".to_owned()], 2).unwrap();
+        let wildcard = Certificate::from_pem(&wildcard.certificate_pem).unwrap();
+        assert!(wildcard.names_host("sts.example.com"));
+        assert!(!wildcard.names_host("a.sts.example.com"));
+        assert!(!wildcard.names_host("example.com"));
     }
 
     #[test]

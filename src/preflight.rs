@@ -16,10 +16,47 @@ use crate::server::tls;
 /// Valid configurations that will surprise someone, as `key: problem — fix` lines; printed by
 /// `check-config` and logged at start, without failing either.
 ///
-/// Today: a device-trust policy covers users of an app, and every app federates a domain with
-/// Entra ID, whose Windows setup (OOBE Entra join, passive) and first Windows logon (active)
-/// cannot present a device certificate.
+/// Today: the TLS certificate does not name the host of `server.public_url` (fine only behind a
+/// TLS-terminating proxy), and a device-trust policy covers users of an app — every app
+/// federates a domain with Entra ID, whose Windows setup (OOBE Entra join, passive) and first
+/// Windows logon (active) cannot present a device certificate.
 pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
+    let mut warnings: Vec<ConfigProblem> = tls_host_warning(config).into_iter().collect();
+    warnings.extend(device_trust_warnings(config));
+    warnings
+}
+
+/// The TLS certificate should name the host clients connect to.
+fn tls_host_warning(config: &Config) -> Option<ConfigProblem> {
+    let host = config
+        .public_base()
+        .strip_prefix("https://")?
+        .split('/')
+        .next()?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    let pem = std::fs::read_to_string(&config.server.tls_cert).ok()?;
+    let cert = Certificate::from_pem(&pem).ok()?;
+    if cert.names_host(host) {
+        return None;
+    }
+    Some(ConfigProblem::new(
+        "server.tls_cert",
+        format!(
+            "names {} but server.public_url's host is {host}: clients will refuse the certificate unless a TLS-terminating proxy in front of fedsts presents one for {host}",
+            if cert.alt_names().is_empty() {
+                "no host".to_owned()
+            } else {
+                cert.alt_names().join(", ")
+            }
+        ),
+        format!("use a certificate whose subjectAltName includes {host}"),
+    ))
+}
+
+fn device_trust_warnings(config: &Config) -> Vec<ConfigProblem> {
     config
         .apps
         .iter()

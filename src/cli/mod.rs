@@ -243,69 +243,93 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
             ));
         }
     };
+    let shutdown = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot listen for SIGTERM: {e}")),
+    };
     print_banner(&config, &sts, demo_password.as_deref());
-    server::serve(listener, tls, sts, shutdown_signal()).await;
+    server::serve(listener, tls, sts, shutdown).await;
     ExitCode::SUCCESS
 }
 
+/// Writes the start banner. A closed standard output (a supervisor that stopped reading) is not
+/// an error worth dying for: the server keeps running.
 fn print_banner(config: &Config, sts: &Sts, demo_password: Option<&str>) {
-    println!(
-        "fedsts listening on {} ({})",
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(banner(config, sts, demo_password).as_bytes());
+}
+
+/// The start banner: where we listen, every app's URLs, and the demo credentials if any.
+fn banner(config: &Config, sts: &Sts, demo_password: Option<&str>) -> String {
+    let mut text = format!(
+        "fedsts listening on {} ({})\n",
         config.server.listen,
         config.public_base()
     );
     for app in sts.apps() {
-        print_app_urls(app);
+        text.push_str(&app_urls(app));
     }
     if let Some(password) = demo_password {
-        println!("demo user:     {}", defaults::DEMO_UPN);
-        println!("demo password: {password}   (new at every start with embedded defaults)");
+        text.push_str(&format!("demo user:     {}\n", defaults::DEMO_UPN));
+        text.push_str(&format!(
+            "demo password: {password}   (new at every start with embedded defaults)\n"
+        ));
     }
+    text
 }
 
-fn print_app_urls(app: &App) {
-    println!(
-        "app {} — domain {}, issuer {}",
-        app.config.id, app.config.domain, app.config.issuer_uri
-    );
-    println!("  MEX:             {}", app.urls.mex());
-    println!(
-        "  WS-Trust 1.3:    {}",
-        app.urls.usernamemixed(TrustVersion::V13)
-    );
-    println!(
-        "  WS-Trust 2005:   {}",
-        app.urls.usernamemixed(TrustVersion::V2005)
-    );
+fn app_urls(app: &App) -> String {
+    let urls = &app.urls;
+    let mut lines = vec![
+        format!(
+            "app {} — domain {}, issuer {}",
+            app.config.id, app.config.domain, app.config.issuer_uri
+        ),
+        format!("  MEX:             {}", urls.mex()),
+        format!(
+            "  WS-Trust 1.3:    {}",
+            urls.usernamemixed(TrustVersion::V13)
+        ),
+        format!(
+            "  WS-Trust 2005:   {}",
+            urls.usernamemixed(TrustVersion::V2005)
+        ),
+    ];
     if app.config.kerberos.is_some() {
-        let windows = |v| app.urls.windowstransport(v);
-        println!("  Kerberos 1.3:    {}", windows(TrustVersion::V13));
-        println!("  Kerberos 2005:   {}", windows(TrustVersion::V2005));
+        lines.push(format!(
+            "  Kerberos 1.3:    {}",
+            urls.windowstransport(TrustVersion::V13)
+        ));
+        lines.push(format!(
+            "  Kerberos 2005:   {}",
+            urls.windowstransport(TrustVersion::V2005)
+        ));
     }
-    println!("  passive sign-in: {}", app.urls.passive());
-    println!("  metadata:        {}", app.urls.metadata());
-    println!("  commands page:   {}", app.urls.commands());
+    lines.push(format!("  passive sign-in: {}", urls.passive()));
+    lines.push(format!("  metadata:        {}", urls.metadata()));
+    lines.push(format!("  commands page:   {}", urls.commands()));
+    lines.join("\n") + "\n"
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Listens for SIGTERM and SIGINT (Ctrl-C) from the moment it is called — before the banner
+/// tells anyone the server is up — and completes when one arrives.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, std::io::Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {},
             _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, std::io::Error> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
