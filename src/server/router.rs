@@ -123,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn reserved_unknown_and_wrong_method() {
+    fn passive_windows_unknown_and_wrong_method() {
         assert_eq!(
             route(&Method::GET, "/wsfed/a"),
             Endpoint::Passive {
