@@ -252,3 +252,46 @@ async fn msal_python_gets_tokens_that_signxml_and_xmlsec1_verify() {
     assert!(wrong.contains("FailedAuthentication"), "{wrong}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_type_of_saml2_gets_a_signed_saml2_assertion() {
+    let server = TestServer::start().await;
+    let url = server.app_url("trust/13/usernamemixed");
+    let body = rst("13", &url, ALICE, PASSWORD).replace(
+        "<wst:KeyType>",
+        "<wst:TokenType>urn:oasis:names:tc:SAML:2.0:assertion</wst:TokenType><wst:KeyType>",
+    );
+    let reply = server.post_soap(&path_of(&url), body).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        element(&reply.body, "TokenType").unwrap(),
+        "urn:oasis:names:tc:SAML:2.0:assertion"
+    );
+    let assertion = element(&reply.body, "RequestedSecurityToken").unwrap();
+    assert!(assertion.contains("Version=\"2.0\""), "{assertion}");
+    assert!(
+        assertion.contains(&format!(">{ALICE_IMMUTABLE_ID}</saml:NameID>")),
+        "{assertion}"
+    );
+    if common::require_tool("xmlsec1") {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("saml2.xml");
+        std::fs::write(&file, assertion).unwrap();
+        let out = std::process::Command::new("xmlsec1")
+            .args(["--verify", "--pubkey-cert-pem"])
+            .arg(&server.signing_cert_path)
+            .args([
+                "--id-attr:ID",
+                "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    server.stop().await;
+}
