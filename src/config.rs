@@ -191,6 +191,25 @@ pub enum DirectoryConfig {
     Ldap(Box<LdapConfig>),
 }
 
+/// A secret written in the configuration (a service-account password); its `Debug` output is
+/// redacted so that a logged or printed configuration never shows it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// One thing wrong with a configuration: which key, what is wrong, how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -596,6 +615,18 @@ directory = "local"
 kind = "file"
 path = "users.toml"
 "#;
+
+    #[test]
+    fn a_printed_configuration_never_shows_the_ldap_password() {
+        let text = EXAMPLE.replace(
+            "[directories.local]\nkind = \"file\"\npath = \"users.toml\"",
+            "[directories.local]\nkind = \"ldap\"\nurl = \"ldaps://dc.example.com\"\nuser_base = \"dc=example,dc=com\"\nbind_dn = \"cn=svc\"\nbind_password = \"s3cr3t-Pw\"",
+        );
+        let config = Config::parse(&text, Path::new(".")).unwrap();
+        let printed = format!("{config:?}");
+        assert!(printed.contains("Secret(***)"), "{printed}");
+        assert!(!printed.contains("s3cr3t-Pw"), "{printed}");
+    }
 
     #[test]
     fn example_parses_and_resolves_relative_paths() {

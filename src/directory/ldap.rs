@@ -33,7 +33,7 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{AuthFailure, Directory, DirectoryError, User};
-use crate::config::ConfigProblem;
+use crate::config::{ConfigProblem, Secret};
 
 /// LDAP result code `invalidCredentials`.
 const RC_INVALID_CREDENTIALS: u32 = 49;
@@ -59,7 +59,7 @@ pub struct LdapConfig {
     pub bind_dn: Option<String>,
     /// Service account password (prefer `bind_password_file` or `bind_password_env`).
     #[serde(default)]
-    pub bind_password: Option<String>,
+    pub bind_password: Option<Secret>,
     /// File whose content (trailing newline removed) is the service account password.
     #[serde(default)]
     pub bind_password_file: Option<PathBuf>,
@@ -891,7 +891,7 @@ fn first_raw(entry: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
 
 fn service_password(config: &LdapConfig) -> Result<Option<String>, (String, DirectoryError)> {
     if let Some(password) = &config.bind_password {
-        return Ok(Some(password.clone()));
+        return Ok(Some(password.expose().to_owned()));
     }
     if let Some(path) = &config.bind_password_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
