@@ -24,7 +24,6 @@ pub const DEMO_DOMAIN: &str = "example.com";
 pub const DEMO_UPN: &str = "demo@example.com";
 
 /// What `serve` needs to tell the operator about the embedded defaults.
-#[derive(Debug)]
 pub struct Embedded {
     /// The configuration built from the defaults.
     pub config: Config,
@@ -32,6 +31,16 @@ pub struct Embedded {
     pub demo_password: String,
     /// Files created by this start.
     pub created: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("config", &self.config)
+            .field("demo_password", &"***")
+            .field("created", &self.created)
+            .finish()
+    }
 }
 
 /// Why the defaults could not be prepared.
