@@ -324,9 +324,26 @@ impl Lockout {
         if self.config.mode == Mode::Off {
             return Ok(());
         }
+        self.update(username, now, |record| {
+            self.apply(record, addresses, attempt, now);
+            true
+        })
+        .await
+    }
+
+    /// Read-modify-write of a user's record with compare-and-swap, retried when another
+    /// request (or instance) changed it meanwhile; `change` returns false to leave it alone.
+    async fn update(
+        &self,
+        username: &str,
+        now: OffsetDateTime,
+        change: impl Fn(&mut UserRecord) -> bool,
+    ) -> Result<(), StateError> {
         for _ in 0..CAS_ATTEMPTS {
             let (raw, mut record) = self.load(username, now).await?;
-            self.apply(&mut record, addresses, attempt, now);
+            if !change(&mut record) {
+                return Ok(());
+            }
             let new = serde_json::to_string(&record).map_err(corrupt)?;
             if self
                 .store
@@ -377,25 +394,13 @@ impl Lockout {
 
     /// Clears both counters of `username` (familiar IPs are kept).
     pub async fn reset(&self, username: &str, now: OffsetDateTime) -> Result<(), StateError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let (raw, mut record) = self.load(username, now).await?;
-            if raw.is_none() {
-                return Ok(());
-            }
+        self.update(username, now, |record| {
+            let stored = *record != UserRecord::default();
             record.familiar = Counter::default();
             record.unfamiliar = Counter::default();
-            let new = serde_json::to_string(&record).map_err(corrupt)?;
-            if self
-                .store
-                .compare_and_swap(&key(username), raw.as_deref(), &new, RECORD_TTL, now)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(StateError::Unavailable(
-            "lockout record kept changing under us".into(),
-        ))
+            stored
+        })
+        .await
     }
 }
 
