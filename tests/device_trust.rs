@@ -1,6 +1,7 @@
 //! Device trust over real TLS: a device CA made at test time with rcgen; requests with a valid
 //! device certificate, with none (plain client, and classified as Windows logon), with an
-//! expired one, with one from another CA, and with one that expires by the service clock.
+//! expired one, with one from another CA, with one that expires by the service clock, and chains
+//! through an intermediate CA that has expired.
 
 mod common;
 
@@ -21,11 +22,38 @@ use time::{Duration, OffsetDateTime};
 
 const DEVICE_ID: &str = "urn:device:3f2a9c";
 
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+fn ca_params(name: &str) -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    params
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    CertifiedIssuer::self_signed(ca_params(name), KeyPair::generate().unwrap()).unwrap()
+}
+
+/// An intermediate CA under `root`, valid from `not_before` to `not_after`.
+fn intermediate(
+    root: &CertifiedIssuer<'static, KeyPair>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = ca_params("Example Device Issuing CA");
+    params.not_before = not_before;
+    params.not_after = not_after;
+    CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), root).unwrap()
+}
+
+/// A device certificate issued by `issuer`, presented with the intermediate behind it.
+fn device_via(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> ClientIdentity {
+    let mut identity = device(issuer, not_before, not_after);
+    identity.chain.push(issuer.der().clone());
+    identity
 }
 
 fn device(
@@ -71,14 +99,14 @@ async fn send(
         .await
 }
 
-#[tokio::test]
-async fn device_certificates_decide_and_setup_requests_get_the_explained_refusal() {
-    let (log, _guard) = AuditLog::capture();
-    let now = OffsetDateTime::now_utc();
-    let clock = Arc::new(ManualClock::new(now));
-    let device_ca = ca("Example Device CA");
+/// A server whose device CA is `device_ca` and whose first app requires a device for Alice's
+/// active requests.
+async fn server_trusting(
+    device_ca: &CertifiedIssuer<'static, KeyPair>,
+    clock: Arc<ManualClock>,
+) -> TestServer {
     let ca_pem = device_ca.pem();
-    let server = TestServer::start_with(Options {
+    TestServer::start_with(Options {
         clock: clock.clone(),
         configure: Box::new(move |config, dir| {
             let ca_file = dir.join("device-ca.pem");
@@ -95,7 +123,16 @@ async fn device_certificates_decide_and_setup_requests_get_the_explained_refusal
         }),
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn device_certificates_decide_and_setup_requests_get_the_explained_refusal() {
+    let (log, _guard) = AuditLog::capture();
+    let now = OffsetDateTime::now_utc();
+    let clock = Arc::new(ManualClock::new(now));
+    let device_ca = ca("Example Device CA");
+    let server = server_trusting(&device_ca, clock.clone()).await;
     let url = server.app_url("trust/13/usernamemixed");
     let send = |identity, user_agent| send(&server, &url, clock.now(), identity, user_agent);
 
@@ -179,5 +216,49 @@ async fn device_certificates_decide_and_setup_requests_get_the_explained_refusal
         records[2]["user_agent"],
         "Windows-AzureAD-Authentication-Provider/1.0"
     );
+    server.stop().await;
+}
+
+/// Attack: a device certificate issued by an intermediate CA that has expired. The leaf's own
+/// dates are re-checked inside its validity (for the explained refusal), which must not carry the
+/// expired intermediate through: the handshake fails whether the leaf is still valid or not.
+#[tokio::test]
+async fn a_chain_through_an_expired_intermediate_is_not_trusted() {
+    let (log, _guard) = AuditLog::capture();
+    let now = OffsetDateTime::now_utc();
+    let clock = Arc::new(ManualClock::new(now));
+    let root = ca("Example Device Root CA");
+    let server = server_trusting(&root, clock.clone()).await;
+    let url = server.app_url("trust/13/usernamemixed");
+    let send = |identity| send(&server, &url, clock.now(), identity, "python-requests/2.32");
+
+    let current = intermediate(&root, now - Duration::days(400), now + Duration::days(400));
+    let through_current = device_via(&current, now - Duration::days(1), now + Duration::days(30));
+    let ok = send(Some(&through_current)).await.unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let leaf_expired = device_via(&current, now - Duration::days(30), now - Duration::days(1));
+    let explained = send(Some(&leaf_expired)).await.unwrap();
+    assert_eq!(fault_subcode(&explained.body), Some("DeviceTrustRequired"));
+
+    // Valid at each leaf's midpoint (now - 20 days), expired now.
+    let expired = intermediate(&root, now - Duration::days(400), now - Duration::days(1));
+    let leaf_valid = device_via(&expired, now - Duration::days(50), now + Duration::days(10));
+    assert!(
+        send(Some(&leaf_valid)).await.is_err(),
+        "a valid leaf under an expired intermediate must fail TLS"
+    );
+    let both_expired = device_via(&expired, now - Duration::days(38), now - Duration::days(2));
+    assert!(
+        send(Some(&both_expired)).await.is_err(),
+        "an expired leaf under an expired intermediate must fail TLS"
+    );
+    let not_yet = intermediate(&root, now + Duration::days(1), now + Duration::days(400));
+    let under_future = device_via(&not_yet, now + Duration::days(2), now + Duration::days(30));
+    assert!(
+        send(Some(&under_future)).await.is_err(),
+        "an intermediate that is not valid yet must fail TLS"
+    );
+
+    assert_eq!(log.reasons(), ["ok", "device_certificate_expired"]);
     server.stop().await;
 }

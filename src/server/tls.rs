@@ -6,7 +6,10 @@
 //! handshake fails. Its validity period is judged with the service clock by the policy
 //! (`policy::device`), so an expired device certificate gets an explained refusal rather than a
 //! TLS alert: [`DeviceCertVerifier`] checks the chain at the service clock and, when only the
-//! validity period fails, checks the chain again at a time inside the leaf's validity.
+//! validity period fails, checks the chain again at a time inside the leaf's validity. That second
+//! check would also pass an intermediate CA that has since expired, so every intermediate the
+//! client presents must be valid at the service clock: only the leaf's own dates get the explained
+//! refusal.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -145,6 +148,33 @@ fn is_validity_error(error: &RustlsError) -> bool {
     )
 }
 
+fn readable(der: &CertificateDer<'_>) -> Result<Certificate, RustlsError> {
+    Certificate::from_der(der.as_ref())
+        .map_err(|_| RustlsError::InvalidCertificate(CertificateError::BadEncoding))
+}
+
+/// Refuses (as a TLS alert) when any presented intermediate CA is outside its validity at `now`.
+/// A chain re-checked inside the leaf's validity must not carry an expired CA through.
+fn intermediates_valid_at(
+    intermediates: &[CertificateDer<'_>],
+    now: time::OffsetDateTime,
+) -> Result<(), RustlsError> {
+    for der in intermediates {
+        let ca = readable(der)?;
+        if now < ca.not_before() {
+            tracing::warn!(ca = %ca.subject(), "device certificate refused: intermediate CA not valid yet");
+            return Err(RustlsError::InvalidCertificate(
+                CertificateError::NotValidYet,
+            ));
+        }
+        if now >= ca.not_after() {
+            tracing::warn!(ca = %ca.subject(), "device certificate refused: intermediate CA expired");
+            return Err(RustlsError::InvalidCertificate(CertificateError::Expired));
+        }
+    }
+    Ok(())
+}
+
 impl ClientCertVerifier for DeviceCertVerifier {
     fn offer_client_auth(&self) -> bool {
         true
@@ -170,8 +200,8 @@ impl ClientCertVerifier for DeviceCertVerifier {
             .verify_client_cert(end_entity, intermediates, now)
         {
             Err(e) if is_validity_error(&e) => {
-                let leaf = Certificate::from_der(end_entity.as_ref())
-                    .map_err(|_| RustlsError::InvalidCertificate(CertificateError::BadEncoding))?;
+                intermediates_valid_at(intermediates, self.clock.now())?;
+                let leaf = readable(end_entity)?;
                 let inside = leaf.not_before() + (leaf.not_after() - leaf.not_before()) / 2;
                 self.inner
                     .verify_client_cert(end_entity, intermediates, unix_time(inside))
