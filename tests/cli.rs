@@ -32,15 +32,16 @@ fn hash_password_prints_argon2id_phc() {
     assert!(!out.status.success(), "an empty password must be refused");
 }
 
-/// Starts `fedsts serve` in `dir` on embedded defaults; returns the child and the password
-/// printed at start.
+/// Starts `fedsts serve` in `dir` on embedded defaults (logs at `info` to a pipe); returns the
+/// child and the password printed at start.
 fn start_embedded(dir: &std::path::Path, port: u16) -> (std::process::Child, String, Vec<String>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .current_dir(dir)
-        .env("FEDSTS_LOG", "warn")
+        .env("FEDSTS_LOG", "info")
+        .env_remove("NO_COLOR")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = Vec::new();
@@ -73,6 +74,21 @@ fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
         assert!(Instant::now() < deadline, "server ignored SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Log lines that go to a file or a pager must not carry terminal colour codes (the reader's
+/// terminal would interpret them): stderr here is a pipe, not a terminal.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, _) = start_embedded(dir.path(), common::free_port());
+    let mut stderr = child.stderr.take().unwrap();
+    let status = sigterm(&mut child);
+    assert!(status.success(), "{status:?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+    assert!(text.contains("shutting down"), "{text}");
+    assert!(!text.contains('\x1b'), "colour codes on a pipe: {text:?}");
 }
 
 #[test]
