@@ -1,13 +1,15 @@
 //! Passive WS-Federation over real HTTPS against a server on a loopback port, with a tiny cookie
 //! jar standing in for the browser: wctx round trip, SSO, wfresh/prompt, generic failures,
-//! forged and expired forms, open redirects, TOTP step-up and replay, sign-out, launch, session
-//! expiry on the injected clock, and the federation metadata checked by xmlsec1.
+//! forged and expired forms, open redirects, TOTP step-up and replay, sign-out (a copied session
+//! cookie is dead after it), launch, session expiry on the injected clock, and the federation
+//! metadata checked by xmlsec1.
 
 mod common;
 
 use std::process::Command;
 use std::sync::Arc;
 
+use common::audit::AuditLog;
 use common::passive::{
     Browser, WCTX, assert_response_page, form, form_action, header, inputs, sign_in_query,
 };
@@ -260,6 +262,51 @@ async fn sign_out_launch_and_session_expiry() {
     assert_eq!(cleanup.status, 200);
     assert_eq!(header(&cleanup, "location"), "");
     assert!(cleanup.body.contains("You are signed out."));
+    server.stop().await;
+}
+
+/// Attack: the session cookie is copied (stolen from a shared PC, a proxy log, malware) before
+/// the user signs out. After `wsignout1.0` the copy must not get a token; a new sign-in works.
+#[tokio::test]
+async fn a_copied_session_cookie_is_dead_after_sign_out() {
+    let (log, _guard) = AuditLog::capture();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let server = server(clock.clone()).await;
+    let launch_path = format!("/wsfed/{}/launch", server.app_id);
+    let mut user = Browser::new(&server);
+    let page = user.get(&sign_in_query(&[])).await;
+    assert_response_page(&user.sign_in(&page, ALICE, PASSWORD).await, RECEIVER, WCTX);
+    let mut thief = Browser::new(&server);
+    thief.jar = user.jar.clone();
+    let stolen = thief.send("GET", &launch_path, String::new()).await;
+    assert_response_page(&stolen, RECEIVER, "");
+
+    let out = user.get(&form(&[("wa", "wsignout1.0")])).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    for attempt in [
+        thief.send("GET", &launch_path, String::new()).await,
+        thief.get(&sign_in_query(&[])).await,
+    ] {
+        assert_eq!(attempt.status, 200);
+        assert!(!attempt.body.contains("wresult"), "{}", attempt.body);
+        assert!(
+            inputs(&attempt.body).contains_key("csrf"),
+            "the password form"
+        );
+    }
+    let page = user.get(&sign_in_query(&[])).await;
+    assert_response_page(&user.sign_in(&page, ALICE, PASSWORD).await, RECEIVER, WCTX);
+    assert_eq!(
+        log.reasons(),
+        [
+            "password",
+            "session",
+            "ok",
+            "session_signed_out",
+            "session_signed_out",
+            "password"
+        ]
+    );
     server.stop().await;
 }
 

@@ -303,6 +303,8 @@ struct Exchange<'a> {
     /// The form nonce of this browser and, when it is new, the cookie that sets it.
     nonce: Option<String>,
     cookies: Vec<String>,
+    /// The id of the live session this request renews (single sign-on), if any.
+    session_id: Option<String>,
 }
 
 impl Exchange<'_> {
@@ -311,6 +313,13 @@ impl Exchange<'_> {
             display_name: self.guard.app.config.display_name(),
             logo_url: self.guard.app.config.passive.logo_url.as_deref(),
         }
+    }
+
+    /// How long a session cookie of this app lives (`passive.session_lifetime_secs`).
+    fn session_lifetime(&self) -> Duration {
+        let secs =
+            i64::try_from(self.guard.app.config.passive.session_lifetime_secs).unwrap_or(28_800);
+        Duration::seconds(secs)
     }
 
     fn cookie_path(&self) -> String {
@@ -431,9 +440,10 @@ impl WsFed {
             record,
             nonce: None,
             cookies: Vec::new(),
+            session_id: None,
         };
         let reply = match parsed {
-            Ok(WsFedRequest::SignOut { wreply }) => self.sign_out(&mut exchange, wreply),
+            Ok(WsFedRequest::SignOut { wreply }) => self.sign_out(&mut exchange, wreply).await,
             Ok(WsFedRequest::SignIn(request)) => {
                 self.sign_in(&mut exchange, call, &request, body).await
             }
@@ -552,6 +562,17 @@ impl WsFed {
             let hint = request.username_hint.clone();
             return self.password_form(exchange, request, &hint, None, 200);
         };
+        let store = &*exchange.guard.policies.store;
+        match session.is_revoked(store, exchange.guard.now).await {
+            Ok(false) => {}
+            Ok(true) => {
+                exchange.record.user = session.upn.clone();
+                exchange.refuse("session_signed_out");
+                return self.password_form(exchange, request, "", None, 200);
+            }
+            Err(e) => return self.refused(exchange, request, "", Refusal::from(e).into()),
+        }
+        exchange.session_id = Some(session.id.clone());
         exchange.record.user = session.upn.clone();
         let user = match exchange.guard.app.directory.lookup(&session.upn).await {
             Ok(Some(user)) if exchange.guard.app.owns_upn(&user.upn) => user,
@@ -885,6 +906,18 @@ impl WsFed {
             return self.refused(exchange, request, &user.upn, refusal.into());
         }
         let now = exchange.guard.now;
+        let lifetime = exchange.session_lifetime();
+        let Some(session) = Session::start(
+            exchange.session_id.as_deref(),
+            &exchange.guard.app.config.id,
+            &user.upn,
+            authenticated_at,
+            mfa,
+            now + lifetime,
+        ) else {
+            exchange.refuse("random_unavailable");
+            return random_failure(exchange);
+        };
         let assertion = match issue(exchange.guard.app, user, authenticated_at, mfa, now) {
             Ok(a) => a,
             Err(e) => return self.refused(exchange, request, "", e.into()),
@@ -892,21 +925,12 @@ impl WsFed {
         exchange
             .record
             .emit(Decision::Issued, via, Some(&assertion.id));
-        let lifetime = i64::try_from(exchange.guard.app.config.passive.session_lifetime_secs)
-            .unwrap_or(28_800);
-        let session = Session {
-            app: exchange.guard.app.config.id.clone(),
-            upn: user.upn.clone(),
-            authenticated_at,
-            mfa,
-            expires: now + Duration::seconds(lifetime),
-        };
         let path = exchange.cookie_path();
         exchange.cookies.push(session::set_cookie(
             SESSION_COOKIE,
             &self.key.seal_session(&session),
             &path,
-            lifetime,
+            lifetime.whole_seconds(),
             "Lax",
         ));
         let fields = [
@@ -920,7 +944,10 @@ impl WsFed {
         })
     }
 
-    fn sign_out(&self, exchange: &mut Exchange<'_>, wreply: Option<String>) -> PageReply {
+    /// Clears the cookies and revokes the session server-side, so a copy of the cookie is dead on
+    /// every instance. When the revocation cannot be written, the page says so (503): the
+    /// session would still be alive for a copied cookie.
+    async fn sign_out(&self, exchange: &mut Exchange<'_>, wreply: Option<String>) -> PageReply {
         let path = exchange.cookie_path();
         exchange
             .cookies
@@ -928,7 +955,20 @@ impl WsFed {
         exchange
             .cookies
             .push(session::set_cookie(FORM_COOKIE, "", &path, 0, "Strict"));
-        exchange.record.user = self.session(exchange).map(|s| s.upn).unwrap_or_default();
+        if let Some(session) = self.session(exchange) {
+            exchange.record.user = session.upn.clone();
+            let store = &*exchange.guard.policies.store;
+            let lifetime = exchange.session_lifetime();
+            if let Err(e) = session.revoke(store, lifetime, exchange.guard.now).await {
+                tracing::warn!(error = %e, "sign-out could not revoke the session");
+                exchange.refuse("state_unavailable");
+                return exchange.message(
+                    503,
+                    "Sign-out not completed",
+                    "This browser's session cookie is removed, but the sign-in service could not end the session on the server right now. Try signing out again in a few minutes.",
+                );
+            }
+        }
         exchange.record.emit(Decision::SignedOut, "ok", None);
         match wreply {
             Some(url) => {

@@ -4,13 +4,21 @@
 //! Every value is `base64url(payload).base64url(HMAC-SHA256(key, purpose ‖ payload))`, with the
 //! app id and an expiry inside the payload, so a value from one app, one purpose or an earlier
 //! time is refused. The key lives in a file made with mode 0600 on first start.
+//!
+//! A sealed session alone would stay good until it expires, even after `wsignout1.0` (a copied
+//! cookie would keep getting tokens for hours). So each session carries a random id, sign-out
+//! writes a revocation mark for that id into the state store (shared through Redis, kept until
+//! the session would have expired) and a session is only honoured when no mark exists; a store
+//! that cannot answer means no session (fail closed).
 
 use std::io::Write as _;
 use std::path::Path;
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
+
+use crate::state::{StateError, StateStore};
 
 /// Name of the SSO session cookie (scoped to `/wsfed/{app}`).
 pub const SESSION_COOKIE: &str = "fedsts_session";
@@ -225,6 +233,8 @@ fn instant(text: &str) -> Option<OffsetDateTime> {
 /// A signed-in browser: who, since when, whether a second factor was used, until when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
+    /// Random id of this sign-in, the handle of its revocation at sign-out.
+    pub id: String,
     /// App id the session belongs to.
     pub app: String,
     /// The user's UPN as the directory spells it.
@@ -238,8 +248,64 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session: `continuing` is the id of the live session a single sign-on renews (so its
+    /// sign-out still ends every renewed copy), else a fresh random id; `None` when the system
+    /// random generator fails.
+    pub fn start(
+        continuing: Option<&str>,
+        app: &str,
+        upn: &str,
+        authenticated_at: OffsetDateTime,
+        mfa: bool,
+        expires: OffsetDateTime,
+    ) -> Option<Self> {
+        let id = match continuing {
+            Some(id) => id.to_owned(),
+            None => random_text()?,
+        };
+        Some(Self {
+            id,
+            app: app.to_owned(),
+            upn: upn.to_owned(),
+            authenticated_at,
+            mfa,
+            expires,
+        })
+    }
+
+    /// State-store key of this session's revocation mark.
+    fn revocation_key(&self) -> String {
+        format!("session_revoked:{}:{}", self.app, self.id)
+    }
+
+    /// Marks the session signed out for every instance sharing `store`. Single sign-on renews a
+    /// session (same id, later expiry), so a copy renewed just before sign-out lives up to
+    /// `lifetime` from now: the mark is kept that long.
+    pub async fn revoke(
+        &self,
+        store: &dyn StateStore,
+        lifetime: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(), StateError> {
+        let ttl = lifetime.max(Duration::seconds(1));
+        store
+            .set_if_absent(&self.revocation_key(), "1", ttl, now)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the session was signed out (on any instance sharing `store`).
+    pub async fn is_revoked(
+        &self,
+        store: &dyn StateStore,
+        now: OffsetDateTime,
+    ) -> Result<bool, StateError> {
+        Ok(store.get(&self.revocation_key(), now).await?.is_some())
+    }
+
     fn payload(&self) -> String {
         join(&[
+            &self.id,
             &self.app,
             &self.upn,
             &self.authenticated_at.unix_timestamp().to_string(),
@@ -249,8 +315,9 @@ impl Session {
     }
 
     fn from_payload(payload: &str) -> Option<Self> {
-        let [app, upn, at, mfa, expires] = fields::<5>(payload)?;
+        let [id, app, upn, at, mfa, expires] = fields::<6>(payload)?;
         Some(Self {
+            id: id.to_owned(),
             app: app.to_owned(),
             upn: upn.to_owned(),
             authenticated_at: instant(at)?,
@@ -328,6 +395,7 @@ mod tests {
 
     fn session() -> Session {
         Session {
+            id: "s1".into(),
             app: "app1".into(),
             upn: "alice@example.com".into(),
             authenticated_at: at(1_000),
@@ -360,6 +428,37 @@ mod tests {
             None
         );
         assert_eq!(key.open("mfa", &sealed), None, "purposes are separated");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_session_is_revoked_and_only_that_one() {
+        let store = crate::state::memory::MemoryStore::new("t");
+        let start = |continuing| {
+            Session::start(
+                continuing,
+                "app1",
+                "alice@example.com",
+                at(1_000),
+                false,
+                at(2_000),
+            )
+            .unwrap()
+        };
+        let (first, second) = (start(None), start(None));
+        assert_ne!(first.id, second.id, "every sign-in gets its own id");
+        let renewed = start(Some(&first.id));
+        assert!(!first.is_revoked(&store, at(1_100)).await.unwrap());
+        first
+            .revoke(&store, Duration::seconds(1_000), at(1_100))
+            .await
+            .unwrap();
+        first
+            .revoke(&store, Duration::seconds(1_000), at(1_101))
+            .await
+            .unwrap();
+        assert!(renewed.is_revoked(&store, at(2_099)).await.unwrap());
+        assert!(!renewed.is_revoked(&store, at(2_100)).await.unwrap());
+        assert!(!second.is_revoked(&store, at(1_999)).await.unwrap());
     }
 
     #[test]
