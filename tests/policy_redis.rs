@@ -1,7 +1,9 @@
 //! Two fedsts instances sharing one real `redis-server` (started here on a free loopback port):
 //! one replay cache, one lockout (also managed by `fedsts lockout show|reset`), and fail-closed
 //! behaviour while Redis is down, recovering when it is back; a TOTP code spent on one instance
-//! is refused on the other, and passive sign-in fails closed with a 503 page without Redis.
+//! is refused on the other, and passive sign-in fails closed with a 503 page without Redis; a
+//! session signed out on one instance is dead on the other (a copied cookie gets no token), and
+//! without Redis a session is not honoured and sign-out says it could not complete.
 
 mod common;
 
@@ -28,6 +30,16 @@ const RECEIVER: &str = "https://rp.test.invalid/login.srf";
 
 /// An instance whose directory also has dave, who has a TOTP secret.
 async fn passive_instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServer {
+    passive_instance_with_key(redis_url, clock, None).await
+}
+
+/// [`passive_instance`] with the browser session key in `session_key` (instances behind one
+/// load balancer share it), or a random one.
+async fn passive_instance_with_key(
+    redis_url: &str,
+    clock: Arc<ManualClock>,
+    session_key: Option<std::path::PathBuf>,
+) -> TestServer {
     let store = state::build(&StateConfig {
         redis_url: Some(redis_url.to_owned()),
         key_prefix: None,
@@ -36,7 +48,8 @@ async fn passive_instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServe
     TestServer::start_with(Options {
         clock,
         store: Some(store),
-        configure: Box::new(|config, dir| {
+        configure: Box::new(move |config, dir| {
+            config.server.session_key = session_key;
             let users =
                 users_file_with_totp_user(dir, "users.toml", DAVE, "dave-immutable", DAVE_SECRET);
             config.directories.insert(
@@ -252,6 +265,59 @@ async fn totp_code_spent_on_one_instance_is_refused_on_the_other_and_passive_fai
     assert!(!refused.body.contains("wresult"));
     let health = a.request("GET", "/healthz", &[], vec![]).await;
     assert_eq!(health.status, 503);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Attack: a session cookie copied before sign-out, replayed on another instance behind the same
+/// load balancer. The revocation is shared through Redis; without Redis nobody honours a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_signed_out_on_one_instance_is_dead_on_the_other() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("session.key");
+    let a = passive_instance_with_key(&redis.url(), clock.clone(), Some(key.clone())).await;
+    let b = passive_instance_with_key(&redis.url(), clock.clone(), Some(key)).await;
+    let query = sign_in_query(&[]);
+
+    let mut user = Browser::new(&a);
+    let form = user.get(&query).await;
+    assert_response_page(&user.sign_in(&form, ALICE, PASSWORD).await, RECEIVER, WCTX);
+    let mut thief = Browser::new(&b);
+    thief.jar = user.jar.clone();
+    assert_response_page(&thief.get(&query).await, RECEIVER, WCTX);
+
+    let out = user.get("wa=wsignout1.0").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let mut thief_on_a = Browser::new(&a);
+    thief_on_a.jar = thief.jar.clone();
+    for replayed in [thief.get(&query).await, thief_on_a.get(&query).await] {
+        assert_eq!(replayed.status, 200);
+        assert!(!replayed.body.contains("wresult"), "{}", replayed.body);
+        assert!(replayed.body.contains("name=\"csrf\""), "the password form");
+    }
+
+    let mut second = Browser::new(&a);
+    let form = second.get(&query).await;
+    assert_response_page(
+        &second.sign_in(&form, ALICE, PASSWORD).await,
+        RECEIVER,
+        WCTX,
+    );
+    redis.stop();
+    let unchecked = second.get(&query).await;
+    assert_eq!(unchecked.status, 503, "fail closed: {}", unchecked.body);
+    assert!(!unchecked.body.contains("wresult"));
+    let out = second.get("wa=wsignout1.0").await;
+    assert_eq!(out.status, 503, "{}", out.body);
+    assert!(
+        out.body.contains("could not end the session on the server"),
+        "{}",
+        out.body
+    );
     a.stop().await;
     b.stop().await;
 }

@@ -8,10 +8,11 @@
 //! `signed_out`), `reason` (`ok`, on passive issues how the user proved themselves: `password`,
 //! `session`, `totp`; or a refusal reason such as `wrong_password`, `account_locked_unfamiliar`,
 //! `replay_message_id`, `rate_limited`, `device_trust_unavailable_oobe`, `state_unavailable`,
-//! `totp_wrong`, `totp_attempts_exceeded`),
+//! `totp_wrong`, `totp_attempts_exceeded`, `session_signed_out`),
 //! `assertion_id`, `device_id`, `lockout_location` (`familiar`/`unfamiliar`, empty when not
 //! checked) and `lockout_log_only` (true when log-only lockout would have blocked this request).
-//! Passwords never appear.
+//! Passwords never appear. Every field may hold what a client sent; `crate::logging` escapes
+//! them so none can forge a line.
 
 use std::net::IpAddr;
 
