@@ -59,7 +59,11 @@ impl Sts {
                     return reply;
                 }
                 let fault = error.to_fault(version, &info.correlation_id, relates_to);
-                HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
+                let mut reply = HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml());
+                if let Some(retry_after) = error.fault_retry_after() {
+                    reply.headers.push(("retry-after", retry_after.to_string()));
+                }
+                reply
             }
         }
     }
