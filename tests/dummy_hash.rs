@@ -1,7 +1,7 @@
 //! Equal cost for unknown users: with users hashed by another tool's parameters (argon2-cffi's
 //! defaults, m=64 MiB t=3 p=4, made here at test time), the dummy hash checked for unknown users
-//! has those parameters, so an unknown user takes about as long as a wrong password (compared
-//! as a generous ratio of medians measured in the same test), and `check-config` warns when the
+//! has those parameters, so an unknown user takes about as long as a wrong password (a generous
+//! ratio of the fastest of each, measured in the same test), and `check-config` warns when the
 //! users' parameters differ widely.
 
 use std::process::Command;
@@ -36,16 +36,11 @@ fn users(hashes: &[String]) -> String {
         .collect()
 }
 
-/// The median time of `n` failed checks of `user`.
-async fn median_failure(directory: &FileDirectory, user: &str, n: usize) -> Duration {
-    let mut times = Vec::new();
-    for _ in 0..n {
-        let start = Instant::now();
-        assert!(directory.authenticate(user, "wrong").await.is_err());
-        times.push(start.elapsed());
-    }
-    times.sort();
-    times[n / 2]
+/// The time of one failed check of `user`.
+async fn failure_time(directory: &FileDirectory, user: &str) -> Duration {
+    let start = Instant::now();
+    assert!(directory.authenticate(user, "wrong").await.is_err());
+    start.elapsed()
 }
 
 #[tokio::test]
@@ -53,12 +48,16 @@ async fn unknown_users_cost_what_the_users_hashes_cost() {
     let hash = hash_with("right", CFFI);
     let directory = FileDirectory::parse(&users(&[hash.clone(), hash])).unwrap();
     assert_eq!(directory.dummy_cost(), Some(CFFI));
-    let wrong = median_failure(&directory, "u0@example.com", 3).await;
-    let unknown = median_failure(&directory, "nobody@example.com", 3).await;
+    // Interleaved, and the fastest of each: the least disturbed by other load on the machine.
+    let (mut wrong, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        wrong = wrong.min(failure_time(&directory, "u0@example.com").await);
+        unknown = unknown.min(failure_time(&directory, "nobody@example.com").await);
+    }
     let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
     eprintln!("wrong password {wrong:?}, unknown user {unknown:?} (x{ratio:.2})");
     assert!(
-        (0.75..1.33).contains(&ratio),
+        (0.6..1.67).contains(&ratio),
         "unknown user {unknown:?} vs wrong password {wrong:?}: x{ratio:.2}"
     );
 }

@@ -330,11 +330,9 @@ impl HashQueue {
     fn admit(&self) -> Result<Admission, DirectoryError> {
         let before = self.admitted.fetch_add(1, Ordering::AcqRel);
         let admission = Admission(self.admitted.clone());
+        // No log line here: the refusal's audit record says `password_queue_full`, and a second
+        // line per shed request would double the log volume of a flood.
         if before >= self.capacity {
-            tracing::warn!(
-                capacity = self.capacity,
-                "password-hash queue full: sign-in refused as busy"
-            );
             return Err(DirectoryError::Busy {
                 retry_after_secs: BUSY_RETRY_AFTER_SECS,
             });
