@@ -89,6 +89,7 @@ impl StsError {
             StsError::Envelope(_) => "malformed_envelope".into(),
             StsError::Request(e) => format!("invalid_request: {e}"),
             StsError::Directory(DirectoryError::Rejected(f)) => f.reason().into(),
+            StsError::Directory(DirectoryError::Busy { .. }) => "password_queue_full".into(),
             StsError::Directory(e) => format!("directory_error: {e}"),
             StsError::OutsideDomain { .. } => "upn_outside_domain".into(),
             StsError::Token(e) => format!("token_error: {e}"),
@@ -108,6 +109,17 @@ impl StsError {
                 retry_after_secs,
                 response: ratelimit::Response::Http429,
             })) => Some((429, *retry_after_secs)),
+            _ => None,
+        }
+    }
+
+    /// `Retry-After` seconds of a SOAP fault: a full password-hash queue (a `RequestFailed`
+    /// fault the client may retry soon).
+    pub fn fault_retry_after(&self) -> Option<u64> {
+        match self {
+            StsError::Directory(DirectoryError::Busy { retry_after_secs }) => {
+                Some(*retry_after_secs)
+            }
             _ => None,
         }
     }
@@ -141,6 +153,11 @@ impl StsError {
             }
             StsError::Policy(Refusal::Replay(_)) => {
                 return "The request was rejected: this message was already received.".into();
+            }
+            StsError::Directory(DirectoryError::Busy { retry_after_secs }) => {
+                return format!(
+                    "The sign-in service is busy; try again in {retry_after_secs} seconds."
+                );
             }
             _ => {}
         }
@@ -187,6 +204,16 @@ impl StsError {
                     retry_after_secs: None,
                 }
             }
+            StsError::Directory(DirectoryError::Busy { retry_after_secs }) => ErrorPage {
+                retry_after_secs: Some(*retry_after_secs),
+                ..ErrorPage::plain(
+                    503,
+                    "Sign-in busy",
+                    &format!(
+                        "The sign-in service is busy. Try again in {retry_after_secs} seconds."
+                    ),
+                )
+            },
             StsError::Directory(_) => ErrorPage::plain(
                 503,
                 "Sign-in unavailable",
@@ -282,5 +309,19 @@ mod tests {
             xml.contains("http://schemas.xmlsoap.org/ws/2005/02/trust"),
             "{xml}"
         );
+    }
+
+    #[test]
+    fn busy_is_a_request_failed_fault_and_a_503_page_with_retry_after() {
+        let busy = StsError::Directory(DirectoryError::Busy {
+            retry_after_secs: 3,
+        });
+        let xml = busy.to_fault(TrustVersion::V13, "cid", None).to_xml();
+        assert!(xml.contains("RequestFailed"), "{xml}");
+        assert!(xml.contains("try again in 3 seconds"), "{xml}");
+        assert_eq!(busy.fault_retry_after(), Some(3));
+        let page = busy.passive_page().unwrap();
+        assert_eq!((page.status, page.retry_after_secs), (503, Some(3)));
+        assert_eq!(busy.log_reason(), "password_queue_full");
     }
 }

@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::config::{Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::{Certificate, SigningIdentity};
-use crate::directory::file::FileDirectory;
+use crate::directory::file::{self, FileDirectory};
 use crate::directory::ldap::LdapDirectory;
 use crate::policy::Flow;
 use crate::server::tls;
@@ -19,11 +19,37 @@ use crate::server::tls;
 /// Today: the TLS certificate does not name the host of `server.public_url` (fine only behind a
 /// TLS-terminating proxy), and a device-trust policy covers users of an app — every app
 /// federates a domain with Entra ID, whose Windows setup (OOBE Entra join, passive) and first
-/// Windows logon (active) cannot present a device certificate.
+/// Windows logon (active) cannot present a device certificate; and the users of a users file
+/// have password hashes of widely different cost.
 pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
     let mut warnings: Vec<ConfigProblem> = tls_host_warning(config).into_iter().collect();
     warnings.extend(device_trust_warnings(config));
+    warnings.extend(hash_cost_warnings(config));
     warnings
+}
+
+/// Users hashed with widely different argon2 parameters: the cheap hashes are easier to crack,
+/// and since unknown users are checked against a dummy of the most common cost, users of another
+/// cost answer measurably faster or slower than unknown ones.
+fn hash_cost_warnings(config: &Config) -> Vec<ConfigProblem> {
+    config
+        .directories
+        .iter()
+        .filter_map(|(name, directory)| {
+            let DirectoryConfig::File { path } = directory else {
+                return None;
+            };
+            let costs = file::hash_costs(path).ok()?;
+            let (cheapest, costliest) = file::cost_spread(&costs)?;
+            Some(ConfigProblem::new(
+                format!("directories.{name}.path"),
+                format!(
+                    "password hashes differ widely in cost (cheapest {cheapest}, costliest {costliest}): the cheap ones are easier to crack, and users whose cost is not the most common answer in measurably different time from unknown users"
+                ),
+                "have the users with cheap hashes set their passwords again with `fedsts hash-password`, or rehash all with one tool's parameters",
+            ))
+        })
+        .collect()
 }
 
 /// The TLS certificate should name the host clients connect to.

@@ -38,6 +38,13 @@ struct Fedsts {
     dir: tempfile::TempDir,
 }
 
+/// Configuration appended to the test's and environment variables for the server.
+#[derive(Default)]
+struct Extra {
+    config: &'static str,
+    env: &'static [(&'static str, &'static str)],
+}
+
 /// The file directory of the tests: alice and the computer PC1$.
 const FILE_DIRECTORY: &str = r#"
 [directories.users]
@@ -57,7 +64,28 @@ impl Fedsts {
 
     /// fedsts with `realms` (a TOML inline table) and `directory` (a `[directories.users]` table).
     fn start_with(kdc: &Kdc, allowed_networks: &str, realms: &str, directory: &str) -> Self {
-        Self::launch(kdc, allowed_networks, realms, directory, None, "")
+        Self::launch(
+            kdc,
+            allowed_networks,
+            realms,
+            directory,
+            None,
+            "",
+            Extra::default(),
+        )
+    }
+
+    /// fedsts with `extra` configuration and environment (e.g. a tight `[rate_limit]`).
+    fn start_extra(kdc: &Kdc, extra: Extra) -> Self {
+        Self::launch(
+            kdc,
+            "\"127.0.0.1\"",
+            &format!("{{ \"{REALM}\" = \"example.com\" }}"),
+            FILE_DIRECTORY,
+            None,
+            "",
+            extra,
+        )
     }
 
     /// fedsts behind a reverse proxy on 127.0.0.1 (`server.trusted_proxies`) whose intranet is
@@ -70,6 +98,7 @@ impl Fedsts {
             FILE_DIRECTORY,
             None,
             "\"127.0.0.1\"",
+            Extra::default(),
         )
     }
 
@@ -83,6 +112,7 @@ impl Fedsts {
             FILE_DIRECTORY,
             Some(offset),
             "",
+            Extra::default(),
         )
     }
 
@@ -93,6 +123,7 @@ impl Fedsts {
         directory: &str,
         clock_offset: Option<&str>,
         trusted_proxies: &str,
+        extra: Extra,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -148,7 +179,9 @@ allowed_networks = [{allowed_networks}]
 realms = {realms}
 issuer_id = "{ISSUER_ID}"
 {directory}
+{extra_config}
 "#,
+            extra_config = extra.config,
             public = c.public_base(),
             tls_cert = c.server.tls_cert.display(),
             tls_key = c.server.tls_key.display(),
@@ -174,6 +207,7 @@ issuer_id = "{ISSUER_ID}"
             .arg(&config_path)
             .env("KRB5_KTNAME", format!("FILE:{}", kdc.keytab().display()))
             .env("KRB5_CONFIG", kdc.krb5_conf())
+            .envs(extra.env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -232,6 +266,25 @@ struct CurlReply {
 
 /// POSTs the RST of `version` with `curl --negotiate` using `ccache`, plus `extra` arguments.
 fn curl(server: &Fedsts, kdc: &Kdc, version: &str, ccache: &Path, extra: &[&str]) -> CurlReply {
+    curl_body(
+        server,
+        kdc,
+        version,
+        ccache,
+        &server.write_body(version),
+        extra,
+    )
+}
+
+/// [`curl`] with the RST in `body` (e.g. one sent before: the same MessageID).
+fn curl_body(
+    server: &Fedsts,
+    kdc: &Kdc,
+    version: &str,
+    ccache: &Path,
+    body_file: &Path,
+    extra: &[&str],
+) -> CurlReply {
     let headers = server.dir.path().join("curl-headers");
     let body = server.dir.path().join("curl-body");
     let output = Command::new("curl")
@@ -242,7 +295,7 @@ fn curl(server: &Fedsts, kdc: &Kdc, version: &str, ccache: &Path, extra: &[&str]
             "Content-Type: application/soap+xml; charset=utf-8",
             "--data-binary",
         ])
-        .arg(format!("@{}", server.write_body(version).display()))
+        .arg(format!("@{}", body_file.display()))
         .arg("-D")
         .arg(&headers)
         .arg("-o")
@@ -729,4 +782,116 @@ async fn msal_python_sees_windowstransport_only_when_kerberos_is_on() {
 
 fn path_of_mex(server: &TestServer) -> String {
     common::wstrust::path_of(&server.app_url("mex"))
+}
+
+/// One SPNEGO initiator token for fedsts's SPN from the credentials in `ccache` (made with the
+/// Python `gssapi` package, the library requests-gssapi uses), base64.
+fn spnego_token(kdc: &Kdc, ccache: &Path) -> String {
+    let script = "import base64, gssapi\n\
+name = gssapi.Name('HTTP@localhost', gssapi.NameType.hostbased_service)\n\
+spnego = gssapi.Mechanism.from_sasl_name('SPNEGO')\n\
+ctx = gssapi.SecurityContext(name=name, mech=spnego, usage='initiate')\n\
+print(base64.b64encode(ctx.step()).decode())\n";
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .env("KRB5_CONFIG", kdc.krb5_conf())
+        .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "gssapi: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_replayed_negotiate_token_or_message_id_is_refused() {
+    if !tools_available() {
+        return;
+    }
+    let kdc = realm_with_principals();
+    // MIT krb5's own replay cache off (as in many containers): fedsts's marks must still hold.
+    let server = Fedsts::start_extra(
+        &kdc,
+        Extra {
+            env: &[("KRB5RCACHETYPE", "none")],
+            ..Extra::default()
+        },
+    );
+    let alice = kdc.kinit("alice", "alicepw");
+    let token = spnego_token(&kdc, &alice);
+    let header = format!("Authorization: Negotiate {token}");
+    let empty = kdc.empty_ccache();
+    let first = curl(&server, &kdc, "13", &empty, &["-H", &header]);
+    assert_eq!(first.status, 200, "{}", first.body);
+    // The captured Authorization header again, with a fresh RST.
+    let replayed = curl(&server, &kdc, "13", &empty, &["-H", &header]);
+    assert_eq!(replayed.status, 500, "{}", replayed.body);
+    assert!(
+        replayed.body.contains("InvalidRequest"),
+        "{}",
+        replayed.body
+    );
+    assert!(!replayed.body.contains("Assertion"));
+    assert!(
+        server.log().contains("replay_negotiate_token"),
+        "{}",
+        server.log()
+    );
+
+    // A fresh Kerberos token with an RST (its MessageID) seen before.
+    let body = server.write_body("2005");
+    let once = curl_body(&server, &kdc, "2005", &alice, &body, &[]);
+    assert_eq!(once.status, 200, "{}", once.body);
+    let again = curl_body(&server, &kdc, "2005", &alice, &body, &[]);
+    assert_eq!(again.status, 500, "{}", again.body);
+    assert!(again.body.contains("InvalidRequest"), "{}", again.body);
+    assert!(
+        server.log().contains("replay_message_id"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn windowstransport_is_rate_limited_per_client_address() {
+    if !tools_available() {
+        return;
+    }
+    let kdc = realm_with_principals();
+    let server = Fedsts::start_extra(
+        &kdc,
+        Extra {
+            config: "[rate_limit]\nburst = 2\nrequests_per_minute = 1\n",
+            ..Extra::default()
+        },
+    );
+    let alice = kdc.kinit("alice", "alicepw");
+    // Each curl sign-in is a free 401 challenge, then one request with a token.
+    for _ in 0..2 {
+        let reply = curl(&server, &kdc, "13", &alice, &[]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let limited = curl(&server, &kdc, "13", &alice, &[]);
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(
+        limited
+            .headers
+            .to_ascii_lowercase()
+            .contains("retry-after: "),
+        "{}",
+        limited.headers
+    );
+    assert!(!limited.body.contains("Assertion"));
+    // Forged tokens count too: no free Kerberos work from a flooding address.
+    let forged = curl(
+        &server,
+        &kdc,
+        "13",
+        &kdc.empty_ccache(),
+        &["-H", "Authorization: Negotiate YIIBmTCCAZWgAwIBAqEDAgEO"],
+    );
+    assert_eq!(forged.status, 429, "{}", forged.body);
 }

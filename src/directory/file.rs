@@ -16,9 +16,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use async_trait::async_trait;
 use serde::Deserialize;
 
@@ -59,6 +60,8 @@ fn enabled_by_default() -> bool {
 struct StoredUser {
     user: User,
     hash: PasswordHash,
+    /// `None` when the PHC string's parameters are not argon2's (then it never verifies).
+    cost: Option<HashCost>,
     enabled: bool,
     totp_secret: Option<String>,
 }
@@ -68,11 +71,12 @@ pub struct FileDirectory {
     users: HashMap<String, Arc<StoredUser>>,
     /// Lower-cased `sam_account_name` → lower-cased UPN.
     accounts: HashMap<String, String>,
-    /// Verified instead of a real hash for unknown users, so they cost the same time.
+    /// Verified instead of a real hash for unknown users, so they cost the same time: made with
+    /// the users' most common cost parameters ([`dummy_cost`]).
     dummy_hash: PasswordHash,
-    /// One permit per core: at most that many argon2 checks (19 MiB each) run at once, so a
-    /// burst of sign-ins queues instead of exhausting memory and thrashing the caches.
-    hashing: Arc<tokio::sync::Semaphore>,
+    /// At most one argon2 check per core runs at once and a bounded number wait, so a flood of
+    /// sign-ins is refused as busy instead of queueing without end.
+    hashing: HashQueue,
 }
 
 impl std::fmt::Debug for FileDirectory {
@@ -125,16 +129,19 @@ impl FileDirectory {
                 ));
             }
         }
-        let dummy =
-            hash_password("fedsts dummy password for unknown users").map_err(|e| e.to_string())?;
-        let dummy_hash = PasswordHash::new(&dummy).map_err(|e| e.to_string())?;
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let costs: Vec<Option<HashCost>> = users.values().map(|u| u.cost).collect();
+        let dummy_hash = dummy_hash(dummy_cost(&costs)).map_err(|e| e.to_string())?;
         Ok(Self {
             users,
             accounts,
             dummy_hash,
-            hashing: Arc::new(tokio::sync::Semaphore::new(cores)),
+            hashing: HashQueue::per_core(),
         })
+    }
+
+    /// The cost parameters of the hash checked for unknown users.
+    pub fn dummy_cost(&self) -> Option<HashCost> {
+        HashCost::of(&self.dummy_hash)
     }
 
     /// Number of users loaded.
@@ -180,9 +187,178 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             object_guid: entry.object_guid,
             object_sid: entry.object_sid,
         },
+        cost: HashCost::of(&hash),
         hash,
         enabled: entry.enabled,
     })
+}
+
+/// The argon2 cost parameters of a stored hash: what one check of it costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HashCost {
+    /// Memory in KiB (`m`).
+    pub m_kib: u32,
+    /// Passes (`t`).
+    pub t: u32,
+    /// Lanes (`p`).
+    pub p: u32,
+}
+
+impl HashCost {
+    /// The parameters of a PHC string, when they are argon2's.
+    fn of(hash: &PasswordHash) -> Option<Self> {
+        let params = Params::try_from(hash).ok()?;
+        Some(Self {
+            m_kib: params.m_cost(),
+            t: params.t_cost(),
+            p: params.p_cost(),
+        })
+    }
+
+    /// Memory blocks filled over all passes: what the check's time grows with (the lanes share
+    /// the memory and run on one thread here).
+    pub fn work(self) -> u64 {
+        u64::from(self.m_kib) * u64::from(self.t)
+    }
+}
+
+impl std::fmt::Display for HashCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "m={},t={},p={}", self.m_kib, self.t, self.p)
+    }
+}
+
+/// The dummy's parameters: the users' most common ones (ties go to the costlier), so an unknown
+/// user costs what most real users cost; the crate's defaults for a file without users.
+pub fn dummy_cost(costs: &[Option<HashCost>]) -> Option<HashCost> {
+    let mut counts: HashMap<HashCost, usize> = HashMap::new();
+    for cost in costs.iter().flatten() {
+        *counts.entry(*cost).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(cost, count)| (*count, cost.work(), cost.p))
+        .map(|(cost, _)| cost)
+}
+
+/// The hash verified for unknown users, made with `cost` (the crate's defaults when `None`).
+fn dummy_hash(cost: Option<HashCost>) -> Result<PasswordHash, DirectoryError> {
+    let params = match cost {
+        Some(c) => Params::new(c.m_kib, c.t, c.p, None),
+        None => Ok(Params::default()),
+    }
+    .map_err(|e| DirectoryError::Invalid(format!("cannot make the dummy hash: {e}")))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(b"fedsts dummy password for unknown users")
+        .map_err(|e| DirectoryError::Invalid(format!("cannot make the dummy hash: {e}")))
+}
+
+/// Users whose cheapest hash costs less than this fraction of the costliest are worth a
+/// warning: the cheap ones are easier to crack and answer measurably faster.
+const COST_SPREAD_WARNING: u64 = 4;
+
+/// `Some((cheapest, costliest))` when the users' hash costs differ by more than
+/// [`COST_SPREAD_WARNING`] times.
+pub fn cost_spread(costs: &[Option<HashCost>]) -> Option<(HashCost, HashCost)> {
+    let cheapest = costs.iter().flatten().min_by_key(|c| c.work())?;
+    let costliest = costs.iter().flatten().max_by_key(|c| c.work())?;
+    (costliest.work() > cheapest.work().saturating_mul(COST_SPREAD_WARNING))
+        .then_some((*cheapest, *costliest))
+}
+
+/// The hash costs of the users in the users file at `path` (for `check-config`'s warning),
+/// without loading the directory.
+pub fn hash_costs(path: &Path) -> Result<Vec<Option<HashCost>>, DirectoryError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DirectoryError::Invalid(format!("cannot read users file {}: {e}", path.display()))
+    })?;
+    let file: UsersFile = toml::from_str(&text)
+        .map_err(|e| DirectoryError::Invalid(format!("users file {}: {e}", path.display())))?;
+    Ok(file
+        .users
+        .iter()
+        .map(|u| {
+            PasswordHash::new(&u.password)
+                .ok()
+                .and_then(|h| HashCost::of(&h))
+        })
+        .collect())
+}
+
+/// Checks that may wait per core for a hashing thread. A check takes tens of milliseconds, so a
+/// full queue is a wait of a few checks; beyond it a request is refused at once as busy.
+const QUEUED_PER_CORE: usize = 4;
+
+/// What a busy refusal tells the client to wait: the queue drains in well under this.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// The bounded password-hash queue: one argon2 check per core runs at once (each holds its
+/// memory cost), at most [`QUEUED_PER_CORE`] per core wait, and the rest are refused as
+/// [`DirectoryError::Busy`] instead of queueing without end behind a flood.
+struct HashQueue {
+    running: Arc<tokio::sync::Semaphore>,
+    /// Checks admitted (running or waiting); counted before the capacity is compared.
+    admitted: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// One admitted check; gives its place back when dropped (done, or the client went away).
+struct Admission(Arc<AtomicUsize>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl HashQueue {
+    /// One running check per core and [`QUEUED_PER_CORE`] waiting per core.
+    fn per_core() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self::new(cores, cores * QUEUED_PER_CORE)
+    }
+
+    fn new(running: usize, waiting: usize) -> Self {
+        Self {
+            running: Arc::new(tokio::sync::Semaphore::new(running)),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            capacity: running + waiting,
+        }
+    }
+
+    /// Admits a check (count first, then compare: concurrent callers never overfill it).
+    fn admit(&self) -> Result<Admission, DirectoryError> {
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission(self.admitted.clone());
+        // No log line here: the refusal's audit record says `password_queue_full`, and a second
+        // line per shed request would double the log volume of a flood.
+        if before >= self.capacity {
+            return Err(DirectoryError::Busy {
+                retry_after_secs: BUSY_RETRY_AFTER_SECS,
+            });
+        }
+        Ok(admission)
+    }
+
+    /// Runs `check` on a blocking thread once a core is free, or refuses it as busy.
+    async fn run<T: Send + 'static>(
+        &self,
+        check: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, DirectoryError> {
+        let admission = self.admit()?;
+        let permit = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let _held = (permit, admission);
+            check()
+        })
+        .await
+        .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))
+    }
 }
 
 fn verify(password: &str, hash: &PasswordHash) -> bool {
@@ -200,18 +376,7 @@ impl Directory for FileDirectory {
             None => self.dummy_hash.clone(),
         };
         let password = password.to_owned();
-        let permit = self
-            .hashing
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))?;
-        let matches = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify(&password, &hash)
-        })
-        .await
-        .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))?;
+        let matches = self.hashing.run(move || verify(&password, &hash)).await?;
         match stored {
             None => Err(DirectoryError::Rejected(AuthFailure::UnknownUser)),
             Some(_) if !matches => Err(DirectoryError::Rejected(AuthFailure::WrongPassword)),
@@ -350,6 +515,111 @@ password = "{h}"
                 .unwrap_err()
                 .contains("duplicate UPN")
         );
+    }
+
+    fn hash_with(password: &str, m_kib: u32, t: u32, p: u32) -> String {
+        let params = Params::new(m_kib, t, p, None).unwrap();
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(password.as_bytes())
+            .unwrap()
+            .to_string()
+    }
+
+    fn users_file(hashes: &[String]) -> String {
+        hashes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                format!("[[users]]\nupn='u{i}@b.c'\nimmutable_id='{i}'\npassword='{h}'\n")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dummy_takes_the_users_most_common_parameters() {
+        // Two users with another tool's parameters (argon2-cffi's defaults, smaller memory to
+        // keep the test quick), one with the crate's defaults: the dummy follows the majority.
+        let other = [hash_with("a", 8192, 3, 4), hash_with("b", 8192, 3, 4)];
+        let ours = hash_password("c").unwrap();
+        let d =
+            FileDirectory::parse(&users_file(&[other[0].clone(), ours, other[1].clone()])).unwrap();
+        let expected = HashCost {
+            m_kib: 8192,
+            t: 3,
+            p: 4,
+        };
+        assert_eq!(d.dummy_cost(), Some(expected));
+        // A tie goes to the costlier parameters; no users means the crate's defaults.
+        let cheap = Some(HashCost {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        });
+        assert_eq!(dummy_cost(&[cheap, Some(expected)]), Some(expected));
+        let empty = FileDirectory::parse("").unwrap();
+        let defaults = Params::default();
+        assert_eq!(
+            empty.dummy_cost(),
+            Some(HashCost {
+                m_kib: defaults.m_cost(),
+                t: defaults.t_cost(),
+                p: defaults.p_cost()
+            })
+        );
+    }
+
+    #[test]
+    fn widely_different_costs_are_reported() {
+        let cost = |m_kib, t| Some(HashCost { m_kib, t, p: 1 });
+        assert_eq!(cost_spread(&[cost(19456, 2), cost(65536, 3)]), {
+            Some((cost(19456, 2).unwrap(), cost(65536, 3).unwrap()))
+        });
+        assert_eq!(cost_spread(&[cost(19456, 2), cost(19456, 3), None]), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        std::fs::write(
+            &path,
+            users_file(&[hash_with("a", 1024, 1, 1), hash_with("b", 8192, 1, 1)]),
+        )
+        .unwrap();
+        assert_eq!(hash_costs(&path).unwrap(), [cost(1024, 1), cost(8192, 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_full_hash_queue_refuses_at_once_and_frees_its_places() {
+        let queue = Arc::new(HashQueue::new(1, 2));
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        let mut admitted = Vec::new();
+        for _ in 0..3 {
+            let (queue, gate) = (queue.clone(), gate.clone());
+            admitted.push(tokio::spawn(async move {
+                queue
+                    .run(move || gate.lock().map(|g| g.recv().is_ok()).unwrap_or(false))
+                    .await
+            }));
+        }
+        while queue.admitted.load(Ordering::Acquire) < 3 {
+            tokio::task::yield_now().await;
+        }
+        let refused = queue.run(|| true).await;
+        assert!(
+            matches!(
+                refused,
+                Err(DirectoryError::Busy {
+                    retry_after_secs: 1
+                })
+            ),
+            "{refused:?}"
+        );
+        for _ in 0..3 {
+            release.send(()).unwrap();
+        }
+        for task in admitted {
+            assert!(task.await.unwrap().unwrap());
+        }
+        assert_eq!(queue.admitted.load(Ordering::Acquire), 0);
+        assert!(queue.run(|| true).await.unwrap());
     }
 
     #[test]

@@ -83,6 +83,12 @@ pub enum DirectoryError {
     /// The directory could not answer (I/O, outage); never turns into a token.
     #[error("directory unavailable: {0}")]
     Unavailable(String),
+    /// Too many password checks are waiting; the client should retry after the given time.
+    #[error("password checks are queued to capacity")]
+    Busy {
+        /// Seconds the client should wait (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// The directory's configuration or data is wrong.
     #[error("{0}")]
     Invalid(String),

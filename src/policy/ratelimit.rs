@@ -1,9 +1,11 @@
 //! Per-client-IP token buckets on the active endpoints: `burst` requests at once, refilled at
 //! `requests_per_minute`. An empty bucket answers HTTP 429 with `Retry-After` (or, configured,
 //! a `RequestFailed` SOAP fault). Buckets live in the [`StateStore`], so several instances
-//! share them; the bucket state is `tokens_in_millis:last_refill_unix_ms`.
+//! share them; the bucket state is `tokens_in_millis:last_refill_unix_ms`. An IPv4 address has
+//! its own bucket; IPv6 addresses share one per /64, since a single subscriber gets a whole /64
+//! and could otherwise draw a fresh bucket for every request.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -125,6 +127,18 @@ impl Bucket {
     }
 }
 
+/// The state key of the bucket `ip` draws from: per IPv4 address (IPv4-mapped IPv6 included),
+/// per IPv6 /64.
+fn bucket_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("rate:{v4}"),
+        IpAddr::V6(v6) => {
+            let network = Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX));
+            format!("rate:{network}/64")
+        }
+    }
+}
+
 fn unix_ms(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
@@ -178,7 +192,7 @@ impl RateLimiter {
         if !self.config.enabled {
             return Ok(None);
         }
-        let key = format!("rate:{ip}");
+        let key = bucket_key(ip);
         for _ in 0..CAS_ATTEMPTS {
             let raw = self.store.get(&key, now).await?;
             let mut bucket = self.refilled(raw.as_deref().and_then(Bucket::parse), unix_ms(now));
@@ -251,6 +265,31 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[tokio::test]
+    async fn ipv6_addresses_of_one_64_share_a_bucket() {
+        let config = RateLimitConfig {
+            burst: 2,
+            ..RateLimitConfig::default()
+        };
+        let limiter = RateLimiter::new(config, Arc::new(MemoryStore::new("t")));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(limiter.take(ip("2001:db8:1:2::1"), T0).await.unwrap(), None);
+        assert_eq!(
+            limiter.take(ip("2001:db8:1:2:ffff::9"), T0).await.unwrap(),
+            None
+        );
+        assert!(
+            limiter
+                .take(ip("2001:db8:1:2:abcd:1:2:3"), T0)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(limiter.take(ip("2001:db8:1:3::1"), T0).await.unwrap(), None);
+        assert_eq!(bucket_key(ip("::ffff:192.0.2.7")), "rate:192.0.2.7");
+        assert_eq!(bucket_key(ip("2001:db8:1:2::1")), "rate:2001:db8:1:2::/64");
     }
 
     #[tokio::test]

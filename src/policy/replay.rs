@@ -11,6 +11,10 @@
 //!   differ only by MessageID. Anyone who can change the MessageID of a captured request can
 //!   change its Created as well, so refusing those would only break real clients.
 //!
+//! windowstransport requests carry no timestamp; they get the MessageID mark and a mark of the
+//! SPNEGO token itself (its SHA-256), so an accepted Kerberos authenticator is never accepted a
+//! second time, whether or not the Kerberos library's own replay cache is on.
+//!
 //! Marks are global (not per app): a request replayed to another app is still a replay.
 
 use std::sync::Arc;
@@ -28,6 +32,8 @@ pub enum ReplayKind {
     MessageId,
     /// Its (Created, username) pair was seen.
     CreatedAndUsername,
+    /// Its SPNEGO (Negotiate) token was accepted before (windowstransport).
+    NegotiateToken,
 }
 
 impl ReplayKind {
@@ -36,6 +42,7 @@ impl ReplayKind {
         match self {
             ReplayKind::MessageId => "replay_message_id",
             ReplayKind::CreatedAndUsername => "replay_created_username",
+            ReplayKind::NegotiateToken => "replay_negotiate_token",
         }
     }
 }
@@ -71,10 +78,7 @@ impl ReplayCache {
         now: OffsetDateTime,
     ) -> Result<Option<ReplayKind>, StateError> {
         if let Some(id) = message_id
-            && !self
-                .store
-                .set_if_absent(&format!("replay:mid:{id}"), "1", self.ttl, now)
-                .await?
+            && self.check_message_id(id, now).await?.is_some()
         {
             return Ok(Some(ReplayKind::MessageId));
         }
@@ -87,6 +91,33 @@ impl ReplayCache {
             return Ok(Some(ReplayKind::CreatedAndUsername));
         }
         Ok(None)
+    }
+
+    /// Marks a `wsa:MessageID` and says whether it was seen before.
+    pub async fn check_message_id(
+        &self,
+        message_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<ReplayKind>, StateError> {
+        let key = format!("replay:mid:{message_id}");
+        let fresh = self.store.set_if_absent(&key, "1", self.ttl, now).await?;
+        Ok((!fresh).then_some(ReplayKind::MessageId))
+    }
+
+    /// Marks an accepted SPNEGO token (by its SHA-256) and says whether it was accepted before.
+    pub async fn check_negotiate_token(
+        &self,
+        token: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<ReplayKind>, StateError> {
+        use base64::Engine as _;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+        let key = format!(
+            "replay:spnego:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref())
+        );
+        let fresh = self.store.set_if_absent(&key, "1", self.ttl, now).await?;
+        Ok((!fresh).then_some(ReplayKind::NegotiateToken))
     }
 }
 
@@ -135,6 +166,22 @@ mod tests {
         assert_eq!(
             cache.check(None, c1, "b@x.com", T0).await.unwrap(),
             Some(ReplayKind::CreatedAndUsername)
+        );
+        assert_eq!(
+            cache.check_message_id("urn:uuid:1", T0).await.unwrap(),
+            Some(ReplayKind::MessageId)
+        );
+        assert_eq!(
+            cache.check_negotiate_token(b"ticket", T0).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            cache.check_negotiate_token(b"ticket", T0).await.unwrap(),
+            Some(ReplayKind::NegotiateToken)
+        );
+        assert_eq!(
+            cache.check_negotiate_token(b"ticket2", T0).await.unwrap(),
+            None
         );
         let later = T0 + Duration::minutes(25);
         assert_eq!(

@@ -5,7 +5,7 @@
 
 use super::guard::SignInGuard;
 use super::{App, HttpReply, RequestInfo, Sts, sign, user_claims};
-use crate::error::{FAULT_HTTP_STATUS, StsError};
+use crate::error::StsError;
 use crate::policy::audit::{self, AuditRecord};
 use crate::policy::{Flow, Refusal};
 use crate::saml::SignedAssertion;
@@ -53,13 +53,7 @@ impl Sts {
             }
             Err(error) => {
                 record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                if let Some((status, retry_after)) = error.plain_http() {
-                    let mut reply = HttpReply::text(status, "too many requests; try again later\n");
-                    reply.headers.push(("retry-after", retry_after.to_string()));
-                    return reply;
-                }
-                let fault = error.to_fault(version, &info.correlation_id, relates_to);
-                HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
+                HttpReply::refused(&error, version, &info.correlation_id, relates_to)
             }
         }
     }

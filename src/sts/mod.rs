@@ -185,6 +185,28 @@ impl HttpReply {
             body,
         }
     }
+
+    /// The answer to a refused WS-Trust request: a plain 429 with `Retry-After` for a rate
+    /// limit answered so, otherwise the SOAP fault (with `Retry-After` when the client may
+    /// retry soon).
+    fn refused(
+        error: &crate::error::StsError,
+        version: crate::wstrust::TrustVersion,
+        correlation_id: &str,
+        relates_to: Option<&str>,
+    ) -> Self {
+        if let Some((status, retry_after)) = error.plain_http() {
+            let mut reply = Self::text(status, "too many requests; try again later\n");
+            reply.headers.push(("retry-after", retry_after.to_string()));
+            return reply;
+        }
+        let fault = error.to_fault(version, correlation_id, relates_to);
+        let mut reply = Self::soap(crate::error::FAULT_HTTP_STATUS, fault.to_xml());
+        if let Some(retry_after) = error.fault_retry_after() {
+            reply.headers.push(("retry-after", retry_after.to_string()));
+        }
+        reply
+    }
 }
 
 /// The URLs of one app, all under `{public_url}/wsfed/{id}`.

@@ -1,5 +1,7 @@
-//! windowstransport (WS-Trust 1.3 and 2005 with HTTP Negotiate): intranet check, SPNEGO accept
-//! (feature `kerberos`), principal → directory entry, Windows claims, RSTR.
+//! windowstransport (WS-Trust 1.3 and 2005 with HTTP Negotiate): intranet check, rate limit (of
+//! requests that carry a token; the 401 challenge is free), SPNEGO accept, replay marks (the
+//! accepted token, the MessageID), principal → directory entry, Windows claims, RSTR
+//! (feature `kerberos`).
 
 use super::{App, HttpReply, RequestInfo, Sts};
 use crate::wstrust::TrustVersion;
@@ -7,8 +9,8 @@ use crate::wstrust::TrustVersion;
 use {
     super::guard::SignInGuard,
     super::sign,
-    crate::error::{FAULT_HTTP_STATUS, StsError},
-    crate::policy::audit,
+    crate::error::StsError,
+    crate::policy::{Refusal, audit},
     crate::saml::SignedAssertion,
     crate::soap,
     crate::windowstransport as wt,
@@ -59,11 +61,20 @@ impl Sts {
             record.emit(audit::Decision::Refused, "negotiate_challenge", None);
             return negotiate_challenge();
         };
+        if let Err(refusal) = guard.rate_limit().await {
+            let error = StsError::from(refusal);
+            record.emit(audit::Decision::Refused, &error.log_reason(), None);
+            return HttpReply::refused(&error, version, &info.correlation_id, None);
+        }
         let acceptor = acceptor.clone();
-        let accepted = tokio::task::spawn_blocking(move || acceptor.accept(&token)).await;
+        let accepted = tokio::task::spawn_blocking(move || {
+            let accepted = acceptor.accept(&token);
+            (token, accepted)
+        })
+        .await;
         let accepted = match accepted {
-            Ok(Ok(accepted)) => accepted,
-            Ok(Err(e)) => {
+            Ok((token, Ok(accepted))) => (token, accepted),
+            Ok((_, Err(e))) => {
                 record.emit(audit::Decision::Refused, &format!("kerberos: {e}"), None);
                 return negotiate_challenge();
             }
@@ -76,18 +87,29 @@ impl Sts {
                 return negotiate_challenge();
             }
         };
+        let (token, accepted) = accepted;
         let mut relates_to = None;
-        let result = self
-            .windows_issue(
-                app,
-                kerberos,
-                version,
-                body,
-                &accepted.principal,
-                now,
-                &mut relates_to,
-            )
-            .await;
+        let result = match self
+            .policies
+            .replay
+            .check_negotiate_token(&token, now)
+            .await
+        {
+            Ok(Some(kind)) => Err(Refusal::Replay(kind).into()),
+            Err(e) => Err(Refusal::from(e).into()),
+            Ok(None) => {
+                self.windows_issue(
+                    app,
+                    kerberos,
+                    version,
+                    body,
+                    &accepted.principal,
+                    now,
+                    &mut relates_to,
+                )
+                .await
+            }
+        };
         let mut reply = match result {
             Ok((assertion, applies_to)) => {
                 record.user = accepted.principal.clone();
@@ -106,8 +128,7 @@ impl Sts {
             Err(error) => {
                 record.user = accepted.principal.clone();
                 record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                let fault = error.to_fault(version, &info.correlation_id, relates_to.as_deref());
-                HttpReply::soap(FAULT_HTTP_STATUS, fault.to_xml())
+                HttpReply::refused(&error, version, &info.correlation_id, relates_to.as_deref())
             }
         };
         if let Some(token) = accepted.reply_token {
@@ -137,6 +158,16 @@ impl Sts {
         let envelope = soap::parse_envelope(body, &self.xml_limits)?;
         let request = wstrust::parse_windowstransport(&envelope, version)?;
         relates_to.clone_from(&request.message_id);
+        if let Some(id) = &request.message_id
+            && let Some(kind) = self
+                .policies
+                .replay
+                .check_message_id(id, now)
+                .await
+                .map_err(Refusal::from)?
+        {
+            return Err(Refusal::Replay(kind).into());
+        }
         let principal = wt::Principal::parse(principal).ok_or(StsError::Directory(
             DirectoryError::Rejected(AuthFailure::UnknownUser),
         ))?;

@@ -150,6 +150,33 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Reply, String> {
+        self.request_from(None, identity, method, path, headers, body)
+            .await
+    }
+
+    /// POSTs a SOAP 1.2 body from the loopback address `source` (any of 127.0.0.0/8), so one
+    /// test can be several clients; `Err` when the exchange fails.
+    pub async fn post_soap_from(
+        &self,
+        source: std::net::IpAddr,
+        path: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Result<Reply, String> {
+        let headers = [("content-type", "application/soap+xml; charset=utf-8")];
+        self.request_from(Some(source), None, "POST", path, &headers, body.into())
+            .await
+    }
+
+    /// [`Self::request_as`] from the local address `source` (`None`: the system's choice).
+    async fn request_from(
+        &self,
+        source: Option<std::net::IpAddr>,
+        identity: Option<&ClientIdentity>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.tls_cert_path).unwrap() {
             roots.add(cert.unwrap()).unwrap();
@@ -167,7 +194,17 @@ impl TestServer {
             None => client.with_no_client_auth(),
         };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let tcp = match source {
+            None => TcpStream::connect(self.addr).await.unwrap(),
+            Some(source) => {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(source, 0)).unwrap();
+                socket
+                    .connect(self.addr)
+                    .await
+                    .map_err(|e| format!("connect from {source}: {e}"))?
+            }
+        };
         let tls = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
