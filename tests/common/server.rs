@@ -152,16 +152,8 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Sends one request over a fresh TLS connection, presenting `identity` as the client
-    /// certificate; `Err` when the TLS handshake (or the exchange) fails.
-    pub async fn request_as(
-        &self,
-        identity: Option<&ClientIdentity>,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<Reply, String> {
+    /// A TLS connector trusting the server's certificate, presenting `identity` if given.
+    pub fn tls_connector(&self, identity: Option<&ClientIdentity>) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.tls_cert_path).unwrap() {
             roots.add(cert.unwrap()).unwrap();
@@ -178,7 +170,20 @@ impl TestServer {
                 .unwrap(),
             None => client.with_no_client_auth(),
         };
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        tokio_rustls::TlsConnector::from(Arc::new(client))
+    }
+
+    /// Sends one request over a fresh TLS connection, presenting `identity` as the client
+    /// certificate; `Err` when the TLS handshake (or the exchange) fails.
+    pub async fn request_as(
+        &self,
+        identity: Option<&ClientIdentity>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
+        let connector = self.tls_connector(identity);
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let tls = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
