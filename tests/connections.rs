@@ -144,23 +144,30 @@ async fn one_address_gets_at_most_its_share() {
 
 #[tokio::test]
 async fn pipelining_clients_that_never_read_are_dropped_by_the_write_timeout() {
-    let server = start(10, 100, 1).await;
+    let server = start(10, 100, 3).await;
     let connector = server.tls_connector(None);
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: localhost\r\n\r\n",
         path_of(&server.app_url("mex"))
     );
-    let burst = request.repeat(20_000).into_bytes();
-    let mut pipeliners = Vec::new();
+    let burst = std::sync::Arc::new(request.repeat(20_000).into_bytes());
+    let mut tasks = Vec::new();
     for _ in 0..10 {
-        let tcp = TcpStream::connect(server.addr).await.unwrap();
-        let mut tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        // Writes until the server stops reading (its answers fill the buffers); never reads.
-        let _ = tokio::time::timeout(Duration::from_millis(500), tls.write_all(&burst)).await;
-        pipeliners.push(tls);
+        let (connector, burst, addr) = (connector.clone(), burst.clone(), server.addr);
+        tasks.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut tls = connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            // Writes until the server stops reading (its answers fill the buffers); never reads.
+            let _ = tokio::time::timeout(Duration::from_millis(500), tls.write_all(&burst)).await;
+            tls
+        }));
+    }
+    let mut pipeliners = Vec::new();
+    for task in tasks {
+        pipeliners.push(task.await.unwrap());
     }
     assert!(
         server
