@@ -141,7 +141,14 @@ fn main() {
         let tls = fedsts::server::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(fedsts::server::serve(listener, tls, sts.clone(), async {
+        let setup = fedsts::server::Server {
+            listener,
+            health_listener: None,
+            tls,
+            sts: sts.clone(),
+            limits: fedsts::server::ConnectionLimits::resolve(&config.server.connections),
+        };
+        let server = tokio::spawn(fedsts::server::serve(setup, async {
             let _ = stopped.await;
         }));
 

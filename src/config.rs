@@ -67,10 +67,75 @@ pub struct ServerConfig {
     /// believed; from anyone else those headers are ignored.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The trusted proxies overwrite `X-MS-Forwarded-Client-IP` with the address they received
+    /// from; only then is that header believed (otherwise a client could write it).
+    #[serde(default)]
+    pub trust_ms_forwarded_client_ip: bool,
+    /// `[server.connections]`: connection caps, write timeout, health listener.
+    #[serde(default)]
+    pub connections: ConnectionConfig,
     /// File holding the key that signs browser session cookies and forms; made (mode 0600) on
     /// first start when missing. Default: `session.key` next to the configuration file.
     #[serde(default)]
     pub session_key: Option<PathBuf>,
+}
+
+/// `[server.connections]`: how many connections the listener holds and for how long.
+/// Defaults are derived from the file-descriptor limit at start (see `server::limits`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Most connections open at once (default: three quarters of the fd limit less a reserve).
+    #[serde(default)]
+    pub max: Option<usize>,
+    /// Most connections from one client address (IPv6: one /64); trusted proxies are exempt.
+    /// Default: an eighth of `max`, between 16 and 256.
+    #[serde(default)]
+    pub max_per_address: Option<usize>,
+    /// Seconds a write may stall (a client that sends requests and never reads the answers)
+    /// before the connection is dropped (default 10).
+    #[serde(default)]
+    pub write_timeout_secs: Option<u64>,
+    /// A separate plain-HTTP listener serving only `GET /healthz`, outside the caps above, so
+    /// supervisors see the service under a connection flood; e.g. `"127.0.0.1:8081"`.
+    #[serde(default)]
+    pub health_listen: Option<String>,
+}
+
+impl ConnectionConfig {
+    /// Problems of `server.connections`.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let zero = |key: &str, fix: &str| ConfigProblem::new(key, "must not be 0", fix);
+        if self.max == Some(0) {
+            problems.push(zero(
+                "server.connections.max",
+                "remove it for the default or write e.g. 4096",
+            ));
+        }
+        if self.max_per_address == Some(0) {
+            problems.push(zero(
+                "server.connections.max_per_address",
+                "remove it for the default or write e.g. 64",
+            ));
+        }
+        if self.write_timeout_secs == Some(0) {
+            problems.push(zero(
+                "server.connections.write_timeout_secs",
+                "remove it for the default (10) or write a number of seconds",
+            ));
+        }
+        if let Some(listen) = &self.health_listen
+            && listen.parse::<SocketAddr>().is_err()
+        {
+            problems.push(ConfigProblem::new(
+                "server.connections.health_listen",
+                format!("`{listen}` is not a socket address"),
+                "write IP:PORT, e.g. \"127.0.0.1:8081\"",
+            ));
+        }
+        problems
+    }
 }
 
 /// `[[apps]]`: one federated domain with its own issuer and signing key.
@@ -389,6 +454,7 @@ impl Config {
     /// Problems of the policy sections: state, lockout, rate limits, proxies, device trust.
     fn protection_problems(&self) -> Vec<ConfigProblem> {
         let mut problems = TrustedProxies::problems(&self.server.trusted_proxies);
+        problems.extend(self.server.connections.problems());
         problems.extend(self.state.problems());
         problems.extend(self.lockout.problems());
         problems.extend(self.rate_limit.problems());

@@ -91,6 +91,8 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             tls_cert: tls.0,
             tls_key: tls.1,
             trusted_proxies: Vec::new(),
+            trust_ms_forwarded_client_ip: false,
+            connections: Default::default(),
             session_key: Some(data.join("session.key")),
         },
         apps: vec![AppConfig {

@@ -266,3 +266,46 @@ async fn rate_limit_can_answer_with_a_fault() {
     );
     h.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_written_forwarded_chain_does_not_choose_the_client_address() {
+    let (log, _guard) = AuditLog::capture();
+    let h = Harness::start(|c| {
+        c.rate_limit.burst = 2;
+        c.rate_limit.requests_per_minute = 6;
+    })
+    .await;
+    // Each request: 20 entries the attacker wrote (a fresh set each time), then the address our
+    // proxy appended. The proxy-appended one is the client, whatever the chain's length.
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let forged: Vec<String> = (0..20).map(|j| format!("192.0.2.{}", i * 20 + j)).collect();
+        let chain = format!("{}, 203.0.113.9", forged.join(", "));
+        statuses.push(h.sign_in(&chain, PASSWORD).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 429], "one bucket for the real client");
+    // X-MS-Forwarded-Client-IP is not believed unless the config says the proxy sets it.
+    let body = rst13(
+        &h.url(),
+        ALICE,
+        PASSWORD,
+        h.clock.now(),
+        Some(&message_id()),
+    );
+    let ms = h
+        .post(
+            body,
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("x-ms-forwarded-client-ip", "192.0.2.200"),
+            ],
+        )
+        .await;
+    assert_eq!(ms.status, 429);
+    let records = log.records();
+    assert_eq!(records.len(), 4);
+    for record in &records {
+        assert_eq!(record["client_ip"], "203.0.113.9", "{record}");
+    }
+    h.server.stop().await;
+}

@@ -88,7 +88,7 @@ async fn health_mex_commands_and_routing() {
         .request(
             "POST",
             &path_of(&server.app_url("trust/13/windowstransport")),
-            &[],
+            &[("content-type", "application/soap+xml; charset=utf-8")],
             vec![],
         )
         .await;

@@ -772,7 +772,7 @@ async fn msal_python_sees_windowstransport_only_when_kerberos_is_on() {
         .request(
             "POST",
             &common::wstrust::path_of(&plain.app_url("trust/13/windowstransport")),
-            &[],
+            &[("content-type", "application/soap+xml; charset=utf-8")],
             Vec::new(),
         )
         .await;

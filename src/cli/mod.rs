@@ -243,12 +243,38 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
             ));
         }
     };
+    let health_listener = match &config.server.connections.health_listen {
+        Some(health) => match tokio::net::TcpListener::bind(health.as_str()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return fail(format!(
+                    "server.connections.health_listen: cannot listen on {health}: {e} — choose a free port"
+                ));
+            }
+        },
+        None => None,
+    };
+    let fd_limit = server::raise_fd_limit();
+    let limits = server::ConnectionLimits::resolve(&config.server.connections);
+    tracing::info!(
+        fd_limit,
+        max_connections = limits.max,
+        max_connections_per_address = limits.max_per_address,
+        "connection limits"
+    );
     let shutdown = match shutdown_signal() {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot listen for SIGTERM: {e}")),
     };
     print_banner(&config, &sts, demo_password.as_deref());
-    server::serve(listener, tls, sts, shutdown).await;
+    let server = server::Server {
+        listener,
+        health_listener,
+        tls,
+        sts,
+        limits,
+    };
+    server::serve(server, shutdown).await;
     ExitCode::SUCCESS
 }
 

@@ -140,7 +140,7 @@ fn masked(bits: u128, width: u8, prefix: u8) -> u128 {
 }
 
 /// IPv4-mapped IPv6 addresses as IPv4, so `::ffff:10.0.0.1` matches `10.0.0.0/8`.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -150,12 +150,17 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Proxies whose forwarding headers we believe (`[server] trusted_proxies`).
+/// Proxies whose forwarding headers we believe (`[server] trusted_proxies`), and whether they
+/// set `X-MS-Forwarded-Client-IP` (`[server] trust_ms_forwarded_client_ip`).
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct TrustedProxies {
+    blocks: Vec<Cidr>,
+    set_ms_client_ip: bool,
+}
 
-/// Most forwarded addresses read from one request.
-const MAX_FORWARDED: usize = 16;
+/// Most `X-Forwarded-For` entries read from one request, counted from the right (the end our
+/// proxies append to); entries further left are the client's own writing and never read.
+pub const MAX_FORWARDED: usize = 16;
 
 impl TrustedProxies {
     /// Parses the configured CIDR list; the error is the first entry that is not a CIDR block.
@@ -164,7 +169,18 @@ impl TrustedProxies {
             .iter()
             .map(|e| Cidr::parse(e.trim()).ok_or_else(|| e.clone()))
             .collect::<Result<Vec<_>, _>>()
-            .map(Self)
+            .map(|blocks| Self {
+                blocks,
+                set_ms_client_ip: false,
+            })
+    }
+
+    /// Believes `X-MS-Forwarded-Client-IP` from these proxies: only for proxies that overwrite
+    /// it (an Entra application proxy or a load balancer configured so); otherwise a client could
+    /// write it himself.
+    pub fn with_ms_forwarded_client_ip(mut self, proxy_sets_it: bool) -> Self {
+        self.set_ms_client_ip = proxy_sets_it;
+        self
     }
 
     /// Problems of `server.trusted_proxies`.
@@ -179,12 +195,22 @@ impl TrustedProxies {
         }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+    /// Whether `ip` is one of our proxies (exempt from the per-address connection cap, since
+    /// all their clients share its address).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.blocks.iter().any(|c| c.contains(ip))
     }
 
     /// The client's addresses: the socket peer, plus the forwarded ones only when the peer is a
-    /// trusted proxy. `x_forwarded_for` and `x_ms_forwarded_client_ip` are raw header values.
+    /// trusted proxy. `x_forwarded_for` is the raw header (its lines joined by `,`) and
+    /// `x_ms_forwarded_client_ip` the raw value of that header.
+    ///
+    /// `X-Forwarded-For` is walked from the right: each trusted proxy appends the address it
+    /// received from, so the entries are believed up to and including the first address that is
+    /// not one of our proxies — that is the client. Everything left of it was written by the
+    /// client and is ignored. An entry that is not an address stops the walk at the last
+    /// believed hop (the request is attributed to that proxy: fail closed).
     pub fn client_addresses(
         &self,
         peer: IpAddr,
@@ -198,23 +224,43 @@ impl TrustedProxies {
                 all: vec![peer],
             };
         }
-        let ms = x_ms_forwarded_client_ip.and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let forwarded: Vec<IpAddr> = x_forwarded_for
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-            .map(canonical)
-            .take(MAX_FORWARDED)
-            .collect();
-        let nearest_untrusted = forwarded.iter().rev().copied().find(|ip| !self.trusts(*ip));
-        let client = ms.map(canonical).or(nearest_untrusted).unwrap_or(peer);
         let mut all = vec![peer];
-        for ip in ms.map(canonical).into_iter().chain(forwarded) {
-            if !all.contains(&ip) {
-                all.push(ip);
+        let mut client = peer;
+        let hops = x_forwarded_for.unwrap_or("").rsplit(',').map(str::trim);
+        for hop in hops.filter(|h| !h.is_empty()).take(MAX_FORWARDED) {
+            let Ok(ip) = hop.parse::<IpAddr>().map(canonical) else {
+                break;
+            };
+            push_new(&mut all, ip);
+            client = ip;
+            if !self.trusts(ip) {
+                break;
             }
         }
+        if let Some(ms) = self.ms_client_ip(x_ms_forwarded_client_ip) {
+            push_new(&mut all, ms);
+            client = ms;
+        }
         ClientAddresses { client, all }
+    }
+
+    fn ms_client_ip(&self, header: Option<&str>) -> Option<IpAddr> {
+        if !self.set_ms_client_ip {
+            return None;
+        }
+        let value = header?.trim();
+        // The header may carry a port (`ip:port`, `[v6]:port`).
+        let ip = value
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| value.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))?;
+        Some(canonical(ip))
+    }
+}
+
+fn push_new(addresses: &mut Vec<IpAddr>, ip: IpAddr) {
+    if !addresses.contains(&ip) {
+        addresses.push(ip);
     }
 }
 
@@ -322,12 +368,20 @@ mod tests {
             via.all,
             vec![
                 proxy,
-                "198.51.100.1".parse().unwrap(),
-                "10.9.9.9".parse().unwrap()
+                "10.9.9.9".parse().unwrap(),
+                "198.51.100.1".parse().unwrap()
             ]
         );
-        let ms = proxies.client_addresses(proxy, Some("garbage"), Some(" 198.51.100.7 "));
+        let ignored = proxies.client_addresses(proxy, None, Some(" 198.51.100.7 "));
+        assert_eq!(
+            ignored.client, proxy,
+            "the MS header is not believed by default"
+        );
+        let setting = proxies.clone().with_ms_forwarded_client_ip(true);
+        let ms = setting.client_addresses(proxy, Some("garbage"), Some(" 198.51.100.7 "));
         assert_eq!(ms.client, "198.51.100.7".parse::<IpAddr>().unwrap());
+        let with_port = setting.client_addresses(proxy, None, Some("[2001:db9::1]:4431"));
+        assert_eq!(with_port.client, "2001:db9::1".parse::<IpAddr>().unwrap());
         let mapped = proxies.client_addresses("::ffff:10.0.0.1".parse().unwrap(), None, None);
         assert_eq!(mapped.client, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert!(
@@ -345,5 +399,29 @@ mod tests {
             TrustedProxies::problems(&["10.0.0.0/8".into(), "nope".into()])[0].to_string(),
             "server.trusted_proxies: `nope` is not an IP address or CIDR block — write e.g. [\"10.0.0.0/8\", \"192.0.2.10\"]"
         );
+    }
+
+    #[test]
+    fn forwarded_chain_is_walked_from_the_right() {
+        let proxies = TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap();
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // The client wrote the victim's address first; our proxies appended the real one.
+        let spoofed =
+            proxies.client_addresses(proxy, Some("192.0.2.99, 203.0.113.7, 10.2.2.2"), None);
+        assert_eq!(spoofed.client, ip("203.0.113.7"));
+        assert_eq!(spoofed.all, vec![proxy, ip("10.2.2.2"), ip("203.0.113.7")]);
+        // An over-long chain: only the rightmost MAX_FORWARDED entries are read.
+        let mut chain: Vec<String> = (0..40).map(|i| format!("192.0.2.{i}")).collect();
+        chain.push("198.51.100.3".into());
+        let long = proxies.client_addresses(proxy, Some(&chain.join(",")), None);
+        assert_eq!(long.client, ip("198.51.100.3"));
+        let all_trusted: Vec<String> = (0..40).map(|i| format!("10.0.1.{i}")).collect();
+        let hops = proxies.client_addresses(proxy, Some(&all_trusted.join(",")), None);
+        assert_eq!(hops.all.len(), MAX_FORWARDED + 1);
+        assert!(proxies.trusts(hops.client));
+        // Garbage stops the walk at the last believed hop.
+        let garbage = proxies.client_addresses(proxy, Some("198.51.100.9, junk, 10.3.3.3"), None);
+        assert_eq!(garbage.client, ip("10.3.3.3"));
     }
 }

@@ -2,14 +2,17 @@
 //! shutdown. It never parses XML: it turns a request into an [`Endpoint`] plus body bytes and
 //! hands them to [`Sts::handle`].
 
+mod health;
+pub mod limits;
 pub mod router;
+mod stall;
 pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -17,77 +20,88 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::sts::{Credential, Endpoint, HttpReply, RequestInfo, Sts};
+use crate::wstrust::{self, FaultKind};
+use limits::{Admission, LogThrottle, Permit, Refused};
+pub use limits::{ConnectionLimits, raise_fd_limit};
+use stall::WriteTimeout;
 
 /// Largest request body we read on any endpoint (RSTs are under 4 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Time allowed for the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed to receive the request head.
+/// Time allowed to receive the request head (also bounds an idle keep-alive connection: hyper
+/// starts this timer whenever it waits for the next request).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to receive the request body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Shortest and longest pause after a failed accept (out of descriptors, say): never a spin.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// At most one log line per this interval for accept errors and for refused connections.
+const FLOOD_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest `X-Forwarded-For` kept, from its right end (the end our proxies write).
+const MAX_FORWARDED_HEADER_BYTES: usize = 2048;
 
-/// Accepts connections on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish (up to a grace period).
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    sts: Arc<Sts>,
-    shutdown: impl Future<Output = ()>,
-) {
+/// What [`serve`] runs.
+pub struct Server {
+    /// The HTTPS listener.
+    pub listener: TcpListener,
+    /// The plain-HTTP `GET /healthz` listener (`server.connections.health_listen`), if any.
+    pub health_listener: Option<TcpListener>,
+    /// TLS identity and client-certificate policy.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The service.
+    pub sts: Arc<Sts>,
+    /// Connection caps and write timeout.
+    pub limits: ConnectionLimits,
+}
+
+/// Accepts connections until `shutdown` completes, then lets in-flight requests finish (up to a
+/// grace period). Connections past the caps are closed at once, so descriptors stay bounded and
+/// the health listener keeps answering.
+pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
+    let Server {
+        listener,
+        health_listener,
+        tls,
+        sts,
+        limits,
+    } = server;
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
+    let health =
+        health_listener.map(|l| tokio::spawn(health::serve(l, sts.clone(), limits.write_timeout)));
+    let admission = Admission::new(limits, sts.policies().proxies.clone());
+    let mut accepting = Accepting::new(&listener, "https");
+    let mut refusals = LogThrottle::new(FLOOD_LOG_INTERVAL);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
+            pair = accepting.next() => pair,
             () = &mut shutdown => break,
         };
-        let acceptor = acceptor.clone();
-        let sts = sts.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls_stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(peer = %peer, "TLS handshake timed out");
-                        return;
-                    }
+        match admission.admit(peer.ip()) {
+            Ok(permit) => {
+                let connection = Connection {
+                    acceptor: acceptor.clone(),
+                    sts: sts.clone(),
+                    watcher: graceful.watcher(),
+                    write_timeout: admission.limits().write_timeout,
+                    _permit: permit,
                 };
-            let device_certificate = verified_client_certificate(&tls_stream);
-            let service = service_fn(move |req| {
-                let sts = sts.clone();
-                let device_certificate = device_certificate.clone();
-                async move { Ok::<_, Infallible>(handle(&sts, req, peer, device_certificate).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(64 * 1024);
-            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                tokio::spawn(connection.run(tcp, peer));
             }
-        });
+            Err(refused) => log_refusal(&mut refusals, refused, peer, &admission),
+        }
+    }
+    if let Some(task) = health {
+        task.abort();
     }
     tracing::info!("shutting down: waiting for in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
@@ -98,9 +112,116 @@ pub async fn serve(
     }
 }
 
+fn log_refusal(
+    throttle: &mut LogThrottle,
+    refused: Refused,
+    peer: SocketAddr,
+    admission: &Admission,
+) {
+    if let Some(held_back) = throttle.allow(Instant::now()) {
+        let limits = admission.limits();
+        tracing::warn!(
+            reason = refused.as_str(),
+            peer = %peer.ip(),
+            max = limits.max,
+            max_per_address = limits.max_per_address,
+            refused_since_last_line = held_back,
+            "connection refused: cap reached"
+        );
+    }
+}
+
+/// A listener's accept loop state: back-off after errors and their throttled log line.
+struct Accepting<'a> {
+    listener: &'a TcpListener,
+    name: &'static str,
+    backoff: Duration,
+    errors: LogThrottle,
+}
+
+impl<'a> Accepting<'a> {
+    fn new(listener: &'a TcpListener, name: &'static str) -> Self {
+        Self {
+            listener,
+            name,
+            backoff: ACCEPT_BACKOFF.0,
+            errors: LogThrottle::new(FLOOD_LOG_INTERVAL),
+        }
+    }
+
+    /// The next connection. A failed accept sleeps before the next try, doubling the pause up
+    /// to a second while errors continue.
+    async fn next(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok(pair) => {
+                    self.backoff = ACCEPT_BACKOFF.0;
+                    return pair;
+                }
+                Err(e) => {
+                    if let Some(held_back) = self.errors.allow(Instant::now()) {
+                        tracing::warn!(
+                            listener = self.name,
+                            error = %e,
+                            errors_since_last_line = held_back,
+                            pause_ms = self.backoff.as_millis(),
+                            "accept failed: pausing"
+                        );
+                    }
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF.1);
+                }
+            }
+        }
+    }
+}
+
+/// One admitted HTTPS connection; its slot under the caps is held until it ends.
+struct Connection {
+    acceptor: TlsAcceptor,
+    sts: Arc<Sts>,
+    watcher: Watcher,
+    write_timeout: Duration,
+    _permit: Permit,
+}
+
+impl Connection {
+    async fn run(self, tcp: TcpStream, peer: SocketAddr) {
+        let io = WriteTimeout::new(tcp, self.write_timeout);
+        let tls_stream =
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.acceptor.accept(io)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+        let device_certificate = verified_client_certificate(&tls_stream);
+        let sts = self.sts;
+        let service = service_fn(move |req| {
+            let sts = sts.clone();
+            let device_certificate = device_certificate.clone();
+            async move { Ok::<_, Infallible>(handle(&sts, req, peer, device_certificate).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(64 * 1024);
+        let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+        if let Err(e) = self.watcher.watch(conn).await {
+            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
 /// The leaf of the client certificate chain, which the TLS verifier accepted (device CA).
-fn verified_client_certificate(
-    stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+fn verified_client_certificate<Io>(
+    stream: &tokio_rustls::server::TlsStream<Io>,
 ) -> Option<Arc<[u8]>> {
     let (_, connection) = stream.get_ref();
     connection
@@ -118,6 +239,15 @@ async fn handle(
     let endpoint = router::route(req.method(), req.uri().path());
     let mut info = request_info(&req, peer.ip());
     info.device_certificate = device_certificate;
+    if let Some(version) = router::soap_version(&endpoint) {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if !router::is_soap12(content_type) {
+            return into_response(unsupported_media_type(version, &info));
+        }
+    }
     let reply = match endpoint {
         Endpoint::NotFound | Endpoint::MethodNotAllowed { .. } => {
             sts.handle(endpoint, &[], &info).await
@@ -150,7 +280,7 @@ fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(|v| Credential(v.to_owned())),
-        forwarded_for: header_text(header::HeaderName::from_static("x-forwarded-for")),
+        forwarded_for: forwarded_chain(req.headers()),
         ms_forwarded_client_ip: header_text(header::HeaderName::from_static(
             "x-ms-forwarded-client-ip",
         )),
@@ -161,6 +291,45 @@ fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     }
+}
+
+/// Every `X-Forwarded-For` line joined in order, keeping at most the rightmost
+/// [`MAX_FORWARDED_HEADER_BYTES`]: the right end is what our proxies wrote; the left end is the
+/// client's and is cut first.
+fn forwarded_chain(headers: &http::HeaderMap) -> Option<String> {
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let chain = lines.join(",");
+    if chain.len() <= MAX_FORWARDED_HEADER_BYTES {
+        return Some(chain);
+    }
+    let cut = chain.len() - MAX_FORWARDED_HEADER_BYTES;
+    let tail = chain.get(cut..).unwrap_or("");
+    Some(tail.split_once(',').map_or("", |(_, rest)| rest).to_owned())
+}
+
+/// 415 with a SOAP fault: a SOAP endpoint got a body that is not `application/soap+xml`. Such a
+/// body (form or plain text) is what a web page on any site can make a browser send without a
+/// CORS preflight, so it is refused before any credential is looked at.
+fn unsupported_media_type(version: wstrust::TrustVersion, info: &RequestInfo) -> HttpReply {
+    tracing::warn!(
+        correlation_id = %info.correlation_id,
+        client_ip = %info.client_ip,
+        reason = "unsupported_media_type",
+        "request refused: Content-Type is not application/soap+xml"
+    );
+    let reason = format!(
+        "The request must be sent as application/soap+xml (SOAP 1.2). Correlation id: {}",
+        info.correlation_id
+    );
+    let fault = wstrust::fault(version, FaultKind::InvalidRequest, &reason, None);
+    HttpReply::soap(415, fault.to_xml())
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, HttpReply> {

@@ -67,6 +67,26 @@ fn app_route(method: &Method, app: &str, rest: &[&str]) -> Endpoint {
     }
 }
 
+/// The WS-Trust version whose fault a refused body gets, for endpoints whose body is SOAP:
+/// usernamemixed, windowstransport and `POST /mex` (answered in WS-Trust 1.3 terms).
+pub fn soap_version(endpoint: &Endpoint) -> Option<TrustVersion> {
+    match endpoint {
+        Endpoint::UsernameMixed { version, .. } | Endpoint::WindowsTransport { version, .. } => {
+            Some(*version)
+        }
+        Endpoint::Mex { soap: true, .. } => Some(TrustVersion::V13),
+        _ => None,
+    }
+}
+
+/// Whether a `Content-Type` value names SOAP 1.2: `application/soap+xml`, any case, with or
+/// without parameters such as `charset` or `action`.
+pub fn is_soap12(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/soap+xml"))
+}
+
 fn only(method: &Method, allowed: &[Method], endpoint: Endpoint) -> Endpoint {
     if allowed.contains(method) {
         endpoint
@@ -197,5 +217,32 @@ mod tests {
                 allow: "GET, POST".into()
             }
         );
+    }
+
+    #[test]
+    fn soap_endpoints_take_only_soap12() {
+        assert!(is_soap12(Some("application/soap+xml; charset=utf-8")));
+        assert!(is_soap12(Some("Application/SOAP+XML")));
+        assert!(is_soap12(Some(
+            "application/soap+xml;charset=utf-8;action=\"urn:x\""
+        )));
+        for other in [
+            Some("application/x-www-form-urlencoded"),
+            Some("text/plain"),
+            Some("text/xml; charset=utf-8"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/soap+xml-evil"),
+            None,
+        ] {
+            assert!(!is_soap12(other), "{other:?}");
+        }
+        let mex_get = route(&Method::GET, "/wsfed/a/mex");
+        assert_eq!(soap_version(&mex_get), None);
+        let mex_post = route(&Method::POST, "/wsfed/a/mex");
+        assert_eq!(soap_version(&mex_post), Some(TrustVersion::V13));
+        let v2005 = route(&Method::POST, "/wsfed/a/trust/2005/usernamemixed");
+        assert_eq!(soap_version(&v2005), Some(TrustVersion::V2005));
+        let passive = route(&Method::POST, "/wsfed/a");
+        assert_eq!(soap_version(&passive), None);
     }
 }

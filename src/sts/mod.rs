@@ -177,7 +177,8 @@ impl HttpReply {
         }
     }
 
-    fn soap(status: u16, body: String) -> Self {
+    /// A SOAP 1.2 reply.
+    pub fn soap(status: u16, body: String) -> Self {
         Self {
             status,
             content_type: SOAP_CONTENT_TYPE,
@@ -493,7 +494,8 @@ impl Sts {
         let timestamp_policy = TimestampPolicy::default();
         let policies = Policies {
             proxies: TrustedProxies::parse(&config.server.trusted_proxies)
-                .map_err(StartError::TrustedProxy)?,
+                .map_err(StartError::TrustedProxy)?
+                .with_ms_forwarded_client_ip(config.server.trust_ms_forwarded_client_ip),
             rate_limit: RateLimiter::new(config.rate_limit.clone(), store.clone()),
             replay: ReplayCache::new(store.clone(), &timestamp_policy),
             lockout: lockout::Lockout::new(config.lockout.clone(), store.clone()),

@@ -32,6 +32,8 @@ pub const CAROL_OTHER_DOMAIN: &str = "carol@other.org";
 /// A running server and what a client needs to talk to it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The plain-HTTP `/healthz` listener (`server.connections.health_listen`).
+    pub health_addr: SocketAddr,
     pub base_url: String,
     pub app_id: String,
     pub config: Config,
@@ -104,12 +106,22 @@ impl TestServer {
             .unwrap_or_else(|| Arc::new(fedsts::state::memory::MemoryStore::new("test")));
         let sts = Arc::new(Sts::with_state(&config, options.clock.clone(), store).unwrap());
         let tls = fedsts::server::tls::server_config_for(&config, options.clock).unwrap();
+        let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let health_addr = health_listener.local_addr().unwrap();
+        let setup = fedsts::server::Server {
+            listener,
+            health_listener: Some(health_listener),
+            tls,
+            sts: sts.clone(),
+            limits: fedsts::server::ConnectionLimits::resolve(&config.server.connections),
+        };
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(fedsts::server::serve(listener, tls, sts.clone(), async {
+        let task = tokio::spawn(fedsts::server::serve(setup, async {
             let _ = rx.await;
         }));
         Self {
             addr,
+            health_addr,
             base_url: config.public_base().to_owned(),
             app_id: config.apps[0].id.clone(),
             tls_cert_path: config.server.tls_cert.clone(),
@@ -138,6 +150,27 @@ impl TestServer {
         self.request_as(None, method, path, headers, body)
             .await
             .unwrap()
+    }
+
+    /// A TLS connector trusting the server's certificate, presenting `identity` if given.
+    pub fn tls_connector(&self, identity: Option<&ClientIdentity>) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.tls_cert_path).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let client = match identity {
+            Some(id) => client
+                .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+                .unwrap(),
+            None => client.with_no_client_auth(),
+        };
+        tokio_rustls::TlsConnector::from(Arc::new(client))
     }
 
     /// Sends one request over a fresh TLS connection, presenting `identity` as the client
@@ -177,23 +210,7 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Reply, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&self.tls_cert_path).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        let client = match identity {
-            Some(id) => client
-                .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
-                .unwrap(),
-            None => client.with_no_client_auth(),
-        };
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let connector = self.tls_connector(identity);
         let tcp = match source {
             None => TcpStream::connect(self.addr).await.unwrap(),
             Some(source) => {
