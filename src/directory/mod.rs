@@ -6,6 +6,7 @@
 //! [`crate::config::DirectoryConfig`] with its own config struct and `problems()`, build it in
 //! [`build`], and check what can be checked offline in [`crate::preflight`].
 
+pub mod dn;
 pub mod file;
 pub mod ldap;
 
@@ -25,7 +26,8 @@ pub struct User {
     pub immutable_id: String,
     /// Display name, when known.
     pub display_name: Option<String>,
-    /// Group names.
+    /// Groups: DNs from LDAP (`CN=Staff,CN=Users,…`), names from the file directory; compared
+    /// by [`dn::group_matches`].
     pub groups: Vec<String>,
     /// Pre-Windows 2000 logon name (`sAMAccountName`; `NAME$` for computers), when known.
     pub sam_account_name: Option<String>,
