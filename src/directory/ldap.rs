@@ -565,7 +565,9 @@ impl LdapDirectory {
         };
         let ldap = match reused {
             Some(ldap) if !ldap.clone().is_closed() => ldap,
-            _ => self.connect().await?,
+            _ => self.connect().await.inspect_err(|e| {
+                self.remember_health(Err(health_message(e)));
+            })?,
         };
         Ok(Pooled {
             ldap,
@@ -933,12 +935,15 @@ impl LdapDirectory {
 
     /// Returns the connection to the pool unless the work hit an outage (then it is dropped,
     /// so the next call reconnects).
-    /// A request the directory answered also refreshes the cached health, so `/healthz` turns
-    /// healthy as soon as sign-ins work again.
+    /// Every request also refreshes the cached health, so `/healthz` follows what sign-ins
+    /// see (healthy as soon as they work again) without binding for itself.
     fn finish<T>(&self, pooled: Pooled, result: &Result<T, DirectoryError>) {
-        if !matches!(result, Err(DirectoryError::Unavailable(_))) {
-            self.release(pooled);
-            self.remember_health(Ok(()));
+        match result {
+            Err(DirectoryError::Unavailable(message)) => self.remember_health(Err(message.clone())),
+            _ => {
+                self.release(pooled);
+                self.remember_health(Ok(()));
+            }
         }
     }
 
