@@ -1017,10 +1017,15 @@ impl LdapDirectory {
 }
 
 /// Why a connection failed, with the fix when the server's TLS certificate was refused.
+/// A name mismatch gets its own hint: AD's self-made DC certificates name the host in their CN
+/// only, which TLS clients ignore (RFC 6125), so "use a name the certificate names" misleads.
 fn connect_failure(url: &str, error: &str) -> String {
-    let hint = if error.contains("certificate") {
-        " — the server's TLS certificate was not accepted: set ca_file to the CA that issued it, \
-         and use a host name or address the certificate names"
+    let hint = if error.contains("NotValidForName") || error.contains("not valid for name") {
+        " — the server's TLS certificate does not name this host in a subjectAltName: a \
+         subjectAltName is required (a name in the CN alone is ignored); reissue the certificate \
+         with the DC's name as a subjectAltName, or use a host name its subjectAltName lists"
+    } else if error.contains("certificate") {
+        " — the server's TLS certificate was not accepted: set ca_file to the CA that issued it"
     } else {
         ""
     };
@@ -1243,6 +1248,18 @@ mod tests {
             immutable_id_from("employeeNumber", b"E123").unwrap(),
             "E123"
         );
+    }
+
+    #[test]
+    fn a_name_mismatch_asks_for_a_subject_alt_name() {
+        let text = connect_failure(
+            "ldaps://dc1",
+            "invalid peer certificate: certificate not valid for name \"dc1\"",
+        );
+        assert!(text.contains("subjectAltName is required"), "{text}");
+        let text = connect_failure("ldaps://dc1", "invalid peer certificate: UnknownIssuer");
+        assert!(text.contains("set ca_file"), "{text}");
+        assert!(!text.contains("subjectAltName"), "{text}");
     }
 
     #[test]
