@@ -267,3 +267,42 @@ async fn health_probes_with_a_wrong_service_password_never_lock_the_service_acco
     let fixed = directory(&dc, "");
     assert!(fixed.health().await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_principals_resolve_enterprise_names_and_name_a_disabled_computer() {
+    use fedsts::windowstransport::{Principal, resolve_principal};
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let ad = directory(&dc, "");
+    let principal = |text: &str| Principal::parse(text).unwrap();
+    let enterprise = resolve_principal(
+        &ad,
+        "contoso.test",
+        &principal(r"alice\@contoso.test@CONTOSO.TEST"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(enterprise.user.upn, "alice@contoso.test");
+    let plain = resolve_principal(&ad, "contoso.test", &principal("alice@CONTOSO.TEST"))
+        .await
+        .unwrap();
+    assert_eq!(plain.user.upn, "alice@contoso.test");
+    let disabled = resolve_principal(&ad, "contoso.test", &principal("WS01$@CONTOSO.TEST")).await;
+    assert!(
+        matches!(
+            disabled,
+            Err(DirectoryError::Rejected(AuthFailure::Disabled))
+        ),
+        "{disabled:?}"
+    );
+    let unknown = resolve_principal(&ad, "contoso.test", &principal("WS99$@CONTOSO.TEST")).await;
+    assert!(
+        matches!(
+            unknown,
+            Err(DirectoryError::Rejected(AuthFailure::UnknownUser))
+        ),
+        "{unknown:?}"
+    );
+}

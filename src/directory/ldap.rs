@@ -987,6 +987,24 @@ impl LdapDirectory {
         self.to_user(ldap, &entry).await.map(Some)
     }
 
+    /// `Disabled` when the account's entry exists but is not enabled.
+    async fn account_refusal_on(
+        &self,
+        ldap: &mut Ldap,
+        sam_account_name: &str,
+    ) -> Result<Option<AuthFailure>, DirectoryError> {
+        self.bind_service(ldap).await?;
+        let filter = self.filter_for(
+            &self.settings.config.account_filter,
+            "{sam}",
+            sam_account_name,
+        );
+        match self.find_one(ldap, &filter).await? {
+            Some(entry) if !self.is_enabled(ldap, &entry).await? => Ok(Some(AuthFailure::Disabled)),
+            _ => Ok(None),
+        }
+    }
+
     /// The last health answer while it is younger than [`HEALTH_CACHE_TTL`].
     fn cached_health(&self) -> Option<Result<(), DirectoryError>> {
         let last = self.health.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -1159,6 +1177,21 @@ impl Directory for LdapDirectory {
             sam_account_name,
         )
         .await
+    }
+
+    async fn account_refusal(
+        &self,
+        sam_account_name: &str,
+    ) -> Result<Option<AuthFailure>, DirectoryError> {
+        if !Self::is_searchable(sam_account_name) {
+            return Ok(None);
+        }
+        let mut pooled = self.checkout().await?;
+        let result = self
+            .account_refusal_on(&mut pooled.ldap, sam_account_name)
+            .await;
+        self.finish(pooled, &result);
+        result
     }
 
     async fn health(&self) -> Result<(), DirectoryError> {

@@ -101,6 +101,15 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     /// Looks an enabled user or computer up by `sAMAccountName` (case-insensitive; computers end
     /// in `$`), as a Kerberos principal's name maps to it.
     async fn lookup_account(&self, sam_account_name: &str) -> Result<Option<User>, DirectoryError>;
+    /// Why `lookup_account` found no enabled entry for `sam_account_name`, when the directory
+    /// can tell (`Disabled` for a disabled account), so the audit names the reason instead of
+    /// `unknown_user`. Directories that cannot tell keep the default (none).
+    async fn account_refusal(
+        &self,
+        _sam_account_name: &str,
+    ) -> Result<Option<AuthFailure>, DirectoryError> {
+        Ok(None)
+    }
     /// Whether the directory can answer now.
     async fn health(&self) -> Result<(), DirectoryError>;
     /// The base32 TOTP secret of an enabled user, when one is enrolled. Directories without

@@ -378,7 +378,8 @@ fn user(name: &str, extra: &str) -> String {
 
 /// The fixtures: svc-fedsts; alice (with an `mS-DS-ConsistencyGuid`, in Staff and in
 /// `Sales, EMEA`; Staff is in `All Staff`); bob (no consistency GUID); dora (disabled); ezra
-/// (account expired); mia (must change her password); lou (to be locked by a test).
+/// (account expired); mia (must change her password); lou (to be locked by a test); the
+/// disabled computer `WS01$`.
 pub fn fixtures() -> String {
     let b64 = |raw: &[u8]| base64::engine::general_purpose::STANDARD.encode(raw);
     let service = format!(
@@ -396,6 +397,10 @@ pub fn fixtures() -> String {
     ldif += &user("ezra", "accountExpires: 1\n");
     ldif += &user("mia", "");
     ldif += &user("lou", "");
+    ldif += &format!(
+        "dn: CN=WS01,{USERS}\nchangetype: add\nobjectClass: computer\nsAMAccountName: WS01$\n\
+         userAccountControl: 4098\n\n"
+    );
     ldif += &format!(
         "dn: CN=mia,{USERS}\nchangetype: modify\nreplace: pwdLastSet\npwdLastSet: 0\n-\n\n"
     );
