@@ -223,6 +223,14 @@ impl Principal {
         })
     }
 
+    /// The UPN of an enterprise principal name (`alice\@contoso.test@CONTOSO.TEST` names the
+    /// user whose UPN is `alice@contoso.test`), or `None` for a plain one.
+    pub fn enterprise_upn(&self) -> Option<String> {
+        self.name
+            .contains("\\@")
+            .then(|| self.name.replace("\\@", "@"))
+    }
+
     /// Whether this is a computer account (`NAME$`).
     pub fn is_computer(&self) -> bool {
         self.name.ends_with('$')
@@ -241,8 +249,9 @@ pub struct WindowsIdentity {
 }
 
 /// Finds the directory entry of `principal`, whose realm maps to `domain` (see
-/// [`KerberosConfig::domain_for`]): by `sAMAccountName`, then (users only) by the UPN
-/// `name@domain`. Absent entries are refused.
+/// [`KerberosConfig::domain_for`]): an enterprise principal name by its UPN; otherwise by
+/// `sAMAccountName`, then (users only) by the UPN `name@domain`. Absent entries are refused,
+/// disabled ones as `Disabled` when the directory can tell.
 pub async fn resolve_principal(
     directory: &dyn Directory,
     domain: &str,
@@ -250,13 +259,30 @@ pub async fn resolve_principal(
 ) -> Result<WindowsIdentity, DirectoryError> {
     let domain = domain.to_owned();
     let computer = principal.is_computer();
+    if let Some(upn) = principal.enterprise_upn() {
+        let user = directory
+            .lookup(&upn)
+            .await?
+            .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?;
+        return Ok(WindowsIdentity {
+            user,
+            computer,
+            domain,
+        });
+    }
     let mut user = directory.lookup_account(&principal.name).await?;
     if user.is_none() && !computer {
         user = directory
             .lookup(&format!("{}@{domain}", principal.name))
             .await?;
     }
-    let user = user.ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?;
+    let Some(user) = user else {
+        let failure = directory
+            .account_refusal(&principal.name)
+            .await?
+            .unwrap_or(AuthFailure::UnknownUser);
+        return Err(DirectoryError::Rejected(failure));
+    };
     Ok(WindowsIdentity {
         user,
         computer,
@@ -379,6 +405,13 @@ mod tests {
         assert!(!Principal::parse("alice@TEST.LOCAL").unwrap().is_computer());
         assert_eq!(Principal::parse("HTTP/host@TEST.LOCAL"), None);
         assert_eq!(Principal::parse("alice"), None);
+        let enterprise = Principal::parse(r"alice\@contoso.test@CONTOSO.TEST").unwrap();
+        assert_eq!(enterprise.realm, "CONTOSO.TEST");
+        assert_eq!(
+            enterprise.enterprise_upn().as_deref(),
+            Some("alice@contoso.test")
+        );
+        assert_eq!(p.enterprise_upn(), None);
     }
 
     #[test]

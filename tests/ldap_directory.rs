@@ -88,7 +88,13 @@ async fn search_then_bind_maps_attributes_and_refuses_what_it_must() {
     assert_eq!(alice.display_name.as_deref(), Some("Alice Liddell"));
     let mut groups = alice.groups.clone();
     groups.sort();
-    assert_eq!(groups, ["admins", "staff"]);
+    assert_eq!(
+        groups,
+        [
+            "cn=admins,ou=groups,dc=example,dc=com",
+            "cn=staff,ou=groups,dc=example,dc=com"
+        ]
+    );
     assert_eq!(alice.sam_account_name.as_deref(), Some("alice"));
 
     assert_eq!(
@@ -357,7 +363,7 @@ async fn ad_shaped_entries_give_binary_guids_sids_and_uac() {
     );
     assert_eq!(carol.sam_account_name.as_deref(), Some("carol"));
     assert_eq!(carol.display_name.as_deref(), Some("Carol Danvers"));
-    assert_eq!(carol.groups, ["corp-staff"]);
+    assert_eq!(carol.groups, ["cn=corp-staff,ou=groups,dc=example,dc=com"]);
     assert_eq!(
         failure(directory.authenticate("carol@example.com", "wrong").await),
         AuthFailure::WrongPassword

@@ -22,8 +22,9 @@
 //! the log by [`ad_bind_failure`]; on the wire every failure stays the generic one.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -41,6 +42,15 @@ const RC_INVALID_CREDENTIALS: u32 = 49;
 const RC_NO_SUCH_OBJECT: u32 = 32;
 /// AD `userAccountControl` flag ACCOUNTDISABLE.
 const UAC_ACCOUNT_DISABLE: u64 = 0x2;
+/// AD's transitive-membership matching rule (LDAP_MATCHING_RULE_IN_CHAIN).
+const IN_CHAIN_RULE: &str = "1.2.840.113556.1.4.1941";
+/// Most groups read for one user with `nested_groups` (a bound on the search's answer).
+const MAX_NESTED_GROUPS: i32 = 1000;
+/// How long a health answer is reused: concurrent and repeated probes share one bind.
+const HEALTH_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long a service account refused with invalidCredentials is not bound again, so that no
+/// probe or sign-in storm can run its `badPwdCount` up to the lockout threshold.
+pub const SERVICE_REFUSAL_BACKOFF: Duration = Duration::from_secs(60);
 
 /// `[directories.NAME]` with `kind = "ldap"`.
 #[derive(Clone, Debug, Deserialize)]
@@ -81,12 +91,18 @@ pub struct LdapConfig {
     #[serde(default = "default_upn_attr")]
     pub upn_attr: String,
     /// Source of the ImmutableID: `objectGUID` / `mS-DS-ConsistencyGuid` (base64 of the 16 raw
-    /// bytes), `entryUUID` (base64 of the UUID's 16 bytes), or any attribute taken as-is.
+    /// bytes; an entry without `mS-DS-ConsistencyGuid` falls back to `objectGUID`, as Entra
+    /// Connect does), `entryUUID` (base64 of the UUID's 16 bytes), or any attribute taken as-is.
+    /// Names are case-insensitive (RFC 4512), in every `*_attr` key.
     #[serde(default = "default_immutable_id_attr")]
     pub immutable_id_attr: String,
-    /// Attribute listing groups (DNs are shortened to their first RDN value).
+    /// Attribute listing groups (their DNs; device-trust policies match them by CN or by DN).
     #[serde(default = "default_groups_attr")]
     pub groups_attr: String,
+    /// Active Directory: read groups transitively (nested groups) with the in-chain matching
+    /// rule 1.2.840.113556.1.4.1941, searching groups under `user_base`, instead of `groups_attr`.
+    #[serde(default)]
+    pub nested_groups: bool,
     /// Attribute holding the display name.
     #[serde(default = "default_display_name_attr")]
     pub display_name_attr: String,
@@ -440,15 +456,6 @@ pub fn sid_to_string(raw: &[u8]) -> Option<String> {
     Some(text)
 }
 
-/// The first RDN value of a DN (`cn=staff,ou=groups,…` → `staff`), or the text unchanged.
-fn group_name(value: &str) -> String {
-    let first = value.split(',').next().unwrap_or(value);
-    match first.split_once('=') {
-        Some((_, name)) if value.contains(',') => name.to_owned(),
-        _ => value.to_owned(),
-    }
-}
-
 /// Settings fixed at start, derived from [`LdapConfig`].
 struct Settings {
     config: LdapConfig,
@@ -471,10 +478,32 @@ struct Pooled {
     _permit: OwnedSemaphorePermit,
 }
 
+/// What the service account's last binds showed, shared by every request: after a refusal
+/// with invalidCredentials it is not bound again for [`SERVICE_REFUSAL_BACKOFF`], and until a
+/// bind has succeeded (at start and after a refusal) binds go one at a time, so a wrong
+/// password costs the account one bad count per back-off period, never a lockout.
+struct ServiceAccount {
+    /// When the last refusal's back-off ends.
+    refused_until: Mutex<Option<Instant>>,
+    /// Whether a bind succeeded since start or since the last refusal.
+    verified: AtomicBool,
+    /// Held by the one bind allowed while not verified.
+    trial: tokio::sync::Mutex<()>,
+}
+
+/// The last health answer and when it was taken; probes within [`HEALTH_CACHE_TTL`] reuse it,
+/// and concurrent probes wait for the one in flight.
+struct HealthCache {
+    last: Mutex<Option<(Instant, Result<(), String>)>>,
+    in_flight: tokio::sync::Mutex<()>,
+}
+
 /// Users and computers in an LDAP directory or Active Directory.
 pub struct LdapDirectory {
     settings: Settings,
     pool: Pool,
+    service: ServiceAccount,
+    health: HealthCache,
 }
 
 impl std::fmt::Debug for LdapDirectory {
@@ -510,6 +539,15 @@ impl LdapDirectory {
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(config.pool_size)),
             },
+            service: ServiceAccount {
+                refused_until: Mutex::new(None),
+                verified: AtomicBool::new(false),
+                trial: tokio::sync::Mutex::new(()),
+            },
+            health: HealthCache {
+                last: Mutex::new(None),
+                in_flight: tokio::sync::Mutex::new(()),
+            },
         })
     }
 
@@ -527,7 +565,9 @@ impl LdapDirectory {
         };
         let ldap = match reused {
             Some(ldap) if !ldap.clone().is_closed() => ldap,
-            _ => self.connect().await?,
+            _ => self.connect().await.inspect_err(|e| {
+                self.remember_health(Err(health_message(e)));
+            })?,
         };
         Ok(Pooled {
             ldap,
@@ -562,8 +602,53 @@ impl LdapDirectory {
         Ok(ldap)
     }
 
-    /// Binds as the service account (or anonymously when none is configured).
+    /// Binds as the service account (or anonymously when none is configured), unless it was
+    /// refused lately; see [`ServiceAccount`].
     async fn bind_service(&self, ldap: &mut Ldap) -> Result<(), DirectoryError> {
+        self.refuse_while_backing_off()?;
+        if self.service.verified.load(Ordering::Acquire) {
+            return self.bind_service_now(ldap).await;
+        }
+        let _trial = self.service.trial.lock().await;
+        self.refuse_while_backing_off()?;
+        self.bind_service_now(ldap).await
+    }
+
+    /// `Unavailable` while the back-off after a refused service bind runs.
+    fn refuse_while_backing_off(&self) -> Result<(), DirectoryError> {
+        let refused_until = *self
+            .service
+            .refused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match refused_until {
+            Some(until) if Instant::now() < until => Err(unavailable(format!(
+                "the service account was refused with invalidCredentials; not bound again for \
+                 {}s so that it is not locked out — fix bind_password",
+                until.saturating_duration_since(Instant::now()).as_secs()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a refusal with invalidCredentials: starts the back-off, loudly.
+    fn record_service_refusal(&self, dn: &str) {
+        self.service.verified.store(false, Ordering::Release);
+        let mut refused_until = self
+            .service
+            .refused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *refused_until = Some(Instant::now() + SERVICE_REFUSAL_BACKOFF);
+        tracing::error!(
+            dn,
+            backoff_secs = SERVICE_REFUSAL_BACKOFF.as_secs(),
+            "LDAP service account refused with invalidCredentials: its password is wrong or \
+             stale; not binding it again until the back-off ends, so it is not locked out"
+        );
+    }
+
+    async fn bind_service_now(&self, ldap: &mut Ldap) -> Result<(), DirectoryError> {
         let dn = self.settings.config.bind_dn.as_deref().unwrap_or("");
         let password = self.settings.bind_password.as_deref().unwrap_or("");
         let result = ldap
@@ -572,7 +657,11 @@ impl LdapDirectory {
             .await
             .map_err(|e| unavailable(format!("service bind: {e}")))?;
         if result.rc == 0 {
+            self.service.verified.store(true, Ordering::Release);
             return Ok(());
+        }
+        if result.rc == RC_INVALID_CREDENTIALS {
+            self.record_service_refusal(dn);
         }
         let reason = ad_bind_failure(&result.text)
             .map(|(_, why)| why)
@@ -722,13 +811,63 @@ impl LdapDirectory {
         }
     }
 
-    fn to_user(&self, entry: &SearchEntry) -> Result<User, DirectoryError> {
+    /// The entry's ImmutableID; `mS-DS-ConsistencyGuid` falls back to `objectGUID` when the
+    /// entry has none (what Entra Connect sourced it from).
+    fn immutable_id(&self, entry: &SearchEntry) -> Result<String, DirectoryError> {
         let c = &self.settings.config;
-        let immutable_raw = first_raw(entry, &c.immutable_id_attr).ok_or_else(|| {
-            DirectoryError::Invalid(format!("{} has no {}", entry.dn, c.immutable_id_attr))
-        })?;
-        let immutable_id = immutable_id_from(&c.immutable_id_attr, &immutable_raw)
-            .map_err(|e| DirectoryError::Invalid(format!("{}: {e}", entry.dn)))?;
+        let fallback = c
+            .immutable_id_attr
+            .eq_ignore_ascii_case("mS-DS-ConsistencyGuid")
+            .then_some(c.object_guid_attr.as_str());
+        let (attr, raw) = first_raw(entry, &c.immutable_id_attr)
+            .map(|raw| (c.immutable_id_attr.as_str(), raw))
+            .or_else(|| fallback.and_then(|attr| first_raw(entry, attr).map(|raw| (attr, raw))))
+            .ok_or_else(|| {
+                DirectoryError::Invalid(format!("{} has no {}", entry.dn, c.immutable_id_attr))
+            })?;
+        immutable_id_from(attr, &raw)
+            .map_err(|e| DirectoryError::Invalid(format!("{}: {e}", entry.dn)))
+    }
+
+    /// The groups of `entry`: transitive ones by the in-chain rule with `nested_groups`, else
+    /// the values of `groups_attr`.
+    async fn groups_of(
+        &self,
+        ldap: &mut Ldap,
+        entry: &SearchEntry,
+    ) -> Result<Vec<String>, DirectoryError> {
+        let c = &self.settings.config;
+        if !c.nested_groups {
+            return Ok(values_of(&entry.attrs, &c.groups_attr)
+                .cloned()
+                .unwrap_or_default());
+        }
+        let filter = format!(
+            "(member:{IN_CHAIN_RULE}:={})",
+            escape_filter_value(&entry.dn)
+        );
+        let result = ldap
+            .with_search_options(SearchOptions::new().sizelimit(MAX_NESTED_GROUPS))
+            .with_timeout(self.settings.timeout)
+            .search(&c.user_base, Scope::Subtree, &filter, vec!["1.1"])
+            .await
+            .map_err(|e| unavailable(format!("nested group search: {e}")))?;
+        match result.1.rc {
+            0 => Ok(result
+                .0
+                .into_iter()
+                .map(|raw| SearchEntry::construct(raw).dn)
+                .collect()),
+            rc => Err(unavailable(format!(
+                "nested group search: rc {rc} {} — nested_groups needs Active Directory",
+                result.1.text
+            ))),
+        }
+    }
+
+    async fn to_user(&self, ldap: &mut Ldap, entry: &SearchEntry) -> Result<User, DirectoryError> {
+        let c = &self.settings.config;
+        let immutable_id = self.immutable_id(entry)?;
         let object_guid = first_raw(entry, &c.object_guid_attr)
             .filter(|raw| raw.len() == 16)
             .map(|raw| BASE64.encode(raw));
@@ -737,11 +876,7 @@ impl LdapDirectory {
             upn: first_text(entry, &c.upn_attr).unwrap_or_default(),
             immutable_id,
             display_name: first_text(entry, &c.display_name_attr),
-            groups: entry
-                .attrs
-                .get(&c.groups_attr)
-                .map(|values| values.iter().map(|v| group_name(v)).collect())
-                .unwrap_or_default(),
+            groups: self.groups_of(ldap, entry).await?,
             sam_account_name: first_text(entry, &c.sam_account_name_attr),
             object_guid,
             object_sid,
@@ -775,7 +910,7 @@ impl LdapDirectory {
         if !enabled {
             return Err(DirectoryError::Rejected(AuthFailure::Disabled));
         }
-        self.to_user(&entry)
+        self.to_user(ldap, &entry).await
     }
 
     async fn direct_bind(
@@ -795,15 +930,26 @@ impl LdapDirectory {
         if !self.is_enabled(ldap, &entry).await? {
             return Err(DirectoryError::Rejected(AuthFailure::Disabled));
         }
-        self.to_user(&entry)
+        self.to_user(ldap, &entry).await
     }
 
     /// Returns the connection to the pool unless the work hit an outage (then it is dropped,
     /// so the next call reconnects).
+    /// Every request also refreshes the cached health, so `/healthz` follows what sign-ins
+    /// see (healthy as soon as they work again) without binding for itself.
     fn finish<T>(&self, pooled: Pooled, result: &Result<T, DirectoryError>) {
-        if !matches!(result, Err(DirectoryError::Unavailable(_))) {
-            self.release(pooled);
+        match result {
+            Err(DirectoryError::Unavailable(message)) => self.remember_health(Err(message.clone())),
+            _ => {
+                self.release(pooled);
+                self.remember_health(Ok(()));
+            }
         }
+    }
+
+    fn remember_health(&self, answer: Result<(), String>) {
+        let mut last = self.health.last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some((Instant::now(), answer));
     }
 
     async fn lookup_by(
@@ -838,7 +984,39 @@ impl LdapDirectory {
         if !self.is_enabled(ldap, &entry).await? {
             return Ok(None);
         }
-        self.to_user(&entry).map(Some)
+        self.to_user(ldap, &entry).await.map(Some)
+    }
+
+    /// `Disabled` when the account's entry exists but is not enabled.
+    async fn account_refusal_on(
+        &self,
+        ldap: &mut Ldap,
+        sam_account_name: &str,
+    ) -> Result<Option<AuthFailure>, DirectoryError> {
+        self.bind_service(ldap).await?;
+        let filter = self.filter_for(
+            &self.settings.config.account_filter,
+            "{sam}",
+            sam_account_name,
+        );
+        match self.find_one(ldap, &filter).await? {
+            Some(entry) if !self.is_enabled(ldap, &entry).await? => Ok(Some(AuthFailure::Disabled)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The last health answer while it is younger than [`HEALTH_CACHE_TTL`].
+    fn cached_health(&self) -> Option<Result<(), DirectoryError>> {
+        let last = self.health.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, answer) = last.as_ref()?;
+        (at.elapsed() < HEALTH_CACHE_TTL).then(|| answer.clone().map_err(unavailable))
+    }
+
+    async fn probe_health(&self) -> Result<(), DirectoryError> {
+        let mut pooled = self.checkout().await?;
+        let result = self.health_on(&mut pooled.ldap).await;
+        self.finish(pooled, &result);
+        result
     }
 
     async fn health_on(&self, ldap: &mut Ldap) -> Result<(), DirectoryError> {
@@ -857,33 +1035,54 @@ impl LdapDirectory {
 }
 
 /// Why a connection failed, with the fix when the server's TLS certificate was refused.
+/// A name mismatch gets its own hint: AD's self-made DC certificates name the host in their CN
+/// only, which TLS clients ignore (RFC 6125), so "use a name the certificate names" misleads.
 fn connect_failure(url: &str, error: &str) -> String {
-    let hint = if error.contains("certificate") {
-        " — the server's TLS certificate was not accepted: set ca_file to the CA that issued it, \
-         and use a host name or address the certificate names"
+    let hint = if error.contains("NotValidForName") || error.contains("not valid for name") {
+        " — the server's TLS certificate does not name this host in a subjectAltName: a \
+         subjectAltName is required (a name in the CN alone is ignored); reissue the certificate \
+         with the DC's name as a subjectAltName, or use a host name its subjectAltName lists"
+    } else if error.contains("certificate") {
+        " — the server's TLS certificate was not accepted: set ca_file to the CA that issued it"
     } else {
         ""
     };
     format!("cannot connect to {url}: {error}{hint}")
 }
 
+/// The text a cached health failure is rebuilt from (without a second "unavailable:").
+fn health_message(error: &DirectoryError) -> String {
+    match error {
+        DirectoryError::Unavailable(message) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn unavailable(message: impl Into<String>) -> DirectoryError {
     DirectoryError::Unavailable(message.into())
 }
 
+/// The values of `attr`, whose name compares case-insensitively (RFC 4512 §2.5): AD answers
+/// with its schema's spelling (`mS-DS-ConsistencyGuid`) whatever the request said.
+fn values_of<'a, T>(
+    attrs: &'a std::collections::HashMap<String, Vec<T>>,
+    attr: &str,
+) -> Option<&'a Vec<T>> {
+    attrs
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(attr))
+        .map(|(_, values)| values)
+}
+
 fn first_text(entry: &SearchEntry, attr: &str) -> Option<String> {
-    entry
-        .attrs
-        .get(attr)
+    values_of(&entry.attrs, attr)
         .and_then(|values| values.first())
         .cloned()
 }
 
 /// The first value of `attr` as bytes, whether ldap3 filed it as text or as binary.
 fn first_raw(entry: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
-    entry
-        .bin_attrs
-        .get(attr)
+    values_of(&entry.bin_attrs, attr)
         .and_then(|values| values.first())
         .cloned()
         .or_else(|| first_text(entry, attr).map(String::into_bytes))
@@ -980,10 +1179,31 @@ impl Directory for LdapDirectory {
         .await
     }
 
-    async fn health(&self) -> Result<(), DirectoryError> {
+    async fn account_refusal(
+        &self,
+        sam_account_name: &str,
+    ) -> Result<Option<AuthFailure>, DirectoryError> {
+        if !Self::is_searchable(sam_account_name) {
+            return Ok(None);
+        }
         let mut pooled = self.checkout().await?;
-        let result = self.health_on(&mut pooled.ldap).await;
+        let result = self
+            .account_refusal_on(&mut pooled.ldap, sam_account_name)
+            .await;
         self.finish(pooled, &result);
+        result
+    }
+
+    async fn health(&self) -> Result<(), DirectoryError> {
+        if let Some(answer) = self.cached_health() {
+            return answer;
+        }
+        let _in_flight = self.health.in_flight.lock().await;
+        if let Some(answer) = self.cached_health() {
+            return answer;
+        }
+        let result = self.probe_health().await;
+        self.remember_health(result.as_ref().map_err(health_message).copied());
         result
     }
 }
@@ -1064,6 +1284,18 @@ mod tests {
     }
 
     #[test]
+    fn a_name_mismatch_asks_for_a_subject_alt_name() {
+        let text = connect_failure(
+            "ldaps://dc1",
+            "invalid peer certificate: certificate not valid for name \"dc1\"",
+        );
+        assert!(text.contains("subjectAltName is required"), "{text}");
+        let text = connect_failure("ldaps://dc1", "invalid peer certificate: UnknownIssuer");
+        assert!(text.contains("set ca_file"), "{text}");
+        assert!(!text.contains("subjectAltName"), "{text}");
+    }
+
+    #[test]
     fn sids_render_as_text() {
         // S-1-5-21-1004336348-1177238915-682003330-512
         let mut raw = vec![1u8, 5, 0, 0, 0, 0, 0, 5];
@@ -1076,12 +1308,6 @@ mod tests {
         );
         assert_eq!(sid_to_string(&raw[..raw.len() - 1]), None);
         assert_eq!(sid_to_string(&[]), None);
-    }
-
-    #[test]
-    fn group_dns_are_shortened() {
-        assert_eq!(group_name("cn=staff,ou=groups,dc=example,dc=com"), "staff");
-        assert_eq!(group_name("staff"), "staff");
     }
 
     fn config(text: &str) -> LdapConfig {

@@ -6,6 +6,7 @@
 //! [`crate::config::DirectoryConfig`] with its own config struct and `problems()`, build it in
 //! [`build`], and check what can be checked offline in [`crate::preflight`].
 
+pub mod dn;
 pub mod file;
 pub mod ldap;
 
@@ -25,7 +26,8 @@ pub struct User {
     pub immutable_id: String,
     /// Display name, when known.
     pub display_name: Option<String>,
-    /// Group names.
+    /// Groups: DNs from LDAP (`CN=Staff,CN=Users,…`), names from the file directory; compared
+    /// by [`dn::group_matches`].
     pub groups: Vec<String>,
     /// Pre-Windows 2000 logon name (`sAMAccountName`; `NAME$` for computers), when known.
     pub sam_account_name: Option<String>,
@@ -105,6 +107,15 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     /// Looks an enabled user or computer up by `sAMAccountName` (case-insensitive; computers end
     /// in `$`), as a Kerberos principal's name maps to it.
     async fn lookup_account(&self, sam_account_name: &str) -> Result<Option<User>, DirectoryError>;
+    /// Why `lookup_account` found no enabled entry for `sam_account_name`, when the directory
+    /// can tell (`Disabled` for a disabled account), so the audit names the reason instead of
+    /// `unknown_user`. Directories that cannot tell keep the default (none).
+    async fn account_refusal(
+        &self,
+        _sam_account_name: &str,
+    ) -> Result<Option<AuthFailure>, DirectoryError> {
+        Ok(None)
+    }
     /// Whether the directory can answer now.
     async fn health(&self) -> Result<(), DirectoryError>;
     /// The base32 TOTP secret of an enabled user, when one is enrolled. Directories without

@@ -45,7 +45,8 @@ pub struct AppDevicePolicy {
     /// UPNs (case-insensitive) the policy covers; `"*"` covers everyone.
     #[serde(default)]
     pub users: Vec<String>,
-    /// Directory groups the policy covers.
+    /// Directory groups the policy covers: a CN (`staff`, any case) or a full DN, compared as
+    /// [`crate::directory::dn::group_matches`] does.
     #[serde(default)]
     pub groups: Vec<String>,
 }
@@ -63,7 +64,11 @@ impl AppDevicePolicy {
         self.users
             .iter()
             .any(|u| u == "*" || u.eq_ignore_ascii_case(&user.upn))
-            || user.groups.iter().any(|g| self.groups.contains(g))
+            || user.groups.iter().any(|member| {
+                self.groups
+                    .iter()
+                    .any(|wanted| crate::directory::dn::group_matches(wanted, member))
+            })
     }
 }
 

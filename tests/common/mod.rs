@@ -92,6 +92,7 @@ pub mod fixtures;
 pub mod kdc;
 pub mod passive;
 pub mod redis;
+pub mod samba;
 pub mod server;
 pub mod slapd;
 pub mod wstrust;

@@ -100,12 +100,18 @@ impl TestCa {
 
     /// A server certificate for `127.0.0.1` and `localhost`: (certificate PEM, key PEM).
     pub fn server_cert(&self) -> (String, String) {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .unwrap();
+        self.server_cert_for(&["127.0.0.1", "localhost"])
+    }
+
+    /// A server certificate whose subjectAltNames are `names` (the first is also its CN).
+    pub fn server_cert_for(&self, names: &[&str]) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "127.0.0.1");
+            .push(rcgen::DnType::CommonName, names[0]);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())

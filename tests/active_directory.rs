@@ -1,0 +1,308 @@
+//! The LDAP backend against a real Active Directory: a Samba AD DC started by the test
+//! (tests/common/samba.rs). Sign-in over LDAPS and StartTLS, the ImmutableID under each
+//! spelling of its attribute (with the objectGUID fallback), each refusal reason, groups in
+//! several spellings covering a device-trust policy (nested ones by the in-chain rule), and
+//! health probes with a wrong service password that never lock the service account.
+
+mod common;
+
+use common::samba::{self, SERVICE_DN, SERVICE_PASSWORD, SambaDc, USER_PASSWORD, USERS};
+use fedsts::directory::ldap::{LdapConfig, LdapDirectory};
+use fedsts::directory::{AuthFailure, Directory, DirectoryError, User};
+use fedsts::policy::device::AppDevicePolicy;
+
+fn ad_config(dc: &SambaDc, url: &str, extra: &str) -> LdapConfig {
+    let text = format!(
+        r#"
+url = "{url}"
+ca_file = "{ca}"
+bind_dn = "{SERVICE_DN}"
+user_base = "{USERS}"
+timeout_secs = 5
+pool_size = 4
+{extra}
+"#,
+        ca = dc.ca_file.display()
+    );
+    let mut config: LdapConfig = toml::from_str(&text).unwrap();
+    if !extra.contains("bind_password") {
+        config.bind_password = Some(
+            toml::from_str::<Pw>(&format!("p = \"{SERVICE_PASSWORD}\""))
+                .unwrap()
+                .p,
+        );
+    }
+    config
+}
+
+#[derive(serde::Deserialize)]
+struct Pw {
+    p: fedsts::config::Secret,
+}
+
+fn directory(dc: &SambaDc, extra: &str) -> LdapDirectory {
+    LdapDirectory::new(&ad_config(dc, &dc.ldaps_url, extra)).unwrap()
+}
+
+fn failure(result: Result<User, DirectoryError>) -> AuthFailure {
+    match result {
+        Err(DirectoryError::Rejected(failure)) => failure,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn base64(raw: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_sign_in_over_ldaps_and_starttls_with_each_immutable_id_spelling() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let consistency = base64(&samba::ALICE_CONSISTENCY_GUID);
+    let bob_guid = dc
+        .read_attr(&format!("CN=bob,{USERS}"), "objectGUID")
+        .unwrap();
+    let alice_guid = dc
+        .read_attr(&format!("CN=alice,{USERS}"), "objectGUID")
+        .unwrap();
+    let starttls = LdapDirectory::new(&ad_config(&dc, &dc.ldap_url, "starttls = true")).unwrap();
+    let alice = starttls
+        .authenticate("alice@contoso.test", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.immutable_id, alice_guid,
+        "default objectGUID over StartTLS"
+    );
+    assert_eq!(alice.sam_account_name.as_deref(), Some("alice"));
+    assert_eq!(alice.display_name.as_deref(), Some("alice of Contoso"));
+
+    for spelling in [
+        "mS-DS-ConsistencyGuid",
+        "ms-DS-ConsistencyGuid",
+        "ms-ds-consistencyguid",
+    ] {
+        let ldaps = directory(&dc, &format!("immutable_id_attr = \"{spelling}\""));
+        let alice = ldaps
+            .authenticate("alice@contoso.test", USER_PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("{spelling}: {e}"));
+        assert_eq!(alice.immutable_id, consistency, "{spelling}");
+        let bob = ldaps.lookup("bob@contoso.test").await.unwrap().unwrap();
+        assert_eq!(
+            bob.immutable_id, bob_guid,
+            "{spelling}: objectGUID fallback"
+        );
+    }
+    for spelling in ["objectGUID", "objectguid", "OBJECTGUID"] {
+        let ldaps = directory(&dc, &format!("immutable_id_attr = \"{spelling}\""));
+        let alice = ldaps.lookup("alice@contoso.test").await.unwrap().unwrap();
+        assert_eq!(alice.immutable_id, alice_guid, "{spelling}");
+        assert_eq!(alice.object_guid.as_deref(), Some(alice_guid.as_str()));
+    }
+    let lower_attrs = directory(
+        &dc,
+        "upn_attr = \"userprincipalname\"\nsam_account_name_attr = \"samaccountname\"\n\
+         display_name_attr = \"displayname\"\ngroups_attr = \"memberof\"",
+    );
+    let alice = lower_attrs
+        .lookup("alice@contoso.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.upn, "alice@contoso.test");
+    assert_eq!(alice.sam_account_name.as_deref(), Some("alice"));
+    assert_eq!(alice.display_name.as_deref(), Some("alice of Contoso"));
+    assert_eq!(alice.groups.len(), 2, "{:?}", alice.groups);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_refusals_each_have_their_own_reason() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let ad = directory(&dc, "");
+    let reason = |user: &str, password: &str| {
+        let ad = &ad;
+        let user = user.to_owned();
+        let password = password.to_owned();
+        async move { failure(ad.authenticate(&user, &password).await) }
+    };
+    assert_eq!(
+        reason("alice@contoso.test", "wrong").await,
+        AuthFailure::WrongPassword
+    );
+    assert_eq!(
+        reason("nobody@contoso.test", "wrong").await,
+        AuthFailure::UnknownUser
+    );
+    assert_eq!(
+        reason("dora@contoso.test", USER_PASSWORD).await,
+        AuthFailure::Disabled
+    );
+    assert_eq!(
+        reason("ezra@contoso.test", USER_PASSWORD).await,
+        AuthFailure::AccountExpired
+    );
+    assert_eq!(
+        reason("mia@contoso.test", USER_PASSWORD).await,
+        AuthFailure::MustChangePassword
+    );
+    for _ in 0..samba::LOCKOUT_THRESHOLD {
+        assert_eq!(
+            reason("lou@contoso.test", "wrong").await,
+            AuthFailure::WrongPassword
+        );
+    }
+    assert_eq!(
+        reason("lou@contoso.test", USER_PASSWORD).await,
+        AuthFailure::Locked
+    );
+    assert!(
+        ad.authenticate("bob@contoso.test", USER_PASSWORD)
+            .await
+            .is_ok()
+    );
+}
+
+fn policy(groups: &[&str]) -> AppDevicePolicy {
+    let groups: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+    toml::from_str(&format!(
+        "flows = [\"active\"]\ngroups = [{}]",
+        groups.join(", ")
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_groups_in_any_spelling_require_the_device() {
+    use fedsts::policy::{Flow, RequestClass};
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let alice = directory(&dc, "")
+        .authenticate("alice@contoso.test", USER_PASSWORD)
+        .await
+        .unwrap();
+    let covers = |groups: &[&str], user: &User| {
+        policy(groups).covers(Flow::Active, RequestClass::Other, user)
+    };
+    for spelling in [
+        "staff",
+        "Staff",
+        "STAFF",
+        "cn=staff",
+        "cn=staff,cn=users,dc=contoso,dc=test",
+        "CN=Staff, CN=Users, DC=contoso, DC=test",
+        "sales, emea",
+        r"CN=Sales\, EMEA,CN=Users,DC=contoso,DC=test",
+        r"cn=sales\2c emea,cn=users,dc=contoso,dc=test",
+    ] {
+        assert!(
+            covers(&[spelling], &alice),
+            "{spelling} must cover {:?}",
+            alice.groups
+        );
+    }
+    for other in [
+        "sales",
+        "emea",
+        "all staff",
+        "cn=staff,cn=users,dc=fabrikam,dc=test",
+    ] {
+        assert!(!covers(&[other], &alice), "{other}");
+    }
+    let nested = directory(&dc, "nested_groups = true")
+        .authenticate("alice@contoso.test", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert!(covers(&["all staff"], &nested), "{:?}", nested.groups);
+    assert!(covers(&["staff"], &nested), "{:?}", nested.groups);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_with_a_wrong_service_password_never_lock_the_service_account() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let stale = std::sync::Arc::new(directory(&dc, "bind_password = \"stale-password\""));
+    let mut probes = Vec::new();
+    for _ in 0..8 {
+        let stale = stale.clone();
+        probes.push(tokio::spawn(async move { stale.health().await }));
+    }
+    for probe in probes {
+        assert!(probe.await.unwrap().is_err());
+    }
+    for _ in 0..4 {
+        assert!(stale.health().await.is_err());
+        assert!(
+            stale
+                .authenticate("alice@contoso.test", USER_PASSWORD)
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let error = stale.health().await.unwrap_err().to_string();
+    assert!(error.contains("invalidCredentials"), "{error}");
+    let lockout = dc.read_attr(SERVICE_DN, "lockoutTime").unwrap_or_default();
+    assert!(
+        lockout.is_empty() || lockout == "0",
+        "locked: lockoutTime {lockout}"
+    );
+    let bad = dc.read_attr(SERVICE_DN, "badPwdCount").unwrap_or_default();
+    assert_eq!(bad, "1", "one refused bind, then the back-off");
+    assert!(
+        dc.can_bind(SERVICE_DN, SERVICE_PASSWORD),
+        "the service account still binds"
+    );
+    let fixed = directory(&dc, "");
+    assert!(fixed.health().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_principals_resolve_enterprise_names_and_name_a_disabled_computer() {
+    use fedsts::windowstransport::{Principal, resolve_principal};
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let ad = directory(&dc, "");
+    let principal = |text: &str| Principal::parse(text).unwrap();
+    let enterprise = resolve_principal(
+        &ad,
+        "contoso.test",
+        &principal(r"alice\@contoso.test@CONTOSO.TEST"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(enterprise.user.upn, "alice@contoso.test");
+    let plain = resolve_principal(&ad, "contoso.test", &principal("alice@CONTOSO.TEST"))
+        .await
+        .unwrap();
+    assert_eq!(plain.user.upn, "alice@contoso.test");
+    let disabled = resolve_principal(&ad, "contoso.test", &principal("WS01$@CONTOSO.TEST")).await;
+    assert!(
+        matches!(
+            disabled,
+            Err(DirectoryError::Rejected(AuthFailure::Disabled))
+        ),
+        "{disabled:?}"
+    );
+    let unknown = resolve_principal(&ad, "contoso.test", &principal("WS99$@CONTOSO.TEST")).await;
+    assert!(
+        matches!(
+            unknown,
+            Err(DirectoryError::Rejected(AuthFailure::UnknownUser))
+        ),
+        "{unknown:?}"
+    );
+}
