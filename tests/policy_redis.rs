@@ -31,6 +31,7 @@ async fn passive_instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServe
     let store = state::build(&StateConfig {
         redis_url: Some(redis_url.to_owned()),
         key_prefix: None,
+        max_memory_entries: None,
     })
     .unwrap();
     TestServer::start_with(Options {
@@ -53,6 +54,7 @@ async fn instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServer {
     let store = state::build(&StateConfig {
         redis_url: Some(redis_url.to_owned()),
         key_prefix: None,
+        max_memory_entries: None,
     })
     .unwrap();
     TestServer::start_with(Options {
