@@ -43,6 +43,7 @@ async fn passive_instance_with_key(
     let store = state::build(&StateConfig {
         redis_url: Some(redis_url.to_owned()),
         key_prefix: None,
+        max_memory_entries: None,
     })
     .unwrap();
     TestServer::start_with(Options {
@@ -66,6 +67,7 @@ async fn instance(redis_url: &str, clock: Arc<ManualClock>) -> TestServer {
     let store = state::build(&StateConfig {
         redis_url: Some(redis_url.to_owned()),
         key_prefix: None,
+        max_memory_entries: None,
     })
     .unwrap();
     TestServer::start_with(Options {

@@ -21,28 +21,35 @@
 //!      └──── `fedsts lockout reset` ─────────────┴────────────────────────────────────────┘
 //! ```
 //!
-//! - **locked** = `count ≥ t` and `now < last + w`: [`Lockout::check`] answers
-//!   [`Verdict::Blocked`] in `enforce` mode (the caller sends the generic credential fault and
-//!   does not check the password) and [`Verdict::WouldBlock`] in `log_only` mode (the request
-//!   goes on; the audit record says it would have been blocked).
-//! - When `now ≥ last + w` one attempt is allowed; if it fails, `count` grows and `last = now`,
-//!   so the account is locked for another window.
-//! - Only wrong passwords of existing accounts are counted ([`Lockout::record`] with
-//!   [`Attempt::WrongPassword`]); unknown users leave no state.
+//! - **locked** = `count ≥ t` and `now < last + w`: [`Lockout::reserve`] answers
+//!   [`Verdict::Blocked`] in `enforce` mode (the caller sends the generic credential fault, padded
+//!   to the time of a password check, and does not check the password) and
+//!   [`Verdict::WouldBlock`] in `log_only` mode (the request goes on; the audit record says it
+//!   would have been blocked).
+//! - Attempts are counted **before** the password is checked, in one atomic step of the store
+//!   ([`StateStore::count_attempt`]: a mutex in memory, one Lua script in Redis), and settled
+//!   after it ([`Lockout::settle`]): a wrong password stays counted, an attempt that checked no
+//!   password of an existing account (unknown user, directory down) is given back. So N guesses
+//!   arriving at once reach the password check at most `t` times, across every instance that
+//!   shares the store, and not N times.
+//! - When `now ≥ last + w` one attempt is counted (`count + 1`, `last = now`), which locks the
+//!   account for another window: one attempt per window, also when many arrive at that moment.
 //! - A success resets the counter of the request's location class and adds its addresses to the
 //!   familiar list (most recent first, at most `max_familiar_ips`).
 //!
-//! The record is one JSON value per user in the [`StateStore`], updated by compare-and-swap so
-//! that several instances count together.
+//! Each counter is its own key in the [`StateStore`]; the familiar list is one JSON value per
+//! user, updated by compare-and-swap (only successes write it).
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::config::ConfigProblem;
-use crate::state::{StateError, StateStore};
+use crate::state::{AttemptCounter, AttemptRule, StateError, StateStore};
 
 /// How long an untouched user record is kept (familiar IPs are forgotten after this).
 const RECORD_TTL: Duration = Duration::days(30);
@@ -157,18 +164,19 @@ impl Location {
     }
 }
 
-/// The answer of [`Lockout::check`].
+/// The answer of [`Lockout::reserve`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Go on to the password check.
+    /// The attempt is counted: go on to the password check.
     Open,
-    /// Locked (enforce mode): refuse with the generic credential fault, skip the password.
+    /// Locked (enforce mode): nothing counted; refuse with the generic credential fault and
+    /// skip the password.
     Blocked,
-    /// Locked, but `log_only`: go on, and say so in the audit record.
+    /// Locked, but `log_only`: the attempt is counted and goes on; the audit record says so.
     WouldBlock,
 }
 
-/// What a check found.
+/// What a reservation found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Check {
     /// The request's location class for this user.
@@ -177,13 +185,23 @@ pub struct Check {
     pub verdict: Verdict,
 }
 
+impl Check {
+    /// Whether an attempt was counted (and must be settled with [`Lockout::settle`]).
+    fn counted(&self) -> bool {
+        self.verdict != Verdict::Blocked
+    }
+}
+
 /// The outcome of a password check, as the lockout counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempt {
     /// The password was right.
     Success,
-    /// The account exists and the password was wrong.
+    /// The account exists and the password was wrong: the reserved attempt stays counted.
     WrongPassword,
+    /// No password of an existing account was checked (unknown user, directory down): the
+    /// reserved attempt is given back.
+    NotCounted,
 }
 
 /// One counter.
@@ -195,7 +213,16 @@ pub struct Counter {
     pub last_bad: Option<i64>,
 }
 
-/// The stored record of one user (`fedsts lockout show` prints it).
+impl From<AttemptCounter> for Counter {
+    fn from(counter: AttemptCounter) -> Self {
+        Self {
+            bad: counter.attempts,
+            last_bad: counter.last.filter(|_| counter.attempts > 0),
+        }
+    }
+}
+
+/// What `fedsts lockout show` prints about one user.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     /// Counter for familiar locations.
@@ -207,21 +234,6 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    fn location(&self, addresses: &[IpAddr]) -> Location {
-        if !addresses.is_empty() && addresses.iter().all(|ip| self.familiar_ips.contains(ip)) {
-            Location::Familiar
-        } else {
-            Location::Unfamiliar
-        }
-    }
-
-    fn counter_mut(&mut self, location: Location) -> &mut Counter {
-        match location {
-            Location::Familiar => &mut self.familiar,
-            Location::Unfamiliar => &mut self.unfamiliar,
-        }
-    }
-
     /// The counter of a location class.
     pub fn counter(&self, location: Location) -> &Counter {
         match location {
@@ -231,15 +243,48 @@ impl UserRecord {
     }
 }
 
+/// The stored familiar addresses of one user, most recent first (the counters live in their
+/// own keys, counted atomically by the store; fields of older records are ignored).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Familiar {
+    #[serde(default)]
+    familiar_ips: Vec<IpAddr>,
+}
+
+impl Familiar {
+    fn location(&self, addresses: &[IpAddr]) -> Location {
+        if !addresses.is_empty() && addresses.iter().all(|ip| self.familiar_ips.contains(ip)) {
+            Location::Familiar
+        } else {
+            Location::Unfamiliar
+        }
+    }
+}
+
+/// Password checks remembered by the moving average of their time (weight 1/8 per sample).
+const CHECK_TIME_WEIGHT: u64 = 8;
+/// The typical password-check time assumed before any has been measured.
+const DEFAULT_CHECK_TIME: StdDuration = StdDuration::from_millis(30);
+
 /// The lockout policy over a state store.
 #[derive(Clone, Debug)]
 pub struct Lockout {
     config: LockoutConfig,
     store: Arc<dyn StateStore>,
+    /// Moving average of measured password checks, in µs (0: none yet); shared by clones.
+    check_micros: Arc<AtomicU64>,
+}
+
+fn user_key(username: &str) -> String {
+    username.trim().to_lowercase()
 }
 
 fn key(username: &str) -> String {
-    format!("lockout:{}", username.trim().to_lowercase())
+    format!("lockout:{}", user_key(username))
+}
+
+fn counter_key(username: &str, location: Location) -> String {
+    format!("lockout:bad:{}:{}", location.as_str(), user_key(username))
 }
 
 fn corrupt(e: serde_json::Error) -> StateError {
@@ -249,7 +294,11 @@ fn corrupt(e: serde_json::Error) -> StateError {
 impl Lockout {
     /// The policy `config` over `store`.
     pub fn new(config: LockoutConfig, store: Arc<dyn StateStore>) -> Self {
-        Self { config, store }
+        Self {
+            config,
+            store,
+            check_micros: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The configured mode.
@@ -259,23 +308,54 @@ impl Lockout {
 
     /// Whether `counter` locks at `now`.
     pub fn is_locked(&self, counter: &Counter, now: OffsetDateTime) -> bool {
-        counter.bad >= self.config.threshold
-            && counter.last_bad.is_some_and(|last| {
-                now.unix_timestamp() < last + self.config.window().whole_seconds()
-            })
+        let counter = AttemptCounter {
+            attempts: counter.bad,
+            last: counter.last_bad,
+        };
+        counter.is_locked(
+            self.config.threshold,
+            self.config.window(),
+            now.unix_timestamp(),
+        )
+    }
+
+    fn rule(&self) -> AttemptRule {
+        AttemptRule {
+            limit: self.config.threshold,
+            window: self.config.window(),
+            ttl: RECORD_TTL,
+            refuse_when_locked: self.config.mode == Mode::Enforce,
+        }
     }
 
     async fn load(
         &self,
         username: &str,
         now: OffsetDateTime,
-    ) -> Result<(Option<String>, UserRecord), StateError> {
+    ) -> Result<(Option<String>, Familiar), StateError> {
         let raw = self.store.get(&key(username), now).await?;
         let record = match &raw {
             Some(text) => serde_json::from_str(text).map_err(corrupt)?,
-            None => UserRecord::default(),
+            None => Familiar::default(),
         };
         Ok((raw, record))
+    }
+
+    async fn counter(
+        &self,
+        username: &str,
+        location: Location,
+        now: OffsetDateTime,
+    ) -> Result<Counter, StateError> {
+        let raw = self
+            .store
+            .get(&counter_key(username, location), now)
+            .await?;
+        Ok(raw
+            .as_deref()
+            .map(AttemptCounter::parse)
+            .unwrap_or_default()
+            .into())
     }
 
     /// The stored record of `username` (empty when none).
@@ -284,11 +364,19 @@ impl Lockout {
         username: &str,
         now: OffsetDateTime,
     ) -> Result<UserRecord, StateError> {
-        Ok(self.load(username, now).await?.1)
+        Ok(UserRecord {
+            familiar: self.counter(username, Location::Familiar, now).await?,
+            unfamiliar: self.counter(username, Location::Unfamiliar, now).await?,
+            familiar_ips: self.load(username, now).await?.1.familiar_ips,
+        })
     }
 
-    /// Before the password check: may `username` try from `addresses` now?
-    pub async fn check(
+    /// Before the password check: counts the attempt of `username` from `addresses` in one
+    /// atomic step of the store, or refuses it when the account is locked. Counting first
+    /// means that however many guesses arrive at once, at most `threshold` of them (then one
+    /// per window) get to the password check. Settle every counted attempt with
+    /// [`Lockout::settle`].
+    pub async fn reserve(
         &self,
         username: &str,
         addresses: &[IpAddr],
@@ -300,55 +388,68 @@ impl Lockout {
                 verdict: Verdict::Open,
             });
         }
-        let (_, record) = self.load(username, now).await?;
-        let location = record.location(addresses);
-        let verdict = match (
-            self.is_locked(record.counter(location), now),
-            self.config.mode,
-        ) {
-            (false, _) => Verdict::Open,
-            (true, Mode::LogOnly) => Verdict::WouldBlock,
-            (true, _) => Verdict::Blocked,
+        let location = self.load(username, now).await?.1.location(addresses);
+        let count = self
+            .store
+            .count_attempt(&counter_key(username, location), &self.rule(), now)
+            .await?;
+        let verdict = match (count.counted, count.was_locked) {
+            (false, _) => Verdict::Blocked,
+            (true, true) => Verdict::WouldBlock,
+            (true, false) => Verdict::Open,
         };
         Ok(Check { location, verdict })
     }
 
-    /// After the password check: counts a wrong password or learns familiar addresses.
-    pub async fn record(
+    /// After the password check: keeps a wrong password counted, gives back an attempt that
+    /// checked no password, or (success) clears the counter and learns familiar addresses.
+    pub async fn settle(
         &self,
         username: &str,
         addresses: &[IpAddr],
+        check: &Check,
         attempt: Attempt,
         now: OffsetDateTime,
     ) -> Result<(), StateError> {
-        if self.config.mode == Mode::Off {
+        if self.config.mode == Mode::Off || !check.counted() {
             return Ok(());
         }
-        self.update(username, now, |record| {
-            self.apply(record, addresses, attempt, now);
-            true
-        })
-        .await
+        let counter = counter_key(username, check.location);
+        match attempt {
+            Attempt::WrongPassword => Ok(()),
+            Attempt::NotCounted => {
+                self.store
+                    .give_back_attempt(&counter, RECORD_TTL, now)
+                    .await
+            }
+            Attempt::Success => {
+                self.store.delete(&counter).await?;
+                self.learn(username, addresses, now).await
+            }
+        }
     }
 
-    /// Read-modify-write of a user's record with compare-and-swap, retried when another
-    /// request (or instance) changed it meanwhile; `change` returns false to leave it alone.
-    async fn update(
+    /// Puts `addresses` first on the familiar list of `username` (compare-and-swap, retried
+    /// when another request or instance changed the list meanwhile).
+    async fn learn(
         &self,
         username: &str,
+        addresses: &[IpAddr],
         now: OffsetDateTime,
-        change: impl Fn(&mut UserRecord) -> bool,
     ) -> Result<(), StateError> {
         for _ in 0..CAS_ATTEMPTS {
             let (raw, mut record) = self.load(username, now).await?;
-            if !change(&mut record) {
-                return Ok(());
+            for ip in addresses.iter().rev() {
+                record.familiar_ips.retain(|known| known != ip);
+                record.familiar_ips.insert(0, *ip);
             }
+            record.familiar_ips.truncate(self.config.max_familiar_ips);
             let new = serde_json::to_string(&record).map_err(corrupt)?;
-            if self
-                .store
-                .compare_and_swap(&key(username), raw.as_deref(), &new, RECORD_TTL, now)
-                .await?
+            if raw.as_deref() == Some(new.as_str())
+                || self
+                    .store
+                    .compare_and_swap(&key(username), raw.as_deref(), &new, RECORD_TTL, now)
+                    .await?
             {
                 return Ok(());
             }
@@ -358,49 +459,43 @@ impl Lockout {
         ))
     }
 
-    fn apply(
-        &self,
-        record: &mut UserRecord,
-        addresses: &[IpAddr],
-        attempt: Attempt,
-        now: OffsetDateTime,
-    ) {
-        let location = record.location(addresses);
-        match attempt {
-            Attempt::WrongPassword => {
-                let window = self.config.window().whole_seconds();
-                let threshold = self.config.threshold;
-                let counter = record.counter_mut(location);
-                let stale = counter
-                    .last_bad
-                    .is_none_or(|last| now.unix_timestamp() >= last + window);
-                counter.bad = if stale && counter.bad < threshold {
-                    1
+    /// Clears both counters of `username` (familiar IPs are kept).
+    pub async fn reset(&self, username: &str, _now: OffsetDateTime) -> Result<(), StateError> {
+        for location in [Location::Familiar, Location::Unfamiliar] {
+            self.store.delete(&counter_key(username, location)).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds one measured password check to the moving average that [`Lockout::pad_refusal`]
+    /// waits for.
+    pub fn note_check_time(&self, took: StdDuration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self
+            .check_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |average| {
+                Some(if average == 0 {
+                    sample
                 } else {
-                    counter.bad.saturating_add(1)
-                };
-                counter.last_bad = Some(now.unix_timestamp());
-            }
-            Attempt::Success => {
-                *record.counter_mut(location) = Counter::default();
-                for ip in addresses.iter().rev() {
-                    record.familiar_ips.retain(|known| known != ip);
-                    record.familiar_ips.insert(0, *ip);
-                }
-                record.familiar_ips.truncate(self.config.max_familiar_ips);
-            }
+                    average - average / CHECK_TIME_WEIGHT + sample / CHECK_TIME_WEIGHT
+                })
+            });
+    }
+
+    /// The typical time of a password check (moving average of measured ones).
+    pub fn typical_check_time(&self) -> StdDuration {
+        match self.check_micros.load(Ordering::Relaxed) {
+            0 => DEFAULT_CHECK_TIME,
+            micros => StdDuration::from_micros(micros),
         }
     }
 
-    /// Clears both counters of `username` (familiar IPs are kept).
-    pub async fn reset(&self, username: &str, now: OffsetDateTime) -> Result<(), StateError> {
-        self.update(username, now, |record| {
-            let stored = *record != UserRecord::default();
-            record.familiar = Counter::default();
-            record.unfamiliar = Counter::default();
-            stored
-        })
-        .await
+    /// Waits (a timer, no CPU) until a refusal that skipped the password check, begun at
+    /// `started`, has taken as long as a typical check, so that a locked account does not
+    /// answer faster than a wrong password.
+    pub async fn pad_refusal(&self, started: std::time::Instant) {
+        let target = started + self.typical_check_time();
+        tokio::time::sleep_until(target.into()).await;
     }
 }
 
@@ -427,25 +522,26 @@ mod tests {
         Lockout::new(config, Arc::new(MemoryStore::new("t")))
     }
 
-    async fn fail(l: &Lockout, from: IpAddr, at: OffsetDateTime) {
-        l.record(USER, &[from], Attempt::WrongPassword, at)
-            .await
-            .unwrap();
+    /// Reserves an attempt and settles it as `attempt`; the verdict of the reservation.
+    async fn attempt(l: &Lockout, from: IpAddr, attempt: Attempt, at: OffsetDateTime) -> Check {
+        let check = l.reserve(USER, &[from], at).await.unwrap();
+        l.settle(USER, &[from], &check, attempt, at).await.unwrap();
+        check
+    }
+
+    async fn fail(l: &Lockout, from: IpAddr, at: OffsetDateTime) -> Verdict {
+        attempt(l, from, Attempt::WrongPassword, at).await.verdict
     }
 
     #[tokio::test]
     async fn spray_locks_unfamiliar_but_not_familiar() {
         let l = lockout(Mode::Enforce);
         let home = ip(1);
-        l.record(USER, &[home], Attempt::Success, T0).await.unwrap();
+        attempt(&l, home, Attempt::Success, T0).await;
         for n in 10..13 {
-            assert_eq!(
-                l.check(USER, &[ip(n)], T0).await.unwrap().verdict,
-                Verdict::Open
-            );
-            fail(&l, ip(n), T0).await;
+            assert_eq!(fail(&l, ip(n), T0).await, Verdict::Open);
         }
-        let spray = l.check(USER, &[ip(99)], T0).await.unwrap();
+        let spray = attempt(&l, ip(99), Attempt::WrongPassword, T0).await;
         assert_eq!(
             spray,
             Check {
@@ -453,7 +549,7 @@ mod tests {
                 verdict: Verdict::Blocked
             }
         );
-        let user = l.check(USER, &[home], T0).await.unwrap();
+        let user = attempt(&l, home, Attempt::Success, T0).await;
         assert_eq!(
             user,
             Check {
@@ -462,12 +558,40 @@ mod tests {
             }
         );
         // Familiar only if every presented address is familiar.
-        let mixed = l.check(USER, &[home, ip(50)], T0).await.unwrap();
+        let mixed = l.reserve(USER, &[home, ip(50)], T0).await.unwrap();
         assert_eq!(mixed.location, Location::Unfamiliar);
         let shown = l.show("alice@example.com", T0).await.unwrap();
         assert_eq!(shown.unfamiliar.bad, 3);
         assert_eq!(shown.familiar.bad, 0);
         assert_eq!(shown.familiar_ips, vec![home]);
+    }
+
+    #[tokio::test]
+    async fn attempts_are_counted_before_the_check_and_given_back_when_none_was_made() {
+        let l = lockout(Mode::Enforce);
+        // Three reservations in flight at once: the fourth is refused before any is settled.
+        let checks = [
+            l.reserve(USER, &[ip(9)], T0).await.unwrap(),
+            l.reserve(USER, &[ip(9)], T0).await.unwrap(),
+            l.reserve(USER, &[ip(9)], T0).await.unwrap(),
+        ];
+        assert!(checks.iter().all(|c| c.verdict == Verdict::Open));
+        let fourth = l.reserve(USER, &[ip(9)], T0).await.unwrap();
+        assert_eq!(fourth.verdict, Verdict::Blocked);
+        l.settle(USER, &[ip(9)], &fourth, Attempt::NotCounted, T0)
+            .await
+            .unwrap();
+        assert_eq!(l.show(USER, T0).await.unwrap().unfamiliar.bad, 3);
+        // Two of them checked no password (directory down): given back, two more may try.
+        for check in &checks[..2] {
+            l.settle(USER, &[ip(9)], check, Attempt::NotCounted, T0)
+                .await
+                .unwrap();
+        }
+        assert_eq!(l.show(USER, T0).await.unwrap().unfamiliar.bad, 1);
+        assert_eq!(fail(&l, ip(9), T0).await, Verdict::Open);
+        assert_eq!(fail(&l, ip(9), T0).await, Verdict::Open);
+        assert_eq!(fail(&l, ip(9), T0).await, Verdict::Blocked);
     }
 
     #[tokio::test]
@@ -477,27 +601,13 @@ mod tests {
             fail(&l, ip(9), T0).await;
         }
         let at = |secs| T0 + Duration::seconds(secs);
-        assert_eq!(
-            l.check(USER, &[ip(9)], at(599)).await.unwrap().verdict,
-            Verdict::Blocked
-        );
-        assert_eq!(
-            l.check(USER, &[ip(9)], at(600)).await.unwrap().verdict,
-            Verdict::Open
-        );
-        fail(&l, ip(9), at(600)).await;
+        assert_eq!(fail(&l, ip(9), at(599)).await, Verdict::Blocked);
+        assert_eq!(fail(&l, ip(9), at(600)).await, Verdict::Open);
         assert_eq!(l.show(USER, T0).await.unwrap().unfamiliar.bad, 4);
-        assert_eq!(
-            l.check(USER, &[ip(9)], at(601)).await.unwrap().verdict,
-            Verdict::Blocked
-        );
-        assert_eq!(
-            l.check(USER, &[ip(9)], at(1200)).await.unwrap().verdict,
-            Verdict::Open
-        );
-        l.record(USER, &[ip(9)], Attempt::Success, at(1200))
-            .await
-            .unwrap();
+        // At the window's end only one of several simultaneous attempts is counted.
+        assert_eq!(fail(&l, ip(9), at(600)).await, Verdict::Blocked);
+        assert_eq!(fail(&l, ip(9), at(601)).await, Verdict::Blocked);
+        attempt(&l, ip(9), Attempt::Success, at(1200)).await;
         let record = l.show(USER, T0).await.unwrap();
         assert_eq!(record.unfamiliar, Counter::default());
         assert_eq!(record.familiar_ips, vec![ip(9)]);
@@ -518,31 +628,36 @@ mod tests {
         for _ in 0..5 {
             fail(&l, ip(9), T0).await;
         }
-        assert_eq!(
-            l.check(USER, &[ip(9)], T0).await.unwrap().verdict,
-            Verdict::WouldBlock
-        );
-        assert_eq!(l.show(USER, T0).await.unwrap().unfamiliar.bad, 5);
+        assert_eq!(fail(&l, ip(9), T0).await, Verdict::WouldBlock);
+        assert_eq!(l.show(USER, T0).await.unwrap().unfamiliar.bad, 6);
         l.reset(USER, T0).await.unwrap();
-        assert_eq!(
-            l.check(USER, &[ip(9)], T0).await.unwrap().verdict,
-            Verdict::Open
-        );
         assert_eq!(l.show(USER, T0).await.unwrap(), UserRecord::default());
+        assert_eq!(fail(&l, ip(9), T0).await, Verdict::Open);
     }
 
     #[tokio::test]
     async fn familiar_list_is_bounded_most_recent_first() {
         let l = lockout(Mode::Enforce);
         for n in 1..=3 {
-            l.record(USER, &[ip(n)], Attempt::Success, T0)
-                .await
-                .unwrap();
+            attempt(&l, ip(n), Attempt::Success, T0).await;
         }
         assert_eq!(
             l.show(USER, T0).await.unwrap().familiar_ips,
             vec![ip(3), ip(2)]
         );
+    }
+
+    #[test]
+    fn typical_check_time_follows_measured_checks() {
+        let l = lockout(Mode::Enforce);
+        assert_eq!(l.typical_check_time(), DEFAULT_CHECK_TIME);
+        l.note_check_time(StdDuration::from_millis(80));
+        assert_eq!(l.typical_check_time(), StdDuration::from_millis(80));
+        for _ in 0..100 {
+            l.note_check_time(StdDuration::from_millis(20));
+        }
+        let typical = l.typical_check_time().as_millis();
+        assert!((19..=21).contains(&typical), "{typical}");
     }
 
     #[test]

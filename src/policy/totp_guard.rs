@@ -9,7 +9,9 @@
 //!   password resets the lockout counter of its location class, so counting wrong codes there
 //!   would let them try [`MAX_WRONG_CODES`] − 1 codes per password sign-in without end. This
 //!   counter is reset only by a correct code (or when [`WRONG_CODE_WINDOW`] passes without a
-//!   wrong code), and works whatever `lockout.mode` says. With 3 codes accepted out of 10⁶ (drift
+//!   wrong code), and works whatever `lockout.mode` says. Each code is counted before it is
+//!   checked, in one atomic step of the store (a Lua script in Redis), so a burst of codes at
+//!   once is checked at most [`MAX_WRONG_CODES`] times and never turns into contention errors. With 3 codes accepted out of 10⁶ (drift
 //!   window) and 5 guesses per 30 minutes, a guesser needs about 1 400 days on average, and
 //!   every wrong code is an audit record.
 
@@ -17,15 +19,13 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::state::{StateError, StateStore};
+use crate::state::{AttemptCounter, AttemptRule, StateError, StateStore};
 use crate::totp::{DRIFT_STEPS, STEP_SECS};
 
 /// Wrong codes per user before the TOTP step refuses every code until the window passes.
 pub const MAX_WRONG_CODES: u32 = 5;
 /// How long wrong codes are remembered after the last one.
 pub const WRONG_CODE_WINDOW: Duration = Duration::minutes(30);
-/// Compare-and-swap attempts before giving up (contention between instances).
-const CAS_ATTEMPTS: usize = 8;
 
 /// Reuse marks and wrong-code counters of TOTP codes.
 #[derive(Clone, Debug)]
@@ -78,38 +78,40 @@ impl TotpGuard {
         Ok(fresh)
     }
 
-    /// Whether `user` has used up the wrong codes of the window (check before a code).
-    pub async fn exhausted(&self, user: &str, now: OffsetDateTime) -> Result<bool, StateError> {
-        Ok(self.wrong_codes(user, now).await? >= MAX_WRONG_CODES)
+    /// Counts a code of `user` before it is checked, in one atomic step of the store; false
+    /// when the wrong codes of the window are used up (refuse without checking). However many
+    /// codes arrive at once, at most [`MAX_WRONG_CODES`] per window are checked. A correct code
+    /// clears the count ([`TotpGuard::clear_wrong`]); a code that could not be checked is
+    /// given back ([`TotpGuard::give_back`]).
+    pub async fn reserve(&self, user: &str, now: OffsetDateTime) -> Result<bool, StateError> {
+        let rule = AttemptRule {
+            limit: MAX_WRONG_CODES,
+            window: WRONG_CODE_WINDOW,
+            ttl: WRONG_CODE_WINDOW,
+            refuse_when_locked: true,
+        };
+        Ok(self
+            .store
+            .count_attempt(&wrong_key(user), &rule, now)
+            .await?
+            .counted)
     }
 
-    /// Wrong codes of `user` in the current window.
+    /// Gives back a code counted by [`TotpGuard::reserve`] that was never checked.
+    pub async fn give_back(&self, user: &str, now: OffsetDateTime) -> Result<(), StateError> {
+        self.store
+            .give_back_attempt(&wrong_key(user), WRONG_CODE_WINDOW, now)
+            .await
+    }
+
+    /// Codes of `user` counted in the current window (wrong, replayed, or not yet settled).
     pub async fn wrong_codes(&self, user: &str, now: OffsetDateTime) -> Result<u32, StateError> {
         let raw = self.store.get(&wrong_key(user), now).await?;
-        Ok(raw.and_then(|v| v.parse().ok()).unwrap_or(0))
-    }
-
-    /// Counts a wrong (or replayed) code of `user`.
-    pub async fn record_wrong(&self, user: &str, now: OffsetDateTime) -> Result<(), StateError> {
-        let key = wrong_key(user);
-        for _ in 0..CAS_ATTEMPTS {
-            let raw = self.store.get(&key, now).await?;
-            let count = raw
-                .as_deref()
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(0);
-            let new = count.saturating_add(1).to_string();
-            if self
-                .store
-                .compare_and_swap(&key, raw.as_deref(), &new, WRONG_CODE_WINDOW, now)
-                .await?
-            {
-                return Ok(());
-            }
-        }
-        Err(StateError::Unavailable(
-            "TOTP counter kept changing under us".into(),
-        ))
+        Ok(raw
+            .as_deref()
+            .map(AttemptCounter::parse)
+            .unwrap_or_default()
+            .attempts)
     }
 
     /// Forgets the wrong codes of `user` (after a correct code).
@@ -149,23 +151,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn wrong_codes_exhaust_the_window_and_a_correct_code_clears_them() {
+    async fn codes_are_counted_before_the_check_and_a_correct_code_clears_them() {
         let guard = guard();
         for n in 0..MAX_WRONG_CODES {
-            assert!(
-                !guard.exhausted("alice@example.com", T0).await.unwrap(),
-                "{n}"
-            );
-            guard.record_wrong("ALICE@example.com", T0).await.unwrap();
+            assert!(guard.reserve("alice@example.com", T0).await.unwrap(), "{n}");
         }
-        assert!(guard.exhausted("alice@example.com", T0).await.unwrap());
+        assert!(!guard.reserve("ALICE@example.com", T0).await.unwrap());
         assert_eq!(
             guard.wrong_codes("alice@example.com", T0).await.unwrap(),
             MAX_WRONG_CODES
         );
+        guard.give_back("alice@example.com", T0).await.unwrap();
+        assert!(guard.reserve("alice@example.com", T0).await.unwrap());
         let after = T0 + WRONG_CODE_WINDOW;
-        assert!(!guard.exhausted("alice@example.com", after).await.unwrap());
-        guard.record_wrong("alice@example.com", T0).await.unwrap();
+        assert!(guard.reserve("alice@example.com", after).await.unwrap());
         guard.clear_wrong("alice@example.com").await.unwrap();
         assert_eq!(guard.wrong_codes("alice@example.com", T0).await.unwrap(), 0);
     }

@@ -3,7 +3,9 @@
 //! reconnecting by itself; every command has a short timeout so that a Redis outage turns into a
 //! quick fail-closed answer rather than a hanging request.
 //!
-//! Keys expire by Redis's clock (`PX`); compare-and-swap is one Lua script, atomic in Redis.
+//! Keys expire by Redis's clock (`PX`); compare-and-swap and the attempt counter are Lua
+//! scripts, each atomic in Redis (the counter's window runs by the caller's clock, like the
+//! memory store's).
 
 use std::time::Duration as StdDuration;
 
@@ -11,7 +13,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use time::{Duration, OffsetDateTime};
 
-use super::{StateError, StateStore};
+use super::{AttemptCount, AttemptCounter, AttemptRule, StateError, StateStore};
 
 /// Time allowed for connecting and for each command.
 const COMMAND_TIMEOUT: StdDuration = StdDuration::from_millis(500);
@@ -28,12 +30,53 @@ redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 return 1
 ";
 
+/// [`crate::state::AttemptCounter::count`] in one script: `KEYS[1]` counter (`"ATTEMPTS LAST"`);
+/// `ARGV` = limit, window s, TTL ms, refuse-when-locked flag, now (Unix s). Returns
+/// {counted, was_locked, attempts, last}.
+const COUNT_ATTEMPT: &str = r"
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now = tonumber(ARGV[5])
+local attempts, last = 0, nil
+local current = redis.call('GET', KEYS[1])
+if current then
+  local a, l = string.match(current, '^(%d+) (%-?%d+)$')
+  if a then attempts, last = tonumber(a), tonumber(l) end
+end
+local locked = attempts >= limit and last ~= nil and now < last + window
+if locked and ARGV[4] == '1' then
+  return {0, 1, attempts, last}
+end
+local stale = last == nil or now >= last + window
+if stale and attempts < limit then attempts = 1 else attempts = attempts + 1 end
+redis.call('SET', KEYS[1], attempts .. ' ' .. now, 'PX', ARGV[3])
+return {1, locked and 1 or 0, attempts, now}
+";
+
+/// Gives one attempt back (removing a counter that reaches 0): `KEYS[1]` counter; `ARGV[1]`
+/// TTL ms.
+const GIVE_BACK_ATTEMPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local a, l = string.match(current, '^(%d+) (%-?%d+)$')
+if not a then return 0 end
+local attempts = tonumber(a) - 1
+if attempts <= 0 then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], attempts .. ' ' .. l, 'PX', ARGV[1])
+end
+return 1
+";
+
 /// A store in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
     prefix: String,
     manager: ConnectionManager,
     script: redis::Script,
+    count_attempt: redis::Script,
+    give_back_attempt: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -68,6 +111,8 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             manager,
             script: redis::Script::new(COMPARE_AND_SWAP),
+            count_attempt: redis::Script::new(COUNT_ATTEMPT),
+            give_back_attempt: redis::Script::new(GIVE_BACK_ATTEMPT),
         })
     }
 
@@ -127,6 +172,51 @@ impl StateStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(swapped == 1)
+    }
+
+    async fn count_attempt(
+        &self,
+        key: &str,
+        rule: &AttemptRule,
+        now: OffsetDateTime,
+    ) -> Result<AttemptCount, StateError> {
+        let mut conn = self.manager.clone();
+        let (counted, was_locked, attempts, last): (i64, i64, u32, i64) = self
+            .count_attempt
+            .key(self.full_key(key))
+            .arg(rule.limit)
+            .arg(rule.window.whole_seconds())
+            .arg(ttl_millis(rule.ttl))
+            .arg(if rule.refuse_when_locked { "1" } else { "0" })
+            .arg(now.unix_timestamp())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(AttemptCount {
+            counted: counted == 1,
+            was_locked: was_locked == 1,
+            counter: AttemptCounter {
+                attempts,
+                last: Some(last),
+            },
+        })
+    }
+
+    async fn give_back_attempt(
+        &self,
+        key: &str,
+        ttl: Duration,
+        _now: OffsetDateTime,
+    ) -> Result<(), StateError> {
+        let mut conn = self.manager.clone();
+        let _given: i64 = self
+            .give_back_attempt
+            .key(self.full_key(key))
+            .arg(ttl_millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StateError> {

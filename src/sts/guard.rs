@@ -3,6 +3,8 @@
 //! like (classification), the per-IP rate limit, the password check between the lockout check
 //! and the lockout record, and device trust for the authenticated user.
 
+use std::time::Instant;
+
 use time::OffsetDateTime;
 
 use super::{App, RequestInfo, audit_record};
@@ -84,8 +86,10 @@ impl<'a> SignInGuard<'a> {
         }
     }
 
-    /// Lockout check, password check, lockout record. A locked account (enforce mode) is refused
-    /// before its password is looked at.
+    /// Lockout reservation, password check, lockout settlement. The attempt is counted before
+    /// the password is looked at, so simultaneous guesses cannot all pass the lockout; a
+    /// locked account (enforce mode) is refused without a password check, after a timer that
+    /// makes the refusal take as long as a typical check.
     pub(crate) async fn authenticate(
         &self,
         username: &str,
@@ -94,30 +98,41 @@ impl<'a> SignInGuard<'a> {
     ) -> Result<User, StsError> {
         let lockout = &self.policies.lockout;
         let addresses = &self.addresses.all;
+        let started = Instant::now();
         let check = lockout
-            .check(username, addresses, self.now)
+            .reserve(username, addresses, self.now)
             .await
             .map_err(Refusal::from)?;
         record.lockout_location = Some(check.location);
         match check.verdict {
-            Verdict::Blocked => return Err(Refusal::Locked(check.location).into()),
+            Verdict::Blocked => {
+                lockout.pad_refusal(started).await;
+                return Err(Refusal::Locked(check.location).into());
+            }
             Verdict::WouldBlock => record.lockout_log_only = true,
             Verdict::Open => {}
         }
+        let checked_at = Instant::now();
         let authenticated = self.app.directory.authenticate(username, password).await;
         let attempt = match &authenticated {
-            Ok(_) => Some(Attempt::Success),
-            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => {
-                Some(Attempt::WrongPassword)
-            }
-            Err(_) => None,
+            Ok(_) => Attempt::Success,
+            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => Attempt::WrongPassword,
+            Err(_) => Attempt::NotCounted,
         };
-        if let Some(attempt) = attempt {
-            lockout
-                .record(username, addresses, attempt, self.now)
-                .await
-                .map_err(Refusal::from)?;
+        let hashed = matches!(
+            &authenticated,
+            Ok(_)
+                | Err(DirectoryError::Rejected(
+                    AuthFailure::WrongPassword | AuthFailure::UnknownUser
+                ))
+        );
+        if hashed {
+            lockout.note_check_time(checked_at.elapsed());
         }
+        lockout
+            .settle(username, addresses, &check, attempt, self.now)
+            .await
+            .map_err(Refusal::from)?;
         Ok(authenticated?)
     }
 

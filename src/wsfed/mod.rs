@@ -778,8 +778,9 @@ impl WsFed {
             .await
     }
 
-    /// The code of an MFA ticket: refused while the user's wrong codes are used up, checked in
-    /// the drift window, spent once (marks shared through the state store).
+    /// The code of an MFA ticket: counted before it is checked (refused while the user's wrong
+    /// codes are used up), checked in the drift window, spent once (marks shared through the
+    /// state store).
     async fn totp_step(
         &self,
         exchange: &mut Exchange<'_>,
@@ -802,9 +803,9 @@ impl WsFed {
         };
         exchange.record.user = ticket.upn.clone();
         let guard = exchange.guard.policies.totp.clone();
-        match guard.exhausted(&ticket.upn, now).await {
-            Ok(false) => {}
-            Ok(true) => {
+        match guard.reserve(&ticket.upn, now).await {
+            Ok(true) => {}
+            Ok(false) => {
                 exchange.refuse("totp_attempts_exceeded");
                 return exchange.message(
                     429,
@@ -816,16 +817,22 @@ impl WsFed {
         }
         let (user, secret) = match self.user_and_secret(exchange.guard.app, &ticket.upn).await {
             Ok(Some(pair)) => pair,
-            Ok(None) => {
-                exchange.refuse("mfa_not_enrolled");
-                return self.password_form(exchange, request, "", Some(BAD_CREDENTIALS), 401);
+            not_found => {
+                // No code was checked: give its count back (the refusal stands if that fails).
+                if let Err(e) = guard.give_back(&ticket.upn, now).await {
+                    return self.refused(exchange, request, "", Refusal::from(e).into());
+                }
+                return match not_found {
+                    Err(e) => self.refused(exchange, request, "", e.into()),
+                    _ => {
+                        exchange.refuse("mfa_not_enrolled");
+                        self.password_form(exchange, request, "", Some(BAD_CREDENTIALS), 401)
+                    }
+                };
             }
-            Err(e) => return self.refused(exchange, request, "", e.into()),
         };
         let Some(step) = totp::matching_step(&secret, code, now) else {
-            return self
-                .wrong_code(exchange, request, &ticket, "totp_wrong")
-                .await;
+            return self.wrong_code(exchange, request, &ticket, "totp_wrong");
         };
         let spent = async {
             let first = guard.first_use(&ticket.upn, step, now).await?;
@@ -843,30 +850,20 @@ impl WsFed {
                 true,
                 "totp",
             ),
-            Ok(false) => {
-                self.wrong_code(exchange, request, &ticket, "totp_replayed")
-                    .await
-            }
+            Ok(false) => self.wrong_code(exchange, request, &ticket, "totp_replayed"),
             Err(e) => self.refused(exchange, request, "", Refusal::from(e).into()),
         }
     }
 
-    /// Counts a wrong or replayed code against the user and shows the code form again.
-    async fn wrong_code(
+    /// Refuses a wrong or replayed code (already counted by the reservation) and shows the code
+    /// form again.
+    fn wrong_code(
         &self,
         exchange: &mut Exchange<'_>,
         request: &SignIn,
         ticket: &MfaTicket,
         reason: &str,
     ) -> PageReply {
-        let policies = exchange.guard.policies;
-        if let Err(e) = policies
-            .totp
-            .record_wrong(&ticket.upn, exchange.guard.now)
-            .await
-        {
-            return self.refused(exchange, request, "", Refusal::from(e).into());
-        }
         exchange.refuse(reason);
         self.totp_form(exchange, request, ticket, Some(BAD_CODE))
     }

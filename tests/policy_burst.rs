@@ -1,0 +1,319 @@
+//! Concurrent guessing against the lockout and the TOTP limit, on real servers (in-memory state,
+//! and two instances sharing a real `redis-server`): every guess of a burst is released at once,
+//! and the audit log counts how many passwords or codes were really checked. Each attack is a
+//! fixed number of requests to loopback. Also: a locked account answers no faster than a wrong
+//! password (the refusal is padded to the typical check time).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::audit::AuditLog;
+use common::passive::{Browser, form, inputs, sign_in_query};
+use common::redis::RedisServer;
+use common::server::{ALICE, Options, PASSWORD, Reply, TestServer, users_file_with_totp_user};
+use common::wstrust::{fault_subcode, message_id, rst13};
+use fedsts::clock::{Clock, ManualClock};
+use fedsts::state::{self, StateConfig, StateStore};
+use time::OffsetDateTime;
+
+/// Guesses in each burst, from [`ADDRESSES`] client addresses.
+const GUESSES: usize = 60;
+const ADDRESSES: usize = 5;
+const THRESHOLD: u32 = 10;
+const DAVE: &str = "dave@example.com";
+const DAVE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+fn path_of(url: &str) -> String {
+    let after_scheme = url.split_once("://").unwrap().1;
+    format!("/{}", after_scheme.split_once('/').unwrap().1)
+}
+
+fn redis_store(redis: &RedisServer) -> Arc<dyn StateStore> {
+    state::build(&StateConfig {
+        redis_url: Some(redis.url()),
+        key_prefix: None,
+        max_memory_entries: None,
+    })
+    .unwrap()
+}
+
+/// A server behind a trusted loopback proxy, lockout threshold [`THRESHOLD`], rate limit off,
+/// dave enrolled for TOTP.
+async fn server(clock: Arc<ManualClock>, store: Option<Arc<dyn StateStore>>) -> Arc<TestServer> {
+    Arc::new(
+        TestServer::start_with(Options {
+            clock,
+            store,
+            configure: Box::new(|config, dir| {
+                config.server.trusted_proxies = vec!["127.0.0.1".into()];
+                config.lockout.threshold = THRESHOLD;
+                // The per-IP rate limit has its own tests; off here so that only the lockout
+                // and TOTP counters meet the burst.
+                config.rate_limit.enabled = false;
+                let users = users_file_with_totp_user(
+                    dir,
+                    "users.toml",
+                    DAVE,
+                    "dave-immutable",
+                    DAVE_SECRET,
+                );
+                config.directories.insert(
+                    "demo".into(),
+                    fedsts::config::DirectoryConfig::File { path: users },
+                );
+            }),
+        })
+        .await,
+    )
+}
+
+fn client_ip(n: usize) -> String {
+    format!("203.0.113.{}", 1 + n % ADDRESSES)
+}
+
+async fn usernamemixed(server: &TestServer, now: OffsetDateTime, ip: &str, pw: &str) -> Reply {
+    let url = server.app_url("trust/13/usernamemixed");
+    let body = rst13(&url, ALICE, pw, now, Some(&message_id()));
+    server
+        .request(
+            "POST",
+            &path_of(&url),
+            &[
+                ("content-type", "application/soap+xml; charset=utf-8"),
+                ("x-forwarded-for", ip),
+            ],
+            body.into_bytes(),
+        )
+        .await
+}
+
+/// Sends [`GUESSES`] wrong passwords for alice at once, spread over `servers`.
+async fn usernamemixed_burst(servers: &[Arc<TestServer>], now: OffsetDateTime) -> Vec<Reply> {
+    let tasks: Vec<_> = (0..GUESSES)
+        .map(|n| {
+            let server = servers[n % servers.len()].clone();
+            tokio::spawn(
+                async move { usernamemixed(&server, now, &client_ip(n), "Winter2026!").await },
+            )
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    replies
+}
+
+fn count(log: &AuditLog, reason: &str) -> usize {
+    log.reasons().iter().filter(|r| *r == reason).count()
+}
+
+async fn stop(servers: Vec<Arc<TestServer>>) {
+    for server in servers {
+        Arc::try_unwrap(server).ok().unwrap().stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_passwords_checks_at_most_threshold_of_them() {
+    let (log, _guard) = AuditLog::capture();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let servers = vec![server(clock.clone(), None).await];
+    let replies = usernamemixed_burst(&servers, clock.now()).await;
+    assert!(
+        replies
+            .iter()
+            .all(|r| fault_subcode(&r.body) == Some("FailedAuthentication")),
+        "every guess gets the generic credential fault"
+    );
+    let checked = count(&log, "wrong_password");
+    assert!(
+        checked <= THRESHOLD as usize,
+        "{checked} of {GUESSES} simultaneous guesses were checked (threshold {THRESHOLD})"
+    );
+    assert_eq!(checked + count(&log, "account_locked_unfamiliar"), GUESSES);
+    // The right password from yet another unfamiliar address is locked out too.
+    let right = usernamemixed(&servers[0], clock.now(), "192.0.2.9", PASSWORD).await;
+    assert_eq!(fault_subcode(&right.body), Some("FailedAuthentication"));
+    stop(servers).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_passive_wrong_passwords_checks_at_most_threshold_of_them() {
+    let (log, _guard) = AuditLog::capture();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let server = server(clock.clone(), None).await;
+    let query = sign_in_query(&[]);
+    let mut prepared = Vec::new();
+    for n in 0..GUESSES {
+        let mut browser = Browser::new(&server);
+        browser
+            .headers
+            .push(("x-forwarded-for".into(), client_ip(n)));
+        let page = browser.get(&query).await;
+        let mut fields = inputs(&page.body);
+        fields.insert("username".into(), ALICE.into());
+        fields.insert("password".into(), "Winter2026!".into());
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let cookie: Vec<String> = browser
+            .jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        prepared.push((client_ip(n), cookie.join("; "), form(&pairs)));
+    }
+    let path = format!("/wsfed/{}", server.app_id);
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .map(|(ip, cookie, body)| {
+            let server = server.clone();
+            let path = path.clone();
+            tokio::spawn(async move {
+                let headers = [
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("cookie", cookie.as_str()),
+                    ("x-forwarded-for", ip.as_str()),
+                ];
+                server
+                    .request("POST", &path, &headers, body.into_bytes())
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        assert_eq!(reply.status, 401, "{}", reply.body);
+    }
+    let checked = count(&log, "wrong_password");
+    assert!(
+        checked <= THRESHOLD as usize,
+        "{checked} of {GUESSES} simultaneous passive guesses were checked"
+    );
+    assert_eq!(checked + count(&log, "account_locked_unfamiliar"), GUESSES);
+    stop(vec![server]).await;
+}
+
+#[tokio::test]
+async fn two_instances_sharing_redis_check_at_most_threshold_of_a_burst() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (log, _guard) = AuditLog::capture();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let servers = vec![
+        server(clock.clone(), Some(redis_store(&redis))).await,
+        server(clock.clone(), Some(redis_store(&redis))).await,
+    ];
+    let replies = usernamemixed_burst(&servers, clock.now()).await;
+    assert!(
+        replies
+            .iter()
+            .all(|r| fault_subcode(&r.body) == Some("FailedAuthentication")),
+        "no guess turns into an unavailable-state error: {:?}",
+        log.reasons()
+    );
+    let checked = count(&log, "wrong_password");
+    assert!(
+        checked <= THRESHOLD as usize,
+        "{checked} of {GUESSES} guesses over two instances were checked"
+    );
+    assert_eq!(checked + count(&log, "account_locked_unfamiliar"), GUESSES);
+    stop(servers).await;
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_totp_codes_checks_at_most_five_and_none_is_a_503() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (log, _guard) = AuditLog::capture();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let server = server(clock.clone(), Some(redis_store(&redis))).await;
+    let query = sign_in_query(&[("wauth", "http://schemas.microsoft.com/claims/multipleauthn")]);
+    let mut browser = Browser::new(&server);
+    let page = browser.get(&query).await;
+    let code_page = browser.sign_in(&page, DAVE, PASSWORD).await;
+    assert_eq!(code_page.status, 200, "{}", code_page.body);
+    let cookie: Vec<String> = browser
+        .jar
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let cookie = cookie.join("; ");
+    let path = format!("/wsfed/{}", server.app_id);
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let mut fields = inputs(&code_page.body);
+            fields.insert("totp".into(), format!("{:06}", 100_000 + n));
+            let pairs: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let body = form(&pairs);
+            let (server, path, cookie) = (server.clone(), path.clone(), cookie.clone());
+            tokio::spawn(async move {
+                let headers = [
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("cookie", cookie.as_str()),
+                ];
+                server
+                    .request("POST", &path, &headers, body.into_bytes())
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let status = task.await.unwrap().status;
+        assert!(status == 401 || status == 429, "status {status}");
+    }
+    let checked = count(&log, "totp_wrong");
+    assert!(
+        checked <= 5,
+        "{checked} of 40 simultaneous codes were checked"
+    );
+    assert_eq!(checked + count(&log, "totp_attempts_exceeded"), 40);
+    stop(vec![server]).await;
+}
+
+/// Median of the times of `n` requests made by `request`.
+async fn median_time<F, Fut>(n: usize, mut request: F) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let started = Instant::now();
+        let reply = request().await;
+        times.push(started.elapsed());
+        assert_eq!(fault_subcode(&reply.body), Some("FailedAuthentication"));
+    }
+    times.sort();
+    times[n / 2]
+}
+
+#[tokio::test]
+async fn a_locked_account_answers_no_faster_than_a_wrong_password() {
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let server = server(clock.clone(), None).await;
+    let now = clock.now();
+    let wrong = median_time(THRESHOLD as usize, || {
+        usernamemixed(&server, now, "203.0.113.1", "Winter2026!")
+    })
+    .await;
+    let locked = median_time(7, || {
+        usernamemixed(&server, now, "203.0.113.1", "Winter2026!")
+    })
+    .await;
+    // Generous: without padding a locked refusal takes a few percent of a password check.
+    assert!(
+        locked * 2 >= wrong,
+        "locked refusal {locked:?} vs wrong password {wrong:?}"
+    );
+    stop(vec![server]).await;
+}
