@@ -23,7 +23,7 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Versio
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{AuthFailure, Directory, DirectoryError, User};
+use super::{AuthFailure, CheckPriority, Directory, DirectoryError, User};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,12 +294,16 @@ const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// The bounded password-hash queue: one argon2 check per core runs at once (each holds its
 /// memory cost), at most [`QUEUED_PER_CORE`] per core wait, and the rest are refused as
-/// [`DirectoryError::Busy`] instead of queueing without end behind a flood.
+/// [`DirectoryError::Busy`] instead of queueing without end behind a flood. Half the waiting
+/// places are kept for [`CheckPriority::Familiar`] checks: a flood from new addresses fills the
+/// queue only up to `capacity - reserve`, so a user at a familiar location still gets in.
 struct HashQueue {
     running: Arc<tokio::sync::Semaphore>,
     /// Checks admitted (running or waiting); counted before the capacity is compared.
     admitted: Arc<AtomicUsize>,
     capacity: usize,
+    /// Places only familiar checks may take.
+    reserve: usize,
 }
 
 /// One admitted check; gives its place back when dropped (done, or the client went away).
@@ -323,16 +327,21 @@ impl HashQueue {
             running: Arc::new(tokio::sync::Semaphore::new(running)),
             admitted: Arc::new(AtomicUsize::new(0)),
             capacity: running + waiting,
+            reserve: waiting / 2,
         }
     }
 
     /// Admits a check (count first, then compare: concurrent callers never overfill it).
-    fn admit(&self) -> Result<Admission, DirectoryError> {
+    fn admit(&self, priority: CheckPriority) -> Result<Admission, DirectoryError> {
+        let limit = match priority {
+            CheckPriority::Familiar => self.capacity,
+            CheckPriority::Other => self.capacity - self.reserve,
+        };
         let before = self.admitted.fetch_add(1, Ordering::AcqRel);
         let admission = Admission(self.admitted.clone());
         // No log line here: the refusal's audit record says `password_queue_full`, and a second
         // line per shed request would double the log volume of a flood.
-        if before >= self.capacity {
+        if before >= limit {
             return Err(DirectoryError::Busy {
                 retry_after_secs: BUSY_RETRY_AFTER_SECS,
             });
@@ -343,9 +352,10 @@ impl HashQueue {
     /// Runs `check` on a blocking thread once a core is free, or refuses it as busy.
     async fn run<T: Send + 'static>(
         &self,
+        priority: CheckPriority,
         check: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, DirectoryError> {
-        let admission = self.admit()?;
+        let admission = self.admit(priority)?;
         let permit = self
             .running
             .clone()
@@ -370,13 +380,26 @@ fn verify(password: &str, hash: &PasswordHash) -> bool {
 #[async_trait]
 impl Directory for FileDirectory {
     async fn authenticate(&self, username: &str, password: &str) -> Result<User, DirectoryError> {
+        self.authenticate_ranked(username, password, CheckPriority::Other)
+            .await
+    }
+
+    async fn authenticate_ranked(
+        &self,
+        username: &str,
+        password: &str,
+        priority: CheckPriority,
+    ) -> Result<User, DirectoryError> {
         let stored = self.users.get(&username.to_lowercase()).cloned();
         let hash = match &stored {
             Some(s) => s.hash.clone(),
             None => self.dummy_hash.clone(),
         };
         let password = password.to_owned();
-        let matches = self.hashing.run(move || verify(&password, &hash)).await?;
+        let matches = self
+            .hashing
+            .run(priority, move || verify(&password, &hash))
+            .await?;
         match stored {
             None => Err(DirectoryError::Rejected(AuthFailure::UnknownUser)),
             Some(_) if !matches => Err(DirectoryError::Rejected(AuthFailure::WrongPassword)),
@@ -595,14 +618,16 @@ password = "{h}"
             let (queue, gate) = (queue.clone(), gate.clone());
             admitted.push(tokio::spawn(async move {
                 queue
-                    .run(move || gate.lock().map(|g| g.recv().is_ok()).unwrap_or(false))
+                    .run(CheckPriority::Familiar, move || {
+                        gate.lock().map(|g| g.recv().is_ok()).unwrap_or(false)
+                    })
                     .await
             }));
         }
         while queue.admitted.load(Ordering::Acquire) < 3 {
             tokio::task::yield_now().await;
         }
-        let refused = queue.run(|| true).await;
+        let refused = queue.run(CheckPriority::Familiar, || true).await;
         assert!(
             matches!(
                 refused,
@@ -619,7 +644,48 @@ password = "{h}"
             assert!(task.await.unwrap().unwrap());
         }
         assert_eq!(queue.admitted.load(Ordering::Acquire), 0);
-        assert!(queue.run(|| true).await.unwrap());
+        assert!(queue.run(CheckPriority::Other, || true).await.unwrap());
+    }
+
+    /// A flood of checks from new addresses fills the queue only up to its reserve; checks
+    /// from familiar locations still get the reserved places, and then are refused too.
+    #[tokio::test]
+    async fn familiar_checks_keep_a_reserve_a_flood_cannot_take() {
+        let queue = Arc::new(HashQueue::new(1, 4));
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        let mut admitted = Vec::new();
+        let mut hold = |priority| {
+            let (queue, gate) = (queue.clone(), gate.clone());
+            admitted.push(tokio::spawn(async move {
+                queue
+                    .run(priority, move || {
+                        gate.lock().map(|g| g.recv().is_ok()).unwrap_or(false)
+                    })
+                    .await
+            }));
+        };
+        for _ in 0..3 {
+            hold(CheckPriority::Other);
+        }
+        while queue.admitted.load(Ordering::Acquire) < 3 {
+            tokio::task::yield_now().await;
+        }
+        let busy = |r: &Result<bool, DirectoryError>| matches!(r, Err(DirectoryError::Busy { .. }));
+        assert!(busy(&queue.run(CheckPriority::Other, || true).await));
+        for _ in 0..2 {
+            hold(CheckPriority::Familiar);
+        }
+        while queue.admitted.load(Ordering::Acquire) < 5 {
+            tokio::task::yield_now().await;
+        }
+        assert!(busy(&queue.run(CheckPriority::Familiar, || true).await));
+        for _ in 0..5 {
+            release.send(()).unwrap();
+        }
+        for task in admitted {
+            assert!(task.await.unwrap().unwrap());
+        }
     }
 
     #[test]

@@ -96,12 +96,33 @@ pub enum DirectoryError {
     Invalid(String),
 }
 
+/// How a password check ranks when checks queue up. A flood of sign-ins from new addresses
+/// (unknown users, sprays) must not crowd out users signing in from where they signed in
+/// before, so checks from such a familiar location keep a reserve of the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckPriority {
+    /// Every address of the request is one the user signed in from before.
+    Familiar,
+    /// Anything else (first sign-in from here, unknown users, callers without a lockout).
+    Other,
+}
+
 /// A credential store.
 #[async_trait]
 pub trait Directory: Send + Sync + std::fmt::Debug {
     /// Checks `password` for `username` (a UPN, matched case-insensitively) and returns the user.
     /// Unknown users, wrong passwords and disabled accounts take the same time.
     async fn authenticate(&self, username: &str, password: &str) -> Result<User, DirectoryError>;
+    /// [`Directory::authenticate`] ranked by `priority` where the directory queues checks of its
+    /// own (the file directory's hash queue); directories that do not queue ignore it.
+    async fn authenticate_ranked(
+        &self,
+        username: &str,
+        password: &str,
+        _priority: CheckPriority,
+    ) -> Result<User, DirectoryError> {
+        self.authenticate(username, password).await
+    }
     /// Looks an enabled user up by UPN without a password.
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError>;
     /// Looks an enabled user or computer up by `sAMAccountName` (case-insensitive; computers end

@@ -8,11 +8,11 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use super::{App, RequestInfo, audit_record};
-use crate::directory::{AuthFailure, DirectoryError, User};
+use crate::directory::{AuthFailure, CheckPriority, DirectoryError, User};
 use crate::error::StsError;
 use crate::policy::audit::AuditRecord;
 use crate::policy::device;
-use crate::policy::lockout::{Attempt, Verdict};
+use crate::policy::lockout::{Attempt, Location, Verdict};
 use crate::policy::{ClientAddresses, Flow, Policies, Refusal, RequestClass, Signals};
 
 /// One sign-in request as the policies see it.
@@ -113,7 +113,15 @@ impl<'a> SignInGuard<'a> {
             Verdict::Open => {}
         }
         let checked_at = Instant::now();
-        let authenticated = self.app.directory.authenticate(username, password).await;
+        let priority = match check.location {
+            Location::Familiar => CheckPriority::Familiar,
+            Location::Unfamiliar => CheckPriority::Other,
+        };
+        let authenticated = self
+            .app
+            .directory
+            .authenticate_ranked(username, password, priority)
+            .await;
         let attempt = match &authenticated {
             Ok(_) => Attempt::Success,
             Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => Attempt::WrongPassword,
