@@ -110,6 +110,33 @@ fn count(log: &AuditLog, reason: &str) -> usize {
     log.reasons().iter().filter(|r| *r == reason).count()
 }
 
+/// The generic credential fault, or the hash queue's busy fault: a burst larger than the queue
+/// (one check per core running, a few waiting) gets some of the latter, and a busy refusal
+/// checks no password (its reserved attempt is given back).
+fn refused_as_guess_or_busy(reply: &Reply) -> bool {
+    match fault_subcode(&reply.body) {
+        Some("FailedAuthentication") => true,
+        Some("RequestFailed") => reply.body.contains("busy"),
+        _ => false,
+    }
+}
+
+/// Every guess of a burst was checked, locked out or shed as busy, and at most [`THRESHOLD`]
+/// were checked.
+fn at_most_threshold_checked(log: &AuditLog, what: &str) {
+    let checked = count(log, "wrong_password");
+    assert!(
+        checked <= THRESHOLD as usize,
+        "{checked} of {GUESSES} {what} were checked (threshold {THRESHOLD})"
+    );
+    assert_eq!(
+        checked + count(log, "account_locked_unfamiliar") + count(log, "password_queue_full"),
+        GUESSES,
+        "{:?}",
+        log.reasons()
+    );
+}
+
 async fn stop(servers: Vec<Arc<TestServer>>) {
     for server in servers {
         Arc::try_unwrap(server).ok().unwrap().stop().await;
@@ -123,17 +150,19 @@ async fn a_burst_of_wrong_passwords_checks_at_most_threshold_of_them() {
     let servers = vec![server(clock.clone(), None).await];
     let replies = usernamemixed_burst(&servers, clock.now()).await;
     assert!(
-        replies
-            .iter()
-            .all(|r| fault_subcode(&r.body) == Some("FailedAuthentication")),
-        "every guess gets the generic credential fault"
+        replies.iter().all(refused_as_guess_or_busy),
+        "every guess gets the generic credential fault (or the busy fault)"
     );
-    let checked = count(&log, "wrong_password");
-    assert!(
-        checked <= THRESHOLD as usize,
-        "{checked} of {GUESSES} simultaneous guesses were checked (threshold {THRESHOLD})"
-    );
-    assert_eq!(checked + count(&log, "account_locked_unfamiliar"), GUESSES);
+    at_most_threshold_checked(&log, "simultaneous guesses");
+    // Guesses the queue shed gave their attempts back: guessing on one at a time reaches the
+    // threshold exactly, and then the account is locked.
+    for n in 0..THRESHOLD as usize {
+        if count(&log, "wrong_password") == THRESHOLD as usize {
+            break;
+        }
+        usernamemixed(&servers[0], clock.now(), &client_ip(n), "Winter2026!").await;
+    }
+    assert_eq!(count(&log, "wrong_password"), THRESHOLD as usize);
     // The right password from yet another unfamiliar address is locked out too.
     let right = usernamemixed(&servers[0], clock.now(), "192.0.2.9", PASSWORD).await;
     assert_eq!(fault_subcode(&right.body), Some("FailedAuthentication"));
@@ -187,14 +216,10 @@ async fn a_burst_of_passive_wrong_passwords_checks_at_most_threshold_of_them() {
         .collect();
     for task in tasks {
         let reply = task.await.unwrap();
-        assert_eq!(reply.status, 401, "{}", reply.body);
+        let busy = reply.status == 503 && reply.body.contains("Sign-in busy");
+        assert!(reply.status == 401 || busy, "{}", reply.body);
     }
-    let checked = count(&log, "wrong_password");
-    assert!(
-        checked <= THRESHOLD as usize,
-        "{checked} of {GUESSES} simultaneous passive guesses were checked"
-    );
-    assert_eq!(checked + count(&log, "account_locked_unfamiliar"), GUESSES);
+    at_most_threshold_checked(&log, "simultaneous passive guesses");
     stop(vec![server]).await;
 }
 
@@ -211,18 +236,11 @@ async fn two_instances_sharing_redis_check_at_most_threshold_of_a_burst() {
     ];
     let replies = usernamemixed_burst(&servers, clock.now()).await;
     assert!(
-        replies
-            .iter()
-            .all(|r| fault_subcode(&r.body) == Some("FailedAuthentication")),
+        replies.iter().all(refused_as_guess_or_busy),
         "no guess turns into an unavailable-state error: {:?}",
         log.reasons()
     );
-    let checked = count(&log, "wrong_password");
-    assert!(
-        checked <= THRESHOLD as usize,
-        "{checked} of {GUESSES} guesses over two instances were checked"
-    );
-    assert_eq!(checked + count(&log, "account_locked_unfamiliar"), GUESSES);
+    at_most_threshold_checked(&log, "guesses over two instances");
     stop(servers).await;
 }
 
