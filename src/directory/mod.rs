@@ -9,6 +9,7 @@
 pub mod dn;
 pub mod file;
 pub mod ldap;
+pub mod names;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -102,6 +103,12 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     /// Checks `password` for `username` (a UPN, matched case-insensitively) and returns the user.
     /// Unknown users, wrong passwords and disabled accounts take the same time.
     async fn authenticate(&self, username: &str, password: &str) -> Result<User, DirectoryError>;
+    /// The name the lockout and audit key a typed sign-in name on before the directory is
+    /// asked, the same for every form of one account (see [`names`]). Directories that
+    /// accept only UPNs keep the default (the name as typed).
+    fn canonical_name(&self, username: &str) -> String {
+        username.to_owned()
+    }
     /// Looks an enabled user up by UPN without a password.
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError>;
     /// Looks an enabled user or computer up by `sAMAccountName` (case-insensitive; computers end

@@ -89,13 +89,17 @@ impl<'a> SignInGuard<'a> {
     /// Lockout reservation, password check, lockout settlement. The attempt is counted before
     /// the password is looked at, so simultaneous guesses cannot all pass the lockout; a
     /// locked account (enforce mode) is refused without a password check, after a timer that
-    /// makes the refusal take as long as a typical check.
+    /// makes the refusal take as long as a typical check. The lockout and the audit key on the
+    /// directory's canonical name of `typed`, so cycling name forms (`CONTOSO\alice`, `alice`,
+    /// `alice@…`) does not multiply the threshold; a sign-in audits the UPN found.
     pub(crate) async fn authenticate(
         &self,
-        username: &str,
+        typed: &str,
         password: &str,
         record: &mut AuditRecord,
     ) -> Result<User, StsError> {
+        let username = &self.app.directory.canonical_name(typed);
+        record.user.clone_from(username);
         let lockout = &self.policies.lockout;
         let addresses = &self.addresses.all;
         let started = Instant::now();
@@ -113,7 +117,10 @@ impl<'a> SignInGuard<'a> {
             Verdict::Open => {}
         }
         let checked_at = Instant::now();
-        let authenticated = self.app.directory.authenticate(username, password).await;
+        let authenticated = self.app.directory.authenticate(typed, password).await;
+        if let Ok(user) = &authenticated {
+            record.user.clone_from(&user.upn);
+        }
         let attempt = match &authenticated {
             Ok(_) => Attempt::Success,
             Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => Attempt::WrongPassword,
