@@ -306,3 +306,146 @@ async fn windows_principals_resolve_enterprise_names_and_name_a_disabled_compute
         "{unknown:?}"
     );
 }
+
+const ALL_FORMS: &str = "sign_in_forms = [\"upn\", \"netbios\", \"bare\"]\nnetbios_domain = \"CONTOSO\"\n\
+     upn_suffix = \"contoso.test\"";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_sign_in_name_forms_sign_in_when_enabled_and_carry_the_real_upn() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    // ana's sAMAccountName is not her UPN's local part: the token must carry her real UPN.
+    dc.ldap_tool(
+        "ldapadd",
+        &samba::user("ana", "").replace(
+            "userPrincipalName: ana@contoso.test",
+            "userPrincipalName: ana.lopez@contoso.test",
+        ),
+    );
+    let upn_only = directory(&dc, "");
+    let netbios_only = directory(
+        &dc,
+        "sign_in_forms = [\"upn\", \"netbios\"]\nnetbios_domain = \"CONTOSO\"\n\
+         upn_suffix = \"contoso.test\"",
+    );
+    let all = directory(&dc, ALL_FORMS);
+    for (typed, upn) in [
+        ("alice@contoso.test", "alice@contoso.test"),
+        (r"CONTOSO\alice", "alice@contoso.test"),
+        (r"contoso\ALICE", "alice@contoso.test"),
+        ("alice", "alice@contoso.test"),
+        (r"CONTOSO\ana", "ana.lopez@contoso.test"),
+        ("ana", "ana.lopez@contoso.test"),
+    ] {
+        let user = all
+            .authenticate(typed, USER_PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("{typed}: {e}"));
+        assert_eq!(user.upn, upn, "{typed}");
+    }
+    let netbios = netbios_only
+        .authenticate(r"CONTOSO\alice", USER_PASSWORD)
+        .await;
+    assert_eq!(netbios.unwrap().upn, "alice@contoso.test");
+    assert_eq!(
+        failure(netbios_only.authenticate("alice", USER_PASSWORD).await),
+        AuthFailure::UnknownUser,
+        "bare form not enabled"
+    );
+    for typed in [r"CONTOSO\alice", "alice"] {
+        assert_eq!(
+            failure(upn_only.authenticate(typed, USER_PASSWORD).await),
+            AuthFailure::UnknownUser,
+            "{typed}: default accepts UPNs only"
+        );
+    }
+    for typed in [r"FABRIKAM\alice", "WS01$", r"CONTOSO\*", "ali*"] {
+        assert_eq!(
+            failure(all.authenticate(typed, USER_PASSWORD).await),
+            AuthFailure::UnknownUser,
+            "{typed}"
+        );
+    }
+    assert_eq!(
+        failure(all.authenticate(r"CONTOSO\alice", "wrong").await),
+        AuthFailure::WrongPassword
+    );
+}
+
+// Current-thread: the audit capture sees the server's records only on the test's thread.
+#[tokio::test]
+async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
+    use common::audit::AuditLog;
+    use common::server::{Options, TestServer};
+    use common::wstrust::{message_id, path_of, rst13};
+    use fedsts::config::DirectoryConfig;
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let mut ldap = ad_config(&dc, &dc.ldaps_url, ALL_FORMS);
+    ldap.bind_password = ad_config(&dc, &dc.ldaps_url, "").bind_password;
+    let (log, _guard) = AuditLog::capture();
+    let server = TestServer::start_with(Options {
+        configure: Box::new(move |config, _| {
+            config.lockout.threshold = 2;
+            config.lockout.observation_window_secs = 1800;
+            config.apps[0].domain = "contoso.test".into();
+            let name = config.apps[0].directory.clone();
+            config
+                .directories
+                .insert(name, DirectoryConfig::Ldap(Box::new(ldap)));
+        }),
+        ..Options::default()
+    })
+    .await;
+    let url = server.app_url("trust/13/usernamemixed");
+    let sign_in = |username: &'static str, password: &'static str| {
+        let body = rst13(
+            &url,
+            username,
+            password,
+            time::OffsetDateTime::now_utc(),
+            Some(&message_id()),
+        );
+        let path = path_of(&url);
+        let server = &server;
+        async move {
+            server
+                .request(
+                    "POST",
+                    &path,
+                    &[("content-type", "application/soap+xml; charset=utf-8")],
+                    body.into_bytes(),
+                )
+                .await
+        }
+    };
+    assert_eq!(sign_in("bob@contoso.test", "wrong").await.status, 500);
+    assert_eq!(sign_in(r"CONTOSO\bob", "wrong").await.status, 500);
+    // The threshold (2) is reached for bob whatever form the attacker types next.
+    let third = sign_in("bob", USER_PASSWORD).await;
+    assert_eq!(
+        third.status, 500,
+        "a token was issued: the lockout missed a name form"
+    );
+    let records = log.records();
+    let users: Vec<&str> = records.iter().filter_map(|r| r["user"].as_str()).collect();
+    assert_eq!(users, ["bob@contoso.test"; 3], "{records:?}");
+    assert_eq!(
+        log.reasons(),
+        [
+            "wrong_password",
+            "wrong_password",
+            "account_locked_unfamiliar"
+        ],
+        "{records:?}"
+    );
+    let bad = dc
+        .read_attr(&format!("CN=bob,{USERS}"), "badPwdCount")
+        .unwrap_or_default();
+    assert_eq!(bad, "2", "the locked attempt never reached the DC");
+    server.stop().await;
+}

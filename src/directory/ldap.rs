@@ -33,6 +33,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOpt
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::names::{NameForm, NameLookup, SignInNames};
 use super::{AuthFailure, Directory, DirectoryError, User};
 use crate::config::{ConfigProblem, Secret};
 
@@ -84,6 +85,16 @@ pub struct LdapConfig {
     /// Filter finding a user or computer by `sAMAccountName`; `{sam}` is replaced.
     #[serde(default = "default_account_filter")]
     pub account_filter: String,
+    /// User name forms accepted at sign-in: `"upn"` (`alice@contoso.com`), `"netbios"`
+    /// (`CONTOSO\alice`) and `"bare"` (`alice`); the short forms search `account_filter`.
+    #[serde(default = "default_sign_in_forms")]
+    pub sign_in_forms: Vec<NameForm>,
+    /// NetBIOS domain name of the `"netbios"` form, e.g. `CONTOSO` (case-insensitive).
+    #[serde(default)]
+    pub netbios_domain: Option<String>,
+    /// UPN suffix the short forms stand for in the lockout and audit, e.g. `contoso.com`.
+    #[serde(default)]
+    pub upn_suffix: Option<String>,
     /// Direct bind instead of search-then-bind: a DN with `{upn}`, e.g. `uid={upn},ou=people,…`.
     #[serde(default)]
     pub bind_dn_template: Option<String>,
@@ -134,6 +145,9 @@ fn default_user_filter() -> String {
 }
 fn default_account_filter() -> String {
     "(&(objectClass=user)(sAMAccountName={sam}))".into()
+}
+fn default_sign_in_forms() -> Vec<NameForm> {
+    vec![NameForm::Upn]
 }
 fn default_upn_attr() -> String {
     "userPrincipalName".into()
@@ -229,6 +243,10 @@ impl LdapConfig {
                 "write e.g. \"uid={upn},ou=people,dc=example,dc=com\"",
             ));
         }
+        problems.extend(
+            self.sign_in_names()
+                .problems(prefix, self.bind_dn_template.is_some()),
+        );
         if !(1..=60).contains(&self.timeout_secs) {
             problems.push(ConfigProblem::new(
                 key("timeout_secs"),
@@ -244,6 +262,15 @@ impl LdapConfig {
             ));
         }
         problems
+    }
+
+    /// The sign-in name forms this directory accepts.
+    pub fn sign_in_names(&self) -> SignInNames<'_> {
+        SignInNames {
+            forms: &self.sign_in_forms,
+            netbios_domain: self.netbios_domain.as_deref(),
+            upn_suffix: self.upn_suffix.as_deref(),
+        }
     }
 
     fn url_problems(&self, key: &str) -> Vec<ConfigProblem> {
@@ -901,7 +928,11 @@ impl LdapDirectory {
         password: &str,
     ) -> Result<User, DirectoryError> {
         self.bind_service(ldap).await?;
-        let filter = self.filter_for(&self.settings.config.user_filter, "{upn}", username);
+        let c = &self.settings.config;
+        let filter = match c.sign_in_names().lookup(username) {
+            NameLookup::Upn(upn) => self.filter_for(&c.user_filter, "{upn}", upn),
+            NameLookup::Account(sam) => self.filter_for(&c.account_filter, "{sam}", sam),
+        };
         let Some(entry) = self.find_one(ldap, &filter).await? else {
             return Err(self.refuse_unknown_user(ldap, password).await);
         };
@@ -1163,6 +1194,10 @@ impl Directory for LdapDirectory {
         };
         self.finish(pooled, &result);
         result
+    }
+
+    fn canonical_name(&self, username: &str) -> String {
+        self.settings.config.sign_in_names().canonical(username)
     }
 
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError> {

@@ -9,6 +9,7 @@
 pub mod dn;
 pub mod file;
 pub mod ldap;
+pub mod names;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,6 +123,12 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
         _priority: CheckPriority,
     ) -> Result<User, DirectoryError> {
         self.authenticate(username, password).await
+    }
+    /// The name the lockout and audit key a typed sign-in name on before the directory is
+    /// asked, the same for every form of one account (see [`names`]). Directories that
+    /// accept only UPNs keep the default (the name as typed).
+    fn canonical_name(&self, username: &str) -> String {
+        username.to_owned()
     }
     /// Looks an enabled user up by UPN without a password.
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError>;

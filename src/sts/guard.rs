@@ -89,13 +89,17 @@ impl<'a> SignInGuard<'a> {
     /// Lockout reservation, password check, lockout settlement. The attempt is counted before
     /// the password is looked at, so simultaneous guesses cannot all pass the lockout; a
     /// locked account (enforce mode) is refused without a password check, after a timer that
-    /// makes the refusal take as long as a typical check.
+    /// makes the refusal take as long as a typical check. The lockout and the audit key on the
+    /// directory's canonical name of `typed`, so cycling name forms (`CONTOSO\alice`, `alice`,
+    /// `alice@…`) does not multiply the threshold; a sign-in audits the UPN found.
     pub(crate) async fn authenticate(
         &self,
-        username: &str,
+        typed: &str,
         password: &str,
         record: &mut AuditRecord,
     ) -> Result<User, StsError> {
+        let username = &self.app.directory.canonical_name(typed);
+        record.user.clone_from(username);
         let lockout = &self.policies.lockout;
         let addresses = &self.addresses.all;
         let started = Instant::now();
@@ -120,8 +124,11 @@ impl<'a> SignInGuard<'a> {
         let authenticated = self
             .app
             .directory
-            .authenticate_ranked(username, password, priority)
+            .authenticate_ranked(typed, password, priority)
             .await;
+        if let Ok(user) = &authenticated {
+            record.user.clone_from(&user.upn);
+        }
         let attempt = match &authenticated {
             Ok(_) => Attempt::Success,
             Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => Attempt::WrongPassword,

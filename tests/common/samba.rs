@@ -367,7 +367,7 @@ fn unicode_pwd(password: &str) -> String {
 }
 
 /// A user add: `name` with UPN `name@contoso.test`, enabled, password [`USER_PASSWORD`].
-fn user(name: &str, extra: &str) -> String {
+pub fn user(name: &str, extra: &str) -> String {
     format!(
         "dn: CN={name},{USERS}\nchangetype: add\nobjectClass: user\nsAMAccountName: {name}\n\
          userPrincipalName: {name}@contoso.test\ndisplayName: {name} of Contoso\n\
