@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use crate::config::{Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::{Certificate, SigningIdentity};
 use crate::directory::file::{self, FileDirectory};
-use crate::directory::ldap::LdapDirectory;
+use crate::directory::ldap::{LdapDirectory, ProbeReport};
 use crate::policy::Flow;
 use crate::server::tls;
 
@@ -164,6 +164,26 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
         }
     }
     problems
+}
+
+/// `check-config --online`: probes every LDAP directory (connect with its TLS, bind the
+/// service account once, find `probe_user`), named by its key stem. Directories that cannot
+/// even be prepared are skipped: [`check`] reports them.
+pub async fn check_online(config: &Config, probe_user: Option<&str>) -> Vec<ProbeReport> {
+    let mut reports = Vec::new();
+    for (name, directory) in &config.directories {
+        let DirectoryConfig::Ldap(ldap) = directory else {
+            continue;
+        };
+        if let Ok(directory) = LdapDirectory::new(ldap) {
+            reports.push(
+                directory
+                    .probe(&format!("directories.{name}"), probe_user)
+                    .await,
+            );
+        }
+    }
+    reports
 }
 
 /// The device CA (and CRL) load into the TLS client verifier.

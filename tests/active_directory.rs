@@ -306,3 +306,137 @@ async fn windows_principals_resolve_enterprise_names_and_name_a_disabled_compute
         "{unknown:?}"
     );
 }
+
+fn probe_findings(report: &fedsts::directory::ldap::ProbeReport) -> String {
+    report.findings.join("\n")
+}
+
+fn problem_lines(problems: &[fedsts::config::ConfigProblem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reports_spellings_the_immutable_id_and_each_defect() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let alice_guid = dc
+        .read_attr(&format!("CN=alice,{USERS}"), "objectGUID")
+        .unwrap();
+    let bob_guid = dc
+        .read_attr(&format!("CN=bob,{USERS}"), "objectGUID")
+        .unwrap();
+    let report = directory(&dc, "upn_attr = \"userprincipalname\"")
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let findings = probe_findings(&report);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    for expected in [
+        "LDAPS, server certificate accepted",
+        &format!("service account {SERVICE_DN}: bound"),
+        "upn_attr = \"userprincipalname\": found, the server spells it userPrincipalName",
+        &format!("ImmutableID it would issue: {alice_guid} (from objectGUID)"),
+        "groups: 2",
+    ] {
+        assert!(findings.contains(expected), "{expected} in\n{findings}");
+    }
+
+    let consistency = directory(&dc, "immutable_id_attr = \"ms-DS-ConsistencyGuid\"");
+    let alice = consistency
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let expected = format!(
+        "ImmutableID it would issue: {} (from mS-DS-ConsistencyGuid)",
+        base64(&samba::ALICE_CONSISTENCY_GUID)
+    );
+    assert!(probe_findings(&alice).contains(&expected), "{alice:?}");
+    let bob = consistency
+        .probe("directories.corp", Some("bob@contoso.test"))
+        .await;
+    assert!(bob.problems.is_empty(), "{:?}", bob.problems);
+    let expected = format!(
+        "ImmutableID it would issue: {bob_guid} (from objectGUID: the entry has no ms-DS-ConsistencyGuid, so it falls back to objectGUID"
+    );
+    assert!(probe_findings(&bob).contains(&expected), "{bob:?}");
+
+    let misspelt = directory(
+        &dc,
+        "upn_attr = \"userPrincipalNme\"\ndisplay_name_attr = \"displayNme\"",
+    )
+    .probe("directories.corp", Some("alice@contoso.test"))
+    .await;
+    let problems = problem_lines(&misspelt.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("directories.corp.upn_attr: \"userPrincipalNme\" is missing"),
+        "{problems:?}"
+    );
+    let warnings = problem_lines(&misspelt.warnings);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("directories.corp.display_name_attr: \"displayNme\" is missing")),
+        "{warnings:?}"
+    );
+
+    let nobody = directory(&dc, "")
+        .probe("directories.corp", Some("nobody@contoso.test"))
+        .await;
+    assert_eq!(nobody.problems[0].key, "directories.corp.user_filter");
+
+    let plain = LdapDirectory::new(&ad_config(&dc, &dc.ldap_url, ""))
+        .unwrap()
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let problems = problem_lines(&plain.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("directories.corp.url: the server refuses simple binds without TLS (strongerAuthRequired")
+            && problems[0].ends_with("use ldaps:// or set starttls = true"),
+        "{problems:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reports_a_wrong_service_password_and_a_name_mismatch() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let stale = directory(&dc, "bind_password = \"stale-password\"")
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let problems = problem_lines(&stale.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(&format!(
+            "directories.corp.bind_password: service account {SERVICE_DN} was refused (AD 52e"
+        )),
+        "{problems:?}"
+    );
+    assert!(!problems[0].contains("stale-password"), "{problems:?}");
+    let bad = dc.read_attr(SERVICE_DN, "badPwdCount").unwrap_or_default();
+    assert_eq!(bad, "1", "one bind per check");
+    assert!(
+        dc.can_bind(SERVICE_DN, SERVICE_PASSWORD),
+        "the service account still binds"
+    );
+
+    // 0x7f0000NN is 127.0.0.NN to the resolver (inet_aton), and a host name the certificate
+    // does not list.
+    let last: u8 = dc.address.rsplit('.').next().unwrap().parse().unwrap();
+    let other_name = format!("ldaps://0x7f0000{last:02x}");
+    let mismatch = LdapDirectory::new(&ad_config(&dc, &other_name, ""))
+        .unwrap()
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let problems = problem_lines(&mismatch.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("directories.corp.url: cannot connect to")
+            && problems[0].contains("subjectAltName is required"),
+        "{problems:?}"
+    );
+}

@@ -36,6 +36,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{AuthFailure, Directory, DirectoryError, User};
 use crate::config::{ConfigProblem, Secret};
 
+mod probe;
+pub use probe::ProbeReport;
+
 /// LDAP result code `invalidCredentials`.
 const RC_INVALID_CREDENTIALS: u32 = 49;
 /// LDAP result code `noSuchObject`.
