@@ -424,10 +424,9 @@ async fn check_online_reports_a_wrong_service_password_and_a_name_mismatch() {
         "the service account still binds"
     );
 
-    // 0x7f0000NN is 127.0.0.NN to the resolver (inet_aton), and a host name the certificate
-    // does not list.
-    let last: u8 = dc.address.rsplit('.').next().unwrap().parse().unwrap();
-    let other_name = format!("ldaps://0x7f0000{last:02x}");
+    // An alias the certificate does not list: localhost, forwarded to the DC's LDAPS port.
+    let port = forward_one_connection(format!("{}:636", dc.address)).await;
+    let other_name = format!("ldaps://localhost:{port}");
     let mismatch = LdapDirectory::new(&ad_config(&dc, &other_name, ""))
         .unwrap()
         .probe("directories.corp", Some("alice@contoso.test"))
@@ -439,4 +438,17 @@ async fn check_online_reports_a_wrong_service_password_and_a_name_mismatch() {
             && problems[0].contains("subjectAltName is required"),
         "{problems:?}"
     );
+}
+
+/// Forwards the first connection to a loopback port of its own to `target`, then stops: a
+/// second name for the DC, as a DNS alias or a load balancer gives one.
+async fn forward_one_connection(target: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    });
+    port
 }
