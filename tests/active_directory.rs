@@ -452,3 +452,88 @@ async fn forward_one_connection(target: String) -> u16 {
     });
     port
 }
+
+/// A fedsts.toml whose app signs in against the DC at `url` (service password in the
+/// environment variable `FEDSTS_TEST_SVC_PW`).
+fn write_ad_config(dir: &std::path::Path, dc: &SambaDc, url: &str) -> std::path::PathBuf {
+    fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://localhost:8443"
+tls_cert = "certs/tls.crt"
+tls_key = "certs/tls.key"
+
+[[apps]]
+id = "corp"
+domain = "contoso.test"
+issuer_uri = "contoso.test"
+signing_cert = "certs/signing.crt"
+signing_key = "certs/signing.key"
+directory = "corp"
+
+[directories.corp]
+kind = "ldap"
+url = "{url}"
+ca_file = "{ca}"
+bind_dn = "{SERVICE_DN}"
+bind_password_env = "FEDSTS_TEST_SVC_PW"
+user_base = "{USERS}"
+immutable_id_attr = "ms-ds-consistencyguid"
+"#,
+        ca = dc.ca_file.display()
+    );
+    let path = dir.join("fedsts.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn check_config_online(path: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedsts"))
+        .args([
+            "check-config",
+            "--online",
+            "--probe-user",
+            "alice@contoso.test",
+        ])
+        .arg("--config")
+        .arg(path)
+        .env("FEDSTS_TEST_SVC_PW", SERVICE_PASSWORD)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!stdout.contains(SERVICE_PASSWORD), "{stdout}");
+    (out.status.success(), stdout)
+}
+
+#[test]
+fn check_config_online_passes_a_good_ad_config_and_fails_plain_ldap() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_ad_config(dir.path(), &dc, &dc.ldaps_url);
+    let (ok, stdout) = check_config_online(&path);
+    assert!(ok, "{stdout}");
+    let expected = format!(
+        "online: directories.corp: ImmutableID it would issue: {} (from mS-DS-ConsistencyGuid)",
+        base64(&samba::ALICE_CONSISTENCY_GUID)
+    );
+    assert!(stdout.lines().any(|l| l == expected), "{stdout}");
+
+    let path = write_ad_config(dir.path(), &dc, &dc.ldap_url);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("ca_file = ", "# ca_file = ");
+    std::fs::write(&path, text).unwrap();
+    let (ok, stdout) = check_config_online(&path);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l
+                .starts_with("directories.corp.url: the server refuses simple binds without TLS")),
+        "{stdout}"
+    );
+}
