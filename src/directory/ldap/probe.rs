@@ -13,7 +13,7 @@ use crate::config::ConfigProblem;
 /// LDAP result code `strongerAuthRequired`: AD refuses simple binds without TLS.
 const RC_STRONGER_AUTH_REQUIRED: u32 = 8;
 
-/// What the online probe of one directory found.
+/// What the online probe of one directory (or one app's keytab) found.
 #[derive(Debug)]
 pub struct ProbeReport {
     /// The config key stem, e.g. `directories.corp`.
@@ -27,7 +27,8 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
-    fn new(prefix: &str) -> Self {
+    /// An empty report for keys under `prefix`.
+    pub(crate) fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
             findings: Vec::new(),
@@ -41,12 +42,24 @@ impl ProbeReport {
         &self.prefix
     }
 
-    fn problem(&mut self, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
+    /// Adds a problem at `prefix.field`.
+    pub(crate) fn problem(
+        &mut self,
+        field: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         let key = format!("{}.{field}", self.prefix);
         self.problems.push(ConfigProblem::new(key, problem, fix));
     }
 
-    fn warning(&mut self, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
+    /// Adds a warning at `prefix.field`.
+    pub(crate) fn warning(
+        &mut self,
+        field: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         let key = format!("{}.{field}", self.prefix);
         self.warnings.push(ConfigProblem::new(key, problem, fix));
     }
