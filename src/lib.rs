@@ -22,6 +22,7 @@ pub mod directory;
 pub mod error;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;
+pub mod keytab;
 pub mod logging;
 pub mod mex;
 pub mod ns;

@@ -9,9 +9,11 @@ use time::{Duration, OffsetDateTime};
 use crate::config::{Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::{Certificate, SigningIdentity};
 use crate::directory::file::{self, FileDirectory};
-use crate::directory::ldap::LdapDirectory;
+use crate::directory::ldap::{LdapDirectory, ProbeReport};
+use crate::keytab;
 use crate::policy::Flow;
 use crate::server::tls;
+use crate::windowstransport::KerberosConfig;
 
 /// Valid configurations that will surprise someone, as `key: problem — fix` lines; printed by
 /// `check-config` and logged at start, without failing either.
@@ -164,6 +166,82 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
         }
     }
     problems
+}
+
+/// `check-config --online`: probes every LDAP directory (connect with its TLS, bind the
+/// service account once, find `probe_user`) and reads every app's keytab, each named by its
+/// key stem. Directories that cannot even be prepared are skipped: [`check`] reports them.
+pub async fn check_online(config: &Config, probe_user: Option<&str>) -> Vec<ProbeReport> {
+    let mut reports = Vec::new();
+    for (name, directory) in &config.directories {
+        let DirectoryConfig::Ldap(ldap) = directory else {
+            continue;
+        };
+        if let Ok(directory) = LdapDirectory::new(ldap) {
+            reports.push(
+                directory
+                    .probe(&format!("directories.{name}"), probe_user)
+                    .await,
+            );
+        }
+    }
+    for (i, app) in config.apps.iter().enumerate() {
+        if let Some(kerberos) = &app.kerberos {
+            reports.push(keytab_report(&format!("apps[{i}].kerberos"), kerberos));
+        }
+    }
+    reports
+}
+
+/// Whether the keytab holds keys for the SPN, and of which enctypes (Windows asks for AES).
+fn keytab_report(prefix: &str, kerberos: &KerberosConfig) -> ProbeReport {
+    let mut report = ProbeReport::new(prefix);
+    let keys = match keytab::keys(&kerberos.keytab) {
+        Ok(keys) => keys,
+        Err(e) => {
+            report.problem(
+                "keytab",
+                e.to_string(),
+                "point keytab at the file exported for spn",
+            );
+            return report;
+        }
+    };
+    let spn = kerberos.spn.split('@').next().unwrap_or_default();
+    let for_spn: Vec<&keytab::KeytabKey> = keys
+        .iter()
+        .filter(|key| key.principal.split('@').next() == Some(spn))
+        .collect();
+    if for_spn.is_empty() {
+        let mut held: Vec<&str> = keys.iter().map(|key| key.principal.as_str()).collect();
+        held.dedup();
+        report.problem(
+            "keytab",
+            format!(
+                "{} holds no key for {spn} (it holds: {})",
+                kerberos.keytab.display(),
+                if held.is_empty() { "nothing".to_owned() } else { held.join(", ") }
+            ),
+            format!("export the key of {spn} (ktpass -princ {spn}@REALM, or kadmin ktadd), or set spn to a principal the keytab holds"),
+        );
+        return report;
+    }
+    let listed: Vec<String> = for_spn
+        .iter()
+        .map(|key| format!("{} (kvno {})", keytab::enctype_name(key.enctype), key.kvno))
+        .collect();
+    report.findings.push(format!(
+        "keytab holds keys for {spn}: {}",
+        listed.join(", ")
+    ));
+    if !for_spn.iter().any(|key| keytab::is_aes(key.enctype)) {
+        report.warning(
+            "keytab",
+            format!("holds no AES key for {spn}: Windows clients ask for AES tickets by default"),
+            "export AES keys (ktpass -crypto AES256-SHA1, or kadmin ktadd -e aes256-cts)",
+        );
+    }
+    report
 }
 
 /// The device CA (and CRL) load into the TLS client verifier.

@@ -449,3 +449,234 @@ async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
     assert_eq!(bad, "2", "the locked attempt never reached the DC");
     server.stop().await;
 }
+
+fn probe_findings(report: &fedsts::directory::ldap::ProbeReport) -> String {
+    report.findings.join("\n")
+}
+
+fn problem_lines(problems: &[fedsts::config::ConfigProblem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reports_spellings_the_immutable_id_and_each_defect() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let alice_guid = dc
+        .read_attr(&format!("CN=alice,{USERS}"), "objectGUID")
+        .unwrap();
+    let bob_guid = dc
+        .read_attr(&format!("CN=bob,{USERS}"), "objectGUID")
+        .unwrap();
+    let report = directory(&dc, "upn_attr = \"userprincipalname\"")
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let findings = probe_findings(&report);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    for expected in [
+        "LDAPS, server certificate accepted",
+        &format!("service account {SERVICE_DN}: bound"),
+        "upn_attr = \"userprincipalname\": found, the server spells it userPrincipalName",
+        &format!("ImmutableID it would issue: {alice_guid} (from objectGUID)"),
+        "groups: 2",
+    ] {
+        assert!(findings.contains(expected), "{expected} in\n{findings}");
+    }
+
+    let consistency = directory(&dc, "immutable_id_attr = \"ms-DS-ConsistencyGuid\"");
+    let alice = consistency
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let expected = format!(
+        "ImmutableID it would issue: {} (from mS-DS-ConsistencyGuid)",
+        base64(&samba::ALICE_CONSISTENCY_GUID)
+    );
+    assert!(probe_findings(&alice).contains(&expected), "{alice:?}");
+    let bob = consistency
+        .probe("directories.corp", Some("bob@contoso.test"))
+        .await;
+    assert!(bob.problems.is_empty(), "{:?}", bob.problems);
+    let expected = format!(
+        "ImmutableID it would issue: {bob_guid} (from objectGUID: the entry has no ms-DS-ConsistencyGuid, so it falls back to objectGUID"
+    );
+    assert!(probe_findings(&bob).contains(&expected), "{bob:?}");
+
+    let misspelt = directory(
+        &dc,
+        "upn_attr = \"userPrincipalNme\"\ndisplay_name_attr = \"displayNme\"",
+    )
+    .probe("directories.corp", Some("alice@contoso.test"))
+    .await;
+    let problems = problem_lines(&misspelt.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("directories.corp.upn_attr: \"userPrincipalNme\" is missing"),
+        "{problems:?}"
+    );
+    let warnings = problem_lines(&misspelt.warnings);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("directories.corp.display_name_attr: \"displayNme\" is missing")),
+        "{warnings:?}"
+    );
+
+    let nobody = directory(&dc, "")
+        .probe("directories.corp", Some("nobody@contoso.test"))
+        .await;
+    assert_eq!(nobody.problems[0].key, "directories.corp.user_filter");
+
+    let plain = LdapDirectory::new(&ad_config(&dc, &dc.ldap_url, ""))
+        .unwrap()
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let problems = problem_lines(&plain.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("directories.corp.url: the server refuses simple binds without TLS (strongerAuthRequired")
+            && problems[0].ends_with("use ldaps:// or set starttls = true"),
+        "{problems:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reports_a_wrong_service_password_and_a_name_mismatch() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let stale = directory(&dc, "bind_password = \"stale-password\"")
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let problems = problem_lines(&stale.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with(&format!(
+            "directories.corp.bind_password: service account {SERVICE_DN} was refused (AD 52e"
+        )),
+        "{problems:?}"
+    );
+    assert!(!problems[0].contains("stale-password"), "{problems:?}");
+    let bad = dc.read_attr(SERVICE_DN, "badPwdCount").unwrap_or_default();
+    assert_eq!(bad, "1", "one bind per check");
+    assert!(
+        dc.can_bind(SERVICE_DN, SERVICE_PASSWORD),
+        "the service account still binds"
+    );
+
+    // An alias the certificate does not list: localhost, forwarded to the DC's LDAPS port.
+    let port = forward_one_connection(format!("{}:636", dc.address)).await;
+    let other_name = format!("ldaps://localhost:{port}");
+    let mismatch = LdapDirectory::new(&ad_config(&dc, &other_name, ""))
+        .unwrap()
+        .probe("directories.corp", Some("alice@contoso.test"))
+        .await;
+    let problems = problem_lines(&mismatch.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("directories.corp.url: cannot connect to")
+            && problems[0].contains("subjectAltName is required"),
+        "{problems:?}"
+    );
+}
+
+/// Forwards the first connection to a loopback port of its own to `target`, then stops: a
+/// second name for the DC, as a DNS alias or a load balancer gives one.
+async fn forward_one_connection(target: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    });
+    port
+}
+
+/// A fedsts.toml whose app signs in against the DC at `url` (service password in the
+/// environment variable `FEDSTS_TEST_SVC_PW`).
+fn write_ad_config(dir: &std::path::Path, dc: &SambaDc, url: &str) -> std::path::PathBuf {
+    fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://localhost:8443"
+tls_cert = "certs/tls.crt"
+tls_key = "certs/tls.key"
+
+[[apps]]
+id = "corp"
+domain = "contoso.test"
+issuer_uri = "contoso.test"
+signing_cert = "certs/signing.crt"
+signing_key = "certs/signing.key"
+directory = "corp"
+
+[directories.corp]
+kind = "ldap"
+url = "{url}"
+ca_file = "{ca}"
+bind_dn = "{SERVICE_DN}"
+bind_password_env = "FEDSTS_TEST_SVC_PW"
+user_base = "{USERS}"
+immutable_id_attr = "ms-ds-consistencyguid"
+"#,
+        ca = dc.ca_file.display()
+    );
+    let path = dir.join("fedsts.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn check_config_online(path: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedsts"))
+        .args([
+            "check-config",
+            "--online",
+            "--probe-user",
+            "alice@contoso.test",
+        ])
+        .arg("--config")
+        .arg(path)
+        .env("FEDSTS_TEST_SVC_PW", SERVICE_PASSWORD)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!stdout.contains(SERVICE_PASSWORD), "{stdout}");
+    (out.status.success(), stdout)
+}
+
+#[test]
+fn check_config_online_passes_a_good_ad_config_and_fails_plain_ldap() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_ad_config(dir.path(), &dc, &dc.ldaps_url);
+    let (ok, stdout) = check_config_online(&path);
+    assert!(ok, "{stdout}");
+    let expected = format!(
+        "online: directories.corp: ImmutableID it would issue: {} (from mS-DS-ConsistencyGuid)",
+        base64(&samba::ALICE_CONSISTENCY_GUID)
+    );
+    assert!(stdout.lines().any(|l| l == expected), "{stdout}");
+
+    let path = write_ad_config(dir.path(), &dc, &dc.ldap_url);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("ca_file = ", "# ca_file = ");
+    std::fs::write(&path, text).unwrap();
+    let (ok, stdout) = check_config_online(&path);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l
+                .starts_with("directories.corp.url: the server refuses simple binds without TLS")),
+        "{stdout}"
+    );
+}

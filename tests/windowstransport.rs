@@ -895,3 +895,54 @@ fn windowstransport_is_rate_limited_per_client_address() {
     );
     assert_eq!(forged.status, 429, "{}", forged.body);
 }
+
+/// `check-config --online` reads the KDC-exported keytab: keys for the SPN with their
+/// enctypes, and a problem naming the fix for an SPN it holds no key for.
+#[tokio::test]
+async fn check_online_lists_the_keytab_keys_of_the_spn() {
+    if !kdc::available() {
+        return;
+    }
+    let kdc = Kdc::start();
+    let app = |id: &str, spn: &str| {
+        format!(
+            "[[apps]]\nid = \"{id}\"\ndomain = \"{id}.example.com\"\nissuer_uri = \"{id}.example.com\"\n\
+             signing_cert = \"s.crt\"\nsigning_key = \"s.key\"\ndirectory = \"users\"\n\
+             [apps.kerberos]\nkeytab = \"{keytab}\"\nspn = \"{spn}\"\n\
+             allowed_networks = [\"127.0.0.1/32\"]\nrealms = {{ \"{REALM}\" = \"{id}.example.com\" }}\n",
+            keytab = kdc.keytab().display()
+        )
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://localhost:8443\"\n\
+         tls_cert = \"t.crt\"\ntls_key = \"t.key\"\n\n{}\n{}\n\
+         [directories.users]\nkind = \"file\"\npath = \"users.toml\"\n",
+        app("one", kdc::SPN),
+        app("two", "HTTP/sts.example.com")
+    );
+    let config = fedsts::config::Config::parse(&text, Path::new("/tmp")).unwrap();
+    let reports = fedsts::preflight::check_online(&config, None).await;
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let found = reports[0].findings.join("\n");
+    assert!(
+        found.starts_with(&format!("keytab holds keys for {}: ", kdc::SPN))
+            && found.contains("aes256-cts-hmac-sha1-96 (kvno "),
+        "{reports:?}"
+    );
+    assert!(reports[0].problems.is_empty(), "{reports:?}");
+    let problems: Vec<String> = reports[1]
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("apps[1].kerberos.keytab: ")
+            && problems[0].contains(&format!(
+                "holds no key for HTTP/sts.example.com (it holds: {}@{REALM})",
+                kdc::SPN
+            ))
+            && problems[0].contains("ktpass -princ HTTP/sts.example.com@REALM"),
+        "{problems:?}"
+    );
+}

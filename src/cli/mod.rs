@@ -52,6 +52,13 @@ pub enum Command {
         /// Configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Also connect to every LDAP directory: TLS, service bind, and the probe user.
+        #[arg(long)]
+        online: bool,
+        /// With --online: a user (UPN) to look up, reporting each mapped attribute and the
+        /// ImmutableID it would issue.
+        #[arg(long, requires = "online")]
+        probe_user: Option<String>,
     },
     /// Print the PowerShell commands that federate an app's domain in Entra ID.
     Commands {
@@ -109,7 +116,11 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config, listen } => serve(config, &listen),
         Command::HashPassword => hash_password_from_stdin(),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig {
+            config,
+            online,
+            probe_user,
+        } => check_config(&config, online.then_some(probe_user.as_deref())),
         Command::Commands { config, app } => print_commands(&config, &app),
         Command::Lockout { action } => lockout::run(action),
         Command::Rollover { config, app } => admin::roll_over(&config, &app),
@@ -143,14 +154,21 @@ fn hash_password_from_stdin() -> ExitCode {
     }
 }
 
-fn check_config(path: &Path) -> ExitCode {
+/// `online` is `Some(probe user)` with `--online`.
+fn check_config(path: &Path, online: Option<Option<&str>>) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let problems = preflight::check(&config, time::OffsetDateTime::now_utc());
+    let mut problems = preflight::check(&config, time::OffsetDateTime::now_utc());
     for warning in preflight::warnings(&config) {
         println!("warning: {warning}");
+    }
+    if let Some(probe_user) = online {
+        match check_online(&config, probe_user) {
+            Ok(found) => problems.extend(found),
+            Err(code) => return code,
+        }
     }
     if problems.is_empty() {
         println!("{}: OK ({} app(s))", path.display(), config.apps.len());
@@ -160,6 +178,29 @@ fn check_config(path: &Path) -> ExitCode {
         println!("{p}");
     }
     ExitCode::FAILURE
+}
+
+/// Prints what the online probes saw and returns their problems.
+fn check_online(
+    config: &Config,
+    probe_user: Option<&str>,
+) -> Result<Vec<crate::config::ConfigProblem>, ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+    let reports = runtime.block_on(preflight::check_online(config, probe_user));
+    let mut problems = Vec::new();
+    for report in reports {
+        for finding in &report.findings {
+            println!("online: {}: {finding}", report.prefix());
+        }
+        for warning in &report.warnings {
+            println!("warning: {warning}");
+        }
+        problems.extend(report.problems);
+    }
+    Ok(problems)
 }
 
 pub(crate) fn print_commands(path: &Path, app_id: &str) -> ExitCode {

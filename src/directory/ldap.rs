@@ -37,6 +37,9 @@ use super::names::{NameForm, NameLookup, SignInNames};
 use super::{AuthFailure, Directory, DirectoryError, User};
 use crate::config::{ConfigProblem, Secret};
 
+mod probe;
+pub use probe::ProbeReport;
+
 /// LDAP result code `invalidCredentials`.
 const RC_INVALID_CREDENTIALS: u32 = 49;
 /// LDAP result code `noSuchObject`.
