@@ -421,7 +421,8 @@ async fn simultaneous_takes_from_one_redis_bucket_never_fail_and_never_overdraw(
     for task in tasks {
         match task.await.unwrap() {
             Ok(None) => granted += 1,
-            Ok(Some(_limited)) => {}
+            // Empty at 1 token a minute: the next one in 60 s.
+            Ok(Some(limited)) => assert_eq!(limited.retry_after_secs, 60),
             Err(e) => panic!("a take failed under contention: {e}"),
         }
     }
