@@ -2,7 +2,8 @@
 //! and two instances sharing a real `redis-server`): every guess of a burst is released at once,
 //! and the audit log counts how many passwords or codes were really checked. Each attack is a
 //! fixed number of requests to loopback. Also: a locked account answers no faster than a wrong
-//! password (the refusal is padded to the typical check time).
+//! password (the refusal is padded to the typical check time). And a burst from one address
+//! against instances sharing Redis is rate limited (429), never refused for contention.
 
 mod common;
 
@@ -15,6 +16,7 @@ use common::redis::RedisServer;
 use common::server::{ALICE, Options, PASSWORD, Reply, TestServer, users_file_with_totp_user};
 use common::wstrust::{fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
+use fedsts::policy::ratelimit::{RateLimitConfig, RateLimiter};
 use fedsts::state::{self, StateConfig, StateStore};
 use time::OffsetDateTime;
 
@@ -334,4 +336,113 @@ async fn a_locked_account_answers_no_faster_than_a_wrong_password() {
         "locked refusal {locked:?} vs wrong password {wrong:?}"
     );
     stop(vec![server]).await;
+}
+
+/// Requests of the rate-limit burst, all from one client address, and the bucket size.
+const RATE_BURST_REQUESTS: usize = 40;
+const RATE_BUCKET: u32 = 20;
+/// Instances sharing the bucket in the end-to-end burst: enough that the requests each one gets
+/// fit its password-hash queue (one check per core running, four per core waiting), so that
+/// only the rate limit refuses.
+const RATE_INSTANCES: usize = 4;
+
+/// An instance over `store` whose only limit that a burst of right passwords meets is the
+/// per-IP rate limit (the lockout threshold is far above the burst; see [`RATE_INSTANCES`] for
+/// the hash queue): [`RATE_BUCKET`] tokens, refilled at 1 a minute (the manual clock stands
+/// still, so nothing refills during the burst).
+async fn rate_limited_server(
+    clock: Arc<ManualClock>,
+    store: Arc<dyn StateStore>,
+) -> Arc<TestServer> {
+    Arc::new(
+        TestServer::start_with(Options {
+            clock,
+            store: Some(store),
+            configure: Box::new(|config, _| {
+                config.server.trusted_proxies = vec!["127.0.0.1".into()];
+                config.rate_limit.burst = RATE_BUCKET;
+                config.rate_limit.requests_per_minute = 1;
+                // Above the burst, so that the lockout's reserved attempts refuse none of it.
+                config.lockout.threshold = 1000;
+            }),
+        })
+        .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_one_address_over_redis_is_rate_limited_never_refused_for_contention() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let mut servers = Vec::new();
+    for _ in 0..RATE_INSTANCES {
+        servers.push(rate_limited_server(clock.clone(), redis_store(&redis)).await);
+    }
+    let now = clock.now();
+    let tasks: Vec<_> = (0..RATE_BURST_REQUESTS)
+        .map(|n| {
+            let server = servers[n % servers.len()].clone();
+            tokio::spawn(async move { usernamemixed(&server, now, "198.51.100.7", PASSWORD).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap().status);
+    }
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        passed + limited,
+        RATE_BURST_REQUESTS,
+        "only 200 and 429, never a state_unavailable fault for contention: {statuses:?}"
+    );
+    assert_eq!(
+        passed, RATE_BUCKET as usize,
+        "the shared bucket lets exactly its size through: {statuses:?}"
+    );
+    stop(servers).await;
+}
+
+/// The rate limiter itself over a real Redis, as [`RATE_BURST_REQUESTS`] simultaneous requests
+/// of one address on two instances draw on it: every take answers (none fails for contention)
+/// and exactly [`RATE_BUCKET`] get a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_takes_from_one_redis_bucket_never_fail_and_never_overdraw() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config = RateLimitConfig {
+        burst: RATE_BUCKET,
+        requests_per_minute: 1,
+        ..RateLimitConfig::default()
+    };
+    let instances = [
+        RateLimiter::new(config.clone(), redis_store(&redis)),
+        RateLimiter::new(config, redis_store(&redis)),
+    ];
+    let now = OffsetDateTime::now_utc();
+    let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(RATE_BURST_REQUESTS));
+    let tasks: Vec<_> = (0..RATE_BURST_REQUESTS)
+        .map(|n| {
+            let limiter = instances[n % instances.len()].clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                limiter.take(ip, now).await
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(None) => granted += 1,
+            // Empty at 1 token a minute: the next one in 60 s.
+            Ok(Some(limited)) => assert_eq!(limited.retry_after_secs, 60),
+            Err(e) => panic!("a take failed under contention: {e}"),
+        }
+    }
+    assert_eq!(granted, RATE_BUCKET as usize);
 }

@@ -150,6 +150,16 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The address a client is counted under by the per-address limits (rate buckets, connection
+/// caps): an IPv4 address (IPv4-mapped included) itself, an IPv6 address its /64, since one
+/// subscriber gets a whole /64 and could otherwise draw a fresh count for every request.
+pub(crate) fn subscriber_address(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 /// Proxies whose forwarding headers we believe (`[server] trusted_proxies`), and whether they
 /// set `X-MS-Forwarded-Client-IP` (`[server] trust_ms_forwarded_client_ip`).
 #[derive(Clone, Debug, Default)]

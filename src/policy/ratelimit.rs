@@ -1,21 +1,19 @@
 //! Per-client-IP token buckets on the active endpoints: `burst` requests at once, refilled at
 //! `requests_per_minute`. An empty bucket answers HTTP 429 with `Retry-After` (or, configured,
 //! a `RequestFailed` SOAP fault). Buckets live in the [`StateStore`], so several instances
-//! share them; the bucket state is `tokens_in_millis:last_refill_unix_ms`. An IPv4 address has
-//! its own bucket; IPv6 addresses share one per /64, since a single subscriber gets a whole /64
-//! and could otherwise draw a fresh bucket for every request.
+//! share them, and a token is taken in one atomic store step ([`StateStore::take_token`]), so
+//! a burst takes at most `burst` tokens and contention never fails a request. An IPv4 address
+//! has its own bucket; IPv6 addresses share one per /64 ([`subscriber_address`]).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
+use super::subscriber_address;
 use crate::config::ConfigProblem;
-use crate::state::{StateError, StateStore};
-
-/// Compare-and-swap attempts before giving up.
-const CAS_ATTEMPTS: usize = 8;
+use crate::state::{StateError, StateStore, TokenBucket, TokenRule};
 
 /// How an empty bucket is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -107,40 +105,12 @@ pub struct RateLimiter {
     store: Arc<dyn StateStore>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Bucket {
-    milli_tokens: u64,
-    at_ms: i128,
-}
-
-impl Bucket {
-    fn parse(text: &str) -> Option<Self> {
-        let (tokens, at) = text.split_once(':')?;
-        Some(Self {
-            milli_tokens: tokens.parse().ok()?,
-            at_ms: at.parse().ok()?,
-        })
-    }
-
-    fn render(self) -> String {
-        format!("{}:{}", self.milli_tokens, self.at_ms)
-    }
-}
-
-/// The state key of the bucket `ip` draws from: per IPv4 address (IPv4-mapped IPv6 included),
-/// per IPv6 /64.
+/// The state key of the bucket `ip` draws from (see [`subscriber_address`]).
 fn bucket_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
+    match subscriber_address(ip) {
         IpAddr::V4(v4) => format!("rate:{v4}"),
-        IpAddr::V6(v6) => {
-            let network = Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX));
-            format!("rate:{network}/64")
-        }
+        IpAddr::V6(network) => format!("rate:{network}/64"),
     }
-}
-
-fn unix_ms(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1_000_000
 }
 
 impl RateLimiter {
@@ -149,41 +119,23 @@ impl RateLimiter {
         Self { config, store }
     }
 
-    fn capacity(&self) -> u64 {
-        u64::from(self.config.burst) * 1000
-    }
-
-    /// The bucket at `now`, refilled since its last use.
-    fn refilled(&self, stored: Option<Bucket>, now_ms: i128) -> Bucket {
-        let Some(bucket) = stored else {
-            return Bucket {
-                milli_tokens: self.capacity(),
-                at_ms: now_ms,
-            };
-        };
-        let elapsed = u64::try_from(now_ms - bucket.at_ms).unwrap_or(0);
-        let gained = elapsed.saturating_mul(u64::from(self.config.requests_per_minute)) / 60;
-        Bucket {
-            milli_tokens: bucket
-                .milli_tokens
-                .saturating_add(gained)
-                .min(self.capacity()),
-            at_ms: now_ms.max(bucket.at_ms),
+    fn rule(&self) -> TokenRule {
+        let per_minute = i64::from(self.config.requests_per_minute.max(1));
+        TokenRule {
+            capacity: self.config.burst,
+            per_minute: self.config.requests_per_minute,
+            ttl: Duration::seconds(i64::from(self.config.burst) * 60 / per_minute + 60),
         }
     }
 
-    fn retry_after(&self, bucket: Bucket) -> u64 {
+    fn retry_after(&self, bucket: TokenBucket) -> u64 {
         let missing = 1000u64.saturating_sub(bucket.milli_tokens);
         let per_minute = u64::from(self.config.requests_per_minute).max(1);
         (missing * 60).div_ceil(per_minute * 1000).max(1)
     }
 
-    fn ttl(&self) -> Duration {
-        let per_minute = i64::from(self.config.requests_per_minute.max(1));
-        Duration::seconds(i64::from(self.config.burst) * 60 / per_minute + 60)
-    }
-
-    /// Takes one token for `ip`; `Some` when the bucket is empty.
+    /// Takes one token for `ip` in one atomic store operation, so that a burst from one
+    /// address is never refused for contention; `Some` when the bucket is empty.
     pub async fn take(
         &self,
         ip: IpAddr,
@@ -192,28 +144,14 @@ impl RateLimiter {
         if !self.config.enabled {
             return Ok(None);
         }
-        let key = bucket_key(ip);
-        for _ in 0..CAS_ATTEMPTS {
-            let raw = self.store.get(&key, now).await?;
-            let mut bucket = self.refilled(raw.as_deref().and_then(Bucket::parse), unix_ms(now));
-            if bucket.milli_tokens < 1000 {
-                return Ok(Some(Limited {
-                    retry_after_secs: self.retry_after(bucket),
-                    response: self.config.response,
-                }));
-            }
-            bucket.milli_tokens -= 1000;
-            if self
-                .store
-                .compare_and_swap(&key, raw.as_deref(), &bucket.render(), self.ttl(), now)
-                .await?
-            {
-                return Ok(None);
-            }
-        }
-        Err(StateError::Unavailable(
-            "rate bucket kept changing under us".into(),
-        ))
+        let take = self
+            .store
+            .take_token(&bucket_key(ip), &self.rule(), now)
+            .await?;
+        Ok((!take.taken).then(|| Limited {
+            retry_after_secs: self.retry_after(take.bucket),
+            response: self.config.response,
+        }))
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::config::ConnectionConfig;
-use crate::policy::{TrustedProxies, canonical};
+use crate::policy::{TrustedProxies, subscriber_address};
 
 /// Descriptors kept back from the connection cap: listeners, log, state store, directory
 /// connections, files read at run time.
@@ -141,7 +141,7 @@ impl Admission {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Global);
         }
-        let key = (!self.proxies.trusts(peer)).then(|| address_key(peer));
+        let key = (!self.proxies.trusts(peer)).then(|| subscriber_address(peer));
         if let Some(key) = key {
             let mut counts = self.counts();
             let count = counts.entry(key).or_insert(0);
@@ -177,15 +177,6 @@ impl Admission {
             }
         }
         self.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The key a peer is counted under: its address, or for IPv6 its /64 (one subscriber's
-/// allocation, where any address is free to choose).
-fn address_key(peer: IpAddr) -> IpAddr {
-    match canonical(peer) {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        v4 => v4,
     }
 }
 

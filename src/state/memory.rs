@@ -15,7 +15,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
-use super::{AttemptCount, AttemptCounter, AttemptRule, StateError, StateStore};
+use super::{
+    AttemptCount, AttemptCounter, AttemptRule, StateError, StateStore, TokenBucket, TokenRule,
+    TokenTake, unix_ms,
+};
 
 /// Default `state.max_memory_entries`.
 pub const DEFAULT_MAX_ENTRIES: usize = 200_000;
@@ -280,6 +283,25 @@ impl StateStore for MemoryStore {
             }
         });
         Ok(())
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        rule: &TokenRule,
+        now: OffsetDateTime,
+    ) -> Result<TokenTake, StateError> {
+        let key = self.full_key(key);
+        let now_ms = unix_ms(now);
+        Ok(self.with_entries(|entries| {
+            let stored = entries.live(&key, now).and_then(TokenBucket::parse);
+            let take = TokenBucket::take(stored, rule, now_ms);
+            if take.taken {
+                let value = take.bucket.render();
+                entries.insert(key, value, rule.ttl, now, self.max_entries);
+            }
+            take
+        }))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StateError> {

@@ -4,9 +4,11 @@
 //!
 //! The store knows no policy: it keeps short text values under keys with a time to live, and
 //! offers the atomic operations the policies need: "set if absent" (replay marks), "compare and
-//! swap" (read-modify-write of a record by several instances at once) and "count an attempt"
+//! swap" (read-modify-write of a record by several instances at once), "count an attempt"
 //! (an attempt counter that is reserved in one atomic step before the attempt is checked, so
-//! that N simultaneous attempts can never all pass a check that says "fewer than N so far").
+//! that N simultaneous attempts can never all pass a check that says "fewer than N so far") and
+//! "take a token" (a token bucket drawn in one atomic step, so contention never fails a
+//! request and a burst never takes more than the bucket holds).
 //! [`memory::MemoryStore`] serves one instance; [`redis::RedisStore`] lets several instances
 //! behind a load balancer share one lockout and one replay cache.
 
@@ -134,6 +136,103 @@ impl AttemptCounter {
     }
 }
 
+/// How [`StateStore::take_token`] fills a token bucket: `capacity` tokens at most, refilled at
+/// `per_minute` tokens a minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenRule {
+    /// Tokens a full bucket holds.
+    pub capacity: u32,
+    /// Tokens gained per minute.
+    pub per_minute: u32,
+    /// How long the bucket is kept after its last token was taken.
+    pub ttl: Duration,
+}
+
+impl TokenRule {
+    /// A full bucket, in thousandths of a token.
+    pub fn capacity_millis(&self) -> u64 {
+        u64::from(self.capacity) * 1000
+    }
+}
+
+/// A token bucket as stored: thousandths of a token and the Unix time (ms) they were counted at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// Thousandths of a token left.
+    pub milli_tokens: u64,
+    /// Unix time (ms) of `milli_tokens`.
+    pub at_ms: i64,
+}
+
+/// What [`StateStore::take_token`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenTake {
+    /// A token was taken: the request may go on.
+    pub taken: bool,
+    /// The bucket after this call.
+    pub bucket: TokenBucket,
+}
+
+impl TokenBucket {
+    /// Parses the stored form `"MILLI_TOKENS:AT_MS"`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (tokens, at) = text.split_once(':')?;
+        Some(Self {
+            milli_tokens: tokens.parse().ok()?,
+            at_ms: at.parse().ok()?,
+        })
+    }
+
+    /// The stored form.
+    pub fn render(&self) -> String {
+        format!("{}:{}", self.milli_tokens, self.at_ms)
+    }
+
+    /// The bucket at `now_ms`, refilled since `at_ms` (a missing bucket is full).
+    fn refilled(stored: Option<Self>, rule: &TokenRule, now_ms: i64) -> Self {
+        let Some(bucket) = stored else {
+            return Self {
+                milli_tokens: rule.capacity_millis(),
+                at_ms: now_ms,
+            };
+        };
+        let elapsed = u64::try_from(now_ms.saturating_sub(bucket.at_ms)).unwrap_or(0);
+        let gained = elapsed.saturating_mul(u64::from(rule.per_minute)) / 60;
+        Self {
+            milli_tokens: bucket
+                .milli_tokens
+                .saturating_add(gained)
+                .min(rule.capacity_millis()),
+            at_ms: now_ms.max(bucket.at_ms),
+        }
+    }
+
+    /// Takes one token from `stored` at `now_ms` under `rule`: the one definition of the bucket
+    /// rule (the Redis store runs the same rule as a Lua script). A refused take leaves the
+    /// stored bucket as it was.
+    pub fn take(stored: Option<Self>, rule: &TokenRule, now_ms: i64) -> TokenTake {
+        let bucket = Self::refilled(stored, rule, now_ms);
+        if bucket.milli_tokens < 1000 {
+            return TokenTake {
+                taken: false,
+                bucket,
+            };
+        }
+        TokenTake {
+            taken: true,
+            bucket: Self {
+                milli_tokens: bucket.milli_tokens - 1000,
+                ..bucket
+            },
+        }
+    }
+}
+
+/// `t` as Unix milliseconds, the clock of [`TokenBucket`].
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// A key-value store with expiry, shared by every instance that uses the same backend.
 ///
 /// `now` is the caller's clock: the memory store expires entries by it, so tests move time with
@@ -177,6 +276,14 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<(), StateError>;
+    /// Takes one token from the bucket at `key` in one atomic step (see [`TokenBucket::take`]),
+    /// so that simultaneous requests never take more tokens than the bucket holds.
+    async fn take_token(
+        &self,
+        key: &str,
+        rule: &TokenRule,
+        now: OffsetDateTime,
+    ) -> Result<TokenTake, StateError>;
     /// Removes `key` (no error when absent).
     async fn delete(&self, key: &str) -> Result<(), StateError>;
     /// Whether the store answers now.

@@ -3,9 +3,9 @@
 //! reconnecting by itself; every command has a short timeout so that a Redis outage turns into a
 //! quick fail-closed answer rather than a hanging request.
 //!
-//! Keys expire by Redis's clock (`PX`); compare-and-swap and the attempt counter are Lua
-//! scripts, each atomic in Redis (the counter's window runs by the caller's clock, like the
-//! memory store's).
+//! Keys expire by Redis's clock (`PX`); compare-and-swap, the attempt counter and the token
+//! bucket are Lua scripts, each atomic in Redis (the counter's window and the bucket's refill
+//! run by the caller's clock, like the memory store's).
 
 use std::time::Duration as StdDuration;
 
@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use time::{Duration, OffsetDateTime};
 
-use super::{AttemptCount, AttemptCounter, AttemptRule, StateError, StateStore};
+use super::{
+    AttemptCount, AttemptCounter, AttemptRule, StateError, StateStore, TokenBucket, TokenRule,
+    TokenTake, unix_ms,
+};
 
 /// Time allowed for connecting and for each command.
 const COMMAND_TIMEOUT: StdDuration = StdDuration::from_millis(500);
@@ -53,6 +56,36 @@ redis.call('SET', KEYS[1], attempts .. ' ' .. now, 'PX', ARGV[3])
 return {1, locked and 1 or 0, attempts, now}
 ";
 
+/// [`crate::state::TokenBucket::take`] in one script: `KEYS[1]` bucket (`"MILLI_TOKENS:AT_MS"`);
+/// `ARGV` = capacity (milli-tokens), tokens per minute, TTL ms, now (Unix ms). Returns
+/// {taken, milli_tokens, at_ms}. Elapsed time past a full refill is cut off, so every number
+/// stays below 2^53 and Lua's doubles hold it exactly.
+const TAKE_TOKEN: &str = r"
+local capacity = tonumber(ARGV[1])
+local per_minute = tonumber(ARGV[2])
+local now = tonumber(ARGV[4])
+local tokens, at = capacity, now
+local current = redis.call('GET', KEYS[1])
+if current then
+  local t, a = string.match(current, '^(%d+):(%-?%d+)$')
+  if t then
+    tokens, at = tonumber(t), tonumber(a)
+    local elapsed = math.max(now - at, 0)
+    local full_after = math.ceil(capacity * 60 / per_minute)
+    local scaled = math.min(elapsed, full_after) * per_minute
+    local gained = (scaled - scaled % 60) / 60
+    tokens = math.min(tokens + gained, capacity)
+    at = math.max(now, at)
+  end
+end
+if tokens < 1000 then
+  return {0, tokens, at}
+end
+tokens = tokens - 1000
+redis.call('SET', KEYS[1], string.format('%d:%d', tokens, at), 'PX', ARGV[3])
+return {1, tokens, at}
+";
+
 /// Gives one attempt back (removing a counter that reaches 0): `KEYS[1]` counter; `ARGV[1]`
 /// TTL ms.
 const GIVE_BACK_ATTEMPT: &str = r"
@@ -77,6 +110,7 @@ pub struct RedisStore {
     script: redis::Script,
     count_attempt: redis::Script,
     give_back_attempt: redis::Script,
+    take_token: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -113,6 +147,7 @@ impl RedisStore {
             script: redis::Script::new(COMPARE_AND_SWAP),
             count_attempt: redis::Script::new(COUNT_ATTEMPT),
             give_back_attempt: redis::Script::new(GIVE_BACK_ATTEMPT),
+            take_token: redis::Script::new(TAKE_TOKEN),
         })
     }
 
@@ -217,6 +252,32 @@ impl StateStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn take_token(
+        &self,
+        key: &str,
+        rule: &TokenRule,
+        now: OffsetDateTime,
+    ) -> Result<TokenTake, StateError> {
+        let mut conn = self.manager.clone();
+        let (taken, milli_tokens, at_ms): (i64, u64, i64) = self
+            .take_token
+            .key(self.full_key(key))
+            .arg(rule.capacity_millis())
+            .arg(rule.per_minute)
+            .arg(ttl_millis(rule.ttl))
+            .arg(unix_ms(now))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(TokenTake {
+            taken: taken == 1,
+            bucket: TokenBucket {
+                milli_tokens,
+                at_ms,
+            },
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<(), StateError> {

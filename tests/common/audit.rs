@@ -3,9 +3,21 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::subscriber::DefaultGuard;
+
+/// Tests of one binary capture one at a time: per-thread default subscribers set and dropped
+/// by tests running side by side race in tracing's callsite-interest cache, and a capture can
+/// then miss every record (seen once: 0 of 60).
+static ONE_CAPTURE: Mutex<()> = Mutex::new(());
+
+/// Keeps the capture running; dropping it restores the previous subscriber, then lets the next
+/// test capture.
+pub struct CaptureGuard {
+    _subscriber: DefaultGuard,
+    _turn: MutexGuard<'static, ()>,
+}
 
 /// Collected log output.
 #[derive(Clone, Default)]
@@ -24,8 +36,10 @@ impl Write for Sink {
 }
 
 impl AuditLog {
-    /// Starts capturing on this thread until the guard drops.
-    pub fn capture() -> (Self, DefaultGuard) {
+    /// Starts capturing on this thread until the guard drops (waits for another test's capture
+    /// to end first).
+    pub fn capture() -> (Self, CaptureGuard) {
+        let turn = ONE_CAPTURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let log = Self::default();
         let buffer = log.0.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -33,7 +47,11 @@ impl AuditLog {
             .with_env_filter("fedsts::audit=info")
             .with_writer(move || Sink(buffer.clone()))
             .finish();
-        (log, tracing::subscriber::set_default(subscriber))
+        let guard = CaptureGuard {
+            _subscriber: tracing::subscriber::set_default(subscriber),
+            _turn: turn,
+        };
+        (log, guard)
     }
 
     /// Every audit record so far, as the `fields` objects of the JSON lines.
