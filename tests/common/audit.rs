@@ -39,7 +39,9 @@ impl AuditLog {
     /// Starts capturing on this thread until the guard drops (waits for another test's capture
     /// to end first).
     pub fn capture() -> (Self, CaptureGuard) {
-        let turn = ONE_CAPTURE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let turn = ONE_CAPTURE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let log = Self::default();
         let buffer = log.0.clone();
         let subscriber = tracing_subscriber::fmt()
