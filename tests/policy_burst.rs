@@ -14,7 +14,7 @@ use common::audit::AuditLog;
 use common::passive::{Browser, form, inputs, sign_in_query};
 use common::redis::RedisServer;
 use common::server::{ALICE, Options, PASSWORD, Reply, TestServer, users_file_with_totp_user};
-use common::wstrust::{fault_subcode, message_id, rst13};
+use common::wstrust::{fault_subcode, message_id, path_of, rst13};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::policy::ratelimit::{RateLimitConfig, RateLimiter};
 use fedsts::state::{self, StateConfig, StateStore};
@@ -26,11 +26,6 @@ const ADDRESSES: usize = 5;
 const THRESHOLD: u32 = 10;
 const DAVE: &str = "dave@example.com";
 const DAVE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-
-fn path_of(url: &str) -> String {
-    let after_scheme = url.split_once("://").unwrap().1;
-    format!("/{}", after_scheme.split_once('/').unwrap().1)
-}
 
 fn redis_store(redis: &RedisServer) -> Arc<dyn StateStore> {
     state::build(&StateConfig {
