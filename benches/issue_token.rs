@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedsts::crypto::{Certificate, SigningIdentity, SoftwareSigner, generate_self_signed};
-use fedsts::saml::{self, AuthnMethod, Claims, Issuance};
-use fedsts::wstrust::{self, TimestampPolicy, TrustVersion};
-use fedsts::{soap, xml};
+use fedsts::protocol::saml::{self, AuthnMethod, Claims, Issuance};
+use fedsts::protocol::wstrust::{self, TimestampPolicy, TrustVersion};
+use fedsts::protocol::{soap, xml};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -34,7 +34,7 @@ fn issue(body: &[u8], identity: &SigningIdentity, now: OffsetDateTime) -> String
     .unwrap();
     let claims = Claims {
         issuer: "example.com".into(),
-        audience: fedsts::ns::MICROSOFT_ONLINE.into(),
+        audience: fedsts::protocol::ns::MICROSOFT_ONLINE.into(),
         immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
         upn: request.username.clone(),
         authn_method: AuthnMethod::Password,

@@ -101,7 +101,7 @@ async fn client(
     tokio::spawn(conn);
     let path = format!("/{}", url.splitn(4, '/').nth(3).unwrap());
     while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < MAX_REQUESTS {
-        let body = rst(&url, fedsts::defaults::DEMO_UPN, &password);
+        let body = rst(&url, fedsts::first_run::DEMO_UPN, &password);
         let request = http::Request::post(path.as_str())
             .header("host", "localhost")
             .header("content-type", "application/soap+xml; charset=utf-8")
@@ -134,7 +134,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let embedded = fedsts::defaults::prepare(dir.path(), &addr.to_string()).unwrap();
+        let embedded = fedsts::first_run::prepare(dir.path(), &addr.to_string()).unwrap();
         let mut config = embedded.config;
         config.rate_limit.enabled = false;
         let sts = Arc::new(Sts::from_config(&config, Arc::new(SystemClock)).unwrap());
@@ -166,10 +166,10 @@ fn main() {
             .with_no_client_auth(),
         );
         let url = sts
-            .app(fedsts::defaults::DEMO_APP_ID)
+            .app(fedsts::first_run::DEMO_APP_ID)
             .unwrap()
             .urls
-            .usernamemixed(fedsts::wstrust::TrustVersion::V13);
+            .usernamemixed(fedsts::protocol::wstrust::TrustVersion::V13);
         let (sent, issued) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let start = Instant::now();
         let deadline = start + Duration::from_secs(seconds);

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::directory::ldap::LdapConfig;
+pub use crate::kerberos::KerberosConfig;
 use crate::policy::TrustedProxies;
 use crate::policy::device::{AppDevicePolicy, DeviceTrustConfig};
 use crate::policy::lockout::LockoutConfig;
 use crate::policy::ratelimit::RateLimitConfig;
 use crate::state::StateConfig;
-pub use crate::windowstransport::KerberosConfig;
 
 /// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;

@@ -6,13 +6,13 @@
 //! failures of every kind share one text, so the wire never tells which one happened.
 
 use crate::directory::DirectoryError;
+use crate::kerberos::WindowsClaimsError;
 use crate::policy::Refusal;
 use crate::policy::device::{self, DeviceRefusal};
 use crate::policy::ratelimit::{self, Limited};
-use crate::saml::SamlError;
-use crate::soap::{Fault, FaultCode, SoapError};
-use crate::windowstransport::WindowsClaimsError;
-use crate::wstrust::{self, FaultKind, TrustVersion, WsTrustError};
+use crate::protocol::saml::SamlError;
+use crate::protocol::soap::{Fault, FaultCode, SoapError};
+use crate::protocol::wstrust::{self, FaultKind, TrustVersion, WsTrustError};
 
 /// HTTP status of every SOAP fault we send.
 pub const FAULT_HTTP_STATUS: u16 = 500;

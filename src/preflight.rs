@@ -10,10 +10,10 @@ use crate::config::{Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::{Certificate, SigningIdentity};
 use crate::directory::file::{self, FileDirectory};
 use crate::directory::ldap::{LdapDirectory, ProbeReport};
-use crate::keytab;
+use crate::kerberos::KerberosConfig;
+use crate::kerberos::keytab;
 use crate::policy::Flow;
 use crate::server::tls;
-use crate::windowstransport::KerberosConfig;
 
 /// Valid configurations that will surprise someone, as `key: problem — fix` lines; printed by
 /// `check-config` and logged at start, without failing either.

@@ -270,7 +270,7 @@ async fn health_probes_with_a_wrong_service_password_never_lock_the_service_acco
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_principals_resolve_enterprise_names_and_name_a_disabled_computer() {
-    use fedsts::windowstransport::{Principal, resolve_principal};
+    use fedsts::kerberos::{Principal, resolve_principal};
     if !samba::available() {
         return;
     }
@@ -599,7 +599,7 @@ async fn forward_one_connection(target: String) -> u16 {
 /// A fedsts.toml whose app signs in against the DC at `url` (service password in the
 /// environment variable `FEDSTS_TEST_SVC_PW`).
 fn write_ad_config(dir: &std::path::Path, dc: &SambaDc, url: &str) -> std::path::PathBuf {
-    fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
+    fedsts::first_run::prepare(dir, "127.0.0.1:8443").unwrap();
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:8443"

@@ -130,7 +130,7 @@ fn serve_on_embedded_defaults_creates_certs_once_and_stops_on_sigterm() {
 }
 
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
-    fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
+    fedsts::first_run::prepare(dir, "127.0.0.1:8443").unwrap();
     let config = r#"[server]
 listen = "127.0.0.1:8443"
 public_url = "https://sts.example.com"

@@ -65,7 +65,7 @@ async fn unknown_users_cost_what_the_users_hashes_cost() {
 #[test]
 fn check_config_warns_when_users_hash_costs_differ_widely() {
     let dir = tempfile::tempdir().unwrap();
-    fedsts::defaults::prepare(dir.path(), "127.0.0.1:8443").unwrap();
+    fedsts::first_run::prepare(dir.path(), "127.0.0.1:8443").unwrap();
     let cheap = HashCost {
         m_kib: 8192,
         t: 1,

@@ -4,9 +4,9 @@
 #[path = "common/fixtures.rs"]
 mod fixtures;
 
-use fedsts::soap::{self, SoapError};
-use fedsts::wstrust::{self, TimestampPolicy, TrustVersion};
-use fedsts::xml::{Limits, XmlError};
+use fedsts::protocol::soap::{self, SoapError};
+use fedsts::protocol::wstrust::{self, TimestampPolicy, TrustVersion};
+use fedsts::protocol::xml::{Limits, XmlError};
 use fixtures::{Expectation, Outcome, RefusedBy, Vars};
 use time::macros::datetime;
 

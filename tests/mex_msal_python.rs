@@ -4,7 +4,7 @@
 
 mod common;
 
-use fedsts::mex::{MexEndpoints, definitions, soap_response};
+use fedsts::protocol::mex::{MexEndpoints, definitions, soap_response};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;

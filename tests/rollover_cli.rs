@@ -30,7 +30,7 @@ fn cert_b64(path: &Path) -> String {
 
 /// A config file in `dir` using the embedded defaults' certificates; `next` adds a next pair.
 fn write_config(dir: &Path, next: bool) -> std::path::PathBuf {
-    let embedded = fedsts::defaults::prepare(dir, "127.0.0.1:8443").unwrap();
+    let embedded = fedsts::first_run::prepare(dir, "127.0.0.1:8443").unwrap();
     let fedsts::config::DirectoryConfig::File { path: users } =
         &embedded.config.directories["demo"]
     else {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use fedsts::crypto::{Certificate, SigningIdentity, SoftwareSigner, generate_self_signed};
-use fedsts::saml::{
+use fedsts::protocol::saml::{
     Attribute, AuthnMethod, Claims, Issuance, SignedAssertion, TokenType, build_signed_assertion,
 };
 use time::macros::datetime;
@@ -51,7 +51,7 @@ impl Fixture {
     fn assertion_for(&self, token_type: TokenType, upn: &str, issuer: &str) -> SignedAssertion {
         let claims = Claims {
             issuer: issuer.into(),
-            audience: fedsts::ns::MICROSOFT_ONLINE.into(),
+            audience: fedsts::protocol::ns::MICROSOFT_ONLINE.into(),
             immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
             upn: upn.into(),
             authn_method: AuthnMethod::Password,

@@ -132,7 +132,7 @@ impl Fedsts {
             .unwrap()
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let embedded = fedsts::defaults::prepare(dir.path(), &listen).unwrap();
+        let embedded = fedsts::first_run::prepare(dir.path(), &listen).unwrap();
         let c = embedded.config;
         let hash = fedsts::directory::file::hash_password("unused-password").unwrap();
         std::fs::write(

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use fedsts::crypto::{Certificate, SigningIdentity, SoftwareSigner, generate_self_signed};
-use fedsts::saml::{self, AuthnMethod, Claims, Issuance, TokenType};
-use fedsts::wstrust;
+use fedsts::protocol::saml::{self, AuthnMethod, Claims, Issuance, TokenType};
+use fedsts::protocol::wstrust;
 use time::{Duration, OffsetDateTime};
 
 const ISSUER: &str = "example.com";
@@ -29,7 +29,7 @@ fn signing_identity() -> (SigningIdentity, String) {
 fn wresult(identity: &SigningIdentity, issued_at: OffsetDateTime) -> String {
     let claims = Claims {
         issuer: ISSUER.into(),
-        audience: fedsts::ns::MICROSOFT_ONLINE.into(),
+        audience: fedsts::protocol::ns::MICROSOFT_ONLINE.into(),
         immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
         upn: "alice@example.com".into(),
         authn_method: AuthnMethod::Password,

@@ -15,13 +15,13 @@ pub use lockout::LockoutAction;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::defaults;
 use crate::directory::file::hash_password;
+use crate::first_run;
 use crate::preflight;
+use crate::protocol::wstrust::TrustVersion;
 use crate::server;
 use crate::state;
 use crate::sts::{App, Sts};
-use crate::wstrust::TrustVersion;
 
 /// A WS-Trust / WS-Federation identity provider for Microsoft Entra ID federated domains.
 #[derive(Debug, Parser)]
@@ -42,7 +42,7 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Listen address for the embedded defaults (ignored with a config file).
-        #[arg(long, default_value = defaults::DEFAULT_LISTEN)]
+        #[arg(long, default_value = first_run::DEFAULT_LISTEN)]
         listen: String,
     },
     /// Read a password on standard input and print its argon2id PHC string.
@@ -236,7 +236,7 @@ fn serve(config_path: Option<PathBuf>, listen: &str) -> ExitCode {
             Ok(c) => (c, None),
             Err(e) => return fail(e),
         },
-        None => match defaults::prepare(Path::new("."), listen) {
+        None => match first_run::prepare(Path::new("."), listen) {
             Ok(embedded) => {
                 for path in &embedded.created {
                     println!("created {}", path.display());
@@ -337,7 +337,7 @@ fn banner(config: &Config, sts: &Sts, demo_password: Option<&str>) -> String {
         text.push_str(&app_urls(app));
     }
     if let Some(password) = demo_password {
-        text.push_str(&format!("demo user:     {}\n", defaults::DEMO_UPN));
+        text.push_str(&format!("demo user:     {}\n", first_run::DEMO_UPN));
         text.push_str(&format!(
             "demo password: {password}   (new at every start with embedded defaults)\n"
         ));

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::config::ConfigProblem;
-use crate::ns::MICROSOFT_ONLINE;
+use crate::protocol::ns::MICROSOFT_ONLINE;
 use crate::state::{StateError, StateStore};
 
 /// `User-Agent` prefix of the Windows logon (CloudAP) WS-Trust call.

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use crate::protocol::wstrust::TimestampPolicy;
 use crate::state::{StateError, StateStore};
-use crate::wstrust::TimestampPolicy;
 
 /// Which mark a replayed request hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

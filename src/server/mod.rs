@@ -24,8 +24,8 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::protocol::wstrust::{self, FaultKind};
 use crate::sts::{Credential, Endpoint, HttpReply, RequestInfo, Sts};
-use crate::wstrust::{self, FaultKind};
 use limits::{Admission, LogThrottle, Permit, Refused};
 pub use limits::{ConnectionLimits, raise_fd_limit};
 use stall::WriteTimeout;

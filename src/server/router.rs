@@ -10,8 +10,8 @@
 use http::Method;
 
 use crate::config::is_valid_app_id;
+use crate::protocol::wstrust::TrustVersion;
 use crate::sts::Endpoint;
-use crate::wstrust::TrustVersion;
 
 /// Finds the endpoint for a request.
 pub fn route(method: &Method, path: &str) -> Endpoint {

@@ -8,9 +8,9 @@ use super::{App, HttpReply, RequestInfo, Sts, sign, user_claims};
 use crate::error::StsError;
 use crate::policy::audit::{self, AuditRecord};
 use crate::policy::{Flow, Refusal};
-use crate::saml::SignedAssertion;
-use crate::soap;
-use crate::wstrust::{self, IssueRequest, TrustVersion};
+use crate::protocol::saml::SignedAssertion;
+use crate::protocol::soap;
+use crate::protocol::wstrust::{self, IssueRequest, TrustVersion};
 
 /// One usernamemixed request on its way through the steps.
 struct ActiveRequest<'a> {

@@ -18,29 +18,29 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::clock::Clock;
-use crate::commands::{self, FederationSettings};
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
 use crate::directory::{self, Directory, User};
-use crate::mex::{self, MexEndpoints};
 use crate::policy::audit::AuditRecord;
 use crate::policy::lockout;
 use crate::policy::ratelimit::RateLimiter;
 use crate::policy::replay::ReplayCache;
 use crate::policy::totp_guard::TotpGuard;
 use crate::policy::{Policies, RequestClass, TrustedProxies};
-use crate::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
-use crate::soap;
+use crate::powershell::{self, FederationSettings};
+use crate::protocol::mex::{self, MexEndpoints};
+use crate::protocol::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
+use crate::protocol::soap;
+use crate::protocol::wstrust::{self, TimestampPolicy, TrustVersion};
+use crate::protocol::xml;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
 use crate::wsfed::session::SessionKey;
 use crate::wsfed::{Call, WsFed};
-use crate::wstrust::{self, TimestampPolicy, TrustVersion};
-use crate::xml;
 
 mod active;
 pub(crate) mod guard;
-mod windows;
+mod kerberos;
 
 /// What a request asks for, decided by the router from method and path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,7 +192,7 @@ impl HttpReply {
     /// retry soon).
     fn refused(
         error: &crate::error::StsError,
-        version: crate::wstrust::TrustVersion,
+        version: crate::protocol::wstrust::TrustVersion,
         correlation_id: &str,
         relates_to: Option<&str>,
     ) -> Self {
@@ -287,7 +287,7 @@ pub struct App {
     mex_document: String,
     commands_page: String,
     #[cfg(feature = "kerberos")]
-    acceptor: Option<crate::kerberos::Acceptor>,
+    acceptor: Option<crate::kerberos::acceptor::Acceptor>,
 }
 
 impl App {
@@ -308,7 +308,8 @@ impl App {
             windowstransport_spn: kerberos.map(|k| k.spn.clone()),
         };
         let mex_document = mex::definitions(&mex_endpoints);
-        let commands_page = commands::render(&federation_settings(&config, &urls, &identity, None));
+        let commands_page =
+            powershell::render(&federation_settings(&config, &urls, &identity, None));
         Self {
             config,
             identity,
@@ -325,7 +326,7 @@ impl App {
 
     /// Adds the next signing identity (rollover): the commands page then names its certificate.
     pub fn with_next_identity(mut self, next: Option<SigningIdentity>) -> Self {
-        self.commands_page = commands::render(&federation_settings(
+        self.commands_page = powershell::render(&federation_settings(
             &self.config,
             &self.urls,
             &self.identity,
@@ -396,7 +397,7 @@ pub enum StartError {
         /// Config key.
         key: String,
         /// Cause.
-        source: crate::kerberos::KerberosError,
+        source: crate::kerberos::acceptor::KerberosError,
     },
     /// The browser session key could not be read or made.
     #[error("server.session_key: {0}")]
@@ -407,7 +408,7 @@ pub enum StartError {
         /// Config key.
         key: String,
         /// Cause.
-        source: crate::xmldsig::XmlDsigError,
+        source: crate::protocol::xmldsig::XmlDsigError,
     },
     /// A directory could not be built.
     #[error("{key}: {message}")]
@@ -476,12 +477,14 @@ impl Sts {
                 .with_next_identity(next);
             #[cfg(feature = "kerberos")]
             if let Some(kerberos) = &app.kerberos {
-                built.acceptor = Some(crate::kerberos::Acceptor::new(&kerberos.keytab).map_err(
-                    |source| StartError::Kerberos {
-                        key: format!("apps[{i}].kerberos.keytab"),
-                        source,
-                    },
-                )?);
+                built.acceptor = Some(
+                    crate::kerberos::acceptor::Acceptor::new(&kerberos.keytab).map_err(
+                        |source| StartError::Kerberos {
+                            key: format!("apps[{i}].kerberos.keytab"),
+                            source,
+                        },
+                    )?,
+                );
             }
             wsfed
                 .add_metadata(&built)
@@ -687,7 +690,7 @@ pub(crate) fn user_claims(
 ) -> Claims {
     Claims {
         issuer: app.config.issuer_uri.clone(),
-        audience: crate::ns::MICROSOFT_ONLINE.to_owned(),
+        audience: crate::protocol::ns::MICROSOFT_ONLINE.to_owned(),
         immutable_id: user.immutable_id.clone(),
         upn: user.upn.clone(),
         authn_method: AuthnMethod::Password,

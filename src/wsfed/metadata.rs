@@ -13,8 +13,8 @@
 //! there again and the digest still matches, while schema-aware readers can resolve the type.
 
 use crate::crypto::SigningIdentity;
-use crate::ns::WSA;
-use crate::xmldsig::{
+use crate::protocol::ns::WSA;
+use crate::protocol::xmldsig::{
     CanonicalWriter, SignaturePlacement, XMLDSIG_NS, XmlDsigError, sign_enveloped,
 };
 

@@ -21,15 +21,15 @@ use time::{Duration, OffsetDateTime};
 
 use crate::directory::{DirectoryError, User};
 use crate::error::{ErrorPage, StsError};
-use crate::ns::MICROSOFT_ONLINE;
 use crate::policy::audit::{AuditRecord, Decision};
 use crate::policy::{Flow, Policies, Refusal};
-use crate::saml::{self, SignedAssertion, TokenType};
+use crate::protocol::ns::MICROSOFT_ONLINE;
+use crate::protocol::saml::{self, SignedAssertion, TokenType};
+use crate::protocol::wstrust;
 use crate::state::StateError;
 use crate::sts::guard::SignInGuard;
 use crate::sts::{App, HttpReply, RequestInfo};
 use crate::totp::{self, Secret};
-use crate::wstrust;
 
 use pages::{Branding, OwnForm};
 use session::{FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
@@ -344,7 +344,7 @@ impl Exchange<'_> {
         script: bool,
         render: impl FnOnce(&Branding<'_>, &str) -> String,
     ) -> PageReply {
-        let nonce = crate::defaults::random_token(16);
+        let nonce = crate::first_run::random_token(16);
         let body = render(&self.branding(), &nonce);
         PageReply {
             status,
@@ -384,7 +384,10 @@ impl WsFed {
     }
 
     /// Signs and keeps the federation metadata of `app`.
-    pub fn add_metadata(&mut self, app: &App) -> Result<(), crate::xmldsig::XmlDsigError> {
+    pub fn add_metadata(
+        &mut self,
+        app: &App,
+    ) -> Result<(), crate::protocol::xmldsig::XmlDsigError> {
         let mut certificates = vec![app.identity.certificate.base64()];
         certificates.extend(app.next_identity.as_ref().map(|n| n.certificate.base64()));
         let input = metadata::MetadataInput {

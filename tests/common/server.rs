@@ -93,7 +93,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let embedded = fedsts::defaults::prepare(dir.path(), &addr.to_string()).unwrap();
+        let embedded = fedsts::first_run::prepare(dir.path(), &addr.to_string()).unwrap();
         let mut config = embedded.config;
         let users = dir.path().join("users.toml");
         std::fs::write(&users, users_file()).unwrap();

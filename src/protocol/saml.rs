@@ -1,13 +1,13 @@
 //! Claims → signed SAML assertion (SAML 1.1 for WS-Trust, SAML 2.0 for SAML-P / saml2-bearer).
 //!
-//! The assertion is written directly in exclusive-canonical form (see [`crate::xmldsig`]), with
+//! The assertion is written directly in exclusive-canonical form (see [`crate::protocol::xmldsig`]), with
 //! its own `xmlns:saml` declaration, and signed as it is; the resulting bytes must be embedded
 //! unchanged in the response. Shapes follow protocol.md §4.1 (SAML 1.1) and §4.5 (SAML 2.0).
 
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::crypto::SigningIdentity;
-use crate::xmldsig::{CanonicalWriter, SignaturePlacement, XmlDsigError, sign_enveloped};
+use crate::protocol::xmldsig::{CanonicalWriter, SignaturePlacement, XmlDsigError, sign_enveloped};
 
 const SAML11_NS: &str = "urn:oasis:names:tc:SAML:1.0:assertion";
 const SAML20_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -103,7 +103,7 @@ impl Attribute {
 pub struct Claims {
     /// Assertion issuer: the IssuerUri configured for the user's domain in Entra.
     pub issuer: String,
-    /// Audience, normally [`crate::ns::MICROSOFT_ONLINE`].
+    /// Audience, normally [`crate::protocol::ns::MICROSOFT_ONLINE`].
     pub audience: String,
     /// The Entra `onPremisesImmutableId` (NameIdentifier and ImmutableID claim).
     pub immutable_id: String,
@@ -430,13 +430,13 @@ fn saml20_assertion(claims: &Claims, id: &str, window: &Window) -> String {
 mod tests {
     use super::*;
     use crate::crypto::test_support::generated_identity;
-    use crate::xmldsig::test_support::{between, verify_enveloped};
+    use crate::protocol::xmldsig::test_support::{between, verify_enveloped};
     use time::macros::datetime;
 
     fn claims() -> Claims {
         Claims {
             issuer: "http://sts.contoso.com/adfs/services/trust".into(),
-            audience: crate::ns::MICROSOFT_ONLINE.into(),
+            audience: crate::protocol::ns::MICROSOFT_ONLINE.into(),
             immutable_id: "1TIu064jGEmmf+hnI+F0Jg==".into(),
             upn: "alice@contoso.com".into(),
             authn_method: AuthnMethod::Password,

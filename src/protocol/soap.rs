@@ -3,8 +3,8 @@
 //! Only SOAP 1.2 (`http://www.w3.org/2003/05/soap-envelope`) is spoken, as by every WS-Trust
 //! client of Entra ID; a SOAP 1.1 envelope is recognised and refused as a version mismatch.
 
-use crate::ns::{SOAP12, WSA};
-use crate::xml::{self, Element, XmlError};
+use crate::protocol::ns::{SOAP12, WSA};
+use crate::protocol::xml::{self, Element, XmlError};
 /// The SOAP 1.1 envelope namespace (recognised only to refuse it clearly).
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 /// WS-Addressing action of every SOAP fault.

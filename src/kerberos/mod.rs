@@ -2,9 +2,13 @@
 //! configuration, the intranet check, mapping a Kerberos principal to a directory entry, and
 //! the claims of a Windows-authenticated user or domain-joined computer (protocol.md §4.3).
 //!
-//! The SPNEGO exchange itself is in [`crate::kerberos`] (cargo feature `kerberos`); everything
+//! The SPNEGO exchange itself is in [`crate::kerberos::acceptor`] (cargo feature `kerberos`); everything
 //! here is pure and always compiled, so that a configuration asking for Kerberos in a build
 //! without the feature is reported by `check-config` and refused at start.
+
+#[cfg(feature = "kerberos")]
+pub mod acceptor;
+pub mod keytab;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::config::ConfigProblem;
 use crate::directory::{AuthFailure, Directory, DirectoryError, User};
-use crate::saml::{Attribute, AuthnMethod, Claims};
+use crate::protocol::saml::{Attribute, AuthnMethod, Claims};
 
 /// `http://schemas.microsoft.com/ws/2012/01` (insidecorporatenetwork, accounttype).
 pub const NS_WS_2012_01: &str = "http://schemas.microsoft.com/ws/2012/01";
@@ -336,7 +340,7 @@ pub fn windows_claims(
     }
     Ok(Claims {
         issuer: issuer.to_owned(),
-        audience: crate::ns::MICROSOFT_ONLINE.to_owned(),
+        audience: crate::protocol::ns::MICROSOFT_ONLINE.to_owned(),
         immutable_id,
         upn,
         authn_method: AuthnMethod::Windows,

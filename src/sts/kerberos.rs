@@ -4,17 +4,17 @@
 //! (feature `kerberos`).
 
 use super::{App, HttpReply, RequestInfo, Sts};
-use crate::wstrust::TrustVersion;
+use crate::protocol::wstrust::TrustVersion;
 #[cfg(feature = "kerberos")]
 use {
     super::guard::SignInGuard,
     super::sign,
     crate::error::StsError,
+    crate::kerberos as wt,
     crate::policy::{Refusal, audit},
-    crate::saml::SignedAssertion,
-    crate::soap,
-    crate::windowstransport as wt,
-    crate::wstrust,
+    crate::protocol::saml::SignedAssertion,
+    crate::protocol::soap,
+    crate::protocol::wstrust,
     time::OffsetDateTime,
 };
 
