@@ -21,6 +21,7 @@ pub mod error;
 pub mod first_run;
 pub mod kerberos;
 pub mod logging;
+pub mod net;
 pub mod policy;
 pub mod powershell;
 pub mod preflight;
