@@ -680,3 +680,51 @@ fn check_config_online_passes_a_good_ad_config_and_fails_plain_ldap() {
         "{stdout}"
     );
 }
+
+/// Median of `samples` in microseconds.
+fn median_micros(samples: &mut [std::time::Duration]) -> u128 {
+    samples.sort();
+    samples[samples.len() / 2].as_micros()
+}
+
+/// AD answers a bind to a name it does not know (525) without checking the password, so an
+/// unknown user was refused faster than a wrong password (8.2 vs 10.6 ms median once); the
+/// directory pads unknown-user refusals up to its own measured check time. Wrong passwords
+/// alternate with a right one so that bob never reaches the DC's lockout threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_unknown_user_costs_as_much_as_a_wrong_password() {
+    if !samba::available() {
+        return;
+    }
+    const SAMPLES: usize = 40;
+    let dc = SambaDc::start();
+    let ad = directory(&dc, "");
+    let timed = |user: &'static str, password: &'static str| {
+        let ad = &ad;
+        async move {
+            let started = std::time::Instant::now();
+            let result = ad.authenticate(user, password).await;
+            (started.elapsed(), result)
+        }
+    };
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    for round in 0..SAMPLES + 4 {
+        let (took, result) = timed("bob@contoso.test", "wrong").await;
+        assert_eq!(failure(result), AuthFailure::WrongPassword);
+        let (took_unknown, result) = timed("nobody@contoso.test", "wrong").await;
+        assert_eq!(failure(result), AuthFailure::UnknownUser);
+        assert!(timed("bob@contoso.test", USER_PASSWORD).await.1.is_ok());
+        if round >= 4 {
+            wrong.push(took);
+            unknown.push(took_unknown);
+        }
+    }
+    let wrong = median_micros(&mut wrong);
+    let unknown = median_micros(&mut unknown);
+    let ratio = unknown as f64 / wrong as f64;
+    eprintln!("median wrong password {wrong} us, unknown user {unknown} us, ratio {ratio:.2}");
+    assert!(
+        (0.7..=1.4).contains(&ratio),
+        "unknown user {unknown} us vs wrong password {wrong} us (ratio {ratio:.2})"
+    );
+}

@@ -37,6 +37,7 @@ use super::names::{NameForm, NameLookup, SignInNames};
 use super::{AuthFailure, Directory, DirectoryError, User};
 use crate::config::{ConfigProblem, Secret};
 
+mod bind_cost;
 mod probe;
 pub use probe::ProbeReport;
 
@@ -534,6 +535,8 @@ pub struct LdapDirectory {
     pool: Pool,
     service: ServiceAccount,
     health: HealthCache,
+    /// What a password check costs here; unknown-user refusals are padded up to it.
+    bind_cost: bind_cost::BindCost,
 }
 
 impl std::fmt::Debug for LdapDirectory {
@@ -578,6 +581,7 @@ impl LdapDirectory {
                 last: Mutex::new(None),
                 in_flight: tokio::sync::Mutex::new(()),
             },
+            bind_cost: bind_cost::BindCost::default(),
         })
     }
 
@@ -1184,6 +1188,7 @@ impl Directory for LdapDirectory {
         if !Self::is_searchable(username) {
             return Err(DirectoryError::Rejected(AuthFailure::UnknownUser));
         }
+        let started = Instant::now();
         let mut pooled = self.checkout().await?;
         let result = match &self.settings.config.bind_dn_template {
             Some(template) => {
@@ -1196,6 +1201,15 @@ impl Directory for LdapDirectory {
             }
         };
         self.finish(pooled, &result);
+        match &result {
+            Ok(_) | Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => {
+                self.bind_cost.note(started.elapsed());
+            }
+            Err(DirectoryError::Rejected(AuthFailure::UnknownUser)) => {
+                self.bind_cost.pad(started).await;
+            }
+            Err(_) => {}
+        }
         result
     }
 
