@@ -13,6 +13,7 @@ use crate::config::{
 };
 use crate::crypto::generate_self_signed;
 use crate::directory::file::hash_password;
+use crate::random;
 
 /// Listen address of the embedded defaults.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -58,6 +59,9 @@ pub enum DefaultsError {
     /// Key generation or hashing failed.
     #[error("{0}")]
     Generate(String),
+    /// The demo password or ImmutableID could not be drawn.
+    #[error(transparent)]
+    Random(#[from] random::RandomError),
 }
 
 /// Prepares the embedded defaults in `dir` (usually the working directory), listening on `listen`.
@@ -81,7 +85,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
         created.push(signing.0.clone());
     }
     let users_path = data.join("demo-users.toml");
-    let demo_password = random_token(12);
+    let demo_password = random::token(12)?;
     write_demo_users(&users_path, &demo_password)?;
     let port = listen.rsplit(':').next().unwrap_or("8443");
     let config = Config {
@@ -146,9 +150,10 @@ fn ensure_certificate(
 
 /// Writes the demo users file, keeping the demo user's ImmutableID across starts.
 fn write_demo_users(path: &Path, password: &str) -> Result<(), DefaultsError> {
-    let immutable_id = existing_immutable_id(path).unwrap_or_else(|| {
-        base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes())
-    });
+    let immutable_id = match existing_immutable_id(path) {
+        Some(id) => id,
+        None => base64::engine::general_purpose::STANDARD.encode(random::bytes::<16>()?),
+    };
     let hash = hash_password(password).map_err(|e| DefaultsError::Generate(e.to_string()))?;
     let text = format!(
         "# Demo directory made by `fedsts serve` with embedded defaults.\n\
@@ -165,16 +170,6 @@ fn existing_immutable_id(path: &Path) -> Option<String> {
         .find_map(|l| l.strip_prefix("immutable_id = \""))
         .and_then(|rest| rest.strip_suffix('"'))
         .map(str::to_owned)
-}
-
-/// A random URL-safe string of `bytes` random bytes.
-pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // aws-lc-rs reads the OS generator; failure here means the OS has no entropy source.
-    if aws_lc_rs::rand::fill(&mut buf).is_err() {
-        buf = uuid::Uuid::new_v4().as_bytes()[..bytes.min(16)].to_vec();
-    }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), DefaultsError> {

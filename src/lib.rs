@@ -26,6 +26,7 @@ pub mod policy;
 pub mod powershell;
 pub mod preflight;
 pub mod protocol;
+pub mod random;
 pub mod rollover;
 pub mod server;
 pub mod state;

@@ -84,7 +84,7 @@ impl Secret {
     /// A new random 160-bit secret.
     pub fn generate() -> Result<Self, TotpError> {
         let mut bytes = vec![0u8; SECRET_BYTES];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TotpError::Random)?;
+        crate::random::fill(&mut bytes).map_err(|_| TotpError::Random)?;
         Ok(Self(bytes))
     }
 

@@ -659,8 +659,7 @@ fn session_key(config: &Config) -> Result<SessionKey, StartError> {
     match &config.server.session_key {
         Some(path) => Ok(SessionKey::load_or_create(path)?),
         None => {
-            let mut bytes = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut bytes)
+            let bytes = crate::random::bytes::<32>()
                 .map_err(|_| crate::wsfed::session::SessionKeyError::Random)?;
             Ok(SessionKey::from_bytes(&bytes))
         }

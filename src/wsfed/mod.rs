@@ -344,7 +344,12 @@ impl Exchange<'_> {
         script: bool,
         render: impl FnOnce(&Branding<'_>, &str) -> String,
     ) -> PageReply {
-        let nonce = crate::first_run::random_token(16);
+        // Without a generator the nonce is empty: CSP then allows no script (fails closed)
+        // and the page's own submit button still works.
+        let nonce = crate::random::token(16).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "no CSP nonce; page served without script");
+            String::new()
+        });
         let body = render(&self.branding(), &nonce);
         PageReply {
             status,

@@ -114,7 +114,7 @@ impl SessionKey {
     fn create(path: &Path) -> Result<Self, SessionKeyError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         let mut bytes = [0u8; KEY_BYTES];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SessionKeyError::Random)?;
+        crate::random::fill(&mut bytes).map_err(|_| SessionKeyError::Random)?;
         let io = |source| SessionKeyError::Io {
             path: path.display().to_string(),
             source,
@@ -206,9 +206,9 @@ impl SessionKey {
 
 /// 16 random bytes, base64url.
 fn random_text() -> Option<String> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).ok()?;
-    Some(b64().encode(bytes))
+    crate::random::bytes::<16>()
+        .ok()
+        .map(|bytes| b64().encode(bytes))
 }
 
 fn join(fields: &[&str]) -> String {
