@@ -256,25 +256,6 @@ pub enum DirectoryConfig {
     Ldap(Box<LdapConfig>),
 }
 
-/// A secret written in the configuration (a service-account password); its `Debug` output is
-/// redacted so that a logged or printed configuration never shows it.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// One thing wrong with a configuration: which key, what is wrong, how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigProblem {

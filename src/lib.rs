@@ -28,6 +28,7 @@ pub mod preflight;
 pub mod protocol;
 pub mod random;
 pub mod rollover;
+pub mod secret;
 pub mod server;
 pub mod state;
 pub mod sts;

@@ -56,15 +56,15 @@ impl Algorithm {
 
 /// A shared secret.
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct TotpKey(Vec<u8>);
 
-impl std::fmt::Debug for Secret {
+impl std::fmt::Debug for TotpKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
+        f.write_str("TotpKey(..)")
     }
 }
 
-impl Secret {
+impl TotpKey {
     /// Parses base32 text; case, spaces and `=` padding are ignored.
     pub fn from_base32(text: &str) -> Result<Self, TotpError> {
         let cleaned: String = text
@@ -100,7 +100,7 @@ pub fn step_at(instant: OffsetDateTime) -> i64 {
 }
 
 /// The code of `step` with `digits` digits (RFC 4226 §5.3 dynamic truncation).
-pub fn code(secret: &Secret, algorithm: Algorithm, step: i64, digits: u32) -> String {
+pub fn code(secret: &TotpKey, algorithm: Algorithm, step: i64, digits: u32) -> String {
     let key = hmac::Key::new(algorithm.hmac(), &secret.0);
     let tag = hmac::sign(&key, &step.to_be_bytes());
     let mac = tag.as_ref();
@@ -114,13 +114,13 @@ pub fn code(secret: &Secret, algorithm: Algorithm, step: i64, digits: u32) -> St
 }
 
 /// The 6-digit HMAC-SHA1 code shown by authenticator apps at `instant`.
-pub fn current_code(secret: &Secret, instant: OffsetDateTime) -> String {
+pub fn current_code(secret: &TotpKey, instant: OffsetDateTime) -> String {
     code(secret, Algorithm::Sha1, step_at(instant), DIGITS)
 }
 
 /// The step whose code `candidate` is, within the drift window around `now`, compared in
 /// constant time per step.
-pub fn matching_step(secret: &Secret, candidate: &str, now: OffsetDateTime) -> Option<i64> {
+pub fn matching_step(secret: &TotpKey, candidate: &str, now: OffsetDateTime) -> Option<i64> {
     let candidate = candidate.trim();
     if candidate.len() != DIGITS as usize || !candidate.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -134,7 +134,7 @@ pub fn matching_step(secret: &Secret, candidate: &str, now: OffsetDateTime) -> O
 }
 
 /// `otpauth://totp/…` for authenticator apps (Key Uri Format).
-pub fn otpauth_uri(issuer: &str, account: &str, secret: &Secret) -> String {
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &TotpKey) -> String {
     let label = format!("{}:{}", percent_encode(issuer), percent_encode(account));
     format!(
         "otpauth://totp/{label}?secret={}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}",
@@ -171,8 +171,8 @@ pub fn terminal_qr(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn ascii_secret(seed: &str) -> Secret {
-        Secret(seed.as_bytes().to_vec())
+    fn ascii_secret(seed: &str) -> TotpKey {
+        TotpKey(seed.as_bytes().to_vec())
     }
 
     /// RFC 6238 Appendix B: every test vector (8 digits, 30 s steps).
@@ -242,18 +242,18 @@ mod tests {
 
     #[test]
     fn base32_round_trip_and_errors() {
-        let secret = Secret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        let secret = TotpKey::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
         assert_eq!(secret.0, b"12345678901234567890");
         assert_eq!(secret.to_base32(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
         assert_eq!(
-            Secret::from_base32("not base32!").unwrap_err(),
+            TotpKey::from_base32("not base32!").unwrap_err(),
             TotpError::NotBase32
         );
         assert_eq!(
-            Secret::from_base32("GEZDGNBV").unwrap_err(),
+            TotpKey::from_base32("GEZDGNBV").unwrap_err(),
             TotpError::TooShort(5)
         );
-        assert_eq!(Secret::generate().unwrap().0.len(), 20);
+        assert_eq!(TotpKey::generate().unwrap().0.len(), 20);
     }
 
     #[test]

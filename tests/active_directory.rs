@@ -37,7 +37,7 @@ pool_size = 4
 
 #[derive(serde::Deserialize)]
 struct Pw {
-    p: fedsts::config::Secret,
+    p: fedsts::secret::Secret,
 }
 
 fn directory(dc: &SambaDc, extra: &str) -> LdapDirectory {

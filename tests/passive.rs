@@ -17,7 +17,7 @@ use common::server::{
     ALICE, BOB_DISABLED, Options, PASSWORD, TestServer, users_file_with_totp_user,
 };
 use fedsts::clock::{Clock, ManualClock, SystemClock};
-use fedsts::totp::{self, Secret};
+use fedsts::totp::{self, TotpKey};
 use time::OffsetDateTime;
 
 const RECEIVER: &str = "https://rp.test.invalid/login.srf";
@@ -173,7 +173,7 @@ async fn forged_forms_and_open_redirects_are_refused() {
 async fn totp_step_up_replay_and_missing_enrolment() {
     let server = server(Arc::new(SystemClock)).await;
     let mfa = [("wauth", "http://schemas.microsoft.com/claims/multipleauthn")];
-    let secret = Secret::from_base32(DAVE_SECRET).unwrap();
+    let secret = TotpKey::from_base32(DAVE_SECRET).unwrap();
 
     let mut browser = Browser::new(&server);
     let page = browser.get(&sign_in_query(&mfa)).await;

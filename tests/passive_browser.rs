@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::server::{ALICE, Options, PASSWORD, TestServer, users_file_with_totp_user};
 use fedsts::clock::SystemClock;
-use fedsts::totp::{self, Secret};
+use fedsts::totp::{self, TotpKey};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -381,7 +381,7 @@ async fn browser_signs_in_through_passive_wsfed() {
     browser.type_into("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
     let code = totp::current_code(
-        &Secret::from_base32(DAVE_SECRET).unwrap(),
+        &TotpKey::from_base32(DAVE_SECRET).unwrap(),
         time::OffsetDateTime::now_utc(),
     );
     browser.type_into("#totp", &code).await;

@@ -15,7 +15,7 @@ use fedsts::clock::{Clock, ManualClock};
 use fedsts::config::Config;
 use fedsts::policy::Flow;
 use fedsts::policy::device::{AppDevicePolicy, DeviceTrustConfig};
-use fedsts::totp::{self, Secret};
+use fedsts::totp::{self, TotpKey};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use time::{Duration, OffsetDateTime};
 
@@ -264,7 +264,7 @@ async fn wrong_totp_codes_are_counted_and_a_correct_password_does_not_reset_them
     let (log, _guard) = AuditLog::capture();
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
     let server = server(clock.clone(), |_| {}).await;
-    let secret = Secret::from_base32(DAVE_SECRET).unwrap();
+    let secret = TotpKey::from_base32(DAVE_SECRET).unwrap();
     let query = sign_in_query(&[MFA]);
 
     let mut first = browser(&server, "198.51.100.1");

@@ -16,7 +16,7 @@ use common::server::{ALICE, Options, PASSWORD, Reply, TestServer, users_file_wit
 use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::state::{self, StateConfig};
-use fedsts::totp::{self, Secret};
+use fedsts::totp::{self, TotpKey};
 use time::OffsetDateTime;
 
 fn path_of(url: &str) -> String {
@@ -238,7 +238,7 @@ async fn totp_code_spent_on_one_instance_is_refused_on_the_other_and_passive_fai
     let a = passive_instance(&redis.url(), clock.clone()).await;
     let b = passive_instance(&redis.url(), clock.clone()).await;
     let query = sign_in_query(&[("wauth", "http://schemas.microsoft.com/claims/multipleauthn")]);
-    let code = totp::current_code(&Secret::from_base32(DAVE_SECRET).unwrap(), clock.now());
+    let code = totp::current_code(&TotpKey::from_base32(DAVE_SECRET).unwrap(), clock.now());
 
     let mut on_a = Browser::new(&a);
     let form = on_a.get(&query).await;

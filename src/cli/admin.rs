@@ -77,7 +77,7 @@ pub fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
         }
         None => return fail(format!("apps.directory: no directory `{}`", app.directory)),
     };
-    let secret = match totp::Secret::generate() {
+    let secret = match totp::TotpKey::generate() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

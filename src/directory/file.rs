@@ -172,7 +172,7 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
         ));
     }
     if let Some(secret) = &entry.totp_secret {
-        crate::totp::Secret::from_base32(secret).map_err(|e| {
+        crate::totp::TotpKey::from_base32(secret).map_err(|e| {
             format!("totp_secret: {e} — enrol again with `fedsts user totp-enroll`")
         })?;
     }

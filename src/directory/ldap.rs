@@ -35,7 +35,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::names::{NameForm, NameLookup, SignInNames};
 use super::{AuthFailure, Directory, DirectoryError, User};
-use crate::config::{ConfigProblem, Secret};
+use crate::config::ConfigProblem;
+use crate::secret::Secret;
 
 mod bind_cost;
 mod probe;

@@ -12,6 +12,7 @@ use crate::protocol::ns::{MICROSOFT_ONLINE, SOAP12, TRUST_13, TRUST_2005, WSA, W
 use crate::protocol::saml::{SignedAssertion, TokenType, format_instant};
 use crate::protocol::soap::{self, FaultCode};
 use crate::protocol::xml::{self, Element};
+use crate::secret::Secret;
 /// WS-Security 1.1 secext namespace (used for `k:TokenType` in token references).
 pub const WSSE11_NS: &str = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd";
 /// WS-Addressing 2004/08 namespace, accepted in AppliesTo and MessageID.
@@ -118,28 +119,6 @@ impl TrustVersion {
     }
 }
 
-/// A password that never shows in Debug output or logs.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a password received from a client.
-    pub fn new(password: String) -> Self {
-        Self(password)
-    }
-
-    /// The password itself, for the one place that verifies it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(***)")
-    }
-}
-
 /// The request's `wsu:Timestamp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timestamp {
@@ -178,7 +157,7 @@ pub struct IssueRequest {
     /// `wsse:Username`, surrounding whitespace removed.
     pub username: String,
     /// `wsse:Password`, exactly as sent.
-    pub password: Password,
+    pub password: Secret,
     /// The request's validated timestamp.
     pub timestamp: Timestamp,
     /// The AppliesTo address as sent (one of the accepted values).
@@ -460,7 +439,7 @@ fn security_header(header: &Element) -> Result<&Element, WsTrustError> {
     Ok(security)
 }
 
-fn username_token(security: &Element) -> Result<(String, Password), WsTrustError> {
+fn username_token(security: &Element) -> Result<(String, Secret), WsTrustError> {
     let mut tokens = security.children_named(WSSE, "UsernameToken");
     let token = tokens.next().ok_or(WsTrustError::MissingUsernameToken)?;
     if tokens.next().is_some() {
@@ -478,7 +457,7 @@ fn username_token(security: &Element) -> Result<(String, Password), WsTrustError
     if password.text.is_empty() {
         return Err(WsTrustError::EmptyPassword);
     }
-    Ok((username.to_owned(), Password::new(password.text.clone())))
+    Ok((username.to_owned(), Secret::new(password.text.clone())))
 }
 
 fn credential_field<'a>(

@@ -25,7 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::protocol::wstrust::{self, FaultKind};
-use crate::sts::{Credential, Endpoint, HttpReply, RequestInfo, Sts};
+use crate::secret::Secret;
+use crate::sts::{Endpoint, HttpReply, RequestInfo, Sts};
 use limits::{Admission, LogThrottle, Permit, Refused};
 pub use limits::{ConnectionLimits, raise_fd_limit};
 use stall::WriteTimeout;
@@ -279,7 +280,7 @@ fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .map(|v| Credential(v.to_owned())),
+            .map(|v| Secret::new(v.to_owned())),
         forwarded_for: forwarded_chain(req.headers()),
         ms_forwarded_client_ip: header_text(header::HeaderName::from_static(
             "x-ms-forwarded-client-ip",

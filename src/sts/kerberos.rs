@@ -56,7 +56,7 @@ impl Sts {
             record.emit(audit::Decision::Refused, "outside_allowed_networks", None);
             return HttpReply::text(403, "windowstransport is only served to the intranet\n");
         }
-        let token = wt::negotiate_token(info.authorization.as_ref().map(|c| c.0.as_str()));
+        let token = wt::negotiate_token(info.authorization.as_ref().map(|c| c.expose()));
         let Some(token) = token else {
             record.emit(audit::Decision::Refused, "negotiate_challenge", None);
             return negotiate_challenge();

@@ -33,6 +33,7 @@ use crate::protocol::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion
 use crate::protocol::soap;
 use crate::protocol::wstrust::{self, TimestampPolicy, TrustVersion};
 use crate::protocol::xml;
+use crate::secret::Secret;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
 use crate::wsfed::session::SessionKey;
@@ -111,7 +112,7 @@ pub struct RequestInfo {
     /// Raw query string.
     pub query: Option<String>,
     /// The `Authorization` header (a credential: never logged).
-    pub authorization: Option<Credential>,
+    pub authorization: Option<Secret>,
     /// `X-Forwarded-For` as sent (believed only from `server.trusted_proxies`).
     pub forwarded_for: Option<String>,
     /// `X-MS-Forwarded-Client-IP` as sent (believed only from `server.trusted_proxies`).
@@ -136,16 +137,6 @@ impl RequestInfo {
             device_certificate: None,
             cookie: None,
         }
-    }
-}
-
-/// A secret header value; its `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credential(pub String);
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Credential([redacted])")
     }
 }
 

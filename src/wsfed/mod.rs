@@ -29,7 +29,7 @@ use crate::protocol::wstrust;
 use crate::state::StateError;
 use crate::sts::guard::SignInGuard;
 use crate::sts::{App, HttpReply, RequestInfo};
-use crate::totp::{self, Secret};
+use crate::totp::{self, TotpKey};
 
 use pages::{Branding, OwnForm};
 use session::{FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
@@ -880,7 +880,7 @@ impl WsFed {
         &self,
         app: &App,
         upn: &str,
-    ) -> Result<Option<(User, Secret)>, DirectoryError> {
+    ) -> Result<Option<(User, TotpKey)>, DirectoryError> {
         let Some(user) = app.directory.lookup(upn).await? else {
             return Ok(None);
         };
@@ -888,7 +888,7 @@ impl WsFed {
             .directory
             .totp_secret(&user.upn)
             .await?
-            .and_then(|text| Secret::from_base32(&text).ok());
+            .and_then(|text| TotpKey::from_base32(&text).ok());
         Ok(secret.map(|s| (user, s)))
     }
 

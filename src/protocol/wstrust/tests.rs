@@ -78,7 +78,7 @@ fn parses_a_well_formed_request() {
 fn password_never_appears_in_debug_output() {
     let request = parse13_security(&good_security()).unwrap();
     let printed = format!("{request:?}");
-    assert!(printed.contains("Password(***)"));
+    assert!(printed.contains("password: Secret(***)"));
     assert!(!printed.contains("p&ss"));
 }
 
