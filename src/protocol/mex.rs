@@ -8,6 +8,7 @@
 //! nothing dangles when an endpoint is left out.
 
 use crate::protocol::ns::{SOAP12, TRUST_13, TRUST_2005, WSA, WSP, WSU};
+use crate::protocol::wstrust::TrustVersion;
 use std::fmt::Write as _;
 
 const NS_WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
@@ -70,38 +71,25 @@ pub fn soap_response(endpoints: &MexEndpoints, relates_to: Option<&str>) -> Stri
     w.into_string()
 }
 
-/// WS-Trust protocol version of an endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TrustVersion {
-    Feb2005,
-    V13,
-}
-
+/// What MEX says about each WS-Trust version: WSDL port type, operation, messages.
 impl TrustVersion {
     fn port_type(self) -> &'static str {
         match self {
-            Self::Feb2005 => "IWSTrustFeb2005Async",
+            Self::V2005 => "IWSTrustFeb2005Async",
             Self::V13 => "IWSTrust13Async",
         }
     }
 
     fn operation(self) -> &'static str {
         match self {
-            Self::Feb2005 => "TrustFeb2005IssueAsync",
+            Self::V2005 => "TrustFeb2005IssueAsync",
             Self::V13 => "Trust13IssueAsync",
-        }
-    }
-
-    fn issue_action(self) -> &'static str {
-        match self {
-            Self::Feb2005 => "http://schemas.xmlsoap.org/ws/2005/02/trust/RST/Issue",
-            Self::V13 => "http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue",
         }
     }
 
     fn issue_response_action(self) -> &'static str {
         match self {
-            Self::Feb2005 => "http://schemas.xmlsoap.org/ws/2005/02/trust/RSTR/Issue",
+            Self::V2005 => "http://schemas.xmlsoap.org/ws/2005/02/trust/RSTR/Issue",
             Self::V13 => "http://docs.oasis-open.org/ws-sx/ws-trust/200512/RSTRC/IssueFinal",
         }
     }
@@ -109,7 +97,7 @@ impl TrustVersion {
     /// Qualified names of the request and response body elements.
     fn message_elements(self) -> (&'static str, &'static str) {
         match self {
-            Self::Feb2005 => ("t:RequestSecurityToken", "t:RequestSecurityTokenResponse"),
+            Self::V2005 => ("t:RequestSecurityToken", "t:RequestSecurityTokenResponse"),
             Self::V13 => (
                 "trust:RequestSecurityToken",
                 "trust:RequestSecurityTokenResponseCollection",
@@ -162,12 +150,12 @@ fn advertised_endpoints(endpoints: &MexEndpoints) -> Vec<Endpoint<'_>> {
     let candidates = [
         (
             AuthKind::WindowsTransport,
-            TrustVersion::Feb2005,
+            TrustVersion::V2005,
             &endpoints.windowstransport_2005,
         ),
         (
             AuthKind::UsernameMixed,
-            TrustVersion::Feb2005,
+            TrustVersion::V2005,
             &endpoints.usernamemixed_2005,
         ),
         (
@@ -217,10 +205,10 @@ fn write_definitions(w: &mut XmlWriter, endpoints: &MexEndpoints) {
         write_policy(w, endpoint);
     }
     write_types(w);
-    for version in [TrustVersion::Feb2005, TrustVersion::V13] {
+    for version in [TrustVersion::V2005, TrustVersion::V13] {
         write_messages(w, version);
     }
-    for version in [TrustVersion::Feb2005, TrustVersion::V13] {
+    for version in [TrustVersion::V2005, TrustVersion::V13] {
         write_port_type(w, version);
     }
     for endpoint in &advertised {
@@ -240,7 +228,7 @@ fn write_policy(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
     w.open("wsp:All", &[]);
     match (endpoint.kind, endpoint.version) {
         (AuthKind::WindowsTransport, _) => write_windows_transport_assertions(w),
-        (AuthKind::UsernameMixed, TrustVersion::Feb2005) => write_usernamemixed_2005_assertions(w),
+        (AuthKind::UsernameMixed, TrustVersion::V2005) => write_usernamemixed_2005_assertions(w),
         (AuthKind::UsernameMixed, TrustVersion::V13) => write_usernamemixed_13_assertions(w),
     }
     w.empty("wsaw:UsingAddressing", &[]);

@@ -150,6 +150,11 @@ impl Claims {
     }
 }
 
+const SAML11_PROFILE: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV1.1";
+const SAML20_PROFILE: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0";
+
 /// The kind of assertion to issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenType {
@@ -168,17 +173,20 @@ impl TokenType {
         }
     }
 
-    /// Parses a token type URI; also accepts the token-profile `…#SAMLV1.1` / `…#SAMLV2.0` forms.
+    /// The SAML token profile's name for the type (`…#SAMLV1.1` / `…#SAMLV2.0`), used in
+    /// WS-Security token references.
+    pub fn profile_uri(self) -> &'static str {
+        match self {
+            Self::Saml11 => SAML11_PROFILE,
+            Self::Saml20 => SAML20_PROFILE,
+        }
+    }
+
+    /// Parses a token type URI: the assertion namespace or the token-profile form.
     pub fn from_uri(uri: &str) -> Option<Self> {
         match uri {
-            SAML11_NS
-            | "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV1.1" => {
-                Some(Self::Saml11)
-            }
-            SAML20_NS
-            | "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0" => {
-                Some(Self::Saml20)
-            }
+            SAML11_NS | SAML11_PROFILE => Some(Self::Saml11),
+            SAML20_NS | SAML20_PROFILE => Some(Self::Saml20),
             _ => None,
         }
     }

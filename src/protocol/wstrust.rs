@@ -26,10 +26,6 @@ const PASSWORD_TEXT: &str = "http://docs.oasis-open.org/wss/2004/01/oasis-200401
 const PASSWORD_DIGEST: &str = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest";
 const NO_PROOF_KEY: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/NoProofKey";
 const BEARER_13: &str = "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Bearer";
-const SAML11_PROFILE: &str =
-    "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV1.1";
-const SAML20_PROFILE: &str =
-    "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLV2.0";
 const SAML11_ASSERTION_ID: &str =
     "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.0#SAMLAssertionID";
 const SAML20_ID: &str = "http://docs.oasis-open.org/wss/oasis-wss-saml-token-profile-1.1#SAMLID";
@@ -596,11 +592,7 @@ fn check_key_type(key_type: &str) -> Result<(), WsTrustError> {
 }
 
 fn token_type(uri: &str) -> Result<TokenType, WsTrustError> {
-    match uri {
-        "urn:oasis:names:tc:SAML:1.0:assertion" | SAML11_PROFILE => Ok(TokenType::Saml11),
-        "urn:oasis:names:tc:SAML:2.0:assertion" | SAML20_PROFILE => Ok(TokenType::Saml20),
-        other => Err(WsTrustError::UnsupportedTokenType(other.to_owned())),
-    }
+    TokenType::from_uri(uri).ok_or_else(|| WsTrustError::UnsupportedTokenType(uri.to_owned()))
 }
 
 /// `wsp:AppliesTo/wsa:EndpointReference/wsa:Address`, which must name Microsoft Online.
@@ -726,9 +718,10 @@ fn response_element(
 
 /// `o:SecurityTokenReference` naming the assertion by its ID, per the SAML token profile.
 fn token_reference(assertion: &SignedAssertion) -> String {
-    let (profile, value_type) = match assertion.token_type {
-        TokenType::Saml11 => (SAML11_PROFILE, SAML11_ASSERTION_ID),
-        TokenType::Saml20 => (SAML20_PROFILE, SAML20_ID),
+    let profile = assertion.token_type.profile_uri();
+    let value_type = match assertion.token_type {
+        TokenType::Saml11 => SAML11_ASSERTION_ID,
+        TokenType::Saml20 => SAML20_ID,
     };
     format!(
         concat!(

@@ -338,11 +338,15 @@ fn token_and_key_types() {
         TokenType::Saml20
     );
     assert_eq!(
-        with_token(SAML20_PROFILE).unwrap().token_type,
+        with_token(TokenType::Saml20.profile_uri())
+            .unwrap()
+            .token_type,
         TokenType::Saml20
     );
     assert_eq!(
-        with_token(SAML11_PROFILE).unwrap().token_type,
+        with_token(TokenType::Saml11.profile_uri())
+            .unwrap()
+            .token_type,
         TokenType::Saml11
     );
     assert_eq!(
