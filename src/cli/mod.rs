@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod admin;
+pub mod loadtest;
 mod lockout;
 
 pub use lockout::LockoutAction;
@@ -85,6 +86,43 @@ pub enum Command {
         #[arg(long)]
         app: String,
     },
+    /// Drive a running fedsts (loopback, or a host named with --allow-host) with valid,
+    /// unique WS-Trust usernamemixed requests and report tokens/s, latency and CPU per token.
+    Loadtest {
+        /// The usernamemixed endpoint, e.g. https://127.0.0.1:8443/wsfed/demo/trust/13/usernamemixed.
+        #[arg(long)]
+        url: String,
+        /// WS-Trust dialect.
+        #[arg(long, value_enum, default_value = "trust13")]
+        dialect: loadtest::Dialect,
+        /// File of `upn:password` lines, used round-robin.
+        #[arg(long)]
+        users: PathBuf,
+        /// The server's TLS certificate (PEM) to trust.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// A new TLS handshake for every request.
+        #[arg(long)]
+        fresh_handshake: bool,
+        /// Stop after this many requests.
+        #[arg(long, default_value_t = 1000)]
+        requests: u64,
+        /// Stop after this many seconds (at most 600).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        /// Open loop: a fixed arrival rate in requests per second.
+        #[arg(long)]
+        target_rate: Option<f64>,
+        /// A non-loopback host you mean to load.
+        #[arg(long)]
+        allow_host: Option<String>,
+        /// The server's process id (for CPU per token from /proc).
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Manage users of a file directory.
     User {
         /// What to do.
@@ -124,6 +162,44 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Commands { config, app } => print_commands(&config, &app),
         Command::Lockout { action } => lockout::run(action),
         Command::Rollover { config, app } => admin::roll_over(&config, &app),
+        Command::Loadtest {
+            url,
+            dialect,
+            users,
+            ca,
+            connections,
+            fresh_handshake,
+            requests,
+            seconds,
+            target_rate,
+            allow_host,
+            server_pid,
+        } => {
+            let users = match loadtest::read_users(&users) {
+                Ok(u) => u,
+                Err(e) => return fail(e),
+            };
+            let test = loadtest::LoadTest {
+                url,
+                dialect,
+                users,
+                ca,
+                connections,
+                fresh_handshake,
+                requests,
+                duration: std::time::Duration::from_secs(seconds),
+                target_rate,
+                allow_host,
+                server_pid,
+            };
+            match loadtest::run(&test) {
+                Ok(report) => {
+                    print!("{}", report.render());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::User {
             command: UserCommand::TotpEnroll { config, app, upn },
         } => admin::totp_enroll(&config, &app, &upn),
