@@ -385,6 +385,14 @@ async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
         return;
     }
     let dc = SambaDc::start();
+    // jdoe's sAMAccountName is not his UPN's local part.
+    dc.ldap_tool(
+        "ldapadd",
+        &samba::user("jdoe", "").replace(
+            "userPrincipalName: jdoe@contoso.test",
+            "userPrincipalName: john.doe@contoso.test",
+        ),
+    );
     let mut ldap = ad_config(&dc, &dc.ldaps_url, ALL_FORMS);
     ldap.bind_password = ad_config(&dc, &dc.ldaps_url, "").bind_password;
     let (log, _guard) = AuditLog::capture();
@@ -445,6 +453,34 @@ async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
     );
     let bad = dc
         .read_attr(&format!("CN=bob,{USERS}"), "badPwdCount")
+        .unwrap_or_default();
+    assert_eq!(bad, "2", "the locked attempt never reached the DC");
+
+    // One counter for jdoe too, though no syntactic mapping joins `jdoe` to `john.doe@…`.
+    assert_eq!(sign_in(r"CONTOSO\jdoe", "wrong").await.status, 500);
+    assert_eq!(sign_in("john.doe@contoso.test", "wrong").await.status, 500);
+    let third = sign_in("jdoe", USER_PASSWORD).await;
+    assert_eq!(
+        third.status, 500,
+        "a token was issued: jdoe's short forms keep a counter of their own"
+    );
+    let records = log.records();
+    let users: Vec<&str> = records[3..]
+        .iter()
+        .filter_map(|r| r["user"].as_str())
+        .collect();
+    assert_eq!(users, ["john.doe@contoso.test"; 3], "{records:?}");
+    assert_eq!(
+        log.reasons()[3..],
+        [
+            "wrong_password",
+            "wrong_password",
+            "account_locked_unfamiliar"
+        ],
+        "{records:?}"
+    );
+    let bad = dc
+        .read_attr(&format!("CN=jdoe,{USERS}"), "badPwdCount")
         .unwrap_or_default();
     assert_eq!(bad, "2", "the locked attempt never reached the DC");
     server.stop().await;
@@ -632,6 +668,11 @@ immutable_id_attr = "ms-ds-consistencyguid"
 }
 
 fn check_config_online(path: &std::path::Path) -> (bool, String) {
+    check_config_online_with(path, SERVICE_PASSWORD)
+}
+
+/// `check-config --online` with `service_password` as the service account's password.
+fn check_config_online_with(path: &std::path::Path, service_password: &str) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedsts"))
         .args([
             "check-config",
@@ -641,11 +682,11 @@ fn check_config_online(path: &std::path::Path) -> (bool, String) {
         ])
         .arg("--config")
         .arg(path)
-        .env("FEDSTS_TEST_SVC_PW", SERVICE_PASSWORD)
+        .env("FEDSTS_TEST_SVC_PW", service_password)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!stdout.contains(SERVICE_PASSWORD), "{stdout}");
+    assert!(!stdout.contains(service_password), "{stdout}");
     (out.status.success(), stdout)
 }
 
@@ -657,6 +698,30 @@ fn check_config_online_passes_a_good_ad_config_and_fails_plain_ldap() {
     let dc = SambaDc::start();
     let dir = tempfile::tempdir().unwrap();
     let path = write_ad_config(dir.path(), &dc, &dc.ldaps_url);
+    // A stale service password, checked three times: one bind per run, so the DC (threshold
+    // raised to 5 here) counts 3 and the account stays unlocked.
+    dc.ldap_tool(
+        "ldapmodify",
+        &format!(
+            "dn: {}\nchangetype: modify\nreplace: lockoutThreshold\nlockoutThreshold: 5\n-\n\n",
+            samba::BASE
+        ),
+    );
+    for run in 1..=3 {
+        let (ok, stdout) = check_config_online_with(&path, "stale-password");
+        assert!(!ok, "run {run}: {stdout}");
+        assert!(
+            stdout.contains("directories.corp.bind_password_env: service account"),
+            "run {run}: {stdout}"
+        );
+    }
+    let bad = dc.read_attr(SERVICE_DN, "badPwdCount").unwrap_or_default();
+    assert_eq!(bad, "3", "one service bind per check-config run");
+    assert!(
+        dc.can_bind(SERVICE_DN, SERVICE_PASSWORD),
+        "three stale checks locked the service account"
+    );
+
     let (ok, stdout) = check_config_online(&path);
     assert!(ok, "{stdout}");
     let expected = format!(

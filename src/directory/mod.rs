@@ -127,7 +127,7 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     /// The name the lockout and audit key a typed sign-in name on before the directory is
     /// asked, the same for every form of one account (see [`names`]). Directories that
     /// accept only UPNs keep the default (the name as typed).
-    fn canonical_name(&self, username: &str) -> String {
+    async fn canonical_name(&self, username: &str) -> String {
         username.to_owned()
     }
     /// Looks an enabled user up by UPN without a password.

@@ -6,8 +6,9 @@
 //! The lockout and the audit must count one account once whatever form is typed, and they
 //! decide before the directory is asked, so [`SignInNames::canonical`] maps the short forms
 //! syntactically to `name@upn_suffix`: `CONTOSO\alice`, `alice` and `alice@contoso.test` share
-//! one counter. (An account whose sAMAccountName differs from its UPN's local part keeps two
-//! counters, its UPN and its short forms; never three.)
+//! one counter. An account whose sAMAccountName differs from its UPN's local part (`jdoe`,
+//! `john.doe@…`) is resolved to its real UPN by the LDAP directory before the lockout decides
+//! (`LdapDirectory::canonical_name`); this syntactic mapping is the fallback.
 
 use serde::Deserialize;
 
