@@ -14,6 +14,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -202,7 +203,10 @@ issuer_id = "{ISSUER_ID}"
             }
             None => Command::new(env!("CARGO_BIN_EXE_fedsts")),
         };
+        // Its own process group: `faketime` forks fedsts and waits, so killing only its pid
+        // would leave the server running after the test.
         let child = command
+            .process_group(0)
             .args(["serve", "--config"])
             .arg(&config_path)
             .env("KRB5_KTNAME", format!("FILE:{}", kdc.keytab().display()))
@@ -252,6 +256,8 @@ issuer_id = "{ISSUER_ID}"
 
 impl Drop for Fedsts {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
