@@ -1,0 +1,578 @@
+//! Token-signing keys in a real SoftHSM2 token: `fedsts keys generate --pkcs11` makes the key
+//! (checked non-extractable and sensitive by OpenSC's `pkcs11-tool`), a WS-Trust token signed in
+//! the token verifies with xmlsec1 against the certificate, `fedsts audit by-key` attributes it to
+//! the configured key, and a wrong PIN, a missing key, a key/certificate mismatch, a missing token
+//! and a token removed while serving each give their own message (a `RequestFailed` fault and an
+//! unhealthy `/healthz` while serving, never a hang).
+//!
+//! SoftHSM reads `SOFTHSM2_CONF` once per process, so every test of this binary shares one token
+//! store, made (tokens and keys, through the `fedsts` binary) before any test loads the module
+//! in-process. The README's `[apps.signing_pkcs11]` example is used verbatim.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::server::{ALICE, Options, PASSWORD, TestServer};
+use common::softhsm::SoftHsm;
+use common::wstrust::{element, fault_subcode, path_of, rst};
+use fedsts::config::Pkcs11Config;
+use fedsts::crypto::pkcs11::{Pkcs11Error, Pkcs11Signer};
+use fedsts::secret::Secret;
+
+const PIN: &str = "4711-user-pin";
+const PIN_ENV: &str = "FEDSTS_PKCS11_PIN";
+/// The token the README example names, and a second one a test removes.
+const TOKEN: &str = "fedsts";
+const GONE_TOKEN: &str = "gone";
+const KEY: &str = "token-signing";
+
+struct Fixture {
+    hsm: SoftHsm,
+    /// Holds fedsts.toml (the README example), certs/, users.toml.
+    dir: tempfile::TempDir,
+    /// The certificate `keys generate` made for the `gone` token's key.
+    gone_cert: PathBuf,
+    gone_token_dir: PathBuf,
+}
+
+static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
+
+/// The README's example app, verbatim.
+fn readme_example() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let marker = readme
+        .find("<!-- pkcs11-example:")
+        .expect("README has the pkcs11 example");
+    let start = readme[marker..].find("```toml\n").unwrap() + marker + "```toml\n".len();
+    let end = readme[start..].find("```").unwrap() + start;
+    readme[start..end].to_owned()
+}
+
+/// A whole configuration around `app` (the README example, maybe edited).
+fn config_text(app: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://127.0.0.1:8443\"\ntls_cert = \"certs/tls.crt\"\ntls_key = \"certs/tls.key\"\n\n{app}\n[directories.corp]\nkind = \"file\"\npath = \"users.toml\"\n"
+    )
+}
+
+fn fedsts(hsm: &SoftHsm, args: &[&str], pin: &str) -> Output {
+    let output = hsm
+        .command(env!("CARGO_BIN_EXE_fedsts"))
+        .args(args)
+        .env(PIN_ENV, pin)
+        .output()
+        .unwrap();
+    eprintln!(
+        "fedsts {}: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn fixture() -> Option<&'static Fixture> {
+    FIXTURE
+        .get_or_init(|| {
+            let hsm = SoftHsm::new()?;
+            if !common::require_tool("xmlsec1") || !common::require_tool("pkcs11-tool") {
+                return None;
+            }
+            hsm.init_token(TOKEN, PIN);
+            let gone_token_dir = hsm.init_token(GONE_TOKEN, PIN);
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("certs")).unwrap();
+            let tls = fedsts::crypto::generate_self_signed("127.0.0.1", &["127.0.0.1".into()], 2)
+                .unwrap();
+            std::fs::write(dir.path().join("certs/tls.crt"), tls.certificate_pem).unwrap();
+            std::fs::write(dir.path().join("certs/tls.key"), tls.private_key_pem).unwrap();
+            std::fs::write(dir.path().join("users.toml"), common::server::users_file()).unwrap();
+            let example = readme_example().replace(
+                "/usr/lib/softhsm/libsofthsm2.so",
+                &hsm.module.display().to_string(),
+            );
+            let write = |name: &str, app: &str| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, config_text(app)).unwrap();
+                path
+            };
+            let config = write("fedsts.toml", &example);
+            let generated = fedsts(
+                &hsm,
+                &[
+                    "keys",
+                    "generate",
+                    "--pkcs11",
+                    "--config",
+                    path_str(&config),
+                    "--app",
+                    "contoso",
+                ],
+                PIN,
+            );
+            assert!(generated.status.success(), "{}", stdout(&generated));
+            let gone = write(
+                "gone.toml",
+                &example
+                    .replace("token_label = \"fedsts\"", "token_label = \"gone\"")
+                    .replace("certs/signing.crt", "certs/gone.crt"),
+            );
+            let generated = fedsts(
+                &hsm,
+                &[
+                    "keys",
+                    "generate",
+                    "--pkcs11",
+                    "--config",
+                    path_str(&gone),
+                    "--app",
+                    "contoso",
+                ],
+                PIN,
+            );
+            assert!(generated.status.success(), "{}", stdout(&generated));
+            // SAFETY of the test: set once, before any test loads SoftHSM in this process; the
+            // OnceLock makes every other test wait for it.
+            unsafe { std::env::set_var("SOFTHSM2_CONF", &hsm.conf) };
+            Some(Fixture {
+                gone_cert: dir.path().join("certs/gone.crt"),
+                hsm,
+                dir,
+                gone_token_dir,
+            })
+        })
+        .as_ref()
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+impl Fixture {
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("certs/signing.crt")
+    }
+
+    /// `fedsts keys check` on the README example with `edit` applied.
+    fn keys_check(&self, edit: impl Fn(String) -> String, pin: &str) -> Output {
+        let example = readme_example().replace(
+            "/usr/lib/softhsm/libsofthsm2.so",
+            &self.hsm.module.display().to_string(),
+        );
+        let path = self
+            .dir
+            .path()
+            .join(format!("check-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, config_text(&edit(example))).unwrap();
+        fedsts(
+            &self.hsm,
+            &["keys", "check", "--config", path_str(&path)],
+            pin,
+        )
+    }
+
+    /// The README table with an inline PIN, for an in-process server.
+    fn table(&self, token: &str) -> Pkcs11Config {
+        let mut pkcs11: Pkcs11Config = toml::from_str(&self.hsm.table(token, KEY, PIN))
+            .map(|mut t: toml::Table| t.remove("apps").unwrap())
+            .map(|apps| apps["signing_pkcs11"].clone().try_into().unwrap())
+            .unwrap();
+        pkcs11.pin = Some(Secret::new(PIN.to_owned()));
+        pkcs11.timeout_secs = Some(2);
+        pkcs11
+    }
+}
+
+/// A server whose app signs with `pkcs11` and certificate `cert`.
+async fn server_with_token(pkcs11: Pkcs11Config, cert: PathBuf) -> TestServer {
+    TestServer::start_with(Options {
+        configure: Box::new(move |config, _| {
+            let app = &mut config.apps[0];
+            app.signing_key = None;
+            app.signing_pkcs11 = Some(pkcs11);
+            app.signing_cert = cert;
+        }),
+        ..Options::default()
+    })
+    .await
+}
+
+fn xmlsec1_verifies(assertion: &str, cert: &Path) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("assertion.xml");
+    std::fs::write(&xml, assertion).unwrap();
+    let output = Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--pubkey-cert-pem")
+        .arg(cert)
+        .arg("--id-attr:AssertionID")
+        .arg("urn:oasis:names:tc:SAML:1.0:assertion:Assertion")
+        .arg(&xml)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("xmlsec1: {}", stderr.trim());
+    output.status.success() && stderr.lines().any(|line| line.trim() == "OK")
+}
+
+/// `openssl x509 -fingerprint -sha256` of `cert`, lowercase without colons.
+fn openssl_fingerprint(cert: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    text.trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn a_ws_trust_token_signed_in_the_token_verifies_with_xmlsec1() {
+    let Some(fixture) = fixture() else { return };
+    let server = server_with_token(fixture.table(TOKEN), fixture.cert()).await;
+    let url = server.app_url("trust/13/usernamemixed");
+    let reply = server
+        .post_soap(&path_of(&url), rst("13", &url, Some((ALICE, PASSWORD))))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let assertion = element(&reply.body, "RequestedSecurityToken").unwrap();
+    assert!(xmlsec1_verifies(assertion, &fixture.cert()));
+    // The same check fails against another key's certificate.
+    assert!(!xmlsec1_verifies(assertion, &fixture.gone_cert));
+    let health = server.request("GET", "/healthz", &[], vec![]).await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    server.stop().await;
+}
+
+#[test]
+fn the_generated_key_is_sensitive_and_never_extractable() {
+    let Some(fixture) = fixture() else { return };
+    let output = fixture
+        .hsm
+        .command("pkcs11-tool")
+        .arg("--module")
+        .arg(&fixture.hsm.module)
+        .args(["--token-label", TOKEN, "--login", "--pin", PIN])
+        .args(["--list-objects", "--type", "privkey"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    eprintln!("pkcs11-tool: {text}");
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains(&format!("label:      {KEY}")), "{text}");
+    let access = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("Access:"))
+        .unwrap_or_default();
+    assert!(access.contains("sensitive"), "{access}");
+    assert!(access.contains("never extractable"), "{access}");
+    let flags: Vec<&str> = access
+        .trim_start()
+        .trim_start_matches("Access:")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    assert!(!flags.contains(&"extractable"), "{access}");
+    let usage = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("Usage:"))
+        .unwrap_or_default();
+    assert_eq!(usage.trim(), "Usage:      sign", "{text}");
+
+    let check = fixture.keys_check(|example| example, PIN);
+    let text = stdout(&check);
+    assert!(check.status.success(), "{text}");
+    assert!(
+        text.contains("signed a test digest that verifies"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the private key is sensitive and not extractable"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&openssl_fingerprint(&fixture.cert())),
+        "{text}"
+    );
+}
+
+/// An edit of the README example.
+type Edit = Box<dyn Fn(String) -> String>;
+
+#[test]
+fn wrong_pin_missing_key_mismatch_and_missing_token_each_say_so() {
+    let Some(fixture) = fixture() else { return };
+    let cases: [(&str, Edit, &str, &str); 4] = [
+        (
+            "wrong PIN",
+            Box::new(|e| e),
+            "not-the-pin",
+            "refused the user PIN (CKR_PIN_INCORRECT)",
+        ),
+        (
+            "missing key",
+            Box::new(|e| e.replace("key_label = \"token-signing\"", "key_label = \"absent\"")),
+            PIN,
+            "holds no RSA private key with label \"absent\"",
+        ),
+        (
+            "key/certificate mismatch",
+            Box::new(|e| e.replace("certs/signing.crt", "certs/gone.crt")),
+            PIN,
+            "does not match the public key of certificate",
+        ),
+        (
+            "missing token",
+            Box::new(|e| e.replace("token_label = \"fedsts\"", "token_label = \"nowhere\"")),
+            PIN,
+            "token \"nowhere\" is not present in",
+        ),
+    ];
+    let mut messages = Vec::new();
+    for (case, edit, pin, expected) in &cases {
+        let output = fixture.keys_check(edit, pin);
+        let text = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{case}: {text}");
+        assert!(text.contains("apps[0].signing_pkcs11: "), "{case}: {text}");
+        assert!(text.contains(expected), "{case}: {text}");
+        messages.push(text);
+    }
+    messages.dedup();
+    assert_eq!(
+        messages.len(),
+        cases.len(),
+        "each failure has its own message"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_pin_stops_the_start_naming_the_key() {
+    let Some(fixture) = fixture() else { return };
+    let mut pkcs11 = fixture.table(TOKEN);
+    pkcs11.pin = Some(Secret::new("wrong".to_owned()));
+    let mut config = fedsts::first_run::prepare(fixture.dir.path(), "127.0.0.1:0")
+        .unwrap()
+        .config;
+    config.apps[0].signing_key = None;
+    config.apps[0].signing_pkcs11 = Some(pkcs11);
+    config.apps[0].signing_cert = fixture.cert();
+    let store = std::sync::Arc::new(fedsts::state::memory::MemoryStore::new("t"));
+    let error = fedsts::sts::Sts::with_state(
+        &config,
+        std::sync::Arc::new(fedsts::clock::SystemClock),
+        store,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.starts_with("apps[0].signing_pkcs11: "), "{error}");
+    assert!(error.contains("CKR_PIN_INCORRECT"), "{error}");
+}
+
+#[tokio::test]
+async fn a_token_removed_while_serving_is_a_request_failed_fault_and_unhealthy() {
+    let Some(fixture) = fixture() else { return };
+    let server = server_with_token(fixture.table(GONE_TOKEN), fixture.gone_cert.clone()).await;
+    let url = server.app_url("trust/13/usernamemixed");
+    let first = server
+        .post_soap(&path_of(&url), rst("13", &url, Some((ALICE, PASSWORD))))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let direct = Pkcs11Signer::open(&fixture.table(GONE_TOKEN)).unwrap();
+    assert_eq!(direct.sign(b"before").unwrap().len(), 256);
+    std::fs::remove_dir_all(&fixture.gone_token_dir).unwrap();
+    let error = direct.sign(b"after").unwrap_err();
+    eprintln!("signing after the token directory was removed: {error}");
+    assert!(matches!(error, Pkcs11Error::TokenGone { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("the token or its key is gone ("),
+        "{error}"
+    );
+    let started = Instant::now();
+    let reply = server
+        .post_soap(&path_of(&url), rst("13", &url, Some((ALICE, PASSWORD))))
+        .await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(
+        fault_subcode(&reply.body),
+        Some("RequestFailed"),
+        "{}",
+        reply.body
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let health = server.request("GET", "/healthz", &[], vec![]).await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "unhealthy: app demo signing key\n")
+    );
+    server.stop().await;
+}
+
+/// A `fedsts serve` child process, killed on drop.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET /healthz` on the plain-HTTP health listener: (status line, body), or `None`.
+fn healthz(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
+#[test]
+fn the_readme_example_serves_and_audit_by_key_attributes_its_log() {
+    let Some(fixture) = fixture() else { return };
+    if !common::require_tool("curl") || !common::require_tool("openssl") {
+        return;
+    }
+    let (port, health_port) = (common::free_port(), common::free_port());
+    // The example verbatim, but for the domain of the test users.
+    let app = readme_example()
+        .replace(
+            "/usr/lib/softhsm/libsofthsm2.so",
+            &fixture.hsm.module.display().to_string(),
+        )
+        .replace("domain = \"contoso.com\"", "domain = \"example.com\"");
+    let config = fixture.dir.path().join("serve.toml");
+    let text = config_text(&app)
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
+        .replace(
+            "\n[[apps]]",
+            &format!(
+                "[server.connections]\nhealth_listen = \"127.0.0.1:{health_port}\"\n\n[[apps]]"
+            ),
+        );
+    std::fs::write(&config, text).unwrap();
+    let log_file = fixture.dir.path().join("serve.jsonl");
+    let child = fixture
+        .hsm
+        .command(env!("CARGO_BIN_EXE_fedsts"))
+        .args(["serve", "--config", path_str(&config)])
+        .env(PIN_ENV, PIN)
+        .env("FEDSTS_LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(&log_file).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !healthz(health_port).is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(
+            served.0.try_wait().unwrap().is_none(),
+            "fedsts serve exited: {}",
+            std::fs::read_to_string(&log_file).unwrap()
+        );
+        assert!(Instant::now() < deadline, "fedsts serve did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("https://127.0.0.1:{port}/wsfed/contoso/trust/13/usernamemixed");
+    let request = fixture.dir.path().join("rst.xml");
+    std::fs::write(&request, rst("13", &url, Some((ALICE, PASSWORD)))).unwrap();
+    let reply = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(fixture.dir.path().join("certs/tls.crt"))
+        .args([
+            "-H",
+            "Content-Type: application/soap+xml; charset=utf-8",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", request.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    let body = String::from_utf8(reply.stdout).unwrap();
+    let assertion = element(&body, "RequestedSecurityToken").unwrap_or_else(|| panic!("{body}"));
+    assert!(xmlsec1_verifies(assertion, &fixture.cert()));
+    drop(served);
+
+    let fingerprint = openssl_fingerprint(&fixture.cert());
+    assert_eq!(fingerprint.len(), 64);
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    let issued: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["target"] == "fedsts::audit" && v["fields"]["decision"] == "issued")
+        .collect();
+    assert_eq!(issued.len(), 1, "{log}");
+    assert_eq!(issued[0]["fields"]["signing_store"], "pkcs11");
+    assert_eq!(
+        issued[0]["fields"]["signing_key_sha256"],
+        fingerprint.as_str()
+    );
+    let assertion_id = issued[0]["fields"]["assertion_id"].as_str().unwrap();
+    assert!(assertion.contains(assertion_id));
+
+    // The assertion is listed under the configured key; with a configuration whose
+    // certificate is another key's, the same log is flagged (exit 1).
+    let by_key = fedsts(
+        &fixture.hsm,
+        &[
+            "audit",
+            "by-key",
+            "--config",
+            path_str(&config),
+            "--log",
+            path_str(&log_file),
+        ],
+        PIN,
+    );
+    let text = stdout(&by_key);
+    assert!(by_key.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "key {fingerprint} (configured: apps[0].signing_cert (contoso); store pkcs11): 1 assertion(s)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("assertion={assertion_id}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("user={ALICE}")), "{text}");
+    let other = fixture.dir.path().join("gone.toml");
+    let flagged = fedsts(
+        &fixture.hsm,
+        &[
+            "audit",
+            "by-key",
+            "--config",
+            path_str(&other),
+            "--log",
+            path_str(&log_file),
+        ],
+        PIN,
+    );
+    assert_eq!(flagged.status.code(), Some(1), "{}", stdout(&flagged));
+    assert!(stdout(&flagged).contains(&format!("key {fingerprint} (NOT A CONFIGURED KEY")));
+}
