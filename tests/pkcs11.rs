@@ -28,6 +28,10 @@ const PIN_ENV: &str = "FEDSTS_PKCS11_PIN";
 /// The token the README example names, and a second one a test removes.
 const TOKEN: &str = "fedsts";
 const GONE_TOKEN: &str = "gone";
+/// A token served over a socket by `p11-kit server`, which a test freezes (SIGSTOP).
+const HANG_TOKEN: &str = "hang";
+/// Where Debian's `p11-kit-modules` puts the client module of `p11-kit server`.
+const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
 const KEY: &str = "token-signing";
 
 struct Fixture {
@@ -93,6 +97,7 @@ fn fixture() -> Option<&'static Fixture> {
             }
             hsm.init_token(TOKEN, PIN);
             let gone_token_dir = hsm.init_token(GONE_TOKEN, PIN);
+            hsm.init_token(HANG_TOKEN, PIN);
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir(dir.path().join("certs")).unwrap();
             let tls = fedsts::crypto::generate_self_signed("127.0.0.1", &["127.0.0.1".into()], 2)
@@ -144,9 +149,36 @@ fn fixture() -> Option<&'static Fixture> {
                 PIN,
             );
             assert!(generated.status.success(), "{}", stdout(&generated));
-            // SAFETY of the test: set once, before any test loads SoftHSM in this process; the
-            // OnceLock makes every other test wait for it.
-            unsafe { std::env::set_var("SOFTHSM2_CONF", &hsm.conf) };
+            let hang = write(
+                "hang.toml",
+                &example
+                    .replace("token_label = \"fedsts\"", "token_label = \"hang\"")
+                    .replace("certs/signing.crt", "certs/hang.crt"),
+            );
+            let generated = fedsts(
+                &hsm,
+                &[
+                    "keys",
+                    "generate",
+                    "--pkcs11",
+                    "--config",
+                    path_str(&hang),
+                    "--app",
+                    "contoso",
+                ],
+                PIN,
+            );
+            assert!(generated.status.success(), "{}", stdout(&generated));
+            // Set once, before any test loads a PKCS#11 module in this process (both are read
+            // at C_Initialize); the OnceLock makes every other test wait for it.
+            let socket = dir.path().join("p11-kit.sock");
+            unsafe {
+                std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+                std::env::set_var(
+                    "P11_KIT_SERVER_ADDRESS",
+                    format!("unix:path={}", socket.display()),
+                );
+            }
             Some(Fixture {
                 gone_cert: dir.path().join("certs/gone.crt"),
                 hsm,
@@ -575,4 +607,147 @@ fn the_readme_example_serves_and_audit_by_key_attributes_its_log() {
     );
     assert_eq!(flagged.status.code(), Some(1), "{}", stdout(&flagged));
     assert!(stdout(&flagged).contains(&format!("key {fingerprint} (NOT A CONFIGURED KEY")));
+}
+
+/// A `p11-kit server` exporting the `hang` token, in its own process group (frozen and killed
+/// by group id).
+struct P11KitServer(std::process::Child);
+
+impl P11KitServer {
+    fn signal(&self, signal: &str) {
+        let group = format!("-{}", self.0.id());
+        let status = Command::new("kill")
+            .args([signal, "--", &group])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {group}");
+    }
+}
+
+impl Drop for P11KitServer {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.signal("-KILL");
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_that_stops_answering_fails_requests_in_time_and_recovers() {
+    use std::os::unix::process::CommandExt as _;
+    let Some(fixture) = fixture() else { return };
+    if !common::require_tool("p11-kit")
+        || !common::require_path(Path::new(P11_KIT_CLIENT), "apt-get install p11-kit-modules")
+    {
+        return;
+    }
+    let socket = fixture.dir.path().join("p11-kit.sock");
+    let child = fixture
+        .hsm
+        .command("p11-kit")
+        .arg("server")
+        .arg("--provider")
+        .arg(&fixture.hsm.module)
+        .args(["-f", "-n"])
+        .arg(&socket)
+        .arg(format!("pkcs11:token={HANG_TOKEN}"))
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let p11_kit = P11KitServer(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "p11-kit server made no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut pkcs11 = fixture.table(HANG_TOKEN);
+    pkcs11.module = PathBuf::from(P11_KIT_CLIENT);
+    pkcs11.timeout_secs = Some(1);
+    pkcs11.sessions = Some(2);
+    let cert = fixture.dir.path().join("certs/hang.crt");
+    let server = std::sync::Arc::new(server_with_token(pkcs11, cert.clone()).await);
+    let url = server.app_url("trust/13/usernamemixed");
+    let issue = |server: std::sync::Arc<TestServer>| {
+        let url = url.clone();
+        async move {
+            server
+                .post_soap(&path_of(&url), rst("13", &url, Some((ALICE, PASSWORD))))
+                .await
+        }
+    };
+    let first = issue(server.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let assertion = element(&first.body, "RequestedSecurityToken").unwrap();
+    assert!(xmlsec1_verifies(assertion, &cert));
+
+    let mut direct_table = fixture.table(HANG_TOKEN);
+    direct_table.module = PathBuf::from(P11_KIT_CLIENT);
+    direct_table.timeout_secs = Some(1);
+    direct_table.sessions = Some(2);
+    let direct = std::sync::Arc::new(Pkcs11Signer::open(&direct_table).unwrap());
+    p11_kit.signal("-STOP");
+    let started = Instant::now();
+    let frozen = issue(server.clone()).await;
+    assert_eq!(frozen.status, 500, "{}", frozen.body);
+    assert_eq!(fault_subcode(&frozen.body), Some("RequestFailed"));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    let health = server.request("GET", "/healthz", &[], vec![]).await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "unhealthy: app demo signing key\n")
+    );
+    // Many signatures at once against the frozen token (its own pool of 2 sessions, opened
+    // before the freeze): every one fails with a timeout or at once as busy, none hangs.
+    let started = Instant::now();
+    let callers: Vec<_> = (0..24)
+        .map(|i| {
+            let signer = direct.clone();
+            std::thread::spawn(move || signer.sign(format!("m{i}").as_bytes()).unwrap_err())
+        })
+        .collect();
+    let errors: Vec<String> = callers
+        .into_iter()
+        .map(|c| match c.join().unwrap() {
+            e @ (Pkcs11Error::Timeout { .. } | Pkcs11Error::Busy { .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("did not answer within 1 s")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("every PKCS#11 session is busy")),
+        "{errors:?}"
+    );
+
+    p11_kit.signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let health = server.request("GET", "/healthz", &[], vec![]).await;
+        if health.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token answers again but /healthz stays {}",
+            health.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = issue(server.clone()).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    drop(p11_kit);
 }

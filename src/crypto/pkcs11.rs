@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -331,9 +331,11 @@ pub fn find_slot(pkcs11: &Pkcs11, config: &Pkcs11Config) -> Result<Slot, Pkcs11E
     }
     let label = config.token_label.as_deref().unwrap_or_default();
     for slot in slots {
-        let info = call("C_GetTokenInfo", pkcs11.get_token_info(slot))?;
-        if info.label().trim_end() == label {
-            return Ok(slot);
+        // A slot whose token fails to describe itself is not the one named; skip it.
+        match pkcs11.get_token_info(slot) {
+            Ok(info) if info.label().trim_end() == label => return Ok(slot),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(slot = slot.id(), error = %e, "skipping a PKCS#11 slot"),
         }
     }
     Err(not_found())
@@ -577,6 +579,9 @@ enum Work {
 
 struct Job {
     work: Work,
+    /// When the caller stops waiting: a job still queued then is dropped, not run, so a token
+    /// that answers again is not first kept busy with signatures nobody waits for.
+    deadline: Instant,
     reply: SyncSender<Result<Vec<u8>, Pkcs11Error>>,
 }
 
@@ -639,7 +644,11 @@ impl Pkcs11Signer {
     fn run(&self, work: Work) -> Result<Vec<u8>, Pkcs11Error> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.jobs
-            .try_send(Job { work, reply })
+            .try_send(Job {
+                work,
+                deadline: Instant::now() + self.timeout,
+                reply,
+            })
             .map_err(|e| match e {
                 TrySendError::Full(_) => Pkcs11Error::Busy {
                     queued: self.queue_capacity,
@@ -687,6 +696,9 @@ fn work(session: &Session, key: ObjectHandle, receiver: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        if Instant::now() >= job.deadline {
+            continue;
+        }
         let result = match &job.work {
             Work::Sign(message) => sign_in_token(session, key, message),
             Work::Probe => sign_in_token(session, key, PROBE_MESSAGE),
