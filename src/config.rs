@@ -800,6 +800,60 @@ path = "users.toml"
         assert!(!printed.contains("s3cr3t-Pw"), "{printed}");
     }
 
+    fn keys_of(text: &str) -> Vec<String> {
+        let config = Config::parse(text, Path::new("/etc/fedsts")).unwrap();
+        config
+            .problems()
+            .into_iter()
+            .map(|p| p.key)
+            .filter(|k| k.contains("signing"))
+            .collect()
+    }
+
+    #[test]
+    fn the_signing_key_is_a_file_or_a_pkcs11_table_never_both_or_neither() {
+        let table = "\n[apps.signing_pkcs11]\nmodule = \"/nonexistent.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\npin_env = \"P\"\n";
+        let both = EXAMPLE.replace(
+            "\n[directories.local]",
+            &format!("{table}\n[directories.local]"),
+        );
+        assert_eq!(keys_of(&both), ["apps[0].signing_key"]);
+        let neither = EXAMPLE.replace("signing_key = \"certs/signing.key\"\n", "");
+        assert_eq!(keys_of(&neither), ["apps[0].signing_key"]);
+        let token = both.replace("signing_key = \"certs/signing.key\"\n", "");
+        // Only the module path is wrong: it does not exist.
+        assert_eq!(keys_of(&token), ["apps[0].signing_pkcs11.module"]);
+        let config = Config::parse(&token, Path::new("/etc/fedsts")).unwrap();
+        assert!(matches!(
+            config.apps[0].signing_key_source(),
+            Some(crate::crypto::KeySource::Pkcs11(_))
+        ));
+        let messy = token
+            .replace("token_label = \"t\"", "token_label = \"t\"\nslot = 1")
+            .replace("key_label = \"k\"", "key_label = \"k\"\nkey_id = \"abc\"")
+            .replace(
+                "pin_env = \"P\"",
+                "pin_env = \"P\"\npin = \"1\"\nsessions = 0\ntimeout_secs = 61",
+            );
+        assert_eq!(
+            keys_of(&messy),
+            [
+                "apps[0].signing_pkcs11.token_label",
+                "apps[0].signing_pkcs11.key_label",
+                "apps[0].signing_pkcs11.key_id",
+                "apps[0].signing_pkcs11.pin",
+                "apps[0].signing_pkcs11.sessions",
+                "apps[0].signing_pkcs11.timeout_secs",
+                "apps[0].signing_pkcs11.module",
+            ]
+        );
+        let debug = format!(
+            "{:?}",
+            Config::parse(&messy, Path::new("/")).unwrap().apps[0]
+        );
+        assert!(!debug.contains("pin: Some(Secret(\"1\"))"), "{debug}");
+    }
+
     #[test]
     fn example_parses_and_resolves_relative_paths() {
         let config = Config::parse(EXAMPLE, Path::new("/etc/fedsts")).unwrap();

@@ -416,11 +416,11 @@ pub fn generate_key_pair(config: &Pkcs11Config) -> Result<(), Pkcs11Error> {
 /// Modulus size of generated keys.
 const GENERATED_MODULUS_BITS: cryptoki::types::Ulong = cryptoki::types::Ulong::new(2048);
 
+/// A random `CKA_ID` for a generated key (tools list keys by id as well as by label).
 fn random_id() -> Result<Vec<u8>, Pkcs11Error> {
-    let mut id = vec![0; 8];
-    aws_lc_rs::rand::fill(&mut id)
-        .map_err(|_| Pkcs11Error::Unusable("no randomness for the key id".to_owned()))?;
-    Ok(id)
+    crate::random::bytes::<8>()
+        .map(|id| id.to_vec())
+        .map_err(|_| Pkcs11Error::Unusable("no randomness for the key id".to_owned()))
 }
 
 /// What the token says about a private key's protection.
