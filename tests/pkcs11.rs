@@ -100,7 +100,7 @@ fn fixture() -> Option<&'static Fixture> {
             hsm.init_token(HANG_TOKEN, PIN);
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir(dir.path().join("certs")).unwrap();
-            let tls = fedsts::crypto::generate_self_signed("127.0.0.1", &["127.0.0.1".into()], 2)
+            let tls = fedsts::crypto::generate_self_signed("127.0.0.1", &["127.0.0.1".into()], 400)
                 .unwrap();
             std::fs::write(dir.path().join("certs/tls.crt"), tls.certificate_pem).unwrap();
             std::fs::write(dir.path().join("certs/tls.key"), tls.private_key_pem).unwrap();
@@ -344,6 +344,37 @@ fn the_generated_key_is_sensitive_and_never_extractable() {
         text.contains(&openssl_fingerprint(&fixture.cert())),
         "{text}"
     );
+
+    // check-config --online runs the same check for PKCS#11 apps.
+    let config = fixture.dir.path().join("fedsts.toml");
+    let online = fedsts(
+        &fixture.hsm,
+        &["check-config", "--config", path_str(&config), "--online"],
+        PIN,
+    );
+    let text = stdout(&online);
+    assert!(online.status.success(), "{text}");
+    assert!(
+        text.contains("online: apps[0]: signing key in pkcs11 store matches CN=fedsts token signing - contoso.com"),
+        "{text}"
+    );
+    let wrong_pin = fedsts(
+        &fixture.hsm,
+        &["check-config", "--config", path_str(&config), "--online"],
+        "0000",
+    );
+    assert_eq!(wrong_pin.status.code(), Some(1), "{}", stdout(&wrong_pin));
+    assert!(
+        stdout(&wrong_pin)
+            .contains("apps[0].signing_pkcs11: PKCS#11: the token refused the user PIN")
+    );
+    // Offline, the token is not touched: a wrong PIN is not noticed.
+    let offline = fedsts(
+        &fixture.hsm,
+        &["check-config", "--config", path_str(&config)],
+        "0000",
+    );
+    assert!(offline.status.success(), "{}", stdout(&offline));
 }
 
 /// An edit of the README example.
