@@ -763,6 +763,18 @@ async fn a_token_that_stops_answering_fails_requests_in_time_and_recovers() {
             .any(|e| e.contains("every PKCS#11 session is busy")),
         "{errors:?}"
     );
+    // Opening the frozen token (a restart now) ends in 4 × timeout_secs, not never.
+    let started = Instant::now();
+    let opening = Pkcs11Signer::open(&direct_table).unwrap_err();
+    assert!(
+        matches!(opening, Pkcs11Error::Timeout { secs: 4 }),
+        "{opening:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 
     p11_kit.signal("-CONT");
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -39,6 +39,9 @@ pub const MAX_SESSIONS: usize = 64;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
 /// Longest timeout a config may ask for.
 pub const MAX_TIMEOUT_SECS: u64 = 60;
+/// Opening a signer (load, find the token, log in every session, find the key) may take this
+/// many `timeout_secs`.
+pub const OPENING_TIMEOUTS: u32 = 4;
 /// Jobs that may wait per session before requests are refused as busy.
 const QUEUE_PER_SESSION: usize = 8;
 /// DER prefix of the PKCS#1 DigestInfo for SHA-256 (RFC 8017 section 9.2, note 1).
@@ -604,8 +607,31 @@ impl std::fmt::Debug for Pkcs11Signer {
 
 impl Pkcs11Signer {
     /// Loads the module, finds the token, logs in `sessions` sessions, finds the key and starts
-    /// one worker thread per session. Every step that fails says which.
+    /// one worker thread per session. Every step that fails says which. The whole opening runs
+    /// on a thread of its own and is given [`OPENING_TIMEOUTS`] times `timeout_secs`, so a token
+    /// that does not answer stops the start (or `keys check`) with [`Pkcs11Error::Timeout`]
+    /// instead of hanging it.
     pub fn open(config: &Pkcs11Config) -> Result<Self, Pkcs11Error> {
+        let (done, opened) = mpsc::sync_channel(1);
+        let owned = config.clone();
+        std::thread::Builder::new()
+            .name("pkcs11-open".to_owned())
+            .spawn(move || {
+                // Nobody listens any more when the opening took too long.
+                let _ = done.send(Self::open_now(&owned));
+            })
+            .map_err(|e| Pkcs11Error::Unusable(format!("cannot start a thread: {e}")))?;
+        let limit = config.timeout() * OPENING_TIMEOUTS;
+        match opened.recv_timeout(limit) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(Pkcs11Error::Timeout {
+                secs: limit.as_secs(),
+            }),
+            Err(RecvTimeoutError::Disconnected) => Err(Pkcs11Error::Stopped),
+        }
+    }
+
+    fn open_now(config: &Pkcs11Config) -> Result<Self, Pkcs11Error> {
         let pkcs11 = context(&config.module)?;
         let slot = find_slot(&pkcs11, config)?;
         let pin = config.read_pin()?;
