@@ -31,7 +31,10 @@ const GONE_TOKEN: &str = "gone";
 /// A token served over a socket by `p11-kit server`, which a test freezes (SIGSTOP).
 const HANG_TOKEN: &str = "hang";
 /// Where Debian's `p11-kit-modules` puts the client module of `p11-kit server`.
-const P11_KIT_CLIENT: &str = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so";
+const P11_KIT_CLIENTS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
+    "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
+];
 const KEY: &str = "token-signing";
 
 struct Fixture {
@@ -667,11 +670,17 @@ impl Drop for P11KitServer {
 async fn a_token_that_stops_answering_fails_requests_in_time_and_recovers() {
     use std::os::unix::process::CommandExt as _;
     let Some(fixture) = fixture() else { return };
+    let client = P11_KIT_CLIENTS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(P11_KIT_CLIENTS[0]));
     if !common::require_tool("p11-kit")
-        || !common::require_path(Path::new(P11_KIT_CLIENT), "apt-get install p11-kit-modules")
+        || !common::require_path(&client, "apt-get install p11-kit-modules")
     {
         return;
     }
+
     let socket = fixture.dir.path().join("p11-kit.sock");
     let child = fixture
         .hsm
@@ -693,7 +702,7 @@ async fn a_token_that_stops_answering_fails_requests_in_time_and_recovers() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut pkcs11 = fixture.table(HANG_TOKEN);
-    pkcs11.module = PathBuf::from(P11_KIT_CLIENT);
+    pkcs11.module = client.clone();
     pkcs11.timeout_secs = Some(1);
     pkcs11.sessions = Some(2);
     let cert = fixture.dir.path().join("certs/hang.crt");
@@ -713,7 +722,7 @@ async fn a_token_that_stops_answering_fails_requests_in_time_and_recovers() {
     assert!(xmlsec1_verifies(assertion, &cert));
 
     let mut direct_table = fixture.table(HANG_TOKEN);
-    direct_table.module = PathBuf::from(P11_KIT_CLIENT);
+    direct_table.module = client.clone();
     direct_table.timeout_secs = Some(1);
     direct_table.sessions = Some(2);
     let direct = std::sync::Arc::new(Pkcs11Signer::open(&direct_table).unwrap());
