@@ -1,8 +1,9 @@
 //! `cargo bench --bench pkcs11_sign`: one RSA-2048 PKCS#1 v1.5 SHA-256 signature of a
 //! SignedInfo-sized message through a SoftHSM2 token (the `Pkcs11Signer` path: queue, worker
 //! thread, `C_Sign`) next to the in-memory software key (aws-lc-rs) as the baseline, and 4
-//! signatures at once through a pool of 4 sessions. Report the ratios pkcs11_sign /
-//! software_sign, not absolute times. Needs `softhsm2-util` and the SoftHSM module (Debian
+//! signatures at once (4 threads, a pool of 4 sessions) next to 4 in a row. Report the ratios
+//! pkcs11_sign / software_sign and 4_at_once / 4_in_a_row, not absolute times (the second
+//! depends on the cores free). Needs `softhsm2-util` and the SoftHSM module (Debian
 //! `softhsm2`); without them it prints SKIP.
 
 use std::hint::black_box;
@@ -82,6 +83,13 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("pkcs11_sign", |b| {
         b.iter(|| token.sign_rsa_sha256(black_box(&signed_info)).unwrap())
+    });
+    group.bench_function("pkcs11_sign_4_in_a_row", |b| {
+        b.iter(|| {
+            for _ in 0..4 {
+                token.sign_rsa_sha256(black_box(&signed_info)).unwrap();
+            }
+        })
     });
     group.bench_function("pkcs11_sign_4_at_once", |b| {
         b.iter(|| {
