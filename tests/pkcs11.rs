@@ -182,6 +182,7 @@ fn fixture() -> Option<&'static Fixture> {
                     format!("unix:path={}", socket.display()),
                 );
             }
+            extractable_key(&hsm, &dir.path().join("certs/extractable.crt"));
             Some(Fixture {
                 gone_cert: dir.path().join("certs/gone.crt"),
                 hsm,
@@ -190,6 +191,46 @@ fn fixture() -> Option<&'static Fixture> {
             })
         })
         .as_ref()
+}
+
+/// Label of a key made the careless way: extractable (SoftHSM still makes it sensitive).
+const EXTRACTABLE_KEY: &str = "careless";
+
+/// Makes [`EXTRACTABLE_KEY`] in the `fedsts` token with OpenSC's `pkcs11-tool` and writes a
+/// self-signed certificate for it (signed in the token through fedsts) to `cert`.
+fn extractable_key(hsm: &SoftHsm, cert: &Path) {
+    let output = hsm
+        .command("pkcs11-tool")
+        .arg("--module")
+        .arg(&hsm.module)
+        .args(["--token-label", TOKEN, "--login", "--pin", PIN])
+        .args([
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--usage-sign",
+            "--extractable",
+        ])
+        .args(["--label", EXTRACTABLE_KEY, "--id", "c0ffee"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stdout(&output));
+    let mut table = Pkcs11Config::clone(&table_of(hsm, TOKEN));
+    table.key_label = Some(EXTRACTABLE_KEY.to_owned());
+    let signer = Pkcs11Signer::open(&table).unwrap();
+    let pem = fedsts::crypto::self_signed_for_signer(&signer, "careless", 30).unwrap();
+    std::fs::write(cert, pem).unwrap();
+}
+
+/// The `[apps.signing_pkcs11]` table of `token` with an inline PIN and a 2 s timeout.
+fn table_of(hsm: &SoftHsm, token: &str) -> Pkcs11Config {
+    let mut pkcs11: Pkcs11Config = toml::from_str(&hsm.table(token, KEY, PIN))
+        .map(|mut t: toml::Table| t.remove("apps").unwrap())
+        .map(|apps| apps["signing_pkcs11"].clone().try_into().unwrap())
+        .unwrap();
+    pkcs11.pin = Some(Secret::new(PIN.to_owned()));
+    pkcs11.timeout_secs = Some(2);
+    pkcs11
 }
 
 fn path_str(path: &Path) -> &str {
@@ -221,13 +262,7 @@ impl Fixture {
 
     /// The README table with an inline PIN, for an in-process server.
     fn table(&self, token: &str) -> Pkcs11Config {
-        let mut pkcs11: Pkcs11Config = toml::from_str(&self.hsm.table(token, KEY, PIN))
-            .map(|mut t: toml::Table| t.remove("apps").unwrap())
-            .map(|apps| apps["signing_pkcs11"].clone().try_into().unwrap())
-            .unwrap();
-        pkcs11.pin = Some(Secret::new(PIN.to_owned()));
-        pkcs11.timeout_secs = Some(2);
-        pkcs11
+        table_of(&self.hsm, token)
     }
 }
 
@@ -297,6 +332,38 @@ async fn a_ws_trust_token_signed_in_the_token_verifies_with_xmlsec1() {
     server.stop().await;
 }
 
+/// `Usage:` and `Access:` flags of the private key labelled `label` in `pkcs11-tool
+/// --list-objects` output.
+struct Protection {
+    usage: Vec<String>,
+    access: Vec<String>,
+}
+
+fn protection_of(listing: &str, label: &str) -> Protection {
+    let block = listing
+        .split("Private Key Object")
+        .find(|block| {
+            block
+                .lines()
+                .any(|line| line.trim() == format!("label:      {label}"))
+        })
+        .unwrap_or_else(|| panic!("no private key {label}: {listing}"));
+    let flags = |name: &str| -> Vec<String> {
+        block
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(name))
+            .unwrap_or_default()
+            .split(',')
+            .map(|flag| flag.trim().to_owned())
+            .filter(|flag| !flag.is_empty())
+            .collect()
+    };
+    Protection {
+        usage: flags("Usage:"),
+        access: flags("Access:"),
+    }
+}
+
 #[test]
 fn the_generated_key_is_sensitive_and_never_extractable() {
     let Some(fixture) = fixture() else { return };
@@ -312,25 +379,25 @@ fn the_generated_key_is_sensitive_and_never_extractable() {
     let text = String::from_utf8_lossy(&output.stdout);
     eprintln!("pkcs11-tool: {text}");
     assert!(output.status.success(), "{text}");
-    assert!(text.contains(&format!("label:      {KEY}")), "{text}");
-    let access = text
-        .lines()
-        .find(|line| line.trim_start().starts_with("Access:"))
-        .unwrap_or_default();
-    assert!(access.contains("sensitive"), "{access}");
-    assert!(access.contains("never extractable"), "{access}");
-    let flags: Vec<&str> = access
-        .trim_start()
-        .trim_start_matches("Access:")
-        .split(',')
-        .map(str::trim)
-        .collect();
-    assert!(!flags.contains(&"extractable"), "{access}");
-    let usage = text
-        .lines()
-        .find(|line| line.trim_start().starts_with("Usage:"))
-        .unwrap_or_default();
-    assert_eq!(usage.trim(), "Usage:      sign", "{text}");
+    let (generated, careless) = (
+        protection_of(&text, KEY),
+        protection_of(&text, EXTRACTABLE_KEY),
+    );
+    assert_eq!(generated.usage, ["sign"], "{text}");
+    assert!(generated.access.contains(&"sensitive".to_owned()), "{text}");
+    assert!(
+        generated.access.contains(&"never extractable".to_owned()),
+        "{text}"
+    );
+    assert!(
+        !generated.access.contains(&"extractable".to_owned()),
+        "{text}"
+    );
+    // The reading tells them apart: the key pkcs11-tool made extractable shows it.
+    assert!(
+        careless.access.contains(&"extractable".to_owned()),
+        "{text}"
+    );
 
     let check = fixture.keys_check(|example| example, PIN);
     let text = stdout(&check);
@@ -802,4 +869,30 @@ async fn a_token_that_stops_answering_fails_requests_in_time_and_recovers() {
     let after = issue(server.clone()).await;
     assert_eq!(after.status, 200, "{}", after.body);
     drop(p11_kit);
+}
+
+#[test]
+fn keys_check_warns_about_a_key_that_can_leave_the_token() {
+    let Some(fixture) = fixture() else { return };
+    let check = fixture.keys_check(
+        |example| {
+            example
+                .replace(
+                    "key_label = \"token-signing\"",
+                    &format!("key_label = \"{EXTRACTABLE_KEY}\""),
+                )
+                .replace("certs/signing.crt", "certs/extractable.crt")
+        },
+        PIN,
+    );
+    let text = stdout(&check);
+    assert!(check.status.success(), "a warning, not a problem: {text}");
+    assert!(
+        text.contains("signed a test digest that verifies"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: apps[0].signing_pkcs11: the private key is sensitive and extractable: it can leave the token"),
+        "{text}"
+    );
 }
