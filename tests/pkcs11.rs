@@ -684,7 +684,7 @@ fn the_readme_example_serves_and_audit_by_key_attributes_its_log() {
     assert!(by_key.status.success(), "{text}");
     assert!(
         text.contains(&format!(
-            "key {fingerprint} (configured: apps[0].signing_cert (contoso); store pkcs11): 1 assertion(s)"
+            "key {fingerprint} (configured: apps[0].signing_cert (contoso); store pkcs11): 1 assertion(s), first "
         )),
         "{text}"
     );

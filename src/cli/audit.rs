@@ -167,8 +167,19 @@ pub fn render(by_key: &ByKey, known: &BTreeMap<String, String>) -> (String, bool
         let mut stores: Vec<&str> = issued.iter().map(|i| i.store.as_str()).collect();
         stores.sort_unstable();
         stores.dedup();
+        // RFC 3339 times of the service clock (UTC) sort as text.
+        let first = issued
+            .iter()
+            .map(|i| i.time.as_str())
+            .min()
+            .unwrap_or_default();
+        let last = issued
+            .iter()
+            .map(|i| i.time.as_str())
+            .max()
+            .unwrap_or_default();
         out.push_str(&format!(
-            "key {fingerprint} ({name}; store {}): {} assertion(s)\n",
+            "key {fingerprint} ({name}; store {}): {} assertion(s), first {first}, last {last}\n",
             stores.join(", "),
             issued.len()
         ));
@@ -233,7 +244,8 @@ mod tests {
     #[test]
     fn groups_issued_records_by_key_and_flags_unknown_keys() {
         let log = [
-            line("\"decision\":\"issued\",\"app\":\"a\",\"assertion_id\":\"_1\",\"signing_key_sha256\":\"ab\",\"signing_store\":\"pkcs11\""),
+            line("\"decision\":\"issued\",\"time\":\"2026-12-02T10:00:00Z\",\"app\":\"a\",\"assertion_id\":\"_1\",\"signing_key_sha256\":\"ab\",\"signing_store\":\"pkcs11\""),
+            line("\"decision\":\"issued\",\"time\":\"2026-12-01T09:00:00Z\",\"app\":\"a\",\"assertion_id\":\"_0\",\"signing_key_sha256\":\"AB\",\"signing_store\":\"pkcs11\""),
             line("\"decision\":\"refused\",\"app\":\"a\",\"signing_key_sha256\":\"\""),
             line("\"decision\":\"issued\",\"app\":\"a\",\"assertion_id\":\"_2\",\"signing_key_sha256\":\"cd\",\"signing_store\":\"file\""),
             line("\"decision\":\"issued\",\"app\":\"a\",\"assertion_id\":\"_3\""),
@@ -243,6 +255,7 @@ mod tests {
         .concat();
         let by_key = read_log(log.as_bytes()).unwrap();
         assert_eq!(by_key.keys["ab"][0].assertion_id, "_1");
+        assert_eq!(by_key.keys["ab"][1].assertion_id, "_0");
         assert_eq!(by_key.keys["cd"][0].store, "file");
         assert_eq!(by_key.unattributed, 1);
         assert_eq!(by_key.skipped, 3);
@@ -250,11 +263,13 @@ mod tests {
         let (text, all_known) = render(&by_key, &known);
         assert!(!all_known);
         assert!(
-            text.contains("key cd (NOT A CONFIGURED KEY; store file): 1 assertion(s)"),
+            text.contains(
+                "key cd (NOT A CONFIGURED KEY; store file): 1 assertion(s), first , last "
+            ),
             "{text}"
         );
         assert!(
-            text.contains("key ab (configured: apps[0].signing_cert (a); store pkcs11)"),
+            text.contains("key ab (configured: apps[0].signing_cert (a); store pkcs11): 2 assertion(s), first 2026-12-01T09:00:00Z, last 2026-12-02T10:00:00Z"),
             "{text}"
         );
         let only_known = BTreeMap::from([
