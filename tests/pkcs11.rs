@@ -896,3 +896,36 @@ fn keys_check_warns_about_a_key_that_can_leave_the_token() {
         "{text}"
     );
 }
+
+#[test]
+fn the_pin_comes_from_a_file_or_a_variable_that_must_be_set() {
+    let Some(fixture) = fixture() else { return };
+    let pin_file = fixture.dir.path().join("pkcs11.pin");
+    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    let from_file = fixture.keys_check(
+        |example| {
+            example.replace(
+                "pin_env = \"FEDSTS_PKCS11_PIN\"",
+                &format!("pin_file = \"{}\"", pin_file.display()),
+            )
+        },
+        "not-the-pin",
+    );
+    assert!(from_file.status.success(), "{}", stdout(&from_file));
+
+    let config = fixture.dir.path().join("fedsts.toml");
+    let unset = fixture
+        .hsm
+        .command(env!("CARGO_BIN_EXE_fedsts"))
+        .args(["keys", "check", "--config", path_str(&config)])
+        .env_remove(PIN_ENV)
+        .output()
+        .unwrap();
+    let text = stdout(&unset);
+    assert_eq!(unset.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("pin_env: environment variable FEDSTS_PKCS11_PIN is not set"),
+        "{text}"
+    );
+    assert!(!text.contains(PIN), "the PIN is never printed: {text}");
+}

@@ -590,11 +590,33 @@ struct Job {
 
 /// An RSA key in a PKCS#11 token, signing through a pool of logged-in sessions.
 pub struct Pkcs11Signer {
-    jobs: SyncSender<Job>,
+    /// `None` only while dropping.
+    jobs: Option<SyncSender<Job>>,
+    /// One message per worker that has closed its session and ended (a `Mutex` only to make the
+    /// signer `Sync`; it is read in `drop`).
+    finished: Mutex<Receiver<()>>,
+    workers: usize,
     queue_capacity: usize,
     spki_der: Vec<u8>,
     timeout: Duration,
     key: KeySelector,
+}
+
+impl Drop for Pkcs11Signer {
+    /// Ends the workers and waits (at most `timeout_secs` each) until they have closed their
+    /// sessions: a process that exits while a worker is still inside the module can crash in
+    /// the module's own teardown (seen with SoftHSM: `fedsts keys generate` exiting non-zero).
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        let Ok(finished) = self.finished.lock() else {
+            return;
+        };
+        for _ in 0..self.workers {
+            if finished.recv_timeout(self.timeout).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Pkcs11Signer {
@@ -650,15 +672,23 @@ impl Pkcs11Signer {
         let queue_capacity = count * QUEUE_PER_SESSION;
         let (jobs, receiver) = mpsc::sync_channel(queue_capacity);
         let receiver = Arc::new(Mutex::new(receiver));
+        let (done, finished) = mpsc::sync_channel(count);
         for (index, session) in sessions.into_iter().enumerate() {
             let receiver = receiver.clone();
+            let done = done.clone();
             std::thread::Builder::new()
                 .name(format!("pkcs11-{index}"))
-                .spawn(move || work(&session, handle, &receiver))
+                .spawn(move || {
+                    work(&session, handle, &receiver);
+                    drop(session);
+                    let _ = done.send(());
+                })
                 .map_err(|e| Pkcs11Error::Unusable(format!("cannot start a worker thread: {e}")))?;
         }
         Ok(Self {
-            jobs,
+            jobs: Some(jobs),
+            finished: Mutex::new(finished),
+            workers: count,
             queue_capacity,
             spki_der,
             timeout: config.timeout(),
@@ -669,18 +699,18 @@ impl Pkcs11Signer {
     /// Runs `work` on a session and waits for it at most the configured timeout.
     fn run(&self, work: Work) -> Result<Vec<u8>, Pkcs11Error> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.jobs
-            .try_send(Job {
-                work,
-                deadline: Instant::now() + self.timeout,
-                reply,
-            })
-            .map_err(|e| match e {
-                TrySendError::Full(_) => Pkcs11Error::Busy {
-                    queued: self.queue_capacity,
-                },
-                TrySendError::Disconnected(_) => Pkcs11Error::Stopped,
-            })?;
+        let jobs = self.jobs.as_ref().ok_or(Pkcs11Error::Stopped)?;
+        jobs.try_send(Job {
+            work,
+            deadline: Instant::now() + self.timeout,
+            reply,
+        })
+        .map_err(|e| match e {
+            TrySendError::Full(_) => Pkcs11Error::Busy {
+                queued: self.queue_capacity,
+            },
+            TrySendError::Disconnected(_) => Pkcs11Error::Stopped,
+        })?;
         let wait = || match answer.recv_timeout(self.timeout) {
             Ok(result) => result,
             Err(RecvTimeoutError::Timeout) => Err(Pkcs11Error::Timeout {
