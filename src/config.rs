@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::crypto::KeySource;
+pub use crate::crypto::pkcs11::Pkcs11Config;
 pub use crate::directory::ldap::LdapConfig;
 pub use crate::kerberos::KerberosConfig;
 use crate::policy::TrustedProxies;
@@ -153,8 +155,13 @@ pub struct AppConfig {
     pub issuer_uri: String,
     /// PEM token-signing certificate.
     pub signing_cert: PathBuf,
-    /// PEM token-signing private key.
-    pub signing_key: PathBuf,
+    /// PEM token-signing private key; or set `[apps.signing_pkcs11]`.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// `[apps.signing_pkcs11]`: the token-signing key lives in a PKCS#11 token (instead of
+    /// `signing_key`); `signing_cert` stays a file.
+    #[serde(default)]
+    pub signing_pkcs11: Option<Pkcs11Config>,
     /// Name of a `[directories.NAME]` entry.
     pub directory: String,
     /// Assertion lifetime in seconds (default 3600, at most 28800).
@@ -240,6 +247,24 @@ impl AppConfig {
     /// The display name, falling back to the domain.
     pub fn display_name(&self) -> &str {
         self.display_name.as_deref().unwrap_or(&self.domain)
+    }
+
+    /// Where the current token-signing key is (`None` when the config names neither or both
+    /// stores; validation reports that as `signing_key`).
+    pub fn signing_key_source(&self) -> Option<KeySource<'_>> {
+        match (&self.signing_key, &self.signing_pkcs11) {
+            (Some(path), None) => Some(KeySource::PemFile(path)),
+            (None, Some(pkcs11)) => Some(KeySource::Pkcs11(pkcs11)),
+            _ => None,
+        }
+    }
+
+    /// The config key of the current signing key's store, for error messages.
+    pub fn signing_key_name(&self, index: usize) -> String {
+        match self.signing_pkcs11 {
+            Some(_) => format!("apps[{index}].signing_pkcs11"),
+            None => format!("apps[{index}].signing_key"),
+        }
     }
 }
 
@@ -355,7 +380,12 @@ impl Config {
         resolve(session_key);
         for app in &mut self.apps {
             resolve(&mut app.signing_cert);
-            resolve(&mut app.signing_key);
+            if let Some(key) = &mut app.signing_key {
+                resolve(key);
+            }
+            if let Some(pkcs11) = &mut app.signing_pkcs11 {
+                pkcs11.resolve_paths(resolve);
+            }
             if let Some(kerberos) = &mut app.kerberos {
                 resolve(&mut kerberos.keytab);
             }
@@ -503,6 +533,7 @@ impl Config {
             ));
         }
         problems.extend(next_signing_problems(index, app));
+        problems.extend(signing_key_problems(index, app));
         problems.extend(passive_problems(index, &app.passive));
         problems
     }
@@ -575,6 +606,100 @@ fn next_signing_problems(index: usize, app: &AppConfig) -> Vec<ConfigProblem> {
         )],
         _ => Vec::new(),
     }
+}
+
+/// Exactly one store for the current key: `signing_key` (a PEM file) or `[apps.signing_pkcs11]`.
+fn signing_key_problems(index: usize, app: &AppConfig) -> Vec<ConfigProblem> {
+    match (&app.signing_key, &app.signing_pkcs11) {
+        (Some(_), Some(_)) => vec![ConfigProblem::new(
+            format!("apps[{index}].signing_key"),
+            "both signing_key and [apps.signing_pkcs11] are set",
+            "keep the one that holds the key: remove signing_key for a PKCS#11 token, or the table for a PEM file",
+        )],
+        (None, None) => vec![ConfigProblem::new(
+            format!("apps[{index}].signing_key"),
+            "no token-signing key: neither signing_key nor [apps.signing_pkcs11] is set",
+            "set signing_key to the PEM private key, or add an [apps.signing_pkcs11] table",
+        )],
+        (None, Some(pkcs11)) => pkcs11_problems(pkcs11, &format!("apps[{index}].signing_pkcs11")),
+        (Some(_), None) => Vec::new(),
+    }
+}
+
+/// Problems of one `[apps.signing_pkcs11]` table, keys under `prefix`.
+fn pkcs11_problems(pkcs11: &Pkcs11Config, prefix: &str) -> Vec<ConfigProblem> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    let mut problems = Vec::new();
+    let exactly_one = |set: &[bool]| set.iter().filter(|s| **s).count() == 1;
+    if !exactly_one(&[pkcs11.token_label.is_some(), pkcs11.slot.is_some()]) {
+        problems.push(ConfigProblem::new(
+            key("token_label"),
+            "needs exactly one of token_label and slot",
+            "name the token by its label (pkcs11-tool -L shows it) or by its slot id",
+        ));
+    }
+    if !exactly_one(&[pkcs11.key_label.is_some(), pkcs11.key_id.is_some()]) {
+        problems.push(ConfigProblem::new(
+            key("key_label"),
+            "needs exactly one of key_label and key_id",
+            "name the private key by its CKA_LABEL or by its CKA_ID in hex",
+        ));
+    }
+    if let Some(id) = &pkcs11.key_id
+        && crate::crypto::pkcs11::parse_hex(id).is_none()
+    {
+        problems.push(ConfigProblem::new(
+            key("key_id"),
+            format!("`{id}` is not an even number of hex digits"),
+            "write the CKA_ID as hex, e.g. \"01a2\"",
+        ));
+    }
+    let pins = [
+        pkcs11.pin.is_some(),
+        pkcs11.pin_file.is_some(),
+        pkcs11.pin_env.is_some(),
+    ];
+    if !exactly_one(&pins) {
+        problems.push(ConfigProblem::new(
+            key("pin"),
+            "needs exactly one of pin, pin_file and pin_env",
+            "prefer pin_file (mode 0600) or pin_env; pin inline is for tests",
+        ));
+    }
+    if pkcs11
+        .sessions
+        .is_some_and(|n| n == 0 || n > crate::crypto::pkcs11::MAX_SESSIONS)
+    {
+        problems.push(ConfigProblem::new(
+            key("sessions"),
+            format!(
+                "must be between 1 and {}",
+                crate::crypto::pkcs11::MAX_SESSIONS
+            ),
+            "remove it for the default (4) or write e.g. 8",
+        ));
+    }
+    if pkcs11
+        .timeout_secs
+        .is_some_and(|n| n == 0 || n > crate::crypto::pkcs11::MAX_TIMEOUT_SECS)
+    {
+        problems.push(ConfigProblem::new(
+            key("timeout_secs"),
+            format!(
+                "must be between 1 and {}",
+                crate::crypto::pkcs11::MAX_TIMEOUT_SECS
+            ),
+            "remove it for the default (5) or write a number of seconds",
+        ));
+    }
+    if !pkcs11.module.is_file() {
+        problems.push(ConfigProblem::new(
+            key("module"),
+            format!("{} is not a file", pkcs11.module.display()),
+            "write the path of the vendor's PKCS#11 library (.so)",
+        ));
+    }
+    problems
 }
 
 fn passive_problems(index: usize, passive: &PassiveConfig) -> Vec<ConfigProblem> {
@@ -673,6 +798,60 @@ path = "users.toml"
         let printed = format!("{config:?}");
         assert!(printed.contains("Secret(***)"), "{printed}");
         assert!(!printed.contains("s3cr3t-Pw"), "{printed}");
+    }
+
+    fn keys_of(text: &str) -> Vec<String> {
+        let config = Config::parse(text, Path::new("/etc/fedsts")).unwrap();
+        config
+            .problems()
+            .into_iter()
+            .map(|p| p.key)
+            .filter(|k| k.contains("signing"))
+            .collect()
+    }
+
+    #[test]
+    fn the_signing_key_is_a_file_or_a_pkcs11_table_never_both_or_neither() {
+        let table = "\n[apps.signing_pkcs11]\nmodule = \"/nonexistent.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\npin_env = \"P\"\n";
+        let both = EXAMPLE.replace(
+            "\n[directories.local]",
+            &format!("{table}\n[directories.local]"),
+        );
+        assert_eq!(keys_of(&both), ["apps[0].signing_key"]);
+        let neither = EXAMPLE.replace("signing_key = \"certs/signing.key\"\n", "");
+        assert_eq!(keys_of(&neither), ["apps[0].signing_key"]);
+        let token = both.replace("signing_key = \"certs/signing.key\"\n", "");
+        // Only the module path is wrong: it does not exist.
+        assert_eq!(keys_of(&token), ["apps[0].signing_pkcs11.module"]);
+        let config = Config::parse(&token, Path::new("/etc/fedsts")).unwrap();
+        assert!(matches!(
+            config.apps[0].signing_key_source(),
+            Some(crate::crypto::KeySource::Pkcs11(_))
+        ));
+        let messy = token
+            .replace("token_label = \"t\"", "token_label = \"t\"\nslot = 1")
+            .replace("key_label = \"k\"", "key_label = \"k\"\nkey_id = \"abc\"")
+            .replace(
+                "pin_env = \"P\"",
+                "pin_env = \"P\"\npin = \"1\"\nsessions = 0\ntimeout_secs = 61",
+            );
+        assert_eq!(
+            keys_of(&messy),
+            [
+                "apps[0].signing_pkcs11.token_label",
+                "apps[0].signing_pkcs11.key_label",
+                "apps[0].signing_pkcs11.key_id",
+                "apps[0].signing_pkcs11.pin",
+                "apps[0].signing_pkcs11.sessions",
+                "apps[0].signing_pkcs11.timeout_secs",
+                "apps[0].signing_pkcs11.module",
+            ]
+        );
+        let debug = format!(
+            "{:?}",
+            Config::parse(&messy, Path::new("/")).unwrap().apps[0]
+        );
+        assert!(!debug.contains("pin: Some(Secret(\"1\"))"), "{debug}");
     }
 
     #[test]

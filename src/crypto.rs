@@ -16,6 +16,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 use x509_cert::der::{Decode, Encode};
 
+pub mod pkcs11;
+
 /// Smallest RSA modulus, in bits, we accept for signing keys.
 const MIN_RSA_BITS: usize = 2048;
 
@@ -74,14 +76,51 @@ pub enum CryptoError {
     /// Generating a key or self-signed certificate failed.
     #[error("could not generate a self-signed certificate: {0}")]
     Generation(String),
+    /// The key signed a test message but the signature does not verify with the certificate.
+    #[error(
+        "the key signed a test digest, but the signature does not verify against certificate \"{subject}\" — the key or token is broken"
+    )]
+    SelfTestFailed {
+        /// Subject of the certificate.
+        subject: String,
+    },
+    /// A PKCS#11 token failed (its own message says which way).
+    #[error("PKCS#11: {0}")]
+    Pkcs11(#[from] pkcs11::Pkcs11Error),
 }
 
-/// Something that can make RSA PKCS#1 v1.5 SHA-256 signatures (software key now; HSM later).
+/// Where a signing key is kept; written into every issued assertion's audit record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStore {
+    /// A PEM file read into memory ([`SoftwareSigner`]).
+    File,
+    /// A PKCS#11 token ([`pkcs11::Pkcs11Signer`]).
+    Pkcs11,
+}
+
+impl KeyStore {
+    /// `file` or `pkcs11`, as the audit log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStore::File => "file",
+            KeyStore::Pkcs11 => "pkcs11",
+        }
+    }
+}
+
+/// Something that can make RSA PKCS#1 v1.5 SHA-256 signatures: a key in memory
+/// ([`SoftwareSigner`]) or in a PKCS#11 token ([`pkcs11::Pkcs11Signer`]).
 pub trait Signer: Send + Sync + std::fmt::Debug {
     /// Signs `message` (hashing it with SHA-256 first) and returns the raw signature bytes.
     fn sign_rsa_sha256(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError>;
     /// DER SubjectPublicKeyInfo of the key, used to check it matches a certificate.
     fn public_key_spki_der(&self) -> Vec<u8>;
+    /// Where the key is kept.
+    fn store(&self) -> KeyStore;
+    /// Whether the key can sign right now (a token answers); `/healthz` asks.
+    fn health(&self) -> Result<(), CryptoError> {
+        Ok(())
+    }
 }
 
 /// RSA key held in memory, signing with aws-lc-rs.
@@ -145,6 +184,28 @@ impl Signer for SoftwareSigner {
 
     fn public_key_spki_der(&self) -> Vec<u8> {
         self.spki_der.clone()
+    }
+
+    fn store(&self) -> KeyStore {
+        KeyStore::File
+    }
+}
+
+impl Signer for pkcs11::Pkcs11Signer {
+    fn sign_rsa_sha256(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        Ok(self.sign(message)?)
+    }
+
+    fn public_key_spki_der(&self) -> Vec<u8> {
+        self.spki_der().to_vec()
+    }
+
+    fn store(&self) -> KeyStore {
+        KeyStore::Pkcs11
+    }
+
+    fn health(&self) -> Result<(), CryptoError> {
+        Ok(self.probe()?)
     }
 }
 
@@ -297,6 +358,15 @@ fn x509_time(value: &x509_cert::time::Time) -> Result<OffsetDateTime, CryptoErro
         .map_err(|e| CryptoError::InvalidCertificate(e.to_string()))
 }
 
+/// Where a key to load is: a PEM file or a PKCS#11 token.
+#[derive(Clone, Copy, Debug)]
+pub enum KeySource<'a> {
+    /// A PEM private key file.
+    PemFile(&'a Path),
+    /// A key in a PKCS#11 token.
+    Pkcs11(&'a pkcs11::Pkcs11Config),
+}
+
 /// A signer together with the certificate whose public key matches it.
 #[derive(Clone, Debug)]
 pub struct SigningIdentity {
@@ -325,6 +395,40 @@ impl SigningIdentity {
         let certificate = Certificate::from_pem(&read_text(cert_path)?)?;
         let signer = SoftwareSigner::from_pem(&read_text(key_path)?)?;
         Self::new(Arc::new(signer), certificate)
+    }
+
+    /// Loads the certificate (first block of a PEM file) and its key from `source`.
+    pub fn load(cert_path: &Path, source: KeySource<'_>) -> Result<Self, CryptoError> {
+        match source {
+            KeySource::PemFile(key_path) => Self::from_pem_files(cert_path, key_path),
+            KeySource::Pkcs11(config) => {
+                let certificate = Certificate::from_pem(&read_text(cert_path)?)?;
+                let signer = pkcs11::Pkcs11Signer::open(config)?;
+                Self::new(Arc::new(signer), certificate)
+            }
+        }
+    }
+
+    /// Signs a test digest with the key and verifies it with the certificate's public key
+    /// (aws-lc-rs), so a key that matches on paper but cannot sign is found before Entra is.
+    pub fn self_test(&self) -> Result<(), CryptoError> {
+        const MESSAGE: &[u8] = b"fedsts key check: RSA-SHA256 test digest";
+        let signature = self.signer.sign_rsa_sha256(MESSAGE)?;
+        let public_key = rsa_public_key_of(&self.certificate.public_key_spki_der())?;
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            public_key,
+        )
+        .verify(MESSAGE, &signature)
+        .map_err(|_| CryptoError::SelfTestFailed {
+            subject: self.certificate.subject(),
+        })
+    }
+
+    /// The certificate's SHA-256 fingerprint (lowercase hex, what `openssl x509 -fingerprint
+    /// -sha256` shows without colons): the key's name in the audit log.
+    pub fn fingerprint(&self) -> String {
+        self.certificate.sha256_thumbprint_hex()
     }
 }
 
@@ -373,6 +477,63 @@ pub fn generate_self_signed(
         certificate_pem: certificate.pem(),
         private_key_pem: key_pair.serialize_pem(),
     })
+}
+
+/// The RSAPublicKey DER inside a SubjectPublicKeyInfo (the BIT STRING's content).
+fn rsa_public_key_of(spki_der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(spki_der)
+        .map_err(|e| CryptoError::InvalidCertificate(e.to_string()))?;
+    Ok(spki.subject_public_key.raw_bytes().to_vec())
+}
+
+/// An rcgen signing key whose private half is behind a [`Signer`] (a key in a token).
+struct RemoteRsaKey<'a> {
+    signer: &'a dyn Signer,
+    public_key_der: Vec<u8>,
+}
+
+impl rcgen::PublicKeyData for RemoteRsaKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_key_der
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
+    }
+}
+
+impl rcgen::SigningKey for RemoteRsaKey<'_> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.signer.sign_rsa_sha256(message).map_err(|e| {
+            tracing::warn!(error = %e, "signing the self-signed certificate failed");
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
+
+/// A self-signed token-signing certificate (PEM) for a key that only `signer` can use, CN =
+/// `common_name`, valid from now-1h for `valid_days`.
+pub fn self_signed_for_signer(
+    signer: &dyn Signer,
+    common_name: &str,
+    valid_days: u32,
+) -> Result<String, CryptoError> {
+    let generation = |e: &dyn std::fmt::Display| CryptoError::Generation(e.to_string());
+    let key = RemoteRsaKey {
+        signer,
+        public_key_der: rsa_public_key_of(&signer.public_key_spki_der())?,
+    };
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| generation(&e))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(valid_days));
+    let certificate = params.self_signed(&key).map_err(|e| generation(&e))?;
+    Ok(certificate.pem())
 }
 
 /// Helpers shared by the unit tests of the signing modules.
@@ -616,6 +777,18 @@ tJ/5ZyW0xE9elczc
         assert_ne!(chain[0].der(), chain[1].der());
         let empty = Certificate::chain_from_pem("").unwrap_err();
         assert!(matches!(empty, CryptoError::InvalidCertificatePem(_)));
+    }
+
+    #[test]
+    fn self_signed_for_a_remote_signer_verifies_and_self_tests() {
+        let generated = generated();
+        let signer = SoftwareSigner::from_pem(&generated.private_key_pem).unwrap();
+        let pem = self_signed_for_signer(&signer, "remote.example.com", 5).unwrap();
+        let certificate = Certificate::from_pem(&pem).unwrap();
+        assert_eq!(certificate.subject(), "CN=remote.example.com");
+        let identity = SigningIdentity::new(Arc::new(signer), certificate).unwrap();
+        identity.self_test().unwrap();
+        assert_eq!(identity.fingerprint().len(), 64);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::{Config, ConfigProblem, DirectoryConfig};
-use crate::crypto::{Certificate, SigningIdentity};
+use crate::crypto::{Certificate, KeySource, SigningIdentity};
 use crate::directory::file::{self, FileDirectory};
 use crate::directory::ldap::{LdapDirectory, ProbeReport};
 use crate::kerberos::KerberosConfig;
@@ -125,13 +125,16 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
     problems.extend(check_tls(config, now));
     problems.extend(check_device_ca(config));
     for (i, app) in config.apps.iter().enumerate() {
-        problems.extend(check_signing(
-            i,
-            "signing",
-            &app.signing_cert,
-            &app.signing_key,
-            now,
-        ));
+        match app.signing_key_source() {
+            Some(KeySource::PemFile(key)) => {
+                problems.extend(check_signing(i, "signing", &app.signing_cert, key, now));
+            }
+            // Offline: the certificate only; `--online` / `fedsts keys check` log into the token.
+            Some(KeySource::Pkcs11(_)) => {
+                problems.extend(check_certificate_file(i, &app.signing_cert, now));
+            }
+            None => {}
+        }
         if let (Some(cert), Some(key)) = (&app.next_signing_cert, &app.next_signing_key) {
             problems.extend(check_signing(i, "next_signing", cert, key, now));
             if same_certificate(&app.signing_cert, cert) {
@@ -188,6 +191,9 @@ pub async fn check_online(config: &Config, probe_user: Option<&str>) -> Vec<Prob
     for (i, app) in config.apps.iter().enumerate() {
         if let Some(kerberos) = &app.kerberos {
             reports.push(keytab_report(&format!("apps[{i}].kerberos"), kerberos));
+        }
+        if app.signing_pkcs11.is_some() {
+            reports.push(key_report(i, app));
         }
     }
     reports
@@ -302,6 +308,72 @@ fn check_signing(
             ),
         )],
     }
+}
+
+/// The current signing certificate of an app whose key is in a token: readable and valid now.
+fn check_certificate_file(index: usize, cert: &Path, now: OffsetDateTime) -> Vec<ConfigProblem> {
+    let key = format!("apps[{index}].signing_cert");
+    match std::fs::read_to_string(cert)
+        .map_err(|e| format!("cannot read {}: {e}", cert.display()))
+        .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+    {
+        Ok(certificate) => validity_problems(&key, &certificate, now),
+        Err(e) => vec![ConfigProblem::new(
+            key,
+            e,
+            "point signing_cert at the PEM certificate of the key in the token",
+        )],
+    }
+}
+
+/// `check-config --online` / `fedsts keys check` for one app: load the key from its store
+/// (logging into a token), check it matches the certificate, sign a test digest and verify it.
+pub fn key_report(index: usize, app: &crate::config::AppConfig) -> ProbeReport {
+    let mut report = ProbeReport::new(&format!("apps[{index}]"));
+    let Some(source) = app.signing_key_source() else {
+        return report;
+    };
+    let field = match source {
+        KeySource::PemFile(_) => "signing_key",
+        KeySource::Pkcs11(_) => "signing_pkcs11",
+    };
+    let checked = SigningIdentity::load(&app.signing_cert, source)
+        .and_then(|identity| identity.self_test().map(|()| identity));
+    let identity = match checked {
+        Ok(identity) => identity,
+        Err(e) => {
+            report.problem(
+                field,
+                e.to_string(),
+                "fix the key store so that it holds the key of signing_cert",
+            );
+            return report;
+        }
+    };
+    report.findings.push(format!(
+        "signing key in {} store matches {} (SHA-256 {}) and signed a test digest that verifies",
+        identity.signer.store().as_str(),
+        identity.certificate.subject(),
+        identity.fingerprint()
+    ));
+    if let KeySource::Pkcs11(pkcs11) = source {
+        match crate::crypto::pkcs11::key_protection(pkcs11) {
+            Ok(protection) if protection.sensitive && !protection.extractable => report
+                .findings
+                .push("the private key is sensitive and not extractable".to_owned()),
+            Ok(protection) => report.warning(
+                field,
+                format!(
+                    "the private key is {}sensitive and {}extractable: it can leave the token",
+                    if protection.sensitive { "" } else { "not " },
+                    if protection.extractable { "" } else { "not " }
+                ),
+                "make a new key with `fedsts keys generate` (sensitive, not extractable) and roll over to it",
+            ),
+            Err(e) => report.problem(field, e.to_string(), "check the token"),
+        }
+    }
+    report
 }
 
 /// Whether two PEM files hold the same certificate (unreadable files are reported elsewhere).

@@ -188,7 +188,7 @@ issuer_id = "{ISSUER_ID}"
             tls_key = c.server.tls_key.display(),
             id = c.apps[0].id,
             signing_cert = c.apps[0].signing_cert.display(),
-            signing_key = c.apps[0].signing_key.display(),
+            signing_key = c.apps[0].signing_key.as_ref().unwrap().display(),
             keytab = kdc.keytab().display(),
             spn = kdc::SPN,
         );

@@ -39,9 +39,14 @@ pub fn roll_over(path: &Path, app_id: &str) -> ExitCode {
              and roll over once Entra ID has it"
         ));
     };
+    let Some(key) = app.signing_key else {
+        return fail(format!(
+            "app `{app_id}` keeps its signing key in a PKCS#11 token; `fedsts rollover` swaps PEM files only"
+        ));
+    };
     let files = SigningFiles {
         cert: app.signing_cert,
-        key: app.signing_key,
+        key,
         next_cert,
         next_key,
     };

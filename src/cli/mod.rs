@@ -9,6 +9,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod audit;
+mod keys;
 pub mod loadtest;
 mod lockout;
 
@@ -123,6 +125,18 @@ pub enum Command {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Check token-signing keys against their certificates, or make one in a PKCS#11 token.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: keys::KeysAction,
+    },
+    /// Read audit log lines: which key signed which assertion.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: audit::AuditAction,
+    },
     /// Manage users of a file directory.
     User {
         /// What to do.
@@ -200,6 +214,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Keys { action } => keys::run(action),
+        Command::Audit { action } => audit::run(action),
         Command::User {
             command: UserCommand::TotpEnroll { config, app, upn },
         } => admin::totp_enroll(&config, &app, &upn),

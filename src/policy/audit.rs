@@ -11,6 +11,9 @@
 //! `totp_wrong`, `totp_attempts_exceeded`, `session_signed_out`),
 //! `assertion_id`, `device_id`, `lockout_location` (`familiar`/`unfamiliar`, empty when not
 //! checked) and `lockout_log_only` (true when log-only lockout would have blocked this request).
+//! Issued records also name the key that signed: `signing_key_sha256` (the SHA-256 fingerprint
+//! of its certificate, lowercase hex) and `signing_store` (`file` or `pkcs11`); `fedsts audit
+//! by-key` lists the assertions per key and flags keys that are not configured.
 //! Passwords never appear. Every field may hold what a client sent; `crate::logging` escapes
 //! them so none can forge a line.
 
@@ -71,12 +74,20 @@ pub struct AuditRecord {
     pub lockout_log_only: bool,
     /// Device id from a verified device certificate.
     pub device_id: Option<String>,
+    /// SHA-256 fingerprint of the certificate of the key that signs this app's tokens.
+    pub signing_key_sha256: String,
+    /// Where that key is kept (`file`, `pkcs11`).
+    pub signing_store: &'static str,
 }
 
 impl AuditRecord {
     /// Writes the record with its decision, reason and assertion id.
     pub fn emit(&self, decision: Decision, reason: &str, assertion_id: Option<&str>) {
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
+        let (signing_key_sha256, signing_store) = match decision {
+            Decision::Issued => (self.signing_key_sha256.as_str(), self.signing_store),
+            Decision::Refused | Decision::SignedOut => ("", ""),
+        };
         let time = self
             .time
             .format(&Rfc3339)
@@ -97,6 +108,8 @@ impl AuditRecord {
             device_id = self.device_id.as_deref().unwrap_or(""),
             lockout_location = self.lockout_location.map(Location::as_str).unwrap_or(""),
             lockout_log_only = self.lockout_log_only,
+            signing_key_sha256,
+            signing_store,
             "token decision"
         );
     }

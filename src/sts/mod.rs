@@ -449,11 +449,7 @@ impl Sts {
         let mut apps = BTreeMap::new();
         let mut wsfed = WsFed::new(session_key(config)?);
         for (i, app) in config.apps.iter().enumerate() {
-            let identity = SigningIdentity::from_pem_files(&app.signing_cert, &app.signing_key)
-                .map_err(|source| StartError::Signing {
-                    key: format!("apps[{i}].signing_key"),
-                    source,
-                })?;
+            let identity = load_identity(i, app)?;
             let directory =
                 directories
                     .get(&app.directory)
@@ -580,6 +576,13 @@ impl Sts {
                 tracing::warn!(app = %app.config.id, error = %e, "health check failed");
                 return HttpReply::text(503, &format!("unhealthy: app {}\n", app.config.id));
             }
+            if let Err(e) = app.identity.signer.health() {
+                tracing::warn!(app = %app.config.id, error = %e, "health check failed: signing key");
+                return HttpReply::text(
+                    503,
+                    &format!("unhealthy: app {} signing key\n", app.config.id),
+                );
+            }
         }
         HttpReply::text(200, "ok\n")
     }
@@ -636,6 +639,8 @@ fn audit_record(
         lockout_location: None,
         lockout_log_only: false,
         device_id: None,
+        signing_key_sha256: app.identity.fingerprint(),
+        signing_store: app.identity.signer.store().as_str(),
     }
 }
 
@@ -655,6 +660,20 @@ fn session_key(config: &Config) -> Result<SessionKey, StartError> {
             Ok(SessionKey::from_bytes(&bytes))
         }
     }
+}
+
+/// The current signing identity of `apps[index]`, from its PEM file or PKCS#11 token.
+fn load_identity(index: usize, app: &AppConfig) -> Result<SigningIdentity, StartError> {
+    let signing = |source| StartError::Signing {
+        key: app.signing_key_name(index),
+        source,
+    };
+    let source = app.signing_key_source().ok_or_else(|| {
+        StartError::Config(format!(
+            "apps[{index}].signing_key: set exactly one of signing_key and [apps.signing_pkcs11]"
+        ))
+    })?;
+    SigningIdentity::load(&app.signing_cert, source).map_err(signing)
 }
 
 /// The next signing identity of `apps[index]`, when both files are configured.

@@ -56,6 +56,11 @@ impl AuditLog {
         (log, guard)
     }
 
+    /// The JSON lines written so far, as a log file would hold them.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
     /// Every audit record so far, as the `fields` objects of the JSON lines.
     pub fn records(&self) -> Vec<serde_json::Value> {
         let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();

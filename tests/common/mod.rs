@@ -95,4 +95,5 @@ pub mod redis;
 pub mod samba;
 pub mod server;
 pub mod slapd;
+pub mod softhsm;
 pub mod wstrust;
