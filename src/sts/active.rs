@@ -52,8 +52,9 @@ impl Sts {
                 )
             }
             Err(error) => {
-                record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                HttpReply::refused(&error, version, &info.correlation_id, relates_to)
+                let outcome = error.outcome();
+                record.emit(audit::Decision::Refused, &outcome.log_reason, None);
+                HttpReply::refused(&outcome.active, version, &info.correlation_id, relates_to)
             }
         }
     }

@@ -62,9 +62,9 @@ impl Sts {
             return negotiate_challenge();
         };
         if let Err(refusal) = guard.rate_limit().await {
-            let error = StsError::from(refusal);
-            record.emit(audit::Decision::Refused, &error.log_reason(), None);
-            return HttpReply::refused(&error, version, &info.correlation_id, None);
+            let outcome = StsError::from(refusal).outcome();
+            record.emit(audit::Decision::Refused, &outcome.log_reason, None);
+            return HttpReply::refused(&outcome.active, version, &info.correlation_id, None);
         }
         let acceptor = acceptor.clone();
         let accepted = tokio::task::spawn_blocking(move || {
@@ -127,8 +127,14 @@ impl Sts {
             }
             Err(error) => {
                 record.user = accepted.principal.clone();
-                record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                HttpReply::refused(&error, version, &info.correlation_id, relates_to.as_deref())
+                let outcome = error.outcome();
+                record.emit(audit::Decision::Refused, &outcome.log_reason, None);
+                HttpReply::refused(
+                    &outcome.active,
+                    version,
+                    &info.correlation_id,
+                    relates_to.as_deref(),
+                )
             }
         };
         if let Some(token) = accepted.reply_token {

@@ -178,26 +178,36 @@ impl HttpReply {
         }
     }
 
-    /// The answer to a refused WS-Trust request: a plain 429 with `Retry-After` for a rate
-    /// limit answered so, otherwise the SOAP fault (with `Retry-After` when the client may
-    /// retry soon).
+    /// The answer to a refused WS-Trust request, as its [`crate::error::Outcome`] decided: a
+    /// plain status with `Retry-After`, or the SOAP fault (with `Retry-After` when the client
+    /// may retry soon).
     fn refused(
-        error: &crate::error::StsError,
+        answer: &crate::error::ActiveAnswer,
         version: crate::protocol::wstrust::TrustVersion,
         correlation_id: &str,
         relates_to: Option<&str>,
     ) -> Self {
-        if let Some((status, retry_after)) = error.plain_http() {
-            let mut reply = Self::text(status, "too many requests; try again later\n");
-            reply.headers.push(("retry-after", retry_after.to_string()));
-            return reply;
+        use crate::error::ActiveAnswer;
+        match answer {
+            ActiveAnswer::Plain {
+                status,
+                retry_after_secs,
+            } => {
+                let mut reply = Self::text(*status, "too many requests; try again later\n");
+                reply
+                    .headers
+                    .push(("retry-after", retry_after_secs.to_string()));
+                reply
+            }
+            ActiveAnswer::Fault(fault) => {
+                let fault_xml = fault.to_fault(version, correlation_id, relates_to).to_xml();
+                let mut reply = Self::soap(crate::error::FAULT_HTTP_STATUS, fault_xml);
+                if let Some(retry_after) = fault.retry_after_secs {
+                    reply.headers.push(("retry-after", retry_after.to_string()));
+                }
+                reply
+            }
         }
-        let fault = error.to_fault(version, correlation_id, relates_to);
-        let mut reply = Self::soap(crate::error::FAULT_HTTP_STATUS, fault.to_xml());
-        if let Some(retry_after) = error.fault_retry_after() {
-            reply.headers.push(("retry-after", retry_after.to_string()));
-        }
-        reply
     }
 }
 

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
 use crate::directory::{DirectoryError, User};
-use crate::error::{ErrorPage, StsError};
+use crate::error::{ErrorPage, PassiveAnswer, StsError};
 use crate::policy::audit::{AuditRecord, Decision};
 use crate::policy::{Flow, Policies, Refusal};
 use crate::protocol::ns::MICROSOFT_ONLINE;
@@ -488,7 +488,7 @@ impl WsFed {
     }
 
     /// Audits a refusal and answers it: credential failures show the sign-in form again with the
-    /// generic message, everything else its page (`StsError::passive_page`).
+    /// generic message, everything else its page, as [`StsError::outcome`] decided.
     fn refused(
         &self,
         exchange: &mut Exchange<'_>,
@@ -496,10 +496,13 @@ impl WsFed {
         username: &str,
         error: StsError,
     ) -> PageReply {
-        exchange.refuse(&error.log_reason());
-        match error.passive_page() {
-            None => self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401),
-            Some(page) => exchange.error_page(&page),
+        let outcome = error.outcome();
+        exchange.refuse(&outcome.log_reason);
+        match outcome.passive {
+            PassiveAnswer::SignInFormAgain => {
+                self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401)
+            }
+            PassiveAnswer::Page(page) => exchange.error_page(&page),
         }
     }
 
