@@ -2,9 +2,11 @@
 //! does with a request. Knows no HTTP types: it takes an [`Endpoint`], body bytes and a little
 //! request context, and returns an [`HttpReply`].
 //!
-//! Submodules hold the endpoints with several steps: `active` (usernamemixed) and `windows`
-//! (windowstransport); passive sign-in is `crate::wsfed`. `guard` holds the policy steps the
-//! two password paths (usernamemixed and passive sign-in) share.
+//! Submodules hold the endpoints with several steps: `active` (usernamemixed) and `kerberos`
+//! (windowstransport), which share one shape: the steps before the MessageID is known, the
+//! steps after it (their refusals carry it, see [`Refused`]), and one ending ([`trust_reply`]:
+//! audit record, RSTR or fault). Passive sign-in is `crate::wsfed`. `guard` holds the policy
+//! steps the two password paths (usernamemixed and passive sign-in) share.
 //!
 //! Path of a token on usernamemixed: classification and rate limit (`policy`) → envelope
 //! (`soap`) → RST (`wstrust`) → replay marks and lockout check (`policy`) → password check
@@ -207,6 +209,84 @@ impl HttpReply {
                 }
                 reply
             }
+        }
+    }
+}
+
+/// A token issued on a WS-Trust endpoint, with what its RSTR echoes.
+struct Issued {
+    assertion: SignedAssertion,
+    /// The AppliesTo address as sent.
+    applies_to: String,
+    /// The request's `wsa:MessageID` (the RSTR's `RelatesTo`).
+    message_id: Option<String>,
+}
+
+/// A refused WS-Trust request: why, and the `wsa:MessageID` its fault relates to once the
+/// request has been read far enough to have one.
+struct Refused {
+    error: crate::error::StsError,
+    message_id: Option<String>,
+}
+
+impl Refused {
+    /// A refusal before the request's MessageID is known (rate limit, envelope, RST).
+    fn early(error: impl Into<crate::error::StsError>) -> Self {
+        Self {
+            error: error.into(),
+            message_id: None,
+        }
+    }
+
+    /// A refusal of a request that was read: its fault relates to `message_id`.
+    fn relating_to(error: crate::error::StsError, message_id: &Option<String>) -> Self {
+        Self {
+            error,
+            message_id: message_id.clone(),
+        }
+    }
+}
+
+/// The common ending of usernamemixed and windowstransport: one audit record, then the RSTR of
+/// the issued token or the refusal as its [`crate::error::Outcome`] decided.
+fn trust_reply(
+    result: Result<Issued, Refused>,
+    record: &AuditRecord,
+    version: TrustVersion,
+    correlation_id: &str,
+    now: OffsetDateTime,
+) -> HttpReply {
+    match result {
+        Ok(issued) => {
+            record.emit(
+                crate::policy::audit::Decision::Issued,
+                "ok",
+                Some(&issued.assertion.id),
+            );
+            HttpReply::soap(
+                200,
+                wstrust::build_response(
+                    version,
+                    &issued.assertion,
+                    &issued.applies_to,
+                    issued.message_id.as_deref(),
+                    now,
+                ),
+            )
+        }
+        Err(refused) => {
+            let outcome = refused.error.outcome();
+            record.emit(
+                crate::policy::audit::Decision::Refused,
+                &outcome.log_reason,
+                None,
+            );
+            HttpReply::refused(
+                &outcome.active,
+                version,
+                correlation_id,
+                refused.message_id.as_deref(),
+            )
         }
     }
 }
