@@ -38,12 +38,14 @@ use crate::protocol::xml;
 use crate::secret::Secret;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
-use crate::wsfed::session::SessionKey;
-use crate::wsfed::{Call, WsFed};
 
 mod active;
 pub(crate) mod guard;
 mod kerberos;
+pub mod passive;
+
+use passive::session::SessionKey;
+use passive::{Call, WsFed};
 
 /// What a request asks for, decided by the router from method and path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -482,7 +484,7 @@ pub enum StartError {
     },
     /// The browser session key could not be read or made.
     #[error("server.session_key: {0}")]
-    SessionKey(#[from] crate::wsfed::session::SessionKeyError),
+    SessionKey(#[from] passive::session::SessionKeyError),
     /// The federation metadata could not be signed.
     #[error("{key}: cannot sign the federation metadata: {source}")]
     Metadata {
@@ -741,7 +743,7 @@ fn session_key(config: &Config) -> Result<SessionKey, StartError> {
         Some(path) => Ok(SessionKey::load_or_create(path)?),
         None => {
             let bytes = crate::random::bytes::<32>()
-                .map_err(|_| crate::wsfed::session::SessionKeyError::Random)?;
+                .map_err(|_| passive::session::SessionKeyError::Random)?;
             Ok(SessionKey::from_bytes(&bytes))
         }
     }

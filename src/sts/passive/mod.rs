@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 
 use time::{Duration, OffsetDateTime};
 
+use super::guard::SignInGuard;
+use super::{App, HttpReply, RequestInfo};
 use crate::directory::{DirectoryError, User};
 use crate::error::{ErrorPage, PassiveAnswer, StsError};
 use crate::policy::audit::{AuditRecord, Decision};
@@ -27,8 +29,6 @@ use crate::protocol::ns::MICROSOFT_ONLINE;
 use crate::protocol::saml::{self, SignedAssertion, TokenType};
 use crate::protocol::wstrust;
 use crate::state::StateError;
-use crate::sts::guard::SignInGuard;
-use crate::sts::{App, HttpReply, RequestInfo};
 use crate::totp::{self, TotpKey};
 
 use pages::{Branding, OwnForm};
@@ -1001,8 +1001,8 @@ fn issue(
     mfa: bool,
     now: OffsetDateTime,
 ) -> Result<SignedAssertion, saml::SamlError> {
-    let claims = crate::sts::user_claims(app, user, authenticated_at, mfa);
-    crate::sts::sign(app, &claims, TokenType::Saml11, now)
+    let claims = super::user_claims(app, user, authenticated_at, mfa);
+    super::sign(app, &claims, TokenType::Saml11, now)
 }
 
 fn random_failure(exchange: &mut Exchange<'_>) -> PageReply {
