@@ -9,6 +9,7 @@
 
 use crate::protocol::ns::{SOAP12, TRUST_13, TRUST_2005, WSA, WSP, WSU};
 use crate::protocol::wstrust::TrustVersion;
+use crate::protocol::xml;
 use std::fmt::Write as _;
 
 const NS_WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
@@ -491,7 +492,11 @@ impl XmlWriter {
         self.out.push_str(name);
         for (key, value) in attributes {
             // Writing into a String cannot fail.
-            let _ = write!(self.out, " {key}=\"{}\"", escape_attribute(value));
+            let _ = write!(
+                self.out,
+                " {key}=\"{}\"",
+                xml::escape_canonical_attribute(value)
+            );
         }
     }
 
@@ -514,7 +519,7 @@ impl XmlWriter {
 
     fn text_element(&mut self, name: &str, attributes: &[(&str, &str)], text: &str) {
         self.start_tag(name, attributes);
-        let _ = writeln!(self.out, ">{}</{name}>", escape_text(text));
+        let _ = writeln!(self.out, ">{}</{name}>", xml::escape_canonical_text(text));
     }
 
     /// `<name attrs><wsp:Policy>body</wsp:Policy></name>`, the shape of every WS-SP assertion
@@ -537,31 +542,6 @@ impl XmlWriter {
             self.out.push_str("  ");
         }
     }
-}
-
-fn escape_text(text: &str) -> String {
-    escape(text, false)
-}
-
-fn escape_attribute(value: &str) -> String {
-    escape(value, true)
-}
-
-fn escape(input: &str, in_attribute: bool) -> String {
-    let mut escaped = String::with_capacity(input.len());
-    for c in input.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' if in_attribute => escaped.push_str("&quot;"),
-            '\t' if in_attribute => escaped.push_str("&#x9;"),
-            '\n' if in_attribute => escaped.push_str("&#xA;"),
-            '\r' => escaped.push_str("&#xD;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]
