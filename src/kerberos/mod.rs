@@ -1,6 +1,7 @@
 //! windowstransport (integrated Windows authentication): the per-app `[apps.kerberos]`
 //! configuration, the intranet check, mapping a Kerberos principal to a directory entry, and
-//! the claims of a Windows-authenticated user or domain-joined computer (protocol.md §4.3).
+//! the claims of a Windows-authenticated user or domain-joined computer
+//! (docs/protocol-notes.md#scenario-claims).
 //!
 //! The SPNEGO exchange itself is in [`crate::kerberos::acceptor`] (cargo feature `kerberos`); everything
 //! here is pure and always compiled, so that a configuration asking for Kerberos in a build

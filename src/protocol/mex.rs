@@ -1,7 +1,7 @@
 //! WS-MetadataExchange (MEX) document: the WSDL that tells WS-Trust clients (MSAL, ADAL,
 //! Windows CloudAP, Office) which endpoints we serve and how to talk to them.
 //!
-//! The document follows the shape ADFS publishes (protocol.md §1.2–1.3): one `wsp:Policy` per
+//! The document follows the shape ADFS publishes (docs/protocol-notes.md#mex): one `wsp:Policy` per
 //! binding first, then `wsdl:types`, messages, the two WS-Trust port types, one `wsdl:binding`
 //! per advertised endpoint and finally `wsdl:service` with one port per endpoint. Only endpoints
 //! that are configured appear; every policy, binding and port belongs to exactly one endpoint, so
@@ -220,7 +220,7 @@ fn write_definitions(w: &mut XmlWriter, endpoints: &MexEndpoints) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Policies (protocol.md §1.3)
+// Policies (docs/protocol-notes.md#policies-per-endpoint)
 
 fn write_policy(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
     let id = endpoint.policy_id();

@@ -2,7 +2,7 @@
 //!
 //! The assertion is written directly in exclusive-canonical form (see [`crate::protocol::xmldsig`]), with
 //! its own `xmlns:saml` declaration, and signed as it is; the resulting bytes must be embedded
-//! unchanged in the response. Shapes follow protocol.md §4.1 (SAML 1.1) and §4.5 (SAML 2.0).
+//! unchanged in the response. Shapes: docs/protocol-notes.md#saml-assertions.
 
 use time::{Duration, OffsetDateTime, UtcOffset};
 
@@ -305,7 +305,7 @@ pub fn build_signed_assertion(
     })
 }
 
-/// The canonical SAML 1.1 assertion without its Signature (protocol.md §4.1).
+/// The canonical SAML 1.1 assertion without its Signature (docs/protocol-notes.md#saml-11-shape).
 fn saml11_assertion(claims: &Claims, id: &str, window: &Window) -> String {
     let mut w = CanonicalWriter::new();
     w.start(
@@ -374,7 +374,7 @@ fn saml11_subject(w: &mut CanonicalWriter, immutable_id: &str) {
     w.end();
 }
 
-/// The canonical SAML 2.0 assertion without its Signature (protocol.md §4.5).
+/// The canonical SAML 2.0 assertion without its Signature (docs/protocol-notes.md#saml-20).
 fn saml20_assertion(claims: &Claims, id: &str, window: &Window) -> String {
     let mut w = CanonicalWriter::new();
     w.start(

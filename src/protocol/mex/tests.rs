@@ -1,6 +1,7 @@
 //! The document is parsed with quick-xml into a small tree, then classified by functions that
-//! mirror the client code described in protocol.md §1.4 (MSAL.NET `MexDocument.cs`, msal4j
-//! `MexParser.java`), so a shape regression that would break a real client fails here.
+//! mirror the client code described in docs/protocol-notes.md#how-clients-pick-an-endpoint
+//! (MSAL.NET `MexDocument.cs`, msal4j `MexParser.java`), so a shape regression that would break
+//! a real client fails here.
 
 use super::*;
 use quick_xml::NsReader;

@@ -1,6 +1,7 @@
-//! Passive WS-Federation (protocol.md §5): browser sign-in with an optional TOTP step-up,
-//! single sign-on through a signed session cookie, sign-out, IdP-initiated launch, and the
-//! signed federation metadata document.
+//! Passive WS-Federation (docs/protocol-notes.md#passive-ws-federation): browser sign-in with
+//! an optional TOTP step-up, single sign-on through a signed session cookie, sign-out,
+//! IdP-initiated launch, and the signed federation metadata document. The sign-in steps and
+//! their order are in `steps`.
 //!
 //! One request: parameters (query for GET, form body for POST) → [`WsFedRequest`] (checked
 //! against the app's realms and `wreply` allow-list) → session, password or TOTP step → the same
