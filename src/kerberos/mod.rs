@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::config::ConfigProblem;
 use crate::directory::{AuthFailure, Directory, DirectoryError, User};
-use crate::protocol::saml::{Attribute, AuthnMethod, Claims};
+use crate::protocol::saml::{AuthnMethod, ClaimAttribute, Claims};
 
 /// `http://schemas.microsoft.com/ws/2012/01` (insidecorporatenetwork, accounttype).
 pub const NS_WS_2012_01: &str = "http://schemas.microsoft.com/ws/2012/01";
@@ -291,8 +291,8 @@ pub fn windows_claims(
     })
 }
 
-fn attribute(namespace: &str, name: &str, value: &str) -> Attribute {
-    Attribute {
+fn attribute(namespace: &str, name: &str, value: &str) -> ClaimAttribute {
+    ClaimAttribute {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         values: vec![value.to_owned()],

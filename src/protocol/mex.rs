@@ -125,13 +125,13 @@ enum AuthKind {
 }
 
 /// One advertised endpoint: its policy, binding and port all derive from it.
-struct Endpoint<'a> {
+struct AdvertisedEndpoint<'a> {
     kind: AuthKind,
     version: TrustVersion,
     address: &'a str,
 }
 
-impl Endpoint<'_> {
+impl AdvertisedEndpoint<'_> {
     /// The binding name ADFS uses for this kind of endpoint; it also names the port.
     fn binding_name(&self) -> String {
         let prefix = match self.kind {
@@ -147,7 +147,7 @@ impl Endpoint<'_> {
 }
 
 /// The configured endpoints in the order ADFS lists them (2005 before 1.3).
-fn advertised_endpoints(endpoints: &MexEndpoints) -> Vec<Endpoint<'_>> {
+fn advertised_endpoints(endpoints: &MexEndpoints) -> Vec<AdvertisedEndpoint<'_>> {
     let candidates = [
         (
             AuthKind::WindowsTransport,
@@ -173,7 +173,7 @@ fn advertised_endpoints(endpoints: &MexEndpoints) -> Vec<Endpoint<'_>> {
     candidates
         .into_iter()
         .filter_map(|(kind, version, address)| {
-            address.as_deref().map(|address| Endpoint {
+            address.as_deref().map(|address| AdvertisedEndpoint {
                 kind,
                 version,
                 address,
@@ -222,7 +222,7 @@ fn write_definitions(w: &mut XmlWriter, endpoints: &MexEndpoints) {
 // ---------------------------------------------------------------------------------------------
 // Policies (docs/protocol-notes.md#policies-per-endpoint)
 
-fn write_policy(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
+fn write_policy(w: &mut XmlWriter, endpoint: &AdvertisedEndpoint<'_>) {
     let id = endpoint.policy_id();
     w.open("wsp:Policy", &[("wsu:Id", &id)]);
     w.open("wsp:ExactlyOne", &[]);
@@ -421,7 +421,7 @@ fn write_port_type(w: &mut XmlWriter, version: TrustVersion) {
     w.close("wsdl:portType");
 }
 
-fn write_binding(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
+fn write_binding(w: &mut XmlWriter, endpoint: &AdvertisedEndpoint<'_>) {
     let version = endpoint.version;
     let port_type = format!("tns:{}", version.port_type());
     w.open(
@@ -448,7 +448,7 @@ fn write_binding(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
     w.close("wsdl:binding");
 }
 
-fn write_service(w: &mut XmlWriter, advertised: &[Endpoint<'_>], spn: Option<&str>) {
+fn write_service(w: &mut XmlWriter, advertised: &[AdvertisedEndpoint<'_>], spn: Option<&str>) {
     w.open("wsdl:service", &[("name", "SecurityTokenService")]);
     for endpoint in advertised {
         let name = endpoint.binding_name();
