@@ -494,12 +494,20 @@ pub enum StartError {
         source: crate::protocol::xmldsig::XmlDsigError,
     },
     /// A directory could not be built.
-    #[error("{key}: {message}")]
+    #[error("{key}: {source}")]
     Directory {
         /// Config key.
         key: String,
         /// Cause.
-        message: String,
+        source: crate::directory::DirectoryError,
+    },
+    /// An app names a directory that is not configured.
+    #[error("{key}: no directory named {name}")]
+    UnknownDirectory {
+        /// Config key.
+        key: String,
+        /// The name the app gives.
+        name: String,
     },
 }
 
@@ -533,11 +541,8 @@ impl Sts {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(StartError::Config(text.join("\n")));
         }
-        let directories =
-            directory::build(&config.directories).map_err(|(key, e)| StartError::Directory {
-                key,
-                message: e.to_string(),
-            })?;
+        let directories = directory::build(&config.directories)
+            .map_err(|(key, source)| StartError::Directory { key, source })?;
         let mut apps = BTreeMap::new();
         let mut wsfed = WsFed::new(session_key(config)?);
         for (i, app) in config.apps.iter().enumerate() {
@@ -546,14 +551,12 @@ impl Sts {
                     key: format!("apps[{i}].signing_key"),
                     source,
                 })?;
-            let directory =
-                directories
-                    .get(&app.directory)
-                    .cloned()
-                    .ok_or_else(|| StartError::Directory {
-                        key: format!("apps[{i}].directory"),
-                        message: format!("no directory named {}", app.directory),
-                    })?;
+            let directory = directories.get(&app.directory).cloned().ok_or_else(|| {
+                StartError::UnknownDirectory {
+                    key: format!("apps[{i}].directory"),
+                    name: app.directory.clone(),
+                }
+            })?;
             let next = next_identity(i, app)?;
             #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
             let mut built = App::new(app.clone(), config.public_base(), identity, directory)
