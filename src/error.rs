@@ -1,4 +1,5 @@
-//! The one place where errors become SOAP faults and HTTP statuses.
+//! The one place where errors become SOAP faults, HTTP statuses, sign-in pages and log reasons:
+//! [`StsError::outcome`] decides all of them in one exhaustive match.
 //!
 //! Every refusal on a WS-Trust endpoint is a SOAP 1.2 fault with HTTP 500 (what ADFS does and
 //! what MSAL, ADAL and Windows parse), a subcode in the request version's namespace, and a
@@ -82,188 +83,302 @@ pub enum StsError {
     Policy(#[from] Refusal),
 }
 
-impl StsError {
+/// Everything a refusal becomes, on every wire, decided once per error by
+/// [`StsError::outcome`]: the renderers (the WS-Trust reply, the passive page, the audit record)
+/// only read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
     /// A short machine-readable reason for the log line and audit record.
-    pub fn log_reason(&self) -> String {
-        match self {
-            StsError::Envelope(_) => "malformed_envelope".into(),
-            StsError::Request(e) => format!("invalid_request: {e}"),
-            StsError::Directory(DirectoryError::Rejected(f)) => f.reason().into(),
-            StsError::Directory(DirectoryError::Busy { .. }) => "password_queue_full".into(),
-            StsError::Directory(e) => format!("directory_error: {e}"),
-            StsError::OutsideDomain { .. } => "upn_outside_domain".into(),
-            StsError::Token(e) => format!("token_error: {e}"),
-            StsError::Windows(WindowsClaimsError::RealmNotAccepted(realm)) => {
-                format!("kerberos_realm_not_accepted: {realm}")
-            }
-            StsError::Windows(e) => format!("windows_claims: {e}"),
-            StsError::Policy(r) => r.reason().into(),
+    pub log_reason: String,
+    /// How a WS-Trust endpoint answers.
+    pub active: ActiveAnswer,
+    /// How a passive (browser) sign-in answers.
+    pub passive: PassiveAnswer,
+}
+
+/// The answer of a WS-Trust endpoint to a refusal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActiveAnswer {
+    /// A plain HTTP status with `Retry-After` instead of a SOAP fault (rate limits with
+    /// `response = "http_429"`).
+    Plain {
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After` seconds.
+        retry_after_secs: u64,
+    },
+    /// A SOAP fault with HTTP [`FAULT_HTTP_STATUS`].
+    Fault(FaultAnswer),
+}
+
+/// A refusal answered as a SOAP fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultAnswer {
+    /// Which fault.
+    pub subcode: FaultSubcode,
+    /// The reason text (before the correlation id): credential failures are generic, server
+    /// failures say nothing internal, request errors say exactly what is wrong.
+    pub client_text: String,
+    /// `Retry-After` seconds when the client may retry soon (a full password-hash queue).
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The code and subcode of a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultSubcode {
+    /// A WS-Trust or WS-Security fault, in the request version's namespaces.
+    Trust(FaultKind),
+    /// A device-trust fault: `s:Sender` with this local name in [`POLICY_FAULT_NS`].
+    DeviceTrust(&'static str),
+}
+
+/// The answer of passive sign-in to a refusal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PassiveAnswer {
+    /// Credential failures of every kind (wrong password, unknown or disabled user, locked
+    /// account, other domain) show the sign-in form again with one generic message.
+    SignInFormAgain,
+    /// Everything else shows its page.
+    Page(ErrorPage),
+}
+
+/// The reason text of a server-side failure.
+const SERVER_FAILED: &str =
+    "The request failed on the server; try again later or ask the administrator.";
+
+impl FaultAnswer {
+    fn new(kind: FaultKind, client_text: impl Into<String>) -> Self {
+        Self {
+            subcode: FaultSubcode::Trust(kind),
+            client_text: client_text.into(),
+            retry_after_secs: None,
         }
     }
 
-    /// `Some((status, retry_after_secs))` when the error is answered with a plain HTTP status
-    /// instead of a SOAP fault (rate limits with `response = "http_429"`).
-    pub fn plain_http(&self) -> Option<(u16, u64)> {
-        match self {
-            StsError::Policy(Refusal::RateLimited(Limited {
-                retry_after_secs,
-                response: ratelimit::Response::Http429,
-            })) => Some((429, *retry_after_secs)),
-            _ => None,
-        }
-    }
-
-    /// `Retry-After` seconds of a SOAP fault: a full password-hash queue (a `RequestFailed`
-    /// fault the client may retry soon).
-    pub fn fault_retry_after(&self) -> Option<u64> {
-        match self {
-            StsError::Directory(DirectoryError::Busy { retry_after_secs }) => {
-                Some(*retry_after_secs)
-            }
-            _ => None,
-        }
-    }
-
-    fn fault_kind(&self) -> FaultKind {
-        match self {
-            StsError::Envelope(_) => FaultKind::InvalidRequest,
-            StsError::Request(e) => e.fault_kind(),
-            StsError::Directory(DirectoryError::Rejected(_))
-            | StsError::OutsideDomain { .. }
-            | StsError::Windows(_) => FaultKind::FailedAuthentication,
-            StsError::Directory(_) | StsError::Token(_) => FaultKind::RequestFailed,
-            StsError::Policy(Refusal::Locked(_)) => FaultKind::FailedAuthentication,
-            StsError::Policy(Refusal::Replay(_)) => FaultKind::InvalidRequest,
-            StsError::Policy(_) => FaultKind::RequestFailed,
-        }
-    }
-
-    /// Text safe to show a client: credential failures are generic, server failures say
-    /// nothing internal, request errors say exactly what is wrong with the request.
-    fn client_text(&self) -> String {
-        match self {
-            StsError::Policy(Refusal::StateUnavailable(_)) => {
-                return "The sign-in service cannot check account protection right now, so it refuses sign-ins; try again later.".into();
-            }
-            StsError::Policy(Refusal::RateLimited(limited)) => {
-                return format!(
-                    "Too many sign-in requests from this network; try again in {} seconds.",
-                    limited.retry_after_secs
-                );
-            }
-            StsError::Policy(Refusal::Replay(_)) => {
-                return "The request was rejected: this message was already received.".into();
-            }
-            StsError::Directory(DirectoryError::Busy { retry_after_secs }) => {
-                return format!(
-                    "The sign-in service is busy; try again in {retry_after_secs} seconds."
-                );
-            }
-            _ => {}
-        }
-        match self.fault_kind() {
-            FaultKind::FailedAuthentication => ACCESS_DENIED.into(),
-            FaultKind::RequestFailed => {
-                "The request failed on the server; try again later or ask the administrator.".into()
-            }
-            _ => format!("The request was rejected: {self}."),
-        }
-    }
-
-    /// The page of a refused passive sign-in; `None` for credential failures of every kind
-    /// (wrong password, unknown or disabled user, locked account, other domain), which show the
-    /// sign-in form again with one generic message.
-    pub fn passive_page(&self) -> Option<ErrorPage> {
-        let page = match self {
-            StsError::Policy(Refusal::Locked(_))
-            | StsError::Directory(DirectoryError::Rejected(_))
-            | StsError::OutsideDomain { .. } => return None,
-            StsError::Policy(Refusal::RateLimited(limited)) => ErrorPage {
-                retry_after_secs: Some(limited.retry_after_secs),
-                ..ErrorPage::plain(
-                    429,
-                    "Too many sign-in attempts",
-                    &format!(
-                        "Too many sign-in requests came from your network. Try again in {} seconds.",
-                        limited.retry_after_secs
-                    ),
-                )
-            },
-            StsError::Policy(Refusal::StateUnavailable(_)) => ErrorPage::plain(
-                503,
-                "Sign-in unavailable",
-                "The sign-in service cannot check account protection right now, so it refuses sign-ins. Try again in a few minutes.",
-            ),
-            StsError::Policy(Refusal::Device(refusal)) => {
-                let explanation = device::explanation(*refusal);
-                ErrorPage {
-                    status: 403,
-                    title: explanation.title,
-                    text: explanation.summary.to_owned(),
-                    admin_actions: explanation.admin_actions,
-                    retry_after_secs: None,
-                }
-            }
-            StsError::Directory(DirectoryError::Busy { retry_after_secs }) => ErrorPage {
-                retry_after_secs: Some(*retry_after_secs),
-                ..ErrorPage::plain(
-                    503,
-                    "Sign-in busy",
-                    &format!(
-                        "The sign-in service is busy. Try again in {retry_after_secs} seconds."
-                    ),
-                )
-            },
-            StsError::Directory(_) => ErrorPage::plain(
-                503,
-                "Sign-in unavailable",
-                "Sign-in is temporarily unavailable. Try again in a few minutes.",
-            ),
-            StsError::Token(_) => ErrorPage::plain(
-                500,
-                "Sign-in failed",
-                "The sign-in failed on the server. Try again later.",
-            ),
-            other => ErrorPage::plain(
-                400,
-                "Sign-in request not accepted",
-                &format!("This sign-in request cannot be processed: {other}."),
-            ),
-        };
-        Some(page)
-    }
-
-    /// The SOAP fault for this error, in the request version's namespaces.
+    /// The SOAP fault, in the request version's namespaces, its reason ending with the
+    /// correlation id that is also in the log line.
     pub fn to_fault(
         &self,
         version: TrustVersion,
         correlation_id: &str,
         relates_to: Option<&str>,
     ) -> Fault {
-        if let StsError::Policy(Refusal::Device(refusal)) = self {
-            return device_fault(*refusal, correlation_id, relates_to);
+        let reason = format!("{} Correlation id: {correlation_id}", self.client_text);
+        match self.subcode {
+            FaultSubcode::Trust(kind) => wstrust::fault(version, kind, &reason, relates_to),
+            FaultSubcode::DeviceTrust(local) => Fault {
+                code: FaultCode::Sender,
+                subcode_ns: POLICY_FAULT_NS.to_owned(),
+                subcode_local: local.to_owned(),
+                reason,
+                relates_to: relates_to.map(str::to_owned),
+            },
         }
-        let reason = format!("{} Correlation id: {correlation_id}", self.client_text());
-        wstrust::fault(version, self.fault_kind(), &reason, relates_to)
     }
 }
 
-/// The device-trust fault: subcode `DeviceTrustUnavailableDuringSetup` for Windows setup and
-/// first logon, `DeviceTrustRequired` otherwise, with the plain-words explanation.
-fn device_fault(refusal: DeviceRefusal, correlation_id: &str, relates_to: Option<&str>) -> Fault {
-    let local = match refusal {
-        DeviceRefusal::UnavailableDuringSetup => "DeviceTrustUnavailableDuringSetup",
-        _ => "DeviceTrustRequired",
-    };
-    Fault {
-        code: FaultCode::Sender,
-        subcode_ns: POLICY_FAULT_NS.to_owned(),
-        subcode_local: local.to_owned(),
-        reason: format!(
-            "{} Correlation id: {correlation_id}",
-            device::explanation(refusal).as_text()
-        ),
-        relates_to: relates_to.map(str::to_owned),
+impl ActiveAnswer {
+    fn fault(kind: FaultKind, client_text: impl Into<String>) -> Self {
+        Self::Fault(FaultAnswer::new(kind, client_text))
+    }
+
+    fn access_denied() -> Self {
+        Self::fault(FaultKind::FailedAuthentication, ACCESS_DENIED)
+    }
+
+    fn server_failed() -> Self {
+        Self::fault(FaultKind::RequestFailed, SERVER_FAILED)
+    }
+}
+
+impl Outcome {
+    /// A credential failure: the generic fault text and the sign-in form again.
+    fn credentials(log_reason: impl Into<String>) -> Self {
+        Self {
+            log_reason: log_reason.into(),
+            active: ActiveAnswer::access_denied(),
+            passive: PassiveAnswer::SignInFormAgain,
+        }
+    }
+}
+
+impl StsError {
+    /// Every answer to this refusal, decided here and nowhere else. The match is exhaustive
+    /// down to the leaf enums (no `_` arm), so a new refusal does not compile until someone
+    /// decides its fault, HTTP status, page, client text and log reason.
+    pub fn outcome(&self) -> Outcome {
+        use crate::directory::AuthFailure as A;
+        use crate::policy::lockout::Location;
+        use crate::policy::replay::ReplayKind;
+        // The request itself is wrong: say exactly what, on both wires.
+        let rejected = || format!("The request was rejected: {self}.");
+        let not_accepted = || {
+            PassiveAnswer::Page(ErrorPage::plain(
+                400,
+                "Sign-in request not accepted",
+                &format!("This sign-in request cannot be processed: {self}."),
+            ))
+        };
+        match self {
+            StsError::Envelope(_) => Outcome {
+                log_reason: "malformed_envelope".into(),
+                active: ActiveAnswer::fault(FaultKind::InvalidRequest, rejected()),
+                passive: not_accepted(),
+            },
+            StsError::Request(e) => Outcome {
+                log_reason: format!("invalid_request: {e}"),
+                active: ActiveAnswer::fault(e.fault_kind(), rejected()),
+                passive: not_accepted(),
+            },
+            StsError::Directory(DirectoryError::Rejected(
+                failure @ (A::UnknownUser
+                | A::WrongPassword
+                | A::Disabled
+                | A::Locked
+                | A::PasswordExpired
+                | A::AccountExpired
+                | A::MustChangePassword
+                | A::LogonRestricted),
+            )) => Outcome::credentials(failure.reason()),
+            StsError::Directory(DirectoryError::Busy { retry_after_secs }) => Outcome {
+                log_reason: "password_queue_full".into(),
+                active: ActiveAnswer::Fault(FaultAnswer {
+                    retry_after_secs: Some(*retry_after_secs),
+                    ..FaultAnswer::new(
+                        FaultKind::RequestFailed,
+                        format!(
+                            "The sign-in service is busy; try again in {retry_after_secs} seconds."
+                        ),
+                    )
+                }),
+                passive: PassiveAnswer::Page(ErrorPage {
+                    retry_after_secs: Some(*retry_after_secs),
+                    ..ErrorPage::plain(
+                        503,
+                        "Sign-in busy",
+                        &format!(
+                            "The sign-in service is busy. Try again in {retry_after_secs} seconds."
+                        ),
+                    )
+                }),
+            },
+            StsError::Directory(
+                e @ (DirectoryError::Unavailable(_) | DirectoryError::Invalid(_)),
+            ) => Outcome {
+                log_reason: format!("directory_error: {e}"),
+                active: ActiveAnswer::server_failed(),
+                passive: PassiveAnswer::Page(ErrorPage::plain(
+                    503,
+                    "Sign-in unavailable",
+                    "Sign-in is temporarily unavailable. Try again in a few minutes.",
+                )),
+            },
+            StsError::OutsideDomain { .. } => Outcome::credentials("upn_outside_domain"),
+            StsError::Token(e @ SamlError::Signature(_)) => Outcome {
+                log_reason: format!("token_error: {e}"),
+                active: ActiveAnswer::server_failed(),
+                passive: PassiveAnswer::Page(ErrorPage::plain(
+                    500,
+                    "Sign-in failed",
+                    "The sign-in failed on the server. Try again later.",
+                )),
+            },
+            // Windows refusals never reach a passive sign-in; the page is the generic one.
+            StsError::Windows(WindowsClaimsError::RealmNotAccepted(realm)) => Outcome {
+                log_reason: format!("kerberos_realm_not_accepted: {realm}"),
+                active: ActiveAnswer::access_denied(),
+                passive: not_accepted(),
+            },
+            StsError::Windows(e @ WindowsClaimsError::ComputerIncomplete(_)) => Outcome {
+                log_reason: format!("windows_claims: {e}"),
+                active: ActiveAnswer::access_denied(),
+                passive: not_accepted(),
+            },
+            StsError::Policy(
+                refusal @ Refusal::RateLimited(Limited {
+                    retry_after_secs,
+                    response,
+                }),
+            ) => Outcome {
+                log_reason: refusal.reason().into(),
+                active: match response {
+                    ratelimit::Response::Http429 => ActiveAnswer::Plain {
+                        status: 429,
+                        retry_after_secs: *retry_after_secs,
+                    },
+                    ratelimit::Response::Fault => ActiveAnswer::fault(
+                        FaultKind::RequestFailed,
+                        format!(
+                            "Too many sign-in requests from this network; try again in {retry_after_secs} seconds."
+                        ),
+                    ),
+                },
+                passive: PassiveAnswer::Page(ErrorPage {
+                    retry_after_secs: Some(*retry_after_secs),
+                    ..ErrorPage::plain(
+                        429,
+                        "Too many sign-in attempts",
+                        &format!(
+                            "Too many sign-in requests came from your network. Try again in {retry_after_secs} seconds."
+                        ),
+                    )
+                }),
+            },
+            StsError::Policy(
+                refusal @ Refusal::Replay(
+                    ReplayKind::MessageId
+                    | ReplayKind::CreatedAndUsername
+                    | ReplayKind::NegotiateToken,
+                ),
+            ) => Outcome {
+                log_reason: refusal.reason().into(),
+                active: ActiveAnswer::fault(
+                    FaultKind::InvalidRequest,
+                    "The request was rejected: this message was already received.",
+                ),
+                passive: not_accepted(),
+            },
+            StsError::Policy(
+                refusal @ Refusal::Locked(Location::Familiar | Location::Unfamiliar),
+            ) => Outcome::credentials(refusal.reason()),
+            StsError::Policy(refusal @ Refusal::Device(device_refusal)) => {
+                let explanation = device::explanation(*device_refusal);
+                let subcode = match device_refusal {
+                    DeviceRefusal::UnavailableDuringSetup => "DeviceTrustUnavailableDuringSetup",
+                    DeviceRefusal::Missing
+                    | DeviceRefusal::Expired
+                    | DeviceRefusal::NotYetValid
+                    | DeviceRefusal::Unreadable => "DeviceTrustRequired",
+                };
+                Outcome {
+                    log_reason: refusal.reason().into(),
+                    active: ActiveAnswer::Fault(FaultAnswer {
+                        subcode: FaultSubcode::DeviceTrust(subcode),
+                        client_text: explanation.as_text(),
+                        retry_after_secs: None,
+                    }),
+                    passive: PassiveAnswer::Page(ErrorPage {
+                        status: 403,
+                        title: explanation.title,
+                        text: explanation.summary.to_owned(),
+                        admin_actions: explanation.admin_actions,
+                        retry_after_secs: None,
+                    }),
+                }
+            }
+            StsError::Policy(refusal @ Refusal::StateUnavailable(_)) => Outcome {
+                log_reason: refusal.reason().into(),
+                active: ActiveAnswer::fault(
+                    FaultKind::RequestFailed,
+                    "The sign-in service cannot check account protection right now, so it refuses sign-ins; try again later.",
+                ),
+                passive: PassiveAnswer::Page(ErrorPage::plain(
+                    503,
+                    "Sign-in unavailable",
+                    "The sign-in service cannot check account protection right now, so it refuses sign-ins. Try again in a few minutes.",
+                )),
+            },
+        }
     }
 }
 
@@ -271,6 +386,13 @@ fn device_fault(refusal: DeviceRefusal, correlation_id: &str, relates_to: Option
 mod tests {
     use super::*;
     use crate::directory::AuthFailure;
+
+    fn fault_xml(error: &StsError, version: TrustVersion) -> String {
+        match error.outcome().active {
+            ActiveAnswer::Fault(fault) => fault.to_fault(version, "cid", None).to_xml(),
+            plain => panic!("not a fault: {plain:?}"),
+        }
+    }
 
     #[test]
     fn credential_failures_are_indistinguishable_on_the_wire() {
@@ -281,28 +403,31 @@ mod tests {
         ]
         .into_iter()
         .map(|f| {
-            StsError::Directory(DirectoryError::Rejected(f))
-                .to_fault(TrustVersion::V13, "cid", None)
-                .to_xml()
+            fault_xml(
+                &StsError::Directory(DirectoryError::Rejected(f)),
+                TrustVersion::V13,
+            )
         })
         .collect();
         assert_eq!(texts[0], texts[1]);
         assert_eq!(texts[1], texts[2]);
         assert!(texts[0].contains("FailedAuthentication"));
         assert!(texts[0].contains("Correlation id: cid</"));
-        let outside = StsError::OutsideDomain {
-            domain: "example.com".into(),
-        }
-        .to_fault(TrustVersion::V13, "cid", None)
-        .to_xml();
+        let outside = fault_xml(
+            &StsError::OutsideDomain {
+                domain: "example.com".into(),
+            },
+            TrustVersion::V13,
+        );
         assert_eq!(outside, texts[0]);
     }
 
     #[test]
     fn outage_is_request_failed_and_says_nothing_internal() {
-        let xml = StsError::Directory(DirectoryError::Unavailable("ldap://10.0.0.1 down".into()))
-            .to_fault(TrustVersion::V2005, "cid", None)
-            .to_xml();
+        let xml = fault_xml(
+            &StsError::Directory(DirectoryError::Unavailable("ldap://10.0.0.1 down".into())),
+            TrustVersion::V2005,
+        );
         assert!(xml.contains("RequestFailed"), "{xml}");
         assert!(!xml.contains("10.0.0.1"), "{xml}");
         assert!(
@@ -316,12 +441,63 @@ mod tests {
         let busy = StsError::Directory(DirectoryError::Busy {
             retry_after_secs: 3,
         });
-        let xml = busy.to_fault(TrustVersion::V13, "cid", None).to_xml();
+        let xml = fault_xml(&busy, TrustVersion::V13);
         assert!(xml.contains("RequestFailed"), "{xml}");
         assert!(xml.contains("try again in 3 seconds"), "{xml}");
-        assert_eq!(busy.fault_retry_after(), Some(3));
-        let page = busy.passive_page().unwrap();
+        let outcome = busy.outcome();
+        let ActiveAnswer::Fault(fault) = &outcome.active else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(fault.retry_after_secs, Some(3));
+        let PassiveAnswer::Page(page) = &outcome.passive else {
+            panic!("{outcome:?}");
+        };
         assert_eq!((page.status, page.retry_after_secs), (503, Some(3)));
-        assert_eq!(busy.log_reason(), "password_queue_full");
+        assert_eq!(outcome.log_reason, "password_queue_full");
+    }
+
+    #[test]
+    fn a_rate_limit_is_a_plain_429_or_a_fault_as_configured_and_a_429_page() {
+        let limited = |response| {
+            StsError::Policy(Refusal::RateLimited(Limited {
+                retry_after_secs: 7,
+                response,
+            }))
+            .outcome()
+        };
+        let plain = limited(ratelimit::Response::Http429);
+        assert_eq!(
+            plain.active,
+            ActiveAnswer::Plain {
+                status: 429,
+                retry_after_secs: 7
+            }
+        );
+        let PassiveAnswer::Page(page) = &plain.passive else {
+            panic!("{plain:?}");
+        };
+        assert_eq!((page.status, page.retry_after_secs), (429, Some(7)));
+        let ActiveAnswer::Fault(fault) = limited(ratelimit::Response::Fault).active else {
+            panic!("not a fault");
+        };
+        assert_eq!(
+            (fault.subcode, fault.retry_after_secs),
+            (FaultSubcode::Trust(FaultKind::RequestFailed), None)
+        );
+        assert_eq!(plain.log_reason, "rate_limited");
+    }
+
+    #[test]
+    fn credential_failures_show_the_form_again_and_outages_a_page() {
+        let locked = StsError::Policy(Refusal::Locked(crate::policy::lockout::Location::Familiar));
+        assert_eq!(locked.outcome().passive, PassiveAnswer::SignInFormAgain);
+        assert_eq!(locked.outcome().active, ActiveAnswer::access_denied());
+        let device = StsError::Policy(Refusal::Device(DeviceRefusal::UnavailableDuringSetup));
+        let ActiveAnswer::Fault(fault) = device.outcome().active else {
+            panic!("not a fault");
+        };
+        let xml = fault.to_fault(TrustVersion::V13, "cid", None).to_xml();
+        assert!(xml.contains("DeviceTrustUnavailableDuringSetup"), "{xml}");
+        assert!(xml.contains(POLICY_FAULT_NS), "{xml}");
     }
 }

@@ -56,9 +56,12 @@ pub enum DefaultsError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Key generation or hashing failed.
+    /// The self-signed certificate could not be made.
     #[error("{0}")]
-    Generate(String),
+    Certificate(#[source] crate::crypto::CryptoError),
+    /// The demo password could not be hashed.
+    #[error("{0}")]
+    PasswordHash(#[source] crate::directory::DirectoryError),
     /// The demo password or ImmutableID could not be drawn.
     #[error(transparent)]
     Random(#[from] random::RandomError),
@@ -142,8 +145,8 @@ fn ensure_certificate(
     if cert.exists() {
         return Ok(false);
     }
-    let generated = generate_self_signed(common_name, dns_names, 825)
-        .map_err(|e| DefaultsError::Generate(e.to_string()))?;
+    let generated =
+        generate_self_signed(common_name, dns_names, 825).map_err(DefaultsError::Certificate)?;
     write_private(key, &generated.private_key_pem)?;
     write_file(cert, &generated.certificate_pem)?;
     Ok(true)
@@ -155,7 +158,7 @@ fn write_demo_users(path: &Path, password: &str) -> Result<(), DefaultsError> {
         Some(id) => id,
         None => base64::engine::general_purpose::STANDARD.encode(random::bytes::<16>()?),
     };
-    let hash = hash_password(password).map_err(|e| DefaultsError::Generate(e.to_string()))?;
+    let hash = hash_password(password).map_err(DefaultsError::PasswordHash)?;
     let text = format!(
         "# Demo directory made by `fedsts serve` with embedded defaults.\n\
          # The password is replaced at every start; use a config file for real users.\n\

@@ -33,4 +33,3 @@ pub mod server;
 pub mod state;
 pub mod sts;
 pub mod totp;
-pub mod wsfed;

@@ -3,7 +3,7 @@
 //!
 //! Every value comes from [`FederationSettings`], which the caller fills from the same
 //! configuration that drives MEX and the issued assertions, so what Entra is told agrees with
-//! what we serve (protocol.md §6).
+//! what we serve (docs/protocol-notes.md#domain-federation-settings).
 
 use std::fmt::Write as _;
 

@@ -19,7 +19,6 @@ const KNOWN_TANGLE: &[&str] = &[
     "server",
     "state",
     "sts",
-    "wsfed",
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use fedsts::crypto::{Certificate, SigningIdentity, SoftwareSigner, generate_self_signed};
 use fedsts::protocol::saml::{
-    Attribute, AuthnMethod, Claims, Issuance, SignedAssertion, TokenType, build_signed_assertion,
+    AuthnMethod, ClaimAttribute, Claims, Issuance, SignedAssertion, TokenType,
+    build_signed_assertion,
 };
 use time::macros::datetime;
 
@@ -57,7 +58,7 @@ impl Fixture {
             authn_method: AuthnMethod::Password,
             authn_instant: datetime!(2026-03-01 09:59:58.5 UTC),
             mfa_performed: true,
-            extra_attributes: vec![Attribute {
+            extra_attributes: vec![ClaimAttribute {
                 namespace: "http://schemas.microsoft.com/ws/2012/01".into(),
                 name: "insidecorporatenetwork".into(),
                 values: vec!["false".into()],

@@ -19,6 +19,8 @@ use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::protocol::xml;
+
 /// Largest reply the tool reads; a bigger one counts as an error.
 const MAX_REPLY_BYTES: usize = 1 << 20;
 
@@ -457,14 +459,6 @@ fn classify(status: u16, body: &[u8]) -> Result<(), String> {
     Err(format!("http {status} {subcode}"))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
 /// A usernamemixed RST with a fresh MessageID and Timestamp, as MSAL writes it.
 fn rst(dialect: Dialect, to: &str, upn: &str, password: &str) -> String {
     let (trust, action, key_type, request_type) = match dialect {
@@ -488,7 +482,7 @@ fn rst(dialect: Dialect, to: &str, upn: &str, password: &str) -> String {
         .format(&Rfc3339)
         .unwrap_or_default();
     let message_id = uuid::Uuid::new_v4();
-    let (upn, password, to) = (escape(upn), escape(password), escape(to));
+    let (upn, password, to) = (xml::escape(upn), xml::escape(password), xml::escape(to));
     format!(
         r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><s:Header><wsa:Action s:mustUnderstand="1">{action}</wsa:Action><wsa:MessageID>urn:uuid:{message_id}</wsa:MessageID><wsa:ReplyTo><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:ReplyTo><wsa:To s:mustUnderstand="1">{to}</wsa:To><wsse:Security s:mustUnderstand="1" xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"><wsu:Timestamp wsu:Id="_0"><wsu:Created>{created}</wsu:Created><wsu:Expires>{expires}</wsu:Expires></wsu:Timestamp><wsse:UsernameToken wsu:Id="ADALUsernameToken"><wsse:Username>{upn}</wsse:Username><wsse:Password>{password}</wsse:Password></wsse:UsernameToken></wsse:Security></s:Header><s:Body><wst:RequestSecurityToken xmlns:wst="{trust}"><wsp:AppliesTo xmlns:wsp="http://schemas.xmlsoap.org/ws/2004/09/policy"><wsa:EndpointReference><wsa:Address>urn:federation:MicrosoftOnline</wsa:Address></wsa:EndpointReference></wsp:AppliesTo><wst:KeyType>{key_type}</wst:KeyType><wst:RequestType>{request_type}</wst:RequestType></wst:RequestSecurityToken></s:Body></s:Envelope>"#
     )

@@ -1,6 +1,7 @@
 //! windowstransport (integrated Windows authentication): the per-app `[apps.kerberos]`
 //! configuration, the intranet check, mapping a Kerberos principal to a directory entry, and
-//! the claims of a Windows-authenticated user or domain-joined computer (protocol.md §4.3).
+//! the claims of a Windows-authenticated user or domain-joined computer
+//! (docs/protocol-notes.md#scenario-claims).
 //!
 //! The SPNEGO exchange itself is in [`crate::kerberos::acceptor`] (cargo feature `kerberos`); everything
 //! here is pure and always compiled, so that a configuration asking for Kerberos in a build
@@ -20,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::config::ConfigProblem;
 use crate::directory::{AuthFailure, Directory, DirectoryError, User};
-use crate::protocol::saml::{Attribute, AuthnMethod, Claims};
+use crate::protocol::saml::{AuthnMethod, ClaimAttribute, Claims};
 
 /// `http://schemas.microsoft.com/ws/2012/01` (insidecorporatenetwork, accounttype).
 pub const NS_WS_2012_01: &str = "http://schemas.microsoft.com/ws/2012/01";
@@ -290,8 +291,8 @@ pub fn windows_claims(
     })
 }
 
-fn attribute(namespace: &str, name: &str, value: &str) -> Attribute {
-    Attribute {
+fn attribute(namespace: &str, name: &str, value: &str) -> ClaimAttribute {
+    ClaimAttribute {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         values: vec![value.to_owned()],

@@ -109,7 +109,7 @@ impl DeviceRefusal {
 
 /// The decision of [`evaluate`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum DeviceDecision {
     /// No policy covers the request (a presented device is still named for the audit).
     NotRequired(Option<Device>),
     /// A policy covers the request and the device satisfies it.
@@ -125,13 +125,13 @@ pub fn evaluate(
     certificate: Option<&[u8]>,
     class: RequestClass,
     now: OffsetDateTime,
-) -> Decision {
+) -> DeviceDecision {
     let presented = certificate.map(|der| device_from(der, now));
     match (policy_covers, presented) {
-        (false, presented) => Decision::NotRequired(presented.and_then(Result::ok)),
-        (true, Some(Ok(device))) => Decision::Trusted(device),
-        (true, Some(Err(refusal))) => Decision::Refused(refusal),
-        (true, None) => Decision::Refused(match class {
+        (false, presented) => DeviceDecision::NotRequired(presented.and_then(Result::ok)),
+        (true, Some(Ok(device))) => DeviceDecision::Trusted(device),
+        (true, Some(Err(refusal))) => DeviceDecision::Refused(refusal),
+        (true, None) => DeviceDecision::Refused(match class {
             RequestClass::EntraPassive | RequestClass::WindowsLogon => {
                 DeviceRefusal::UnavailableDuringSetup
             }
@@ -277,23 +277,23 @@ mod tests {
         let now = datetime!(2026-01-01 00:00 UTC);
         assert_eq!(
             evaluate(true, None, RequestClass::WindowsLogon, now),
-            Decision::Refused(DeviceRefusal::UnavailableDuringSetup)
+            DeviceDecision::Refused(DeviceRefusal::UnavailableDuringSetup)
         );
         assert_eq!(
             evaluate(true, None, RequestClass::EntraPassive, now),
-            Decision::Refused(DeviceRefusal::UnavailableDuringSetup)
+            DeviceDecision::Refused(DeviceRefusal::UnavailableDuringSetup)
         );
         assert_eq!(
             evaluate(true, None, RequestClass::Other, now),
-            Decision::Refused(DeviceRefusal::Missing)
+            DeviceDecision::Refused(DeviceRefusal::Missing)
         );
         assert_eq!(
             evaluate(false, None, RequestClass::Other, now),
-            Decision::NotRequired(None)
+            DeviceDecision::NotRequired(None)
         );
         assert_eq!(
             evaluate(true, Some(b"not der"), RequestClass::Other, now),
-            Decision::Refused(DeviceRefusal::Unreadable)
+            DeviceDecision::Refused(DeviceRefusal::Unreadable)
         );
         let text = explanation(DeviceRefusal::UnavailableDuringSetup).as_text();
         assert!(

@@ -2,7 +2,7 @@
 //! get a token. Every check is a plain function or a small struct over a
 //! [`StateStore`](crate::state::StateStore) (the only I/O here) and takes `now` from the caller.
 //!
-//! Order on both sign-in paths (usernamemixed in `sts::active`, passive sign-in in `wsfed`; the
+//! Order on both sign-in paths (usernamemixed in `sts::active`, passive sign-in in `sts::passive`; the
 //! shared steps are `sts::guard`): [`RequestClass::classify`] →
 //! [`ratelimit::RateLimiter::take`] (per client IP) → [`replay::ReplayCache::check`] (active
 //! only: MessageID and (Created, username)) → [`lockout::Lockout::check`] (before the password)

@@ -1,7 +1,7 @@
 //! WS-MetadataExchange (MEX) document: the WSDL that tells WS-Trust clients (MSAL, ADAL,
 //! Windows CloudAP, Office) which endpoints we serve and how to talk to them.
 //!
-//! The document follows the shape ADFS publishes (protocol.md §1.2–1.3): one `wsp:Policy` per
+//! The document follows the shape ADFS publishes (docs/protocol-notes.md#mex): one `wsp:Policy` per
 //! binding first, then `wsdl:types`, messages, the two WS-Trust port types, one `wsdl:binding`
 //! per advertised endpoint and finally `wsdl:service` with one port per endpoint. Only endpoints
 //! that are configured appear; every policy, binding and port belongs to exactly one endpoint, so
@@ -9,6 +9,7 @@
 
 use crate::protocol::ns::{SOAP12, TRUST_13, TRUST_2005, WSA, WSP, WSU};
 use crate::protocol::wstrust::TrustVersion;
+use crate::protocol::xml;
 use std::fmt::Write as _;
 
 const NS_WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
@@ -124,13 +125,13 @@ enum AuthKind {
 }
 
 /// One advertised endpoint: its policy, binding and port all derive from it.
-struct Endpoint<'a> {
+struct AdvertisedEndpoint<'a> {
     kind: AuthKind,
     version: TrustVersion,
     address: &'a str,
 }
 
-impl Endpoint<'_> {
+impl AdvertisedEndpoint<'_> {
     /// The binding name ADFS uses for this kind of endpoint; it also names the port.
     fn binding_name(&self) -> String {
         let prefix = match self.kind {
@@ -146,7 +147,7 @@ impl Endpoint<'_> {
 }
 
 /// The configured endpoints in the order ADFS lists them (2005 before 1.3).
-fn advertised_endpoints(endpoints: &MexEndpoints) -> Vec<Endpoint<'_>> {
+fn advertised_endpoints(endpoints: &MexEndpoints) -> Vec<AdvertisedEndpoint<'_>> {
     let candidates = [
         (
             AuthKind::WindowsTransport,
@@ -172,7 +173,7 @@ fn advertised_endpoints(endpoints: &MexEndpoints) -> Vec<Endpoint<'_>> {
     candidates
         .into_iter()
         .filter_map(|(kind, version, address)| {
-            address.as_deref().map(|address| Endpoint {
+            address.as_deref().map(|address| AdvertisedEndpoint {
                 kind,
                 version,
                 address,
@@ -219,9 +220,9 @@ fn write_definitions(w: &mut XmlWriter, endpoints: &MexEndpoints) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Policies (protocol.md §1.3)
+// Policies (docs/protocol-notes.md#policies-per-endpoint)
 
-fn write_policy(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
+fn write_policy(w: &mut XmlWriter, endpoint: &AdvertisedEndpoint<'_>) {
     let id = endpoint.policy_id();
     w.open("wsp:Policy", &[("wsu:Id", &id)]);
     w.open("wsp:ExactlyOne", &[]);
@@ -420,7 +421,7 @@ fn write_port_type(w: &mut XmlWriter, version: TrustVersion) {
     w.close("wsdl:portType");
 }
 
-fn write_binding(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
+fn write_binding(w: &mut XmlWriter, endpoint: &AdvertisedEndpoint<'_>) {
     let version = endpoint.version;
     let port_type = format!("tns:{}", version.port_type());
     w.open(
@@ -447,7 +448,7 @@ fn write_binding(w: &mut XmlWriter, endpoint: &Endpoint<'_>) {
     w.close("wsdl:binding");
 }
 
-fn write_service(w: &mut XmlWriter, advertised: &[Endpoint<'_>], spn: Option<&str>) {
+fn write_service(w: &mut XmlWriter, advertised: &[AdvertisedEndpoint<'_>], spn: Option<&str>) {
     w.open("wsdl:service", &[("name", "SecurityTokenService")]);
     for endpoint in advertised {
         let name = endpoint.binding_name();
@@ -491,7 +492,11 @@ impl XmlWriter {
         self.out.push_str(name);
         for (key, value) in attributes {
             // Writing into a String cannot fail.
-            let _ = write!(self.out, " {key}=\"{}\"", escape_attribute(value));
+            let _ = write!(
+                self.out,
+                " {key}=\"{}\"",
+                xml::escape_canonical_attribute(value)
+            );
         }
     }
 
@@ -514,7 +519,7 @@ impl XmlWriter {
 
     fn text_element(&mut self, name: &str, attributes: &[(&str, &str)], text: &str) {
         self.start_tag(name, attributes);
-        let _ = writeln!(self.out, ">{}</{name}>", escape_text(text));
+        let _ = writeln!(self.out, ">{}</{name}>", xml::escape_canonical_text(text));
     }
 
     /// `<name attrs><wsp:Policy>body</wsp:Policy></name>`, the shape of every WS-SP assertion
@@ -537,31 +542,6 @@ impl XmlWriter {
             self.out.push_str("  ");
         }
     }
-}
-
-fn escape_text(text: &str) -> String {
-    escape(text, false)
-}
-
-fn escape_attribute(value: &str) -> String {
-    escape(value, true)
-}
-
-fn escape(input: &str, in_attribute: bool) -> String {
-    let mut escaped = String::with_capacity(input.len());
-    for c in input.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' if in_attribute => escaped.push_str("&quot;"),
-            '\t' if in_attribute => escaped.push_str("&#x9;"),
-            '\n' if in_attribute => escaped.push_str("&#xA;"),
-            '\r' => escaped.push_str("&#xD;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

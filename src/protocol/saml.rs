@@ -2,7 +2,7 @@
 //!
 //! The assertion is written directly in exclusive-canonical form (see [`crate::protocol::xmldsig`]), with
 //! its own `xmlns:saml` declaration, and signed as it is; the resulting bytes must be embedded
-//! unchanged in the response. Shapes follow protocol.md §4.1 (SAML 1.1) and §4.5 (SAML 2.0).
+//! unchanged in the response. Shapes: docs/protocol-notes.md#saml-assertions.
 
 use time::{Duration, OffsetDateTime, UtcOffset};
 
@@ -74,7 +74,7 @@ impl AuthnMethod {
 
 /// One attribute: AttributeNamespace + AttributeName (SAML 1.1) / Name = ns + "/" + name (SAML 2.0).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attribute {
+pub struct ClaimAttribute {
     /// SAML 1.1 `AttributeNamespace`, e.g. `http://schemas.xmlsoap.org/claims`.
     pub namespace: String,
     /// SAML 1.1 `AttributeName`, e.g. `UPN`.
@@ -83,7 +83,7 @@ pub struct Attribute {
     pub values: Vec<String>,
 }
 
-impl Attribute {
+impl ClaimAttribute {
     fn new(namespace: &str, name: &str, values: Vec<String>) -> Self {
         Self {
             namespace: namespace.to_owned(),
@@ -116,7 +116,7 @@ pub struct Claims {
     /// Whether multi-factor authentication really happened (adds `multipleauthn`).
     pub mfa_performed: bool,
     /// Further attributes, emitted after the standard ones (e.g. insidecorporatenetwork, accounttype).
-    pub extra_attributes: Vec<Attribute>,
+    pub extra_attributes: Vec<ClaimAttribute>,
 }
 
 impl Claims {
@@ -131,19 +131,19 @@ impl Claims {
     }
 
     /// UPN, ImmutableID, authnmethodsreferences, then the extra attributes.
-    fn attributes(&self) -> Vec<Attribute> {
+    fn attributes(&self) -> Vec<ClaimAttribute> {
         let mut amr = vec![self.authn_method.amr().to_owned()];
         if self.mfa_performed {
             amr.push(AMR_MULTIPLE_AUTHN.to_owned());
         }
         let mut attributes = vec![
-            Attribute::new(UPN_NAMESPACE, "UPN", vec![self.upn.clone()]),
-            Attribute::new(
+            ClaimAttribute::new(UPN_NAMESPACE, "UPN", vec![self.upn.clone()]),
+            ClaimAttribute::new(
                 IMMUTABLE_ID_NAMESPACE,
                 "ImmutableID",
                 vec![self.immutable_id.clone()],
             ),
-            Attribute::new(AMR_NAMESPACE, "authnmethodsreferences", amr),
+            ClaimAttribute::new(AMR_NAMESPACE, "authnmethodsreferences", amr),
         ];
         attributes.extend(self.extra_attributes.iter().cloned());
         attributes
@@ -305,7 +305,7 @@ pub fn build_signed_assertion(
     })
 }
 
-/// The canonical SAML 1.1 assertion without its Signature (protocol.md §4.1).
+/// The canonical SAML 1.1 assertion without its Signature (docs/protocol-notes.md#saml-11-shape).
 fn saml11_assertion(claims: &Claims, id: &str, window: &Window) -> String {
     let mut w = CanonicalWriter::new();
     w.start(
@@ -374,7 +374,7 @@ fn saml11_subject(w: &mut CanonicalWriter, immutable_id: &str) {
     w.end();
 }
 
-/// The canonical SAML 2.0 assertion without its Signature (protocol.md §4.5).
+/// The canonical SAML 2.0 assertion without its Signature (docs/protocol-notes.md#saml-20).
 fn saml20_assertion(claims: &Claims, id: &str, window: &Window) -> String {
     let mut w = CanonicalWriter::new();
     w.start(
@@ -450,7 +450,7 @@ mod tests {
             authn_method: AuthnMethod::Password,
             authn_instant: datetime!(2026-03-01 09:59:58.123456 UTC),
             mfa_performed: false,
-            extra_attributes: vec![Attribute {
+            extra_attributes: vec![ClaimAttribute {
                 namespace: "http://schemas.microsoft.com/ws/2012/01".into(),
                 name: "insidecorporatenetwork".into(),
                 values: vec!["true".into()],

@@ -169,9 +169,45 @@ impl Element {
     }
 }
 
-/// Escapes text for use in XML content or a double-quoted attribute value.
+/// Escapes text for use in XML content or a double-quoted attribute value (`&`, `<`, `>`, `"`,
+/// `'`): the SOAP envelopes around what is signed, and the load-test client's requests.
 pub fn escape(text: &str) -> Cow<'_, str> {
     quick_xml::escape::escape(text)
+}
+
+/// Escapes text content as exclusive c14n writes it: `&`, `<`, `>` and CR as `&#xD;`, nothing
+/// else. The signed documents are written in canonical form directly, so these are their bytes
+/// (the signature oracles check them); the MEX writer uses the same rules.
+pub fn escape_canonical_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#xD;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Escapes a double-quoted attribute value as exclusive c14n writes it: `&`, `<`, `"` and TAB,
+/// LF, CR as `&#x9;`, `&#xA;`, `&#xD;`; `>` stays as it is.
+pub fn escape_canonical_attribute(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#x9;"),
+            '\n' => out.push_str("&#xA;"),
+            '\r' => out.push_str("&#xD;"),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Parses a complete document into its root element, enforcing `limits`.
@@ -400,6 +436,27 @@ fn malformed(reason: &str) -> XmlError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_text_escaping_follows_exclusive_c14n() {
+        assert_eq!(
+            escape_canonical_text("a&b<c>d\"e'f\r\n\tg"),
+            "a&amp;b&lt;c&gt;d\"e'f&#xD;\n\tg"
+        );
+    }
+
+    #[test]
+    fn canonical_attribute_escaping_follows_exclusive_c14n() {
+        assert_eq!(
+            escape_canonical_attribute("a&b<c>d\"e'f\r\n\tg"),
+            "a&amp;b&lt;c>d&quot;e'f&#xD;&#xA;&#x9;g"
+        );
+    }
+
+    #[test]
+    fn plain_escaping_covers_both_quotes() {
+        assert_eq!(escape("a&b<c>d\"e'f"), "a&amp;b&lt;c&gt;d&quot;e&apos;f");
+    }
 
     const ENVELOPE: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="urn:a">

@@ -11,6 +11,7 @@
 use base64::Engine as _;
 
 use crate::crypto::{CryptoError, SigningIdentity};
+use crate::protocol::xml;
 
 /// The XML-DSig namespace, declared as the default namespace on `Signature`.
 pub const XMLDSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
@@ -42,38 +43,6 @@ pub enum XmlDsigError {
     Signing(#[from] CryptoError),
 }
 
-/// Escapes text content per exclusive c14n (& < > and CR as &#xD;).
-pub fn escape_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xD;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Escapes an attribute value per exclusive c14n (& < " and TAB LF CR as &#x9; &#xA; &#xD;).
-pub fn escape_attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#x9;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// Writes elements directly in exclusive-canonical form.
 ///
 /// Attribute lists may contain namespace declarations (`xmlns`, `xmlns:p`) and unqualified
@@ -103,7 +72,7 @@ impl CanonicalWriter {
             self.out.push(' ');
             self.out.push_str(attribute);
             self.out.push_str("=\"");
-            self.out.push_str(&escape_attr(value));
+            self.out.push_str(&xml::escape_canonical_attribute(value));
             self.out.push('"');
         }
         self.out.push('>');
@@ -112,7 +81,7 @@ impl CanonicalWriter {
 
     /// Writes escaped text content.
     pub fn text(&mut self, text: &str) {
-        self.out.push_str(&escape_text(text));
+        self.out.push_str(&xml::escape_canonical_text(text));
     }
 
     /// Closes the innermost open element (does nothing when none is open).
@@ -373,22 +342,6 @@ mod tests {
         let signature =
             expected_signature(&digest, signature_value, &identity.certificate.base64());
         (signed, signature)
-    }
-
-    #[test]
-    fn text_escaping_follows_exclusive_c14n() {
-        assert_eq!(
-            escape_text("a&b<c>d\"e'f\r\n\tg"),
-            "a&amp;b&lt;c&gt;d\"e'f&#xD;\n\tg"
-        );
-    }
-
-    #[test]
-    fn attribute_escaping_follows_exclusive_c14n() {
-        assert_eq!(
-            escape_attr("a&b<c>d\"e'f\r\n\tg"),
-            "a&amp;b&lt;c>d&quot;e'f&#xD;&#xA;&#x9;g"
-        );
     }
 
     #[test]

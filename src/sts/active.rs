@@ -4,9 +4,9 @@
 //! sign-in are in `guard`.
 
 use super::guard::SignInGuard;
-use super::{App, HttpReply, RequestInfo, Sts, sign, user_claims};
+use super::{App, HttpReply, Issued, Refused, RequestInfo, Sts, sign, trust_reply, user_claims};
 use crate::error::StsError;
-use crate::policy::audit::{self, AuditRecord};
+use crate::policy::audit::AuditRecord;
 use crate::policy::{Flow, Refusal};
 use crate::protocol::saml::SignedAssertion;
 use crate::protocol::soap;
@@ -36,45 +36,49 @@ impl Sts {
             version,
             body,
         };
-        let mut request = None;
-        let result = self.issue(&active, &mut record, &mut request).await;
-        let relates_to = request.as_ref().and_then(|r| r.message_id.as_deref());
-        match result {
-            Ok(assertion) => {
-                record.emit(audit::Decision::Issued, "ok", Some(&assertion.id));
-                let applies_to = request
-                    .as_ref()
-                    .map(|r| r.applies_to.as_str())
-                    .unwrap_or("");
-                HttpReply::soap(
-                    200,
-                    wstrust::build_response(version, &assertion, applies_to, relates_to, now),
-                )
-            }
-            Err(error) => {
-                record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                HttpReply::refused(&error, version, &info.correlation_id, relates_to)
-            }
-        }
+        let result = self.issue(&active, &mut record).await;
+        trust_reply(result, &record, version, &info.correlation_id, now)
     }
 
     async fn issue(
         &self,
         active: &ActiveRequest<'_>,
         record: &mut AuditRecord,
-        parsed: &mut Option<IssueRequest>,
+    ) -> Result<Issued, Refused> {
+        let request = self.read_request(active).await.map_err(Refused::early)?;
+        record.user = request.username.clone();
+        let assertion = self
+            .check_and_sign(active, &request, record)
+            .await
+            .map_err(|error| Refused::relating_to(error, &request.message_id))?;
+        Ok(Issued {
+            assertion,
+            applies_to: request.applies_to,
+            message_id: request.message_id,
+        })
+    }
+
+    /// Rate limit, envelope and RST: the steps before the request's MessageID is known.
+    async fn read_request(&self, active: &ActiveRequest<'_>) -> Result<IssueRequest, StsError> {
+        active.guard.rate_limit().await?;
+        let envelope = soap::parse_envelope(active.body, &self.xml_limits)?;
+        Ok(wstrust::parse_usernamemixed(
+            &envelope,
+            active.version,
+            active.guard.now,
+            &self.timestamp_policy,
+        )?)
+    }
+
+    /// Replay marks, lockout and password, domain, device trust, signed assertion.
+    async fn check_and_sign(
+        &self,
+        active: &ActiveRequest<'_>,
+        request: &IssueRequest,
+        record: &mut AuditRecord,
     ) -> Result<SignedAssertion, StsError> {
         let guard = &active.guard;
         let (app, now) = (guard.app, guard.now);
-        guard.rate_limit().await?;
-        let envelope = soap::parse_envelope(active.body, &self.xml_limits)?;
-        let request = parsed.insert(wstrust::parse_usernamemixed(
-            &envelope,
-            active.version,
-            now,
-            &self.timestamp_policy,
-        )?);
-        record.user = request.username.clone();
         if let Some(kind) = self
             .policies
             .replay

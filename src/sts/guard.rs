@@ -172,15 +172,15 @@ impl<'a> SignInGuard<'a> {
             self.now,
         );
         match decision {
-            device::Decision::NotRequired(presented) => {
+            device::DeviceDecision::NotRequired(presented) => {
                 record.device_id = presented.map(|d| d.id);
                 Ok(())
             }
-            device::Decision::Trusted(d) => {
+            device::DeviceDecision::Trusted(d) => {
                 record.device_id = Some(d.id);
                 Ok(())
             }
-            device::Decision::Refused(refusal) => Err(Refusal::Device(refusal)),
+            device::DeviceDecision::Refused(refusal) => Err(Refusal::Device(refusal)),
         }
     }
 }

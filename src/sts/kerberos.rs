@@ -8,7 +8,7 @@ use crate::protocol::wstrust::TrustVersion;
 #[cfg(feature = "kerberos")]
 use {
     super::guard::SignInGuard,
-    super::sign,
+    super::{Issued, Refused, sign, trust_reply},
     crate::error::StsError,
     crate::kerberos as wt,
     crate::policy::{Refusal, audit},
@@ -62,9 +62,8 @@ impl Sts {
             return negotiate_challenge();
         };
         if let Err(refusal) = guard.rate_limit().await {
-            let error = StsError::from(refusal);
-            record.emit(audit::Decision::Refused, &error.log_reason(), None);
-            return HttpReply::refused(&error, version, &info.correlation_id, None);
+            let refused = Refused::early(refusal);
+            return trust_reply(Err(refused), &record, version, &info.correlation_id, now);
         }
         let acceptor = acceptor.clone();
         let accepted = tokio::task::spawn_blocking(move || {
@@ -88,49 +87,21 @@ impl Sts {
             }
         };
         let (token, accepted) = accepted;
-        let mut relates_to = None;
         let result = match self
             .policies
             .replay
             .check_negotiate_token(&token, now)
             .await
         {
-            Ok(Some(kind)) => Err(Refusal::Replay(kind).into()),
-            Err(e) => Err(Refusal::from(e).into()),
+            Ok(Some(kind)) => Err(Refused::early(Refusal::Replay(kind))),
+            Err(e) => Err(Refused::early(Refusal::from(e))),
             Ok(None) => {
-                self.windows_issue(
-                    app,
-                    kerberos,
-                    version,
-                    body,
-                    &accepted.principal,
-                    now,
-                    &mut relates_to,
-                )
-                .await
+                self.windows_issue(app, kerberos, version, body, &accepted.principal, now)
+                    .await
             }
         };
-        let mut reply = match result {
-            Ok((assertion, applies_to)) => {
-                record.user = accepted.principal.clone();
-                record.emit(audit::Decision::Issued, "ok", Some(&assertion.id));
-                HttpReply::soap(
-                    200,
-                    wstrust::build_response(
-                        version,
-                        &assertion,
-                        &applies_to,
-                        relates_to.as_deref(),
-                        now,
-                    ),
-                )
-            }
-            Err(error) => {
-                record.user = accepted.principal.clone();
-                record.emit(audit::Decision::Refused, &error.log_reason(), None);
-                HttpReply::refused(&error, version, &info.correlation_id, relates_to.as_deref())
-            }
-        };
+        record.user = accepted.principal.clone();
+        let mut reply = trust_reply(result, &record, version, &info.correlation_id, now);
         if let Some(token) = accepted.reply_token {
             use base64::Engine as _;
             let encoded = base64::engine::general_purpose::STANDARD.encode(token);
@@ -141,9 +112,8 @@ impl Sts {
         reply
     }
 
-    /// The token for an authenticated principal; returns the assertion and the AppliesTo.
+    /// The token for an authenticated principal.
     #[cfg(feature = "kerberos")]
-    #[allow(clippy::too_many_arguments)]
     async fn windows_issue(
         &self,
         app: &App,
@@ -152,12 +122,33 @@ impl Sts {
         body: &[u8],
         principal: &str,
         now: OffsetDateTime,
-        relates_to: &mut Option<String>,
-    ) -> Result<(SignedAssertion, String), StsError> {
+    ) -> Result<Issued, Refused> {
+        let envelope = soap::parse_envelope(body, &self.xml_limits).map_err(Refused::early)?;
+        let request =
+            wstrust::parse_windowstransport(&envelope, version).map_err(Refused::early)?;
+        let assertion = self
+            .windows_check_and_sign(app, kerberos, &request, principal, now)
+            .await
+            .map_err(|error| Refused::relating_to(error, &request.message_id))?;
+        Ok(Issued {
+            assertion,
+            applies_to: request.applies_to,
+            message_id: request.message_id,
+        })
+    }
+
+    /// MessageID replay mark, principal → directory entry, domain, Windows claims, signed
+    /// assertion.
+    #[cfg(feature = "kerberos")]
+    async fn windows_check_and_sign(
+        &self,
+        app: &App,
+        kerberos: &crate::config::KerberosConfig,
+        request: &wstrust::WindowsIssueRequest,
+        principal: &str,
+        now: OffsetDateTime,
+    ) -> Result<SignedAssertion, StsError> {
         use crate::directory::{AuthFailure, DirectoryError};
-        let envelope = soap::parse_envelope(body, &self.xml_limits)?;
-        let request = wstrust::parse_windowstransport(&envelope, version)?;
-        relates_to.clone_from(&request.message_id);
         if let Some(id) = &request.message_id
             && let Some(kind) = self
                 .policies
@@ -184,8 +175,7 @@ impl Sts {
             kerberos.issuer_id.as_deref(),
             now,
         )?;
-        let assertion = sign(app, &claims, request.token_type, now)?;
-        Ok((assertion, request.applies_to))
+        Ok(sign(app, &claims, request.token_type, now)?)
     }
 }
 

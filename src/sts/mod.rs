@@ -2,9 +2,11 @@
 //! does with a request. Knows no HTTP types: it takes an [`Endpoint`], body bytes and a little
 //! request context, and returns an [`HttpReply`].
 //!
-//! Submodules hold the endpoints with several steps: `active` (usernamemixed) and `windows`
-//! (windowstransport); passive sign-in is `crate::wsfed`. `guard` holds the policy steps the
-//! two password paths (usernamemixed and passive sign-in) share.
+//! Submodules hold the endpoints with several steps: `active` (usernamemixed) and `kerberos`
+//! (windowstransport), which share one shape: the steps before the MessageID is known, the
+//! steps after it (their refusals carry it, see [`Refused`]), and one ending ([`trust_reply`]:
+//! audit record, RSTR or fault). Passive sign-in is `crate::wsfed`. `guard` holds the policy
+//! steps the two password paths (usernamemixed and passive sign-in) share.
 //!
 //! Path of a token on usernamemixed: classification and rate limit (`policy`) → envelope
 //! (`soap`) → RST (`wstrust`) → replay marks and lockout check (`policy`) → password check
@@ -36,12 +38,14 @@ use crate::protocol::xml;
 use crate::secret::Secret;
 use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
-use crate::wsfed::session::SessionKey;
-use crate::wsfed::{Call, WsFed};
 
 mod active;
 pub(crate) mod guard;
 mod kerberos;
+pub mod passive;
+
+use passive::session::SessionKey;
+use passive::{Call, WsFed};
 
 /// What a request asks for, decided by the router from method and path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,26 +182,114 @@ impl HttpReply {
         }
     }
 
-    /// The answer to a refused WS-Trust request: a plain 429 with `Retry-After` for a rate
-    /// limit answered so, otherwise the SOAP fault (with `Retry-After` when the client may
-    /// retry soon).
+    /// The answer to a refused WS-Trust request, as its [`crate::error::Outcome`] decided: a
+    /// plain status with `Retry-After`, or the SOAP fault (with `Retry-After` when the client
+    /// may retry soon).
     fn refused(
-        error: &crate::error::StsError,
+        answer: &crate::error::ActiveAnswer,
         version: crate::protocol::wstrust::TrustVersion,
         correlation_id: &str,
         relates_to: Option<&str>,
     ) -> Self {
-        if let Some((status, retry_after)) = error.plain_http() {
-            let mut reply = Self::text(status, "too many requests; try again later\n");
-            reply.headers.push(("retry-after", retry_after.to_string()));
-            return reply;
+        use crate::error::ActiveAnswer;
+        match answer {
+            ActiveAnswer::Plain {
+                status,
+                retry_after_secs,
+            } => {
+                let mut reply = Self::text(*status, "too many requests; try again later\n");
+                reply
+                    .headers
+                    .push(("retry-after", retry_after_secs.to_string()));
+                reply
+            }
+            ActiveAnswer::Fault(fault) => {
+                let fault_xml = fault.to_fault(version, correlation_id, relates_to).to_xml();
+                let mut reply = Self::soap(crate::error::FAULT_HTTP_STATUS, fault_xml);
+                if let Some(retry_after) = fault.retry_after_secs {
+                    reply.headers.push(("retry-after", retry_after.to_string()));
+                }
+                reply
+            }
         }
-        let fault = error.to_fault(version, correlation_id, relates_to);
-        let mut reply = Self::soap(crate::error::FAULT_HTTP_STATUS, fault.to_xml());
-        if let Some(retry_after) = error.fault_retry_after() {
-            reply.headers.push(("retry-after", retry_after.to_string()));
+    }
+}
+
+/// A token issued on a WS-Trust endpoint, with what its RSTR echoes.
+struct Issued {
+    assertion: SignedAssertion,
+    /// The AppliesTo address as sent.
+    applies_to: String,
+    /// The request's `wsa:MessageID` (the RSTR's `RelatesTo`).
+    message_id: Option<String>,
+}
+
+/// A refused WS-Trust request: why, and the `wsa:MessageID` its fault relates to once the
+/// request has been read far enough to have one.
+struct Refused {
+    error: crate::error::StsError,
+    message_id: Option<String>,
+}
+
+impl Refused {
+    /// A refusal before the request's MessageID is known (rate limit, envelope, RST).
+    fn early(error: impl Into<crate::error::StsError>) -> Self {
+        Self {
+            error: error.into(),
+            message_id: None,
         }
-        reply
+    }
+
+    /// A refusal of a request that was read: its fault relates to `message_id`.
+    fn relating_to(error: crate::error::StsError, message_id: &Option<String>) -> Self {
+        Self {
+            error,
+            message_id: message_id.clone(),
+        }
+    }
+}
+
+/// The common ending of usernamemixed and windowstransport: one audit record, then the RSTR of
+/// the issued token or the refusal as its [`crate::error::Outcome`] decided.
+fn trust_reply(
+    result: Result<Issued, Refused>,
+    record: &AuditRecord,
+    version: TrustVersion,
+    correlation_id: &str,
+    now: OffsetDateTime,
+) -> HttpReply {
+    match result {
+        Ok(issued) => {
+            record.emit(
+                crate::policy::audit::Decision::Issued,
+                "ok",
+                Some(&issued.assertion.id),
+            );
+            HttpReply::soap(
+                200,
+                wstrust::build_response(
+                    version,
+                    &issued.assertion,
+                    &issued.applies_to,
+                    issued.message_id.as_deref(),
+                    now,
+                ),
+            )
+        }
+        Err(refused) => {
+            let outcome = refused.error.outcome();
+            record.emit(
+                crate::policy::audit::Decision::Refused,
+                &outcome.log_reason,
+                None,
+            );
+            HttpReply::refused(
+                &outcome.active,
+                version,
+                correlation_id,
+                refused.message_id.as_deref(),
+            )
+        }
     }
 }
 
@@ -392,7 +484,7 @@ pub enum StartError {
     },
     /// The browser session key could not be read or made.
     #[error("server.session_key: {0}")]
-    SessionKey(#[from] crate::wsfed::session::SessionKeyError),
+    SessionKey(#[from] passive::session::SessionKeyError),
     /// The federation metadata could not be signed.
     #[error("{key}: cannot sign the federation metadata: {source}")]
     Metadata {
@@ -402,12 +494,20 @@ pub enum StartError {
         source: crate::protocol::xmldsig::XmlDsigError,
     },
     /// A directory could not be built.
-    #[error("{key}: {message}")]
+    #[error("{key}: {source}")]
     Directory {
         /// Config key.
         key: String,
         /// Cause.
-        message: String,
+        source: crate::directory::DirectoryError,
+    },
+    /// An app names a directory that is not configured.
+    #[error("{key}: no directory named {name}")]
+    UnknownDirectory {
+        /// Config key.
+        key: String,
+        /// The name the app gives.
+        name: String,
     },
 }
 
@@ -441,23 +541,18 @@ impl Sts {
             let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
             return Err(StartError::Config(text.join("\n")));
         }
-        let directories =
-            directory::build(&config.directories).map_err(|(key, e)| StartError::Directory {
-                key,
-                message: e.to_string(),
-            })?;
+        let directories = directory::build(&config.directories)
+            .map_err(|(key, source)| StartError::Directory { key, source })?;
         let mut apps = BTreeMap::new();
         let mut wsfed = WsFed::new(session_key(config)?);
         for (i, app) in config.apps.iter().enumerate() {
             let identity = load_identity(i, app)?;
-            let directory =
-                directories
-                    .get(&app.directory)
-                    .cloned()
-                    .ok_or_else(|| StartError::Directory {
-                        key: format!("apps[{i}].directory"),
-                        message: format!("no directory named {}", app.directory),
-                    })?;
+            let directory = directories.get(&app.directory).cloned().ok_or_else(|| {
+                StartError::UnknownDirectory {
+                    key: format!("apps[{i}].directory"),
+                    name: app.directory.clone(),
+                }
+            })?;
             let next = next_identity(i, app)?;
             #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
             let mut built = App::new(app.clone(), config.public_base(), identity, directory)
@@ -656,7 +751,7 @@ fn session_key(config: &Config) -> Result<SessionKey, StartError> {
         Some(path) => Ok(SessionKey::load_or_create(path)?),
         None => {
             let bytes = crate::random::bytes::<32>()
-                .map_err(|_| crate::wsfed::session::SessionKeyError::Random)?;
+                .map_err(|_| passive::session::SessionKeyError::Random)?;
             Ok(SessionKey::from_bytes(&bytes))
         }
     }

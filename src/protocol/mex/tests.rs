@@ -1,6 +1,7 @@
 //! The document is parsed with quick-xml into a small tree, then classified by functions that
-//! mirror the client code described in protocol.md §1.4 (MSAL.NET `MexDocument.cs`, msal4j
-//! `MexParser.java`), so a shape regression that would break a real client fails here.
+//! mirror the client code described in docs/protocol-notes.md#how-clients-pick-an-endpoint
+//! (MSAL.NET `MexDocument.cs`, msal4j `MexParser.java`), so a shape regression that would break
+//! a real client fails here.
 
 use super::*;
 use quick_xml::NsReader;
@@ -804,6 +805,8 @@ fn windowstransport_policies_use_sp2005_without_timestamp() {
     }
 }
 
+/// Attribute values are escaped as canonical XML escapes them (`>` may stay); URLs and SPNs the
+/// configuration accepts never hold `<`, `>` or `"`, so this only shows the escaping holds.
 #[test]
 fn urls_are_escaped() {
     let url = "https://sts.example.com/a?x=1&y=\"<2>\"";
@@ -813,7 +816,7 @@ fn urls_are_escaped() {
     };
     let document = definitions(&endpoints);
     assert!(
-        document.contains("location=\"https://sts.example.com/a?x=1&amp;y=&quot;&lt;2&gt;&quot;\"")
+        document.contains("location=\"https://sts.example.com/a?x=1&amp;y=&quot;&lt;2>&quot;\"")
     );
     assert_eq!(port_addresses(&parse(&document))[1], url);
 }

@@ -1,5 +1,6 @@
 //! The signed WS-Federation metadata document
-//! (`/wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`, protocol.md §5).
+//! (`/wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`,
+//! docs/protocol-notes.md#passive-ws-federation).
 //!
 //! `EntityDescriptor` (entityID = the app's issuer) holds, after its enveloped signature (first
 //! child, like ADFS), a `RoleDescriptor` of type `fed:SecurityTokenServiceType` with the signing

@@ -1,6 +1,7 @@
-//! Passive WS-Federation (protocol.md §5): browser sign-in with an optional TOTP step-up,
-//! single sign-on through a signed session cookie, sign-out, IdP-initiated launch, and the
-//! signed federation metadata document.
+//! Passive WS-Federation (docs/protocol-notes.md#passive-ws-federation): browser sign-in with
+//! an optional TOTP step-up, single sign-on through a signed session cookie, sign-out,
+//! IdP-initiated launch, and the signed federation metadata document. The sign-in steps and
+//! their order are in `steps`.
 //!
 //! One request: parameters (query for GET, form body for POST) → [`WsFedRequest`] (checked
 //! against the app's realms and `wreply` allow-list) → session, password or TOTP step → the same
@@ -14,22 +15,19 @@
 pub mod metadata;
 pub mod pages;
 pub mod session;
+mod steps;
 
 use std::collections::BTreeMap;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::directory::{DirectoryError, User};
-use crate::error::{ErrorPage, StsError};
+use super::guard::SignInGuard;
+use super::{App, HttpReply, RequestInfo};
+use crate::error::{ErrorPage, PassiveAnswer, StsError};
+use crate::policy::Policies;
 use crate::policy::audit::{AuditRecord, Decision};
-use crate::policy::{Flow, Policies, Refusal};
 use crate::protocol::ns::MICROSOFT_ONLINE;
-use crate::protocol::saml::{self, SignedAssertion, TokenType};
 use crate::protocol::wstrust;
-use crate::state::StateError;
-use crate::sts::guard::SignInGuard;
-use crate::sts::{App, HttpReply, RequestInfo};
-use crate::totp::{self, TotpKey};
 
 use pages::{Branding, OwnForm};
 use session::{FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
@@ -467,28 +465,8 @@ impl WsFed {
         reply.into_http()
     }
 
-    /// A sign-in: the calls that carry credentials or may issue without a form (POST, launch
-    /// tile) take a token from the client IP's bucket first.
-    async fn sign_in(
-        &self,
-        exchange: &mut Exchange<'_>,
-        call: Call,
-        request: &SignIn,
-        body: &[u8],
-    ) -> PageReply {
-        if call != Call::Get
-            && let Err(refusal) = exchange.guard.rate_limit().await
-        {
-            return self.refused(exchange, request, "", refusal.into());
-        }
-        match call {
-            Call::Post => self.form_post(exchange, request, body).await,
-            Call::Get | Call::Launch => self.sign_in_get(exchange, request).await,
-        }
-    }
-
     /// Audits a refusal and answers it: credential failures show the sign-in form again with the
-    /// generic message, everything else its page (`StsError::passive_page`).
+    /// generic message, everything else its page, as [`StsError::outcome`] decided.
     fn refused(
         &self,
         exchange: &mut Exchange<'_>,
@@ -496,10 +474,13 @@ impl WsFed {
         username: &str,
         error: StsError,
     ) -> PageReply {
-        exchange.refuse(&error.log_reason());
-        match error.passive_page() {
-            None => self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401),
-            Some(page) => exchange.error_page(&page),
+        let outcome = error.outcome();
+        exchange.refuse(&outcome.log_reason);
+        match outcome.passive {
+            PassiveAnswer::SignInFormAgain => {
+                self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401)
+            }
+            PassiveAnswer::Page(page) => exchange.error_page(&page),
         }
     }
 
@@ -564,65 +545,6 @@ impl WsFed {
             .open_session(&exchange.guard.app.config.id, sealed, exchange.guard.now)
     }
 
-    async fn sign_in_get(&self, exchange: &mut Exchange<'_>, request: &SignIn) -> PageReply {
-        let live = self.session(exchange).filter(|_| !request.fresh);
-        let Some(session) = live else {
-            let hint = request.username_hint.clone();
-            return self.password_form(exchange, request, &hint, None, 200);
-        };
-        let store = &*exchange.guard.policies.store;
-        match session.is_revoked(store, exchange.guard.now).await {
-            Ok(false) => {}
-            Ok(true) => {
-                exchange.record.user = session.upn.clone();
-                exchange.refuse("session_signed_out");
-                return self.password_form(exchange, request, "", None, 200);
-            }
-            Err(e) => return self.refused(exchange, request, "", Refusal::from(e).into()),
-        }
-        exchange.session_id = Some(session.id.clone());
-        exchange.record.user = session.upn.clone();
-        let user = match exchange.guard.app.directory.lookup(&session.upn).await {
-            Ok(Some(user)) if exchange.guard.app.owns_upn(&user.upn) => user,
-            Ok(_) => return self.password_form(exchange, request, "", None, 200),
-            Err(e) => return self.refused(exchange, request, "", e.into()),
-        };
-        self.proceed(
-            exchange,
-            request,
-            &user,
-            session.authenticated_at,
-            session.mfa,
-            "session",
-        )
-        .await
-    }
-
-    /// After the password (or a live session): the TOTP step when one is needed and not done
-    /// yet (device trust is checked first, so nobody types a code for a refused device), else
-    /// the response.
-    async fn proceed(
-        &self,
-        exchange: &mut Exchange<'_>,
-        request: &SignIn,
-        user: &User,
-        authenticated_at: OffsetDateTime,
-        mfa: bool,
-        via: &str,
-    ) -> PageReply {
-        if !request.mfa_required || mfa {
-            return self.respond(exchange, request, user, authenticated_at, mfa, via);
-        }
-        if let Err(refusal) = exchange
-            .guard
-            .device(Flow::Passive, user, &mut exchange.record)
-        {
-            return self.refused(exchange, request, &user.upn, refusal.into());
-        }
-        self.step_up(exchange, request, user, authenticated_at)
-            .await
-    }
-
     fn password_form(
         &self,
         exchange: &mut Exchange<'_>,
@@ -649,38 +571,6 @@ impl WsFed {
         })
     }
 
-    async fn step_up(
-        &self,
-        exchange: &mut Exchange<'_>,
-        request: &SignIn,
-        user: &User,
-        authenticated_at: OffsetDateTime,
-    ) -> PageReply {
-        match exchange.guard.app.directory.totp_secret(&user.upn).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                exchange.refuse("mfa_not_enrolled");
-                return exchange.message(
-                    403,
-                    "Second factor required",
-                    "This sign-in needs a verification code, but no authenticator is enrolled for your account. Ask your administrator to enrol one.",
-                );
-            }
-            Err(e) => return self.refused(exchange, request, "", e.into()),
-        }
-        let Some(nonce) = self.ensure_nonce(exchange) else {
-            return random_failure(exchange);
-        };
-        let ticket = MfaTicket {
-            app: exchange.guard.app.config.id.clone(),
-            nonce,
-            upn: user.upn.clone(),
-            authenticated_at,
-            expires: exchange.guard.now + Duration::seconds(session::MFA_TICKET_LIFETIME_SECS),
-        };
-        self.totp_form(exchange, request, &ticket, None)
-    }
-
     fn totp_form(
         &self,
         exchange: &mut Exchange<'_>,
@@ -699,253 +589,6 @@ impl WsFed {
                 hidden: &hidden,
             };
             pages::totp(b, &form, &ticket.upn, error, n)
-        })
-    }
-
-    async fn form_post(
-        &self,
-        exchange: &mut Exchange<'_>,
-        request: &SignIn,
-        body: &[u8],
-    ) -> PageReply {
-        let fields = std::str::from_utf8(body)
-            .ok()
-            .and_then(|b| parse_form(b).ok())
-            .unwrap_or_default();
-        let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-        let nonce = self.cookie_nonce(exchange);
-        let csrf_ok = nonce.as_deref().is_some_and(|n| {
-            self.key
-                .csrf_matches(&exchange.guard.app.config.id, n, field("csrf"))
-        });
-        if !csrf_ok {
-            exchange.refuse("csrf_mismatch");
-            return self.password_form(
-                exchange,
-                request,
-                "",
-                Some("This sign-in form expired or did not come from this site. Sign in again."),
-                403,
-            );
-        }
-        let nonce = nonce.unwrap_or_default();
-        match field("step") {
-            "totp" => {
-                self.totp_step(
-                    exchange,
-                    request,
-                    &nonce,
-                    field("mfa_ticket"),
-                    field("totp"),
-                )
-                .await
-            }
-            _ => {
-                self.password_step(exchange, request, field("username"), field("password"))
-                    .await
-            }
-        }
-    }
-
-    /// Lockout check, password, lockout record (shared with usernamemixed), then the domain.
-    async fn password_step(
-        &self,
-        exchange: &mut Exchange<'_>,
-        request: &SignIn,
-        username: &str,
-        password: &str,
-    ) -> PageReply {
-        let username = username.trim();
-        exchange.record.user = username.to_owned();
-        if username.is_empty()
-            || username.len() > MAX_CREDENTIAL_BYTES
-            || password.len() > MAX_CREDENTIAL_BYTES
-        {
-            exchange.refuse("malformed_credentials");
-            return self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401);
-        }
-        let authenticated = exchange
-            .guard
-            .authenticate(username, password, &mut exchange.record)
-            .await;
-        let user = match authenticated {
-            Ok(user) if exchange.guard.app.owns_upn(&user.upn) => user,
-            Ok(_) => {
-                let domain = exchange.guard.app.config.domain.clone();
-                return self.refused(
-                    exchange,
-                    request,
-                    username,
-                    StsError::OutsideDomain { domain },
-                );
-            }
-            Err(e) => return self.refused(exchange, request, username, e),
-        };
-        let now = exchange.guard.now;
-        self.proceed(exchange, request, &user, now, false, "password")
-            .await
-    }
-
-    /// The code of an MFA ticket: counted before it is checked (refused while the user's wrong
-    /// codes are used up), checked in the drift window, spent once (marks shared through the
-    /// state store).
-    async fn totp_step(
-        &self,
-        exchange: &mut Exchange<'_>,
-        request: &SignIn,
-        nonce: &str,
-        sealed_ticket: &str,
-        code: &str,
-    ) -> PageReply {
-        let app_id = exchange.guard.app.config.id.clone();
-        let now = exchange.guard.now;
-        let Some(ticket) = self.key.open_ticket(&app_id, nonce, sealed_ticket, now) else {
-            exchange.refuse("mfa_ticket_invalid");
-            return self.password_form(
-                exchange,
-                request,
-                "",
-                Some("The time to enter a code ran out. Sign in again."),
-                401,
-            );
-        };
-        exchange.record.user = ticket.upn.clone();
-        let guard = exchange.guard.policies.totp.clone();
-        match guard.reserve(&ticket.upn, now).await {
-            Ok(true) => {}
-            Ok(false) => {
-                exchange.refuse("totp_attempts_exceeded");
-                return exchange.message(
-                    429,
-                    "Too many wrong codes",
-                    "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
-                );
-            }
-            Err(e) => return self.refused(exchange, request, "", Refusal::from(e).into()),
-        }
-        let (user, secret) = match self.user_and_secret(exchange.guard.app, &ticket.upn).await {
-            Ok(Some(pair)) => pair,
-            not_found => {
-                // No code was checked: give its count back (the refusal stands if that fails).
-                if let Err(e) = guard.give_back(&ticket.upn, now).await {
-                    return self.refused(exchange, request, "", Refusal::from(e).into());
-                }
-                return match not_found {
-                    Err(e) => self.refused(exchange, request, "", e.into()),
-                    _ => {
-                        exchange.refuse("mfa_not_enrolled");
-                        self.password_form(exchange, request, "", Some(BAD_CREDENTIALS), 401)
-                    }
-                };
-            }
-        };
-        let Some(step) = totp::matching_step(&secret, code, now) else {
-            return self.wrong_code(exchange, request, &ticket, "totp_wrong");
-        };
-        let spent = async {
-            let first = guard.first_use(&ticket.upn, step, now).await?;
-            if first {
-                guard.clear_wrong(&ticket.upn).await?;
-            }
-            Ok::<bool, StateError>(first)
-        };
-        match spent.await {
-            Ok(true) => self.respond(
-                exchange,
-                request,
-                &user,
-                ticket.authenticated_at,
-                true,
-                "totp",
-            ),
-            Ok(false) => self.wrong_code(exchange, request, &ticket, "totp_replayed"),
-            Err(e) => self.refused(exchange, request, "", Refusal::from(e).into()),
-        }
-    }
-
-    /// Refuses a wrong or replayed code (already counted by the reservation) and shows the code
-    /// form again.
-    fn wrong_code(
-        &self,
-        exchange: &mut Exchange<'_>,
-        request: &SignIn,
-        ticket: &MfaTicket,
-        reason: &str,
-    ) -> PageReply {
-        exchange.refuse(reason);
-        self.totp_form(exchange, request, ticket, Some(BAD_CODE))
-    }
-
-    async fn user_and_secret(
-        &self,
-        app: &App,
-        upn: &str,
-    ) -> Result<Option<(User, TotpKey)>, DirectoryError> {
-        let Some(user) = app.directory.lookup(upn).await? else {
-            return Ok(None);
-        };
-        let secret = app
-            .directory
-            .totp_secret(&user.upn)
-            .await?
-            .and_then(|text| TotpKey::from_base32(&text).ok());
-        Ok(secret.map(|s| (user, s)))
-    }
-
-    /// Checks device trust, issues the assertion, starts or refreshes the session, and answers
-    /// with the auto-post form.
-    fn respond(
-        &self,
-        exchange: &mut Exchange<'_>,
-        request: &SignIn,
-        user: &User,
-        authenticated_at: OffsetDateTime,
-        mfa: bool,
-        via: &str,
-    ) -> PageReply {
-        exchange.record.user = user.upn.clone();
-        if let Err(refusal) = exchange
-            .guard
-            .device(Flow::Passive, user, &mut exchange.record)
-        {
-            return self.refused(exchange, request, &user.upn, refusal.into());
-        }
-        let now = exchange.guard.now;
-        let lifetime = exchange.session_lifetime();
-        let Some(session) = Session::start(
-            exchange.session_id.as_deref(),
-            &exchange.guard.app.config.id,
-            &user.upn,
-            authenticated_at,
-            mfa,
-            now + lifetime,
-        ) else {
-            exchange.refuse("random_unavailable");
-            return random_failure(exchange);
-        };
-        let assertion = match issue(exchange.guard.app, user, authenticated_at, mfa, now) {
-            Ok(a) => a,
-            Err(e) => return self.refused(exchange, request, "", e.into()),
-        };
-        exchange
-            .record
-            .emit(Decision::Issued, via, Some(&assertion.id));
-        let path = exchange.cookie_path();
-        exchange.cookies.push(session::set_cookie(
-            SESSION_COOKIE,
-            &self.key.seal_session(&session),
-            &path,
-            lifetime.whole_seconds(),
-            "Lax",
-        ));
-        let fields = [
-            ("wa", WSIGNIN.to_owned()),
-            ("wresult", wstrust::build_wsfed_wresult(&assertion, now)),
-            ("wctx", request.wctx.clone()),
-        ];
-        let reply_to = request.reply_to.clone();
-        exchange.page_with(200, &origin_of(&reply_to), true, |b, n| {
-            pages::auto_post(b, &reply_to, &fields, n)
         })
     }
 
@@ -988,18 +631,6 @@ impl WsFed {
             ),
         }
     }
-}
-
-/// The signed SAML 1.1 assertion for a browser sign-in: the active path's claims plus MFA.
-fn issue(
-    app: &App,
-    user: &User,
-    authenticated_at: OffsetDateTime,
-    mfa: bool,
-    now: OffsetDateTime,
-) -> Result<SignedAssertion, saml::SamlError> {
-    let claims = crate::sts::user_claims(app, user, authenticated_at, mfa);
-    crate::sts::sign(app, &claims, TokenType::Saml11, now)
 }
 
 fn random_failure(exchange: &mut Exchange<'_>) -> PageReply {
