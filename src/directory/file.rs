@@ -285,6 +285,17 @@ pub fn hash_costs(path: &Path) -> Result<Vec<Option<HashCost>>, DirectoryError> 
         .collect())
 }
 
+/// Checks of at most this much work (memory KiB × passes) take tens of microseconds: less than
+/// the hop to a hashing thread and back, and too little memory and time to need the queue.
+const INLINE_WORK_MAX: u64 = 64;
+
+/// Whether a check of `cost` runs on the calling task instead of the queue. Only the stored
+/// hashes' parameters decide it (an unknown user gets the dummy, made with the users' most
+/// common cost), never the request.
+fn runs_inline(cost: HashCost) -> bool {
+    cost.work() <= INLINE_WORK_MAX
+}
+
 /// Checks that may wait per core for a hashing thread. A check takes tens of milliseconds, so a
 /// full queue is a wait of a few checks; beyond it a request is refused at once as busy.
 const QUEUED_PER_CORE: usize = 4;
@@ -391,15 +402,18 @@ impl Directory for FileDirectory {
         priority: CheckPriority,
     ) -> Result<User, DirectoryError> {
         let stored = self.users.get(&username.to_lowercase()).cloned();
-        let hash = match &stored {
-            Some(s) => s.hash.clone(),
-            None => self.dummy_hash.clone(),
+        let (hash, cost) = match &stored {
+            Some(s) => (&s.hash, s.cost),
+            None => (&self.dummy_hash, self.dummy_cost()),
         };
-        let password = password.to_owned();
-        let matches = self
-            .hashing
-            .run(priority, move || verify(&password, &hash))
-            .await?;
+        let matches = if cost.is_some_and(runs_inline) {
+            verify(password, hash)
+        } else {
+            let (password, hash) = (password.to_owned(), hash.clone());
+            self.hashing
+                .run(priority, move || verify(&password, &hash))
+                .await?
+        };
         match stored {
             None => Err(DirectoryError::Rejected(AuthFailure::UnknownUser)),
             Some(_) if !matches => Err(DirectoryError::Rejected(AuthFailure::WrongPassword)),
@@ -546,6 +560,29 @@ password = "{h}"
             .hash_password(password.as_bytes())
             .unwrap()
             .to_string()
+    }
+
+    #[tokio::test]
+    async fn cheap_hashes_are_checked_inline_and_costly_ones_through_the_queue() {
+        let cheap = hash_with("pw", 8, 1, 1);
+        let costly = hash_with("pw", 256, 1, 1);
+        let mut d = FileDirectory::parse(&users_file(&[cheap.clone(), cheap, costly])).unwrap();
+        // A queue that admits nothing: only a check that skips it can answer.
+        d.hashing = HashQueue::new(0, 0);
+        assert!(d.authenticate("u0@b.c", "pw").await.is_ok());
+        assert!(matches!(
+            d.authenticate("u0@b.c", "wrong").await,
+            Err(DirectoryError::Rejected(AuthFailure::WrongPassword))
+        ));
+        // Unknown users get the dummy with the most common (cheap) cost: inline too.
+        assert!(matches!(
+            d.authenticate("nobody@b.c", "pw").await,
+            Err(DirectoryError::Rejected(AuthFailure::UnknownUser))
+        ));
+        assert!(matches!(
+            d.authenticate("u2@b.c", "pw").await,
+            Err(DirectoryError::Busy { .. })
+        ));
     }
 
     fn users_file(hashes: &[String]) -> String {

@@ -45,6 +45,16 @@ pub enum XmlDsigError {
 /// Escapes text content per exclusive c14n (& < > and CR as &#xD;).
 pub fn escape_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    push_escaped_text(&mut out, s);
+    out
+}
+
+/// Appends `s` escaped as text content (most text needs no escape: copied in one piece).
+fn push_escaped_text(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| matches!(b, b'&' | b'<' | b'>' | b'\r')) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -54,12 +64,24 @@ pub fn escape_text(s: &str) -> String {
             other => out.push(other),
         }
     }
-    out
 }
 
 /// Escapes an attribute value per exclusive c14n (& < " and TAB LF CR as &#x9; &#xA; &#xD;).
 pub fn escape_attr(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    push_escaped_attr(&mut out, s);
+    out
+}
+
+/// Appends `s` escaped as an attribute value (copied in one piece when nothing needs escaping).
+fn push_escaped_attr(out: &mut String, s: &str) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'"' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -71,7 +93,6 @@ pub fn escape_attr(s: &str) -> String {
             other => out.push(other),
         }
     }
-    out
 }
 
 /// Writes elements directly in exclusive-canonical form.
@@ -103,7 +124,7 @@ impl CanonicalWriter {
             self.out.push(' ');
             self.out.push_str(attribute);
             self.out.push_str("=\"");
-            self.out.push_str(&escape_attr(value));
+            push_escaped_attr(&mut self.out, value);
             self.out.push('"');
         }
         self.out.push('>');
@@ -112,7 +133,7 @@ impl CanonicalWriter {
 
     /// Writes escaped text content.
     pub fn text(&mut self, text: &str) {
-        self.out.push_str(&escape_text(text));
+        push_escaped_text(&mut self.out, text);
     }
 
     /// Closes the innermost open element (does nothing when none is open).
@@ -346,6 +367,20 @@ mod tests {
     use super::test_support::{between, verify_enveloped};
     use super::*;
     use crate::crypto::test_support::generated_identity;
+
+    #[test]
+    fn escapes_with_and_without_characters_to_escape() {
+        assert_eq!(escape_text("plain base64+/="), "plain base64+/=");
+        assert_eq!(escape_text("a&b<c>d\re\"\t"), "a&amp;b&lt;c&gt;d&#xD;e\"\t");
+        assert_eq!(escape_attr("plain > ok"), "plain > ok");
+        assert_eq!(
+            escape_attr("a&b<c\"d\te\nf\rg>"),
+            "a&amp;b&lt;c&quot;d&#x9;e&#xA;f&#xD;g>"
+        );
+        let mut w = CanonicalWriter::new();
+        w.text_element("e", &[("v", "x\"y")], "1<2");
+        assert_eq!(w.finish(), "<e v=\"x&quot;y\">1&lt;2</e>");
+    }
 
     const DOC: &str = "<a:Root xmlns:a=\"urn:x\" ID=\"_1\" Note=\"x&gt;y\"><a:First Say=\"a>b\"><a:Inner>t</a:Inner></a:First><a:Second></a:Second></a:Root>";
 
