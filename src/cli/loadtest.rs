@@ -643,6 +643,7 @@ fn escape(s: &str) -> String {
 }
 
 /// A usernamemixed RST with a fresh MessageID and Timestamp, as MSAL writes it.
+/// (`Passive` never sends one: the caller matches it first; it gets the 1.3 form.)
 fn rst(dialect: Workload, to: &str, upn: &str, password: &str) -> String {
     let (trust, action, key_type, request_type) = match dialect {
         Workload::Trust13 | Workload::Passive => (
