@@ -3,7 +3,9 @@
 //! Returning clients resume with stateless session tickets (keys made at start, in memory only,
 //! rotated by rustls every 6 hours; TLS 1.3 resumption is PSK with a new ECDHE share), so a storm
 //! of browsers skips the certificate signature of a full handshake however many clients there
-//! are, where rustls' default stateful cache holds 256 sessions. The TLS certificate may be
+//! are, where rustls' default stateful cache holds 256 sessions. Not with `[device_trust]`: a
+//! resumed session keeps the device certificate of its first handshake without a new CRL check,
+//! so there resumption stays within the stateful cache. The TLS certificate may be
 //! RSA or ECDSA (P-256 makes a full handshake's signature several times cheaper); the token-signing
 //! key is separate and stays RSA.
 //!
@@ -254,6 +256,7 @@ fn build(
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Rejected(e.to_string()))?;
+    let asks_client_certificates = client_verifier.is_some();
     let builder = match client_verifier {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
@@ -262,8 +265,12 @@ fn build(
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Rejected(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-        .map_err(|e| TlsError::Rejected(format!("cannot make TLS session ticket keys: {e}")))?;
+    // A resumed session carries the client certificate of its first handshake without a new
+    // CRL check; with device trust, resumption stays within rustls' small stateful cache.
+    if !asks_client_certificates {
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| TlsError::Rejected(format!("cannot make TLS session ticket keys: {e}")))?;
+    }
     Ok(Arc::new(config))
 }
 
