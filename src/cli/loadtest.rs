@@ -1,5 +1,5 @@
 //! `fedsts loadtest`: drives a running fedsts with valid, unique WS-Trust usernamemixed requests
-//! and reports throughput, latency percentiles, errors by kind and — for a local server — the
+//! (or passive sign-ins that ride a browser session) and reports throughput, latency percentiles, errors by kind and — for a local server — the
 //! server's CPU per token next to one RSA-2048 signature measured in the same run. Kept out of
 //! the request path: it is a client of the server, never a part of it.
 
@@ -39,23 +39,28 @@ pub enum LoadTestError {
     Ca { path: PathBuf, problem: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("passive sign-in as {upn} failed: {problem} — check --users, or give --session-cookie")]
+    SignIn { upn: String, problem: String },
 }
 
-/// WS-Trust dialect of the generated requests.
+/// What each request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Dialect {
-    /// WS-Trust 1.3.
+pub enum Workload {
+    /// A WS-Trust 1.3 usernamemixed RST (password checked, token signed).
     Trust13,
-    /// WS-Trust 2005.
+    /// A WS-Trust 2005 usernamemixed RST.
     Trust2005,
+    /// A passive `GET ?wa=wsignin1.0` that carries a session cookie (no password check; the
+    /// response form with a signed token). The URL is the passive endpoint `/wsfed/<app>`.
+    Passive,
 }
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadTest {
-    /// The usernamemixed endpoint (also the request's wsa:To).
+    /// The usernamemixed endpoint (also the request's wsa:To), or the passive endpoint.
     pub url: String,
-    pub dialect: Dialect,
+    pub workload: Workload,
     /// `(upn, password)` pairs, used round-robin.
     pub users: Vec<(String, String)>,
     /// PEM file with the certificate(s) the server's TLS certificate must chain to.
@@ -63,6 +68,9 @@ pub struct LoadTest {
     pub connections: usize,
     /// A new TLS handshake for every request instead of keep-alive.
     pub fresh_handshake: bool,
+    /// Whether new handshakes may resume an earlier TLS session (as browsers do); without it
+    /// each one is a full handshake with the server's certificate signature.
+    pub tls_resumption: bool,
     /// Stop after this many requests …
     pub requests: u64,
     /// … or after this long, whichever comes first.
@@ -73,6 +81,9 @@ pub struct LoadTest {
     pub allow_host: Option<String>,
     /// The server's process id, for its CPU time from /proc.
     pub server_pid: Option<u32>,
+    /// Passive only: a `name=value` cookie that carries a session. Without it, the tool signs
+    /// the first user in once through the password form before the measured run.
+    pub session_cookie: Option<String>,
 }
 
 /// What a load test measured.
@@ -217,7 +228,7 @@ fn parse_target(url: &str, allow_host: Option<&str>) -> Result<Target, LoadTestE
     })
 }
 
-fn connector(ca: &Path) -> Result<TlsConnector, LoadTestError> {
+fn connector(ca: &Path, resumption: bool) -> Result<TlsConnector, LoadTestError> {
     let problem = |problem: String| LoadTestError::Ca {
         path: ca.to_owned(),
         problem,
@@ -227,13 +238,16 @@ fn connector(ca: &Path) -> Result<TlsConnector, LoadTestError> {
         let cert = cert.map_err(|e| problem(e.to_string()))?;
         roots.add(cert).map_err(|e| problem(e.to_string()))?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| problem(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
+    if !resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
@@ -250,9 +264,14 @@ pub fn run(test: &LoadTest) -> Result<Report, LoadTestError> {
 /// Runs a load test on the current runtime.
 pub async fn run_async(test: &LoadTest) -> Result<Report, LoadTestError> {
     let target = Arc::new(parse_target(&test.url, test.allow_host.as_deref())?);
-    let tls = connector(&test.ca)?;
+    let tls = connector(&test.ca, test.tls_resumption)?;
     let rsa_sign = measure_rsa_sign();
+    let session_cookie = match (test.workload, &test.session_cookie) {
+        (Workload::Passive, None) => Some(passive_sign_in(test, &target, &tls).await?),
+        (_, cookie) => cookie.clone(),
+    };
     let shared = Arc::new(Shared {
+        session_cookie,
         test: test.clone(),
         next: Mutex::new(0),
         results: Mutex::new(Results::default()),
@@ -295,6 +314,8 @@ struct Results {
 
 struct Shared {
     test: LoadTest,
+    /// The cookie every passive request carries.
+    session_cookie: Option<String>,
     /// Index of the next request to start.
     next: Mutex<u64>,
     results: Mutex<Results>,
@@ -325,10 +346,17 @@ async fn worker(shared: Arc<Shared>, target: Arc<Target>, tls: TlsConnector) {
     let mut connection: Option<TlsStream<TcpStream>> = None;
     while let Some(index) = shared.claim().await {
         let test = &shared.test;
-        let (upn, password) = &test.users[(index as usize) % test.users.len()];
-        let body = rst(test.dialect, &test.url, upn, password);
+        let request = next_request(&shared, &target, index);
         let started = Instant::now();
-        let outcome = exchange(&mut connection, &target, &tls, &body, test.fresh_handshake).await;
+        let outcome = exchange(
+            &mut connection,
+            &target,
+            &tls,
+            &request,
+            test.fresh_handshake,
+        )
+        .await
+        .and_then(|reply| classify(test.workload, &reply));
         let latency = started.elapsed();
         let mut results = shared.results.lock().await;
         results.latencies.push(latency);
@@ -342,14 +370,94 @@ async fn worker(shared: Arc<Shared>, target: Arc<Target>, tls: TlsConnector) {
     }
 }
 
-/// Sends one request and classifies the reply: `Ok` for a token, `Err(kind)` otherwise.
+/// The bytes of request number `index`: a fresh RST for the next user, or the passive GET.
+fn next_request(shared: &Shared, target: &Target, index: u64) -> Vec<u8> {
+    let test = &shared.test;
+    let close = test.fresh_handshake;
+    match test.workload {
+        Workload::Passive => http_request(
+            "GET",
+            target,
+            &format!("{}?{PASSIVE_QUERY}", target.path),
+            shared.session_cookie.as_deref(),
+            None,
+            close,
+        ),
+        dialect => {
+            let (upn, password) = &test.users[(index as usize) % test.users.len()];
+            let body = rst(dialect, &test.url, upn, password);
+            let soap = ("application/soap+xml; charset=utf-8", body.as_bytes());
+            http_request("POST", target, &target.path, None, Some(soap), close)
+        }
+    }
+}
+
+/// The query of a passive sign-in request for Entra ID.
+const PASSIVE_QUERY: &str =
+    "wa=wsignin1.0&wtrealm=urn%3afederation%3aMicrosoftOnline&wctx=loadtest";
+
+/// An HTTP/1.1 request: `body` is `(content type, bytes)`.
+fn http_request(
+    method: &str,
+    target: &Target,
+    path_and_query: &str,
+    cookie: Option<&str>,
+    body: Option<(&str, &[u8])>,
+    close: bool,
+) -> Vec<u8> {
+    let mut head = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {}\r\nConnection: {}\r\n",
+        target.host_header,
+        if close { "close" } else { "keep-alive" }
+    );
+    if let Some(cookie) = cookie {
+        head.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if let Some((content_type, bytes)) = body {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    if let Some((_, bytes)) = body {
+        request.extend_from_slice(bytes);
+    }
+    request
+}
+
+/// One HTTP response as the tool reads it.
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// The `name=value` of each `Set-Cookie` that sets a value.
+    fn cookies(&self) -> Vec<&str> {
+        self.head
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("set-cookie").then_some(value)
+            })
+            .filter_map(|value| value.trim().split(';').next())
+            .filter(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()))
+            .collect()
+    }
+}
+
+/// Sends one request, opening a connection first when there is none (or for every request with
+/// `fresh`).
 async fn exchange(
     connection: &mut Option<TlsStream<TcpStream>>,
     target: &Target,
     tls: &TlsConnector,
-    body: &str,
+    request: &[u8],
     fresh: bool,
-) -> Result<(), String> {
+) -> Result<Reply, String> {
     if fresh || connection.is_none() {
         let tcp = TcpStream::connect(target.addr)
             .await
@@ -364,28 +472,89 @@ async fn exchange(
     let Some(stream) = connection.as_mut() else {
         return Err("no connection".into());
     };
-    let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/soap+xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-        target.path,
-        target.host_header,
-        body.len(),
-        if fresh { "close" } else { "keep-alive" }
-    );
-    let mut request = head.into_bytes();
-    request.extend_from_slice(body.as_bytes());
     stream
-        .write_all(&request)
+        .write_all(request)
         .await
         .map_err(|_| "write".to_owned())?;
-    let (status, reply) = read_reply(stream).await?;
+    let reply = read_reply(stream).await?;
     if fresh {
         *connection = None;
     }
-    classify(status, &reply)
+    Ok(reply)
+}
+
+/// Signs `test`'s first user in through the passive password form (GET the form, POST the
+/// credentials with its CSRF field and form cookie) and returns the session cookie(s).
+async fn passive_sign_in(
+    test: &LoadTest,
+    target: &Target,
+    tls: &TlsConnector,
+) -> Result<String, LoadTestError> {
+    let (upn, password) = test.users.first().cloned().unwrap_or_default();
+    let failed = |problem: String| LoadTestError::SignIn {
+        upn: upn.clone(),
+        problem,
+    };
+    let mut connection = None;
+    let form_url = format!("{}?{PASSIVE_QUERY}", target.path);
+    let get = http_request("GET", target, &form_url, None, None, false);
+    let form = exchange(&mut connection, target, tls, &get, false)
+        .await
+        .map_err(&failed)?;
+    let text = String::from_utf8_lossy(&form.body);
+    let csrf = hidden_field(&text, "csrf")
+        .ok_or_else(|| failed(format!("http {}: no sign-in form", form.status)))?;
+    let body = format!(
+        "{PASSIVE_QUERY}&step=password&username={}&password={}&csrf={}",
+        form_encode(&upn),
+        form_encode(&password),
+        form_encode(&csrf)
+    );
+    let form_cookies = form.cookies().join("; ");
+    let urlencoded = ("application/x-www-form-urlencoded", body.as_bytes());
+    let post = http_request(
+        "POST",
+        target,
+        &target.path,
+        Some(&form_cookies),
+        Some(urlencoded),
+        true,
+    );
+    let signed_in = exchange(&mut connection, target, tls, &post, true)
+        .await
+        .map_err(&failed)?;
+    classify(Workload::Passive, &signed_in).map_err(&failed)?;
+    let cookies = signed_in.cookies().join("; ");
+    if cookies.is_empty() {
+        return Err(failed("no session cookie".into()));
+    }
+    Ok(cookies)
+}
+
+/// The value of `<input type="hidden" name="{name}" value="…">` in a page.
+fn hidden_field(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let end = page[start..].find('"')?;
+    Some(page[start..start + end].replace("&amp;", "&"))
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(byte))
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// Reads one HTTP/1.1 response with a Content-Length body.
-async fn read_reply(stream: &mut TlsStream<TcpStream>) -> Result<(u16, Vec<u8>), String> {
+async fn read_reply(stream: &mut TlsStream<TcpStream>) -> Result<Reply, String> {
     let mut buffer = Vec::with_capacity(16 * 1024);
     let mut chunk = [0u8; 16 * 1024];
     let header_end = loop {
@@ -431,21 +600,29 @@ async fn read_reply(stream: &mut TlsStream<TcpStream>) -> Result<(u16, Vec<u8>),
         }
         buffer.extend_from_slice(&chunk[..n]);
     }
-    Ok((status, buffer[header_end..header_end + length].to_vec()))
+    Ok(Reply {
+        status,
+        body: buffer[header_end..header_end + length].to_vec(),
+        head,
+    })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A token reply is `200` with a RequestSecurityTokenResponse and a signed assertion; any other
-/// reply is an error named by its status and SOAP fault subcode.
-fn classify(status: u16, body: &[u8]) -> Result<(), String> {
-    let text = String::from_utf8_lossy(body);
-    if status == 200
-        && text.contains("RequestSecurityTokenResponse")
-        && text.contains("SignatureValue")
-    {
+/// A token reply is `200` with a RequestSecurityTokenResponse and a signed assertion (WS-Trust)
+/// or a response form with a `wresult` (passive); any other reply is an error named by its
+/// status and SOAP fault subcode.
+fn classify(workload: Workload, reply: &Reply) -> Result<(), String> {
+    let text = String::from_utf8_lossy(&reply.body);
+    let token = match workload {
+        Workload::Passive => text.contains("name=\"wresult\"") && text.contains("SignatureValue"),
+        Workload::Trust13 | Workload::Trust2005 => {
+            text.contains("RequestSecurityTokenResponse") && text.contains("SignatureValue")
+        }
+    };
+    if reply.status == 200 && token {
         return Ok(());
     }
     let subcode = text
@@ -456,19 +633,20 @@ fn classify(status: u16, body: &[u8]) -> Result<(), String> {
             Some(value[value.rfind(':')? + 1..].to_owned())
         })
         .unwrap_or_else(|| "no fault".into());
-    Err(format!("http {status} {subcode}"))
+    Err(format!("http {} {subcode}", reply.status))
 }
 
 /// A usernamemixed RST with a fresh MessageID and Timestamp, as MSAL writes it.
-fn rst(dialect: Dialect, to: &str, upn: &str, password: &str) -> String {
+/// (`Passive` never sends one: the caller matches it first; it gets the 1.3 form.)
+fn rst(dialect: Workload, to: &str, upn: &str, password: &str) -> String {
     let (trust, action, key_type, request_type) = match dialect {
-        Dialect::Trust13 => (
+        Workload::Trust13 | Workload::Passive => (
             "http://docs.oasis-open.org/ws-sx/ws-trust/200512",
             "http://docs.oasis-open.org/ws-sx/ws-trust/200512/RST/Issue",
             "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Bearer",
             "http://docs.oasis-open.org/ws-sx/ws-trust/200512/Issue",
         ),
-        Dialect::Trust2005 => (
+        Workload::Trust2005 => (
             "http://schemas.xmlsoap.org/ws/2005/02/trust",
             "http://schemas.xmlsoap.org/ws/2005/02/trust/RST/Issue",
             "http://schemas.xmlsoap.org/ws/2005/05/identity/NoProofKey",

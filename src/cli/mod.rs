@@ -89,14 +89,16 @@ pub enum Command {
         app: String,
     },
     /// Drive a running fedsts (loopback, or a host named with --allow-host) with valid,
-    /// unique WS-Trust usernamemixed requests and report tokens/s, latency and CPU per token.
+    /// unique WS-Trust usernamemixed requests (or passive sign-ins with a session) and report
+    /// tokens/s, latency and CPU per token.
     Loadtest {
-        /// The usernamemixed endpoint, e.g. https://127.0.0.1:8443/wsfed/demo/trust/13/usernamemixed.
+        /// The usernamemixed endpoint, e.g. https://127.0.0.1:8443/wsfed/demo/trust/13/usernamemixed
+        /// (the passive endpoint https://127.0.0.1:8443/wsfed/demo with --workload passive).
         #[arg(long)]
         url: String,
-        /// WS-Trust dialect.
-        #[arg(long, value_enum, default_value = "trust13")]
-        dialect: loadtest::Dialect,
+        /// What each request is.
+        #[arg(long, alias = "dialect", value_enum, default_value = "trust13")]
+        workload: loadtest::Workload,
         /// File of `upn:password` lines, used round-robin.
         #[arg(long)]
         users: PathBuf,
@@ -109,6 +111,9 @@ pub enum Command {
         /// A new TLS handshake for every request.
         #[arg(long)]
         fresh_handshake: bool,
+        /// Never resume a TLS session: every new handshake is a full one.
+        #[arg(long)]
+        no_resumption: bool,
         /// Stop after this many requests.
         #[arg(long, default_value_t = 1000)]
         requests: u64,
@@ -124,6 +129,9 @@ pub enum Command {
         /// The server's process id (for CPU per token from /proc).
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Passive: a `name=value` session cookie to send (else the first user signs in once).
+        #[arg(long)]
+        session_cookie: Option<String>,
     },
     /// Check token-signing keys against their certificates, or make one in a PKCS#11 token.
     Keys {
@@ -178,16 +186,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Rollover { config, app } => admin::roll_over(&config, &app),
         Command::Loadtest {
             url,
-            dialect,
+            workload,
             users,
             ca,
             connections,
             fresh_handshake,
+            no_resumption,
             requests,
             seconds,
             target_rate,
             allow_host,
             server_pid,
+            session_cookie,
         } => {
             let users = match loadtest::read_users(&users) {
                 Ok(u) => u,
@@ -195,16 +205,18 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             let test = loadtest::LoadTest {
                 url,
-                dialect,
+                workload,
                 users,
                 ca,
                 connections,
                 fresh_handshake,
+                tls_resumption: !no_resumption,
                 requests,
                 duration: std::time::Duration::from_secs(seconds),
                 target_rate,
                 allow_host,
                 server_pid,
+                session_cookie,
             };
             match loadtest::run(&test) {
                 Ok(report) => {

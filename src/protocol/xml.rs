@@ -180,6 +180,20 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 /// (the signature oracles check them); the MEX writer uses the same rules.
 pub fn escape_canonical_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    push_canonical_text(&mut out, text);
+    out
+}
+
+/// Appends `text` escaped as [`escape_canonical_text`] does; most text needs no escape and is
+/// copied in one piece (the canonical writer's hot path).
+pub fn push_canonical_text(out: &mut String, text: &str) {
+    if !text
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'\r'))
+    {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -189,13 +203,26 @@ pub fn escape_canonical_text(text: &str) -> String {
             other => out.push(other),
         }
     }
-    out
 }
 
 /// Escapes a double-quoted attribute value as exclusive c14n writes it: `&`, `<`, `"` and TAB,
 /// LF, CR as `&#x9;`, `&#xA;`, `&#xD;`; `>` stays as it is.
 pub fn escape_canonical_attribute(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    push_canonical_attribute(&mut out, value);
+    out
+}
+
+/// Appends `value` escaped as [`escape_canonical_attribute`] does, in one piece when nothing
+/// needs escaping.
+pub fn push_canonical_attribute(out: &mut String, value: &str) {
+    if !value
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'"' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -207,7 +234,6 @@ pub fn escape_canonical_attribute(value: &str) -> String {
             other => out.push(other),
         }
     }
-    out
 }
 
 /// Parses a complete document into its root element, enforcing `limits`.

@@ -72,7 +72,7 @@ impl CanonicalWriter {
             self.out.push(' ');
             self.out.push_str(attribute);
             self.out.push_str("=\"");
-            self.out.push_str(&xml::escape_canonical_attribute(value));
+            xml::push_canonical_attribute(&mut self.out, value);
             self.out.push('"');
         }
         self.out.push('>');
@@ -81,7 +81,7 @@ impl CanonicalWriter {
 
     /// Writes escaped text content.
     pub fn text(&mut self, text: &str) {
-        self.out.push_str(&xml::escape_canonical_text(text));
+        xml::push_canonical_text(&mut self.out, text);
     }
 
     /// Closes the innermost open element (does nothing when none is open).
@@ -315,6 +315,26 @@ mod tests {
     use super::test_support::{between, verify_enveloped};
     use super::*;
     use crate::crypto::test_support::generated_identity;
+
+    #[test]
+    fn escapes_with_and_without_characters_to_escape() {
+        assert_eq!(
+            xml::escape_canonical_text("plain base64+/="),
+            "plain base64+/="
+        );
+        assert_eq!(
+            xml::escape_canonical_text("a&b<c>d\re\"\t"),
+            "a&amp;b&lt;c&gt;d&#xD;e\"\t"
+        );
+        assert_eq!(xml::escape_canonical_attribute("plain > ok"), "plain > ok");
+        assert_eq!(
+            xml::escape_canonical_attribute("a&b<c\"d\te\nf\rg>"),
+            "a&amp;b&lt;c&quot;d&#x9;e&#xA;f&#xD;g>"
+        );
+        let mut w = CanonicalWriter::new();
+        w.text_element("e", &[("v", "x\"y")], "1<2");
+        assert_eq!(w.finish(), "<e v=\"x&quot;y\">1&lt;2</e>");
+    }
 
     const DOC: &str = "<a:Root xmlns:a=\"urn:x\" ID=\"_1\" Note=\"x&gt;y\"><a:First Say=\"a>b\"><a:Inner>t</a:Inner></a:First><a:Second></a:Second></a:Root>";
 

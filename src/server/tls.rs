@@ -1,5 +1,14 @@
 //! The rustls server configuration: TLS 1.2 and 1.3 only, aws-lc-rs, HTTP/1.1.
 //!
+//! Returning clients resume with stateless session tickets (keys made at start, in memory only,
+//! rotated by rustls every 6 hours; TLS 1.3 resumption is PSK with a new ECDHE share), so a storm
+//! of browsers skips the certificate signature of a full handshake however many clients there
+//! are, where rustls' default stateful cache holds 256 sessions. Not with `[device_trust]`: a
+//! resumed session keeps the device certificate of its first handshake without a new CRL check,
+//! so there resumption stays within the stateful cache. The TLS certificate may be
+//! RSA or ECDSA (P-256 makes a full handshake's signature several times cheaper); the token-signing
+//! key is separate and stays RSA.
+//!
 //! With `[device_trust]`, the server asks every client for a certificate but accepts clients
 //! without one (device trust is a per-app policy, decided after the password). A presented
 //! certificate must chain to the device CA (and not be revoked per the optional CRL file), or the
@@ -247,6 +256,7 @@ fn build(
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Rejected(e.to_string()))?;
+    let asks_client_certificates = client_verifier.is_some();
     let builder = match client_verifier {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
@@ -255,6 +265,12 @@ fn build(
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Rejected(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A resumed session carries the client certificate of its first handshake without a new
+    // CRL check; with device trust, resumption stays within rustls' small stateful cache.
+    if !asks_client_certificates {
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| TlsError::Rejected(format!("cannot make TLS session ticket keys: {e}")))?;
+    }
     Ok(Arc::new(config))
 }
 
@@ -271,4 +287,75 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         return Err(error("no CERTIFICATE block".into()));
     }
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{ClientConfig, ClientConnection, Connection, HandshakeKind, ServerConnection};
+
+    /// An ECDSA P-256 TLS certificate and key written to `dir`.
+    fn ecdsa_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let paths = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&paths.0, cert.pem()).unwrap();
+        std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+        paths
+    }
+
+    /// A client with its own session cache that trusts `cert`.
+    fn client(cert: &Path) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        for der in load_chain(cert).unwrap() {
+            roots.add(der).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    fn transfer(from: &mut Connection, to: &mut Connection) {
+        let mut bytes = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut bytes).unwrap();
+        }
+        let mut slice = &bytes[..];
+        while !slice.is_empty() {
+            to.read_tls(&mut slice).unwrap();
+        }
+        to.process_new_packets().unwrap();
+    }
+
+    /// One in-memory handshake (with the tickets that follow it); how the client got in.
+    fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> HandshakeKind {
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = Connection::from(ClientConnection::new(client.clone(), name).unwrap());
+        let mut server = Connection::from(ServerConnection::new(server.clone()).unwrap());
+        for _ in 0..10 {
+            transfer(&mut client, &mut server);
+            transfer(&mut server, &mut client);
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        client.handshake_kind().unwrap()
+    }
+
+    #[test]
+    fn an_ecdsa_certificate_serves_and_clients_resume_beyond_a_stateful_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ecdsa_files(dir.path());
+        let server = server_config(&cert, &key).unwrap();
+        let first = client(&cert);
+        assert_eq!(handshake(&first, &server), HandshakeKind::Full);
+        // More clients than rustls' default stateful cache (256 sessions) holds.
+        for _ in 0..300 {
+            handshake(&client(&cert), &server);
+        }
+        assert_eq!(handshake(&first, &server), HandshakeKind::Resumed);
+    }
 }
