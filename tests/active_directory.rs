@@ -376,7 +376,7 @@ async fn ad_sign_in_name_forms_sign_in_when_enabled_and_carry_the_real_upn() {
 
 // Current-thread: the audit capture sees the server's records only on the test's thread.
 #[tokio::test]
-async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
+async fn wrong_passwords_in_every_name_form_share_one_lockout_counter_and_fail_closed() {
     use common::audit::AuditLog;
     use common::server::{Options, TestServer};
     use common::wstrust::{message_id, path_of, rst13};
@@ -384,7 +384,7 @@ async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
     if !samba::available() {
         return;
     }
-    let dc = SambaDc::start();
+    let mut dc = SambaDc::start();
     // jdoe's sAMAccountName is not his UPN's local part.
     dc.ldap_tool(
         "ldapadd",
@@ -483,6 +483,46 @@ async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
         .read_attr(&format!("CN=jdoe,{USERS}"), "badPwdCount")
         .unwrap_or_default();
     assert_eq!(bad, "2", "the locked attempt never reached the DC");
+
+    // The DC goes away: a short form can no longer be resolved, so the sign-in is refused
+    // before the lockout keys on the syntactic `jdoe@contoso.test` (a second counter).
+    let directory = LdapDirectory::new(&ad_config(&dc, &dc.ldaps_url, ALL_FORMS)).unwrap();
+    assert_eq!(
+        directory.canonical_name("jdoe").await.unwrap(),
+        "john.doe@contoso.test"
+    );
+    assert_eq!(
+        directory.canonical_name("nobody").await.unwrap(),
+        "nobody@contoso.test",
+        "nobody has that name: the syntactic key"
+    );
+    dc.stop();
+    for typed in [r"CONTOSO\jdoe", "jdoe"] {
+        let answer = directory.canonical_name(typed).await;
+        assert!(
+            matches!(answer, Err(DirectoryError::Unavailable(_))),
+            "{typed}: {answer:?}"
+        );
+    }
+    assert_eq!(
+        directory.canonical_name("jdoe@contoso.test").await.unwrap(),
+        "jdoe@contoso.test",
+        "a UPN needs no lookup"
+    );
+    assert_eq!(sign_in("jdoe", "wrong").await.status, 500);
+    let records = log.records();
+    let last = records.last().unwrap();
+    assert_eq!(last["user"], "jdoe", "{records:?}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("directory_error: directory unavailable")),
+        "{records:?}"
+    );
+    assert!(
+        last["lockout_location"] == "",
+        "the lockout keyed an unresolved name: {records:?}"
+    );
     server.stop().await;
 }
 
