@@ -376,7 +376,7 @@ async fn ad_sign_in_name_forms_sign_in_when_enabled_and_carry_the_real_upn() {
 
 // Current-thread: the audit capture sees the server's records only on the test's thread.
 #[tokio::test]
-async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
+async fn wrong_passwords_in_every_name_form_share_one_lockout_counter_and_fail_closed() {
     use common::audit::AuditLog;
     use common::server::{Options, TestServer};
     use common::wstrust::{message_id, path_of, rst13};
@@ -384,7 +384,7 @@ async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
     if !samba::available() {
         return;
     }
-    let dc = SambaDc::start();
+    let mut dc = SambaDc::start();
     // jdoe's sAMAccountName is not his UPN's local part.
     dc.ldap_tool(
         "ldapadd",
@@ -483,6 +483,46 @@ async fn wrong_passwords_in_every_name_form_share_one_lockout_counter() {
         .read_attr(&format!("CN=jdoe,{USERS}"), "badPwdCount")
         .unwrap_or_default();
     assert_eq!(bad, "2", "the locked attempt never reached the DC");
+
+    // The DC goes away: a short form can no longer be resolved, so the sign-in is refused
+    // before the lockout keys on the syntactic `jdoe@contoso.test` (a second counter).
+    let directory = LdapDirectory::new(&ad_config(&dc, &dc.ldaps_url, ALL_FORMS)).unwrap();
+    assert_eq!(
+        directory.canonical_name("jdoe").await.unwrap(),
+        "john.doe@contoso.test"
+    );
+    assert_eq!(
+        directory.canonical_name("nobody").await.unwrap(),
+        "nobody@contoso.test",
+        "nobody has that name: the syntactic key"
+    );
+    dc.stop();
+    for typed in [r"CONTOSO\jdoe", "jdoe"] {
+        let answer = directory.canonical_name(typed).await;
+        assert!(
+            matches!(answer, Err(DirectoryError::Unavailable(_))),
+            "{typed}: {answer:?}"
+        );
+    }
+    assert_eq!(
+        directory.canonical_name("jdoe@contoso.test").await.unwrap(),
+        "jdoe@contoso.test",
+        "a UPN needs no lookup"
+    );
+    assert_eq!(sign_in("jdoe", "wrong").await.status, 500);
+    let records = log.records();
+    let last = records.last().unwrap();
+    assert_eq!(last["user"], "jdoe", "{records:?}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("directory_error: directory unavailable")),
+        "{records:?}"
+    );
+    assert!(
+        last["lockout_location"] == "",
+        "the lockout keyed an unresolved name: {records:?}"
+    );
     server.stop().await;
 }
 
@@ -635,6 +675,23 @@ async fn forward_one_connection(target: String) -> u16 {
 /// A fedsts.toml whose app signs in against the DC at `url` (service password in the
 /// environment variable `FEDSTS_TEST_SVC_PW`).
 fn write_ad_config(dir: &std::path::Path, dc: &SambaDc, url: &str) -> std::path::PathBuf {
+    let directory = format!(
+        r#"[directories.corp]
+kind = "ldap"
+url = "{url}"
+ca_file = "{ca}"
+bind_dn = "{SERVICE_DN}"
+bind_password_env = "FEDSTS_TEST_SVC_PW"
+user_base = "{USERS}"
+immutable_id_attr = "ms-ds-consistencyguid"
+"#,
+        ca = dc.ca_file.display()
+    );
+    write_config(dir, &directory)
+}
+
+/// A fedsts.toml whose app `corp` signs in against `directory` (a `[directories.corp]` table).
+fn write_config(dir: &std::path::Path, directory: &str) -> std::path::PathBuf {
     fedsts::first_run::prepare(dir, "127.0.0.1:8443").unwrap();
     let config = format!(
         r#"[server]
@@ -651,16 +708,7 @@ signing_cert = "certs/signing.crt"
 signing_key = "certs/signing.key"
 directory = "corp"
 
-[directories.corp]
-kind = "ldap"
-url = "{url}"
-ca_file = "{ca}"
-bind_dn = "{SERVICE_DN}"
-bind_password_env = "FEDSTS_TEST_SVC_PW"
-user_base = "{USERS}"
-immutable_id_attr = "ms-ds-consistencyguid"
-"#,
-        ca = dc.ca_file.display()
+{directory}"#
     );
     let path = dir.join("fedsts.toml");
     std::fs::write(&path, config).unwrap();
@@ -744,6 +792,116 @@ fn check_config_online_passes_a_good_ad_config_and_fails_plain_ldap() {
                 .starts_with("directories.corp.url: the server refuses simple binds without TLS")),
         "{stdout}"
     );
+}
+
+/// The AD configuration README.md shows between its `tested AD configuration` markers.
+fn readme_ad_config() -> String {
+    let readme = include_str!("../README.md");
+    let (_, rest) = readme
+        .split_once("<!-- tested AD configuration: begin -->")
+        .expect("README.md lost its begin marker");
+    let (block, _) = rest
+        .split_once("<!-- tested AD configuration: end -->")
+        .expect("README.md lost its end marker");
+    let block = block.trim();
+    block
+        .strip_prefix("```toml")
+        .and_then(|b| b.strip_suffix("```"))
+        .expect("the README block is one ```toml fence")
+        .to_owned()
+}
+
+/// `text` with the one occurrence of `placeholder` replaced.
+fn substitute(text: &str, placeholder: &str, value: &str) -> String {
+    assert_eq!(
+        text.matches(placeholder).count(),
+        1,
+        "README's AD block must name {placeholder} once"
+    );
+    text.replace(placeholder, value)
+}
+
+#[derive(serde::Deserialize)]
+struct Directories {
+    directories: std::collections::HashMap<String, fedsts::config::DirectoryConfig>,
+}
+
+/// README's AD configuration is a tested one: verbatim but for the DC's address, its CA file
+/// and the password file, alice signs in with her ImmutableID and `check-config --online`
+/// passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_ad_configuration_signs_in_and_passes_check_config_online() {
+    if !samba::available() {
+        return;
+    }
+    let dc = SambaDc::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("ldap-password");
+    std::fs::write(&secret, SERVICE_PASSWORD).unwrap();
+    let block = substitute(&readme_ad_config(), "dc1.contoso.test", &dc.address);
+    let block = substitute(
+        &block,
+        "certs/contoso-ca.pem",
+        &dc.ca_file.display().to_string(),
+    );
+    let block = substitute(&block, "/run/secrets/ldap", &secret.display().to_string());
+
+    let parsed: Directories = toml::from_str(&block).unwrap();
+    let Some(fedsts::config::DirectoryConfig::Ldap(ldap)) = parsed.directories.get("corp") else {
+        panic!("README's block is not an LDAP directory corp: {block}");
+    };
+    let ad = LdapDirectory::new(ldap).unwrap();
+    let alice = ad
+        .authenticate("alice@contoso.test", USER_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.immutable_id,
+        base64(&samba::ALICE_CONSISTENCY_GUID),
+        "{block}"
+    );
+    assert!(
+        policy(&["all staff"]).covers(
+            fedsts::policy::Flow::Active,
+            fedsts::policy::RequestClass::Other,
+            &alice
+        ),
+        "nested groups: {:?}",
+        alice.groups
+    );
+
+    let path = write_config(dir.path(), &block);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fedsts"))
+            .args([
+                "check-config",
+                "--online",
+                "--probe-user",
+                "alice@contoso.test",
+            ])
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("(LDAPS, server certificate accepted)"),
+        "{stdout}"
+    );
+    let expected = format!(
+        "online: directories.corp: ImmutableID it would issue: {} (from mS-DS-ConsistencyGuid)",
+        base64(&samba::ALICE_CONSISTENCY_GUID)
+    );
+    assert!(stdout.lines().any(|l| l == expected), "{stdout}");
+    assert!(!stdout.contains(SERVICE_PASSWORD), "{stdout}");
 }
 
 /// Median of `samples` in microseconds.

@@ -2,8 +2,9 @@
 //! Python `requests-gssapi` client (mutual authentication required) get tokens from both
 //! versions for a user and for a computer account (claims checked exactly); no or a forged
 //! ticket gets 401, a client outside `allowed_networks` gets 403; MSAL Python's MEX parser
-//! finds the windowstransport endpoint only when Kerberos is configured. With a real slapd too,
-//! a computer account in LDAP gets the hybrid-join claims. A realm not in `realms` is a
+//! finds the windowstransport endpoint only when Kerberos is configured (a computer account in
+//! a real directory with its hybrid-join claims: tests/active_directory_kerberos.rs, Samba AD
+//! with its own KDC). A realm not in `realms` is a
 //! FailedAuthentication with its reason logged; an expired ticket (fedsts's clock moved two
 //! days ahead with `faketime`, no sleeping) and a ticket from another KDC with other keys are 401.
 //!
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use common::kdc::{self, Kdc, REALM};
 use common::server::TestServer;
-use common::slapd::{self, Slapd};
 use common::wstrust::{rst, saml_attribute, saml_attributes};
 use serde_json::Value;
 
@@ -564,84 +564,6 @@ fn no_or_forged_ticket_is_401_and_outside_networks_is_403() {
         &["-H", "X-Forwarded-For: 127.0.0.9"],
     );
     assert_eq!(from_intranet.status, 200, "{}", from_intranet.body);
-}
-
-/// `[directories.users]` on the AD-shaped entries of the test slapd, with the backend's AD
-/// defaults (sAMAccountName, objectGUID, objectSid, userAccountControl).
-fn ldap_directory(ldap: &Slapd) -> String {
-    format!(
-        r#"
-[directories.users]
-kind = "ldap"
-url = "{}"
-bind_dn = "{}"
-bind_password = "{}"
-user_base = "{}"
-timeout_secs = 2
-"#,
-        ldap.url,
-        slapd::ADMIN_DN,
-        slapd::ADMIN_PASSWORD,
-        slapd::CORP_BASE
-    )
-}
-
-#[test]
-fn kerberos_computer_and_user_in_ldap_get_hybrid_join_and_user_claims() {
-    if !tools_available() || !slapd::available() {
-        return;
-    }
-    let ldap = Slapd::start();
-    let kdc = Kdc::start();
-    kdc.add_principal("WS01$", "ws01pw");
-    kdc.add_principal("carol", "carolpw");
-    let server = Fedsts::start_with(
-        &kdc,
-        "\"127.0.0.1\"",
-        &format!("{{ \"{REALM}\" = \"example.com\" }}"),
-        &ldap_directory(&ldap),
-    );
-    let computer = kdc.kinit("WS01$", "ws01pw");
-    let carol = kdc.kinit("carol", "carolpw");
-    for version in ["13", "2005"] {
-        let reply = curl(&server, &kdc, version, &computer, &[]);
-        assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
-        let body = &reply.body;
-        assert!(body.contains(WINDOWS_METHOD), "{body}");
-        assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("DJ"));
-        assert_eq!(
-            saml_attribute(body, "onpremobjectguid").as_deref(),
-            Some("ijHyDJ5NEUuzn9IBfFXgqg==")
-        );
-        assert_eq!(
-            saml_attribute(body, "ImmutableID").as_deref(),
-            Some("ijHyDJ5NEUuzn9IBfFXgqg==")
-        );
-        assert_eq!(
-            saml_attribute(body, "primarysid").as_deref(),
-            Some("S-1-5-21-1004336348-1177238915-682003330-1105")
-        );
-        assert_eq!(
-            saml_attribute(body, "UPN").as_deref(),
-            Some("WS01$@example.com")
-        );
-        assert_eq!(saml_attribute(body, "issuerid").as_deref(), Some(ISSUER_ID));
-
-        let reply = curl(&server, &kdc, version, &carol, &[]);
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let body = &reply.body;
-        assert_eq!(saml_attribute(body, "accounttype").as_deref(), Some("User"));
-        assert_eq!(
-            saml_attribute(body, "ImmutableID").as_deref(),
-            Some("xH4B2VWgQk+OJ/8QO5ZhDQ==")
-        );
-        assert_eq!(
-            saml_attribute(body, "UPN").as_deref(),
-            Some("carol@example.com")
-        );
-        assert_eq!(saml_attribute(body, "onpremobjectguid"), None);
-        assert_eq!(saml_attribute(body, "primarysid"), None);
-    }
 }
 
 #[test]

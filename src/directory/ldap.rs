@@ -1218,16 +1218,17 @@ impl Directory for LdapDirectory {
 
     /// A short form names the account by sAMAccountName, which need not be its UPN's local
     /// part (`jdoe` for `john.doe@…`), so it is resolved to the account's real UPN: every form
-    /// of one account then shares one lockout counter. A name nobody has, or a directory that
-    /// cannot answer now, keeps the syntactic `name@upn_suffix` (still one key per form).
-    async fn canonical_name(&self, username: &str) -> String {
+    /// of one account then shares one lockout counter. A name nobody has keeps the syntactic
+    /// `name@upn_suffix` (an unknown user has no real UPN). A directory that cannot answer is
+    /// an error, never that fallback: it would give the account a second counter.
+    async fn canonical_name(&self, username: &str) -> Result<String, DirectoryError> {
         let names = self.settings.config.sign_in_names();
         if let NameLookup::Account(sam) = names.lookup(username)
-            && let Ok(Some(user)) = self.lookup_account(sam).await
+            && let Some(user) = self.lookup_account(sam).await?
         {
-            return user.upn.to_lowercase();
+            return Ok(user.upn.to_lowercase());
         }
-        names.canonical(username)
+        Ok(names.canonical(username))
     }
 
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError> {

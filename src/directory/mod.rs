@@ -126,9 +126,10 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     }
     /// The name the lockout and audit key a typed sign-in name on before the directory is
     /// asked, the same for every form of one account (see [`names`]). Directories that
-    /// accept only UPNs keep the default (the name as typed).
-    async fn canonical_name(&self, username: &str) -> String {
-        username.to_owned()
+    /// accept only UPNs keep the default (the name as typed). An error when the directory
+    /// cannot say whose name it is: the caller refuses rather than key a second counter.
+    async fn canonical_name(&self, username: &str) -> Result<String, DirectoryError> {
+        Ok(username.to_owned())
     }
     /// Looks an enabled user up by UPN without a password.
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError>;

@@ -8,7 +8,8 @@
 //! syntactically to `name@upn_suffix`: `CONTOSO\alice`, `alice` and `alice@contoso.test` share
 //! one counter. An account whose sAMAccountName differs from its UPN's local part (`jdoe`,
 //! `john.doe@…`) is resolved to its real UPN by the LDAP directory before the lockout decides
-//! (`LdapDirectory::canonical_name`); this syntactic mapping is the fallback.
+//! (`LdapDirectory::canonical_name`); this syntactic mapping keys names nobody has, and a
+//! directory that cannot answer refuses the sign-in instead of falling back to it.
 
 use serde::Deserialize;
 

@@ -98,7 +98,7 @@ impl<'a> SignInGuard<'a> {
         password: &str,
         record: &mut AuditRecord,
     ) -> Result<User, StsError> {
-        let username = &self.app.directory.canonical_name(typed).await;
+        let username = &self.app.directory.canonical_name(typed).await?;
         record.user.clone_from(username);
         let lockout = &self.policies.lockout;
         let addresses = &self.addresses.all;

@@ -24,6 +24,8 @@ use base64::Engine as _;
 
 use super::slapd::TestCa;
 
+/// The Kerberos realm of the DC's KDC (Heimdal).
+pub const REALM: &str = "CONTOSO.TEST";
 /// The domain's naming context.
 pub const BASE: &str = "DC=contoso,DC=test";
 /// Where the fixtures live.
@@ -318,6 +320,40 @@ impl SambaDc {
             .is_ok_and(|s| s.success())
     }
 
+    /// Exports the keys of `principal` (e.g. `HTTP/localhost`) from the DC's database into a
+    /// keytab at `path` (`samba-tool domain exportkeytab`, read beside the running DC).
+    pub fn export_keytab(&self, principal: &str, path: &Path) {
+        run(
+            Command::new("samba-tool")
+                .args(["domain", "exportkeytab"])
+                .arg(path)
+                .arg(format!("--principal={principal}"))
+                .arg("-s")
+                .arg(self.root().join("etc/smb.conf")),
+            "samba-tool domain exportkeytab",
+        );
+    }
+
+    /// A krb5.conf for realm `CONTOSO.TEST` whose KDC is this DC (`localhost` maps to it).
+    pub fn write_krb5_conf(&self, path: &Path) {
+        let conf = format!(
+            "[libdefaults]\n default_realm = {REALM}\n dns_lookup_kdc = false\n \
+             dns_lookup_realm = false\n dns_canonicalize_hostname = false\n rdns = false\n \
+             udp_preference_limit = 1\n\n[realms]\n {REALM} = {{\n  kdc = {}\n }}\n\n\
+             [domain_realm]\n localhost = {REALM}\n",
+            self.address
+        );
+        std::fs::write(path, conf).unwrap();
+    }
+
+    /// Stops the DC (by pid), as an outage does; its files stay until the value drops.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// samba's own output.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("samba.out")).unwrap_or_default()
@@ -326,10 +362,7 @@ impl SambaDc {
 
 impl Drop for SambaDc {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 
@@ -358,7 +391,7 @@ fn rewrite_conf(copy: &Path, template: &Path, address: &str) {
 }
 
 /// `unicodePwd` for `password`: base64 of the quoted password in UTF-16LE.
-fn unicode_pwd(password: &str) -> String {
+pub fn unicode_pwd(password: &str) -> String {
     let quoted: Vec<u8> = format!("\"{password}\"")
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
