@@ -14,7 +14,8 @@
 //! served: the next pair is written beside the current one and only becomes visible once both
 //! files are complete, and the current pair keeps signing.
 //!
-//! [`SigningHolder`] is the per-app swappable signing material the server reads per request.
+//! [`Swappable`] holds what the server reads per request (each app's signing material and
+//! documents), replaced as a whole.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -22,9 +23,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::RolloverConfig;
 use crate::crypto::{Certificate, CryptoError, SigningIdentity, generate_self_signed_at};
-use crate::state::{StateError, StateStore};
 
 /// Subject CN prefix of certificates fedsts made itself (first run and rollover): those are
 /// rolled over by default.
@@ -59,7 +58,7 @@ pub enum RollError {
     Crypto(#[from] CryptoError),
     /// The shared store did not answer, so no lease could be taken.
     #[error("lease: {0}")]
-    Lease(#[from] StateError),
+    Lease(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RollError + '_ {
@@ -67,6 +66,70 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RollError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Where leases are taken: the shared `StateStore` (`state::StateLeases`). This module knows
+/// only this one operation so that it stays below `config`, `state` and `sts` in the graph.
+#[async_trait::async_trait]
+pub trait LeaseStore: Send + Sync + std::fmt::Debug {
+    /// Sets `key` unless it is set (set-if-absent with expiry `ttl`); true when this call took
+    /// the lease. An error text says why the store did not answer.
+    async fn take_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, String>;
+}
+
+/// `[apps.rollover]`: when the token-signing certificate is renewed by itself (validated by
+/// `config`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloverConfig {
+    /// On or off; absent: on for a self-made certificate (subject CN starting with
+    /// `fedsts token signing`), off for any other.
+    #[serde(default)]
+    pub auto: Option<bool>,
+    /// Days before the current certificate expires that the next pair is made.
+    #[serde(default = "default_lead_days")]
+    pub lead_days: u32,
+    /// Days the next certificate is published before it signs.
+    #[serde(default = "default_promote_after_days")]
+    pub promote_after_days: u32,
+    /// Days the previous certificate stays published after promotion.
+    #[serde(default = "default_grace_days")]
+    pub grace_days: u32,
+}
+
+/// Days before expiry a next pair is made when the app does not say (ADFS: 20).
+pub const DEFAULT_LEAD_DAYS: u32 = 20;
+/// Days the next pair is published before it is promoted (ADFS: 5).
+pub const DEFAULT_PROMOTE_AFTER_DAYS: u32 = 5;
+/// Days the previous certificate stays published after promotion.
+pub const DEFAULT_GRACE_DAYS: u32 = 5;
+
+impl Default for RolloverConfig {
+    fn default() -> Self {
+        Self {
+            auto: None,
+            lead_days: DEFAULT_LEAD_DAYS,
+            promote_after_days: DEFAULT_PROMOTE_AFTER_DAYS,
+            grace_days: DEFAULT_GRACE_DAYS,
+        }
+    }
+}
+
+fn default_lead_days() -> u32 {
+    DEFAULT_LEAD_DAYS
+}
+
+fn default_promote_after_days() -> u32 {
+    DEFAULT_PROMOTE_AFTER_DAYS
+}
+
+fn default_grace_days() -> u32 {
+    DEFAULT_GRACE_DAYS
 }
 
 /// Where an app's signing pairs live and how a new one is made. The file store is the one
@@ -296,30 +359,30 @@ impl SigningSet {
     }
 }
 
-/// An atomically swappable [`SigningSet`]: readers take an `Arc` snapshot, a writer replaces it.
+/// An atomically swappable value: readers take an `Arc` snapshot, a writer replaces it whole.
 #[derive(Debug)]
-pub struct SigningHolder(RwLock<Arc<SigningSet>>);
+pub struct Swappable<T>(RwLock<Arc<T>>);
 
-impl SigningHolder {
-    /// A holder serving `set`.
-    pub fn new(set: SigningSet) -> Self {
-        Self(RwLock::new(Arc::new(set)))
+impl<T> Swappable<T> {
+    /// A holder serving `value`.
+    pub fn new(value: T) -> Self {
+        Self(RwLock::new(Arc::new(value)))
     }
 
-    /// The material to use for one request.
-    pub fn get(&self) -> Arc<SigningSet> {
+    /// The value to use for one request.
+    pub fn get(&self) -> Arc<T> {
         match self.0.read() {
-            Ok(set) => Arc::clone(&set),
+            Ok(value) => Arc::clone(&value),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
-    /// Serves `set` from now on.
-    pub fn replace(&self, set: SigningSet) {
-        let set = Arc::new(set);
+    /// Serves `value` from now on.
+    pub fn replace(&self, value: T) {
+        let value = Arc::new(value);
         match self.0.write() {
-            Ok(mut slot) => *slot = set,
-            Err(poisoned) => *poisoned.into_inner() = set,
+            Ok(mut slot) => *slot = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
         }
     }
 }
@@ -366,7 +429,7 @@ pub struct Autoroller {
     app_id: String,
     config: RolloverConfig,
     keys: Arc<dyn KeyStore>,
-    store: Arc<dyn StateStore>,
+    store: Arc<dyn LeaseStore>,
     state_path: PathBuf,
 }
 
@@ -376,7 +439,7 @@ impl Autoroller {
         app_id: &str,
         config: RolloverConfig,
         keys: Arc<dyn KeyStore>,
-        store: Arc<dyn StateStore>,
+        store: Arc<dyn LeaseStore>,
         state_path: PathBuf,
     ) -> Self {
         Self {
@@ -432,7 +495,10 @@ impl Autoroller {
     /// Takes the lease of `step` in the shared store; true when this instance holds it.
     async fn lease(&self, step: &str, now: OffsetDateTime) -> Result<bool, RollError> {
         let key = format!("rollover:{}:{step}", self.app_id);
-        Ok(self.store.set_if_absent(&key, "1", LEASE_TTL, now).await?)
+        self.store
+            .take_lease(&key, LEASE_TTL, now)
+            .await
+            .map_err(RollError::Lease)
     }
 
     /// Runs whatever step of the timeline is due at `now` (at most one); logs and audits it.
@@ -544,6 +610,7 @@ pub fn state_path_for(key: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::crypto::generate_self_signed;
+    use crate::state::StateLeases;
     use crate::state::memory::MemoryStore;
 
     fn pair(dir: &Path, cn: &str, days: u32) -> FileKeyStore {
@@ -583,7 +650,7 @@ mod tests {
         let before = keys.current().unwrap().certificate.sha256_thumbprint_hex();
         // The next key cannot be written: a directory sits where it goes.
         std::fs::create_dir(dir.path().join("signing.key.next.tmp")).unwrap();
-        let store = Arc::new(MemoryStore::new("t"));
+        let store = Arc::new(StateLeases(Arc::new(MemoryStore::new("t"))));
         let roller = Autoroller::new(
             "a",
             RolloverConfig::default(),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::autoroll::RolloverConfig;
 pub use crate::directory::ldap::LdapConfig;
 pub use crate::kerberos::KerberosConfig;
 use crate::policy::TrustedProxies;
@@ -181,86 +182,35 @@ pub struct AppConfig {
     pub rollover: RolloverConfig,
 }
 
-/// Days before expiry a next pair is made when the app does not say (ADFS: 20).
-pub const DEFAULT_ROLLOVER_LEAD_DAYS: u32 = 20;
-/// Days the next pair is published before it is promoted (ADFS: 5).
-pub const DEFAULT_ROLLOVER_PROMOTE_AFTER_DAYS: u32 = 5;
-/// Days the previous certificate stays published after promotion.
-pub const DEFAULT_ROLLOVER_GRACE_DAYS: u32 = 5;
-
-/// `[apps.rollover]`: when the token-signing certificate is renewed by itself.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloverConfig {
-    /// On or off; absent: on for a self-made certificate (subject CN starting with
-    /// `fedsts token signing`), off for any other.
-    #[serde(default)]
-    pub auto: Option<bool>,
-    /// Days before the current certificate expires that the next pair is made.
-    #[serde(default = "default_lead_days")]
-    pub lead_days: u32,
-    /// Days the next certificate is published before it signs.
-    #[serde(default = "default_promote_after_days")]
-    pub promote_after_days: u32,
-    /// Days the previous certificate stays published after promotion.
-    #[serde(default = "default_grace_days")]
-    pub grace_days: u32,
-}
-
-impl Default for RolloverConfig {
-    fn default() -> Self {
-        Self {
-            auto: None,
-            lead_days: DEFAULT_ROLLOVER_LEAD_DAYS,
-            promote_after_days: DEFAULT_ROLLOVER_PROMOTE_AFTER_DAYS,
-            grace_days: DEFAULT_ROLLOVER_GRACE_DAYS,
-        }
+/// Problems of `apps[index].rollover`.
+fn rollover_problems(index: usize, rollover: &RolloverConfig) -> Vec<ConfigProblem> {
+    let key = |field: &str| format!("apps[{index}].rollover.{field}");
+    let mut problems = Vec::new();
+    if rollover.lead_days == 0 || rollover.lead_days > 365 {
+        problems.push(ConfigProblem::new(
+            key("lead_days"),
+            format!("{} is out of range", rollover.lead_days),
+            "use 1..=365 days (20 is the ADFS default)",
+        ));
     }
-}
-
-fn default_lead_days() -> u32 {
-    DEFAULT_ROLLOVER_LEAD_DAYS
-}
-
-fn default_promote_after_days() -> u32 {
-    DEFAULT_ROLLOVER_PROMOTE_AFTER_DAYS
-}
-
-fn default_grace_days() -> u32 {
-    DEFAULT_ROLLOVER_GRACE_DAYS
-}
-
-impl RolloverConfig {
-    /// Problems of `apps[index].rollover`.
-    pub fn problems(&self, index: usize) -> Vec<ConfigProblem> {
-        let key = |field: &str| format!("apps[{index}].rollover.{field}");
-        let mut problems = Vec::new();
-        if self.lead_days == 0 || self.lead_days > 365 {
-            problems.push(ConfigProblem::new(
-                key("lead_days"),
-                format!("{} is out of range", self.lead_days),
-                "use 1..=365 days (20 is the ADFS default)",
-            ));
-        }
-        if self.promote_after_days >= self.lead_days {
-            problems.push(ConfigProblem::new(
-                key("promote_after_days"),
-                format!(
-                    "{} is not less than lead_days ({})",
-                    self.promote_after_days, self.lead_days
-                ),
-                "promote before the current certificate expires: e.g. lead_days = 20, promote_after_days = 5",
-            ));
-        }
-        if self.grace_days > 365 {
-            problems.push(ConfigProblem::new(
-                key("grace_days"),
-                format!("{} is out of range", self.grace_days),
-                "use 0..=365 days",
-            ));
-        }
-        problems
+    if rollover.promote_after_days >= rollover.lead_days {
+        problems.push(ConfigProblem::new(
+            key("promote_after_days"),
+            format!(
+                "{} is not less than lead_days ({})",
+                rollover.promote_after_days, rollover.lead_days
+            ),
+            "promote before the current certificate expires: e.g. lead_days = 20, promote_after_days = 5",
+        ));
     }
+    if rollover.grace_days > 365 {
+        problems.push(ConfigProblem::new(
+            key("grace_days"),
+            format!("{} is out of range", rollover.grace_days),
+            "use 0..=365 days",
+        ));
+    }
+    problems
 }
 
 /// Where Entra ID receives passive sign-in responses.
@@ -588,7 +538,7 @@ impl Config {
             ));
         }
         problems.extend(next_signing_problems(index, app));
-        problems.extend(app.rollover.problems(index));
+        problems.extend(rollover_problems(index, &app.rollover));
         problems.extend(passive_problems(index, &app.passive));
         problems
     }

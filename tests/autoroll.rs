@@ -8,13 +8,14 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use fedsts::autoroll::RolloverConfig;
 use fedsts::autoroll::{Autoroller, FileKeyStore, KeyStore, LEASE_TTL, Step, state_path_for};
 use fedsts::clock::{Clock, ManualClock};
-use fedsts::config::{Config, RolloverConfig};
+use fedsts::config::Config;
 use fedsts::crypto::generate_self_signed;
-use fedsts::state::StateStore;
 use fedsts::state::memory::MemoryStore;
 use fedsts::state::redis::RedisStore;
+use fedsts::state::{StateLeases, StateStore};
 use time::{Duration, OffsetDateTime};
 
 use common::redis::RedisServer;
@@ -34,7 +35,7 @@ fn roller(dir: &Path, config: &RolloverConfig, store: Arc<dyn StateStore>) -> Au
         "contoso",
         config.clone(),
         Arc::new(keys),
-        store,
+        Arc::new(StateLeases(store)),
         state_path_for(&dir.join("signing.key")),
     )
 }
@@ -281,4 +282,107 @@ async fn two_instances_on_one_redis() {
     let a: Arc<dyn StateStore> = Arc::new(RedisStore::new(&redis.url(), "roll").unwrap());
     let b: Arc<dyn StateStore> = Arc::new(RedisStore::new(&redis.url(), "roll").unwrap());
     only_one_instance_makes_the_pair(a, b).await;
+}
+
+/// Base64 DER of the first certificate in a PEM file.
+fn pem_base64(path: &Path) -> String {
+    let pem = std::fs::read_to_string(path).unwrap();
+    fedsts::crypto::Certificate::from_pem(&pem)
+        .unwrap()
+        .base64()
+}
+
+async fn get(server: &common::server::TestServer, rest: &str) -> String {
+    let reply = server
+        .request(
+            "GET",
+            &format!("/wsfed/{}/{rest}", server.app_id),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+/// The `<Signature>` element of a signed document.
+fn signature_of(document: &str) -> &str {
+    let start = document.find("<Signature").unwrap();
+    let end = document[start..].find("</Signature>").unwrap();
+    &document[start..start + end]
+}
+
+const METADATA: &str = "federationmetadata/2007-06/federationmetadata.xml";
+
+/// Through the real server (first-run, self-made certificate: rollover on by default): the
+/// metadata and the commands page show the next certificate right after the make step, and
+/// the new key signs the metadata after promotion, without a restart (tokens take their key
+/// from the same `App::published` snapshot).
+#[tokio::test]
+async fn the_running_server_publishes_and_promotes_without_restart() {
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let server = common::server::TestServer::start_with(common::server::Options {
+        clock: clock.clone(),
+        ..Default::default()
+    })
+    .await;
+    let current = pem_base64(&server.signing_cert_path);
+    let before = get(&server, METADATA).await;
+    // The signature's KeyInfo and the two roles' KeyDescriptors.
+    assert_eq!(
+        before.matches("<X509Certificate>").count(),
+        3,
+        "current only"
+    );
+    server.sts.rollover_tick().await;
+    assert_eq!(
+        get(&server, METADATA)
+            .await
+            .matches("<X509Certificate>")
+            .count(),
+        3
+    );
+
+    // The first-run certificate is valid 825 days: 806 days on, it is within the 20-day lead.
+    clock.advance(Duration::days(806));
+    server.sts.rollover_tick().await;
+    let next_path = Path::new(&format!("{}.next", server.signing_cert_path.display())).to_owned();
+    let next = pem_base64(&next_path);
+    let metadata = get(&server, METADATA).await;
+    assert_eq!(
+        metadata.matches("<X509Certificate>").count(),
+        5,
+        "current and next, in both roles"
+    );
+    assert!(
+        signature_of(&metadata).contains(&current),
+        "the current key still signs"
+    );
+    let (at_current, at_next) = (
+        metadata.find(&current).unwrap(),
+        metadata.find(&next).unwrap(),
+    );
+    assert!(at_current < at_next, "current first");
+    let commands = get(&server, "commands").await;
+    assert!(
+        commands.contains(&format!("-NextSigningCertificate \"{next}\"")),
+        "{commands}"
+    );
+    assert!(commands.contains(&format!("-SigningCertificate \"{current}\"")));
+
+    // Promotion 5 days later: the new certificate signs and comes first, the old one follows.
+    clock.advance(Duration::days(5));
+    server.sts.rollover_tick().await;
+    assert_eq!(pem_base64(&server.signing_cert_path), next);
+    let metadata = get(&server, METADATA).await;
+    assert!(metadata.find(&next).unwrap() < metadata.find(&current).unwrap());
+    assert!(
+        signature_of(&metadata).contains(&next),
+        "the new key signs the metadata"
+    );
+    assert!(!signature_of(&metadata).contains(&current));
+    let commands = get(&server, "commands").await;
+    assert!(commands.contains(&format!("-SigningCertificate \"{next}\"")));
+    assert!(!commands.contains("-NextSigningCertificate"), "{commands}");
+    server.stop().await;
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::autoroll::{self, Autoroller, FileKeyStore, SigningSet, Swappable};
 use crate::clock::Clock;
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
@@ -33,9 +34,10 @@ use crate::protocol::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion
 use crate::protocol::soap;
 use crate::protocol::wstrust::{self, TimestampPolicy, TrustVersion};
 use crate::protocol::xml;
+use crate::protocol::xmldsig::XmlDsigError;
 use crate::secret::Secret;
-use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
+use crate::state::{StateLeases, StateStore};
 use crate::wsfed::session::SessionKey;
 use crate::wsfed::{Call, WsFed};
 
@@ -261,34 +263,42 @@ impl AppUrls {
     }
 }
 
+/// What an app signs with and publishes: its signing material and the documents built from
+/// it. Read per request and replaced as a whole (rollover, later SIGHUP reload).
+#[derive(Debug)]
+pub struct Published {
+    /// Current (signs), next and previous pairs.
+    pub signing: SigningSet,
+    /// The commands page text.
+    pub commands_page: String,
+    /// The signed federation metadata document.
+    pub metadata: String,
+}
+
 /// One federated domain, ready to serve.
 #[derive(Debug)]
 pub struct App {
     /// Its configuration.
     pub config: AppConfig,
-    /// Token-signing key and certificate.
-    pub identity: SigningIdentity,
     /// Where its users are.
     pub directory: Arc<dyn Directory>,
-    /// The key and certificate that replace `identity` at the next rollover, when configured.
-    pub next_identity: Option<SigningIdentity>,
     /// Its URLs.
     pub urls: AppUrls,
+    published: Swappable<Published>,
     mex_endpoints: MexEndpoints,
     mex_document: String,
-    commands_page: String,
     #[cfg(feature = "kerberos")]
     acceptor: Option<crate::kerberos::acceptor::Acceptor>,
 }
 
 impl App {
-    /// Builds an app from its configuration, signing identity and directory.
+    /// Builds an app from its configuration, signing material and directory; signs its metadata.
     pub fn new(
         config: AppConfig,
         public_base: &str,
-        identity: SigningIdentity,
+        signing: SigningSet,
         directory: Arc<dyn Directory>,
-    ) -> Self {
+    ) -> Result<Self, XmlDsigError> {
         let urls = AppUrls::new(public_base, &config.id);
         let kerberos = config.kerberos.as_ref();
         let mex_endpoints = MexEndpoints {
@@ -299,37 +309,35 @@ impl App {
             windowstransport_spn: kerberos.map(|k| k.spn.clone()),
         };
         let mex_document = mex::definitions(&mex_endpoints);
-        let commands_page =
-            powershell::render(&federation_settings(&config, &urls, &identity, None));
-        Self {
+        let published = Swappable::new(publish(&config, &urls, signing)?);
+        Ok(Self {
             config,
-            identity,
-            next_identity: None,
             directory,
             urls,
+            published,
             mex_endpoints,
             mex_document,
-            commands_page,
             #[cfg(feature = "kerberos")]
             acceptor: None,
-        }
+        })
     }
 
-    /// Adds the next signing identity (rollover): the commands page then names its certificate.
-    pub fn with_next_identity(mut self, next: Option<SigningIdentity>) -> Self {
-        self.commands_page = powershell::render(&federation_settings(
-            &self.config,
-            &self.urls,
-            &self.identity,
-            next.as_ref(),
-        ));
-        self.next_identity = next;
-        self
+    /// The signing material and documents to use for one request.
+    pub fn published(&self) -> Arc<Published> {
+        self.published.get()
+    }
+
+    /// Serves `signing` from now on: the commands page and metadata are rebuilt first, and
+    /// nothing changes when the metadata cannot be signed.
+    pub fn replace_signing(&self, signing: SigningSet) -> Result<(), XmlDsigError> {
+        self.published
+            .replace(publish(&self.config, &self.urls, signing)?);
+        Ok(())
     }
 
     /// The commands page text.
-    pub fn commands_page(&self) -> &str {
-        &self.commands_page
+    pub fn commands_page(&self) -> String {
+        self.published().commands_page.clone()
     }
 
     /// Whether `upn` belongs to this app's domain (or a subdomain of it).
@@ -340,6 +348,27 @@ impl App {
             suffix == domain || suffix.ends_with(&format!(".{domain}"))
         })
     }
+}
+
+/// The documents of `signing`. The commands page names the next certificate only: Entra keeps
+/// a signing and a next-signing certificate, so the previous one (grace) is in the metadata only.
+fn publish(
+    config: &AppConfig,
+    urls: &AppUrls,
+    signing: SigningSet,
+) -> Result<Published, XmlDsigError> {
+    let commands_page = powershell::render(&federation_settings(
+        config,
+        urls,
+        &signing.current,
+        signing.next.as_ref(),
+    ));
+    let metadata = crate::wsfed::metadata_document(config, urls, &signing)?;
+    Ok(Published {
+        signing,
+        commands_page,
+        metadata,
+    })
 }
 
 /// What Entra ID needs to federate the domain, as the commands page prints it.
@@ -401,6 +430,14 @@ pub enum StartError {
         /// Cause.
         source: crate::protocol::xmldsig::XmlDsigError,
     },
+    /// The rollover state or its pairs could not be read.
+    #[error("{key}: {message}")]
+    Rollover {
+        /// Config key.
+        key: String,
+        /// Cause.
+        message: String,
+    },
     /// A directory could not be built.
     #[error("{key}: {message}")]
     Directory {
@@ -415,6 +452,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Sts {
     apps: BTreeMap<String, App>,
+    /// The automatic rollover of each app that has it on, by app id.
+    rollers: Vec<(String, Autoroller)>,
     clock: Arc<dyn Clock>,
     xml_limits: xml::Limits,
     timestamp_policy: TimestampPolicy,
@@ -447,7 +486,8 @@ impl Sts {
                 message: e.to_string(),
             })?;
         let mut apps = BTreeMap::new();
-        let mut wsfed = WsFed::new(session_key(config)?);
+        let wsfed = WsFed::new(session_key(config)?);
+        let mut rollers = Vec::new();
         for (i, app) in config.apps.iter().enumerate() {
             let identity = SigningIdentity::from_pem_files(&app.signing_cert, &app.signing_key)
                 .map_err(|source| StartError::Signing {
@@ -462,10 +502,13 @@ impl Sts {
                         key: format!("apps[{i}].directory"),
                         message: format!("no directory named {}", app.directory),
                     })?;
-            let next = next_identity(i, app)?;
+            let (signing, roller) = signing_material(i, app, identity, &store)?;
             #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
-            let mut built = App::new(app.clone(), config.public_base(), identity, directory)
-                .with_next_identity(next);
+            let mut built = App::new(app.clone(), config.public_base(), signing, directory)
+                .map_err(|source| StartError::Metadata {
+                    key: format!("apps[{i}].signing_key"),
+                    source,
+                })?;
             #[cfg(feature = "kerberos")]
             if let Some(kerberos) = &app.kerberos {
                 built.acceptor = Some(
@@ -477,12 +520,7 @@ impl Sts {
                     )?,
                 );
             }
-            wsfed
-                .add_metadata(&built)
-                .map_err(|source| StartError::Metadata {
-                    key: format!("apps[{i}].signing_key"),
-                    source,
-                })?;
+            rollers.extend(roller.map(|r| (app.id.clone(), r)));
             apps.insert(app.id.clone(), built);
         }
         let timestamp_policy = TimestampPolicy::default();
@@ -498,6 +536,7 @@ impl Sts {
         };
         Ok(Self {
             apps,
+            rollers,
             clock,
             xml_limits: xml::Limits::default(),
             timestamp_policy,
@@ -509,6 +548,37 @@ impl Sts {
     /// The app with this id.
     pub fn app(&self, id: &str) -> Option<&App> {
         self.apps.get(id)
+    }
+
+    /// Runs the due rollover step of every app with rollover on (the server calls this every
+    /// [`crate::autoroll::TICK_INTERVAL`]) and serves what the key store and state file hold
+    /// now, also when another instance did the step. A failure keeps the served pair.
+    pub async fn rollover_tick(&self) {
+        for (id, roller) in &self.rollers {
+            // `tick` logs its own failure; the files are read back whatever it did.
+            let _ = roller.tick(self.clock.now()).await;
+            let Some(app) = self.apps.get(id) else {
+                continue;
+            };
+            let fresh = match roller.signing_set() {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(app = %id, error = %e, "rollover: cannot read the signing pairs; serving the previous ones");
+                    continue;
+                }
+            };
+            if fresh.same_as(&app.published().signing) {
+                continue;
+            }
+            match app.replace_signing(fresh) {
+                Ok(()) => {
+                    tracing::info!(app = %id, "rollover: now serving the new signing material")
+                }
+                Err(e) => {
+                    tracing::warn!(app = %id, error = %e, "rollover: cannot sign the metadata with the new pair; serving the previous ones")
+                }
+            }
+        }
     }
 
     /// Every app.
@@ -533,9 +603,11 @@ impl Sts {
             }
             Endpoint::Mex { app, soap } => self.with_app(&app, |a| self.mex(a, soap, body)),
             Endpoint::Commands { app } => {
-                self.with_app(&app, |a| HttpReply::text(200, a.commands_page()))
+                self.with_app(&app, |a| HttpReply::text(200, &a.commands_page()))
             }
-            Endpoint::FederationMetadata { app } => self.with_app(&app, |a| self.wsfed.metadata(a)),
+            Endpoint::FederationMetadata { app } => {
+                self.with_app(&app, crate::wsfed::metadata_reply)
+            }
             Endpoint::Passive { app, post } => {
                 let call = if post { Call::Post } else { Call::Get };
                 self.passive(&app, call, body, info).await
@@ -612,7 +684,8 @@ pub(crate) fn sign(
     now: OffsetDateTime,
 ) -> Result<SignedAssertion, saml::SamlError> {
     let issuance = Issuance::new(now, token_lifetime(app));
-    saml::build_signed_assertion(claims, token_type, &issuance, &app.identity)
+    let published = app.published();
+    saml::build_signed_assertion(claims, token_type, &issuance, &published.signing.current)
 }
 
 /// The audit record of one request, before its decision.
@@ -668,6 +741,53 @@ fn next_identity(index: usize, app: &AppConfig) -> Result<Option<SigningIdentity
             }),
         _ => Ok(None),
     }
+}
+
+/// What `apps[index]` serves at start, and its roller when automatic rollover is on (then the
+/// state file says which next and previous pairs are published). Warns when the certificate
+/// expires within the rollover window and rollover is off. A configured `next_signing_cert`
+/// keeps automatic rollover off for the app.
+fn signing_material(
+    index: usize,
+    app: &AppConfig,
+    current: SigningIdentity,
+    store: &Arc<dyn StateStore>,
+) -> Result<(SigningSet, Option<Autoroller>), StartError> {
+    // A configured next pair means the admin rolls over by hand (`fedsts rollover`).
+    let manual = app.next_signing_cert.is_some();
+    if manual || !autoroll::is_enabled(&app.rollover, &current.certificate) {
+        let key = format!("apps[{index}].signing_cert");
+        if let Some(warning) = autoroll::expiry_warning(
+            &key,
+            &app.rollover,
+            &current.certificate,
+            OffsetDateTime::now_utc(),
+        ) {
+            tracing::warn!("{warning}");
+        }
+        let next = next_identity(index, app)?;
+        return Ok((
+            SigningSet {
+                current,
+                next,
+                previous: None,
+            },
+            None,
+        ));
+    }
+    let keys = FileKeyStore::new(app.signing_cert.clone(), app.signing_key.clone());
+    let roller = Autoroller::new(
+        &app.id,
+        app.rollover.clone(),
+        Arc::new(keys),
+        Arc::new(StateLeases(store.clone())),
+        autoroll::state_path_for(&app.signing_key),
+    );
+    let signing = roller.signing_set().map_err(|e| StartError::Rollover {
+        key: format!("apps[{index}].rollover"),
+        message: e.to_string(),
+    })?;
+    Ok((signing, Some(roller)))
 }
 
 /// Claims for a user who signed in with a password (active endpoints and passive sign-in),
