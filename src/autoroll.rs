@@ -405,9 +405,9 @@ fn common_name(certificate: &Certificate) -> String {
         .to_owned()
 }
 
-/// The warning for a certificate that expires within `lead_days` while rollover is off.
+/// What is wrong when a certificate expires within `lead_days` while rollover is off
+/// (`preflight` prints it with the key and the fix, at start and in `check-config`).
 pub fn expiry_warning(
-    key: &str,
     config: &RolloverConfig,
     current: &Certificate,
     now: OffsetDateTime,
@@ -417,7 +417,7 @@ pub fn expiry_warning(
         return None;
     }
     Some(format!(
-        "{key}: the token-signing certificate expires at {} (within {} days) and automatic rollover is off — set [apps.rollover] auto = true, or make a next pair and run `fedsts rollover`",
+        "the token-signing certificate expires at {} (within {} days) and automatic rollover is off",
         current.not_after(),
         config.lead_days
     ))
@@ -638,9 +638,9 @@ mod tests {
         };
         assert!(is_enabled(&on, &other));
         let now = OffsetDateTime::now_utc();
-        assert!(expiry_warning("apps[0]", &default, &other, now).is_some());
-        assert!(expiry_warning("apps[0]", &on, &other, now).is_none());
-        assert!(expiry_warning("apps[0]", &default, &other, now - Duration::days(11)).is_none());
+        assert!(expiry_warning(&default, &other, now).is_some());
+        assert!(expiry_warning(&on, &other, now).is_none());
+        assert!(expiry_warning(&default, &other, now - Duration::days(11)).is_none());
     }
 
     #[tokio::test]

@@ -386,3 +386,34 @@ async fn the_running_server_publishes_and_promotes_without_restart() {
     assert!(!commands.contains("-NextSigningCertificate"), "{commands}");
     server.stop().await;
 }
+
+/// `check-config` and `serve` (both print `preflight::warnings`) warn about a certificate that
+/// expires within the window while rollover is off, and not when it is on.
+#[test]
+fn an_expiring_certificate_without_rollover_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```toml\n# rollover example\n").unwrap();
+    let body = &readme[start + 8..];
+    let mut config = Config::parse(&body[..body.find("```").unwrap()], dir.path()).unwrap();
+    let pair = generate_self_signed("sts.contoso.com token signing", &[], 10).unwrap();
+    std::fs::write(&config.apps[0].signing_cert, pair.certificate_pem).unwrap();
+    let rollover_warning = |config: &Config| {
+        fedsts::preflight::warnings(config)
+            .iter()
+            .map(ToString::to_string)
+            .find(|w| w.starts_with("apps[0].signing_cert: the token-signing certificate expires"))
+    };
+    assert_eq!(
+        rollover_warning(&config),
+        None,
+        "auto = true in the example"
+    );
+    config.apps[0].rollover.auto = None;
+    let warning = rollover_warning(&config).expect("not self-made: rollover off by default");
+    assert!(
+        warning.contains("automatic rollover is off — set [apps.rollover] auto = true"),
+        "{warning}"
+    );
+}

@@ -744,8 +744,7 @@ fn next_identity(index: usize, app: &AppConfig) -> Result<Option<SigningIdentity
 }
 
 /// What `apps[index]` serves at start, and its roller when automatic rollover is on (then the
-/// state file says which next and previous pairs are published). Warns when the certificate
-/// expires within the rollover window and rollover is off. A configured `next_signing_cert`
+/// state file says which next and previous pairs are published). A configured `next_signing_cert`
 /// keeps automatic rollover off for the app.
 fn signing_material(
     index: usize,
@@ -756,15 +755,6 @@ fn signing_material(
     // A configured next pair means the admin rolls over by hand (`fedsts rollover`).
     let manual = app.next_signing_cert.is_some();
     if manual || !autoroll::is_enabled(&app.rollover, &current.certificate) {
-        let key = format!("apps[{index}].signing_cert");
-        if let Some(warning) = autoroll::expiry_warning(
-            &key,
-            &app.rollover,
-            &current.certificate,
-            OffsetDateTime::now_utc(),
-        ) {
-            tracing::warn!("{warning}");
-        }
         let next = next_identity(index, app)?;
         return Ok((
             SigningSet {
