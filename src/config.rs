@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::autoroll::RolloverConfig;
 use crate::crypto::KeySource;
 pub use crate::crypto::pkcs11::Pkcs11Config;
 pub use crate::directory::ldap::LdapConfig;
@@ -183,6 +184,40 @@ pub struct AppConfig {
     /// `[apps.passive]`: browser sign-in (WS-Federation passive).
     #[serde(default)]
     pub passive: PassiveConfig,
+    /// `[apps.rollover]`: automatic token-signing certificate rollover (module `autoroll`).
+    #[serde(default)]
+    pub rollover: RolloverConfig,
+}
+
+/// Problems of `apps[index].rollover`.
+fn rollover_problems(index: usize, rollover: &RolloverConfig) -> Vec<ConfigProblem> {
+    let key = |field: &str| format!("apps[{index}].rollover.{field}");
+    let mut problems = Vec::new();
+    if rollover.lead_days == 0 || rollover.lead_days > 365 {
+        problems.push(ConfigProblem::new(
+            key("lead_days"),
+            format!("{} is out of range", rollover.lead_days),
+            "use 1..=365 days (20 is the ADFS default)",
+        ));
+    }
+    if rollover.promote_after_days >= rollover.lead_days {
+        problems.push(ConfigProblem::new(
+            key("promote_after_days"),
+            format!(
+                "{} is not less than lead_days ({})",
+                rollover.promote_after_days, rollover.lead_days
+            ),
+            "promote before the current certificate expires: e.g. lead_days = 20, promote_after_days = 5",
+        ));
+    }
+    if rollover.grace_days > 365 {
+        problems.push(ConfigProblem::new(
+            key("grace_days"),
+            format!("{} is out of range", rollover.grace_days),
+            "use 0..=365 days",
+        ));
+    }
+    problems
 }
 
 /// Where Entra ID receives passive sign-in responses.
@@ -534,6 +569,7 @@ impl Config {
         }
         problems.extend(next_signing_problems(index, app));
         problems.extend(signing_key_problems(index, app));
+        problems.extend(rollover_problems(index, &app.rollover));
         problems.extend(passive_problems(index, &app.passive));
         problems
     }

@@ -454,6 +454,21 @@ pub fn generate_self_signed(
     dns_names: &[String],
     valid_days: u32,
 ) -> Result<GeneratedCertificate, CryptoError> {
+    generate_self_signed_at(
+        common_name,
+        dns_names,
+        OffsetDateTime::now_utc(),
+        valid_days,
+    )
+}
+
+/// As [`generate_self_signed`], valid from `now`-1h: rollover passes its injected clock.
+pub fn generate_self_signed_at(
+    common_name: &str,
+    dns_names: &[String],
+    now: OffsetDateTime,
+    valid_days: u32,
+) -> Result<GeneratedCertificate, CryptoError> {
     let generation = |e: &dyn std::fmt::Display| CryptoError::Generation(e.to_string());
     let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
         .map_err(|e| generation(&e))?;
@@ -469,7 +484,6 @@ pub fn generate_self_signed(
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, common_name);
-    let now = OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(i64::from(valid_days));
     let certificate = params.self_signed(&key_pair).map_err(|e| generation(&e))?;

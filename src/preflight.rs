@@ -22,11 +22,38 @@ use crate::server::tls;
 /// TLS-terminating proxy), and a device-trust policy covers users of an app — every app
 /// federates a domain with Entra ID, whose Windows setup (OOBE Entra join, passive) and first
 /// Windows logon (active) cannot present a device certificate; and the users of a users file
-/// have password hashes of widely different cost.
+/// have password hashes of widely different cost; a signing certificate expires within the
+/// rollover window while automatic rollover is off.
 pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
     let mut warnings: Vec<ConfigProblem> = tls_host_warning(config).into_iter().collect();
     warnings.extend(device_trust_warnings(config));
     warnings.extend(hash_cost_warnings(config));
+    warnings.extend(rollover_warnings(config, OffsetDateTime::now_utc()));
+    warnings
+}
+
+/// A signing certificate that expires within `[apps.rollover] lead_days` while automatic
+/// rollover is off for its app (an unreadable certificate is `check-config`'s problem).
+fn rollover_warnings(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
+    let mut warnings = Vec::new();
+    for (i, app) in config.apps.iter().enumerate() {
+        let Ok(pem) = std::fs::read_to_string(&app.signing_cert) else {
+            continue;
+        };
+        let Ok(certificate) = Certificate::from_pem(&pem) else {
+            continue;
+        };
+        if app.next_signing_cert.is_some() {
+            continue;
+        }
+        if let Some(problem) = crate::autoroll::expiry_warning(&app.rollover, &certificate, now) {
+            warnings.push(ConfigProblem::new(
+                format!("apps[{i}].signing_cert"),
+                problem,
+                "set [apps.rollover] auto = true, or make a next pair (next_signing_cert / next_signing_key) and run `fedsts rollover`",
+            ));
+        }
+    }
     warnings
 }
 

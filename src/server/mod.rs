@@ -78,6 +78,7 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let health =
         health_listener.map(|l| tokio::spawn(health::serve(l, sts.clone(), limits.write_timeout)));
+    let rollover = tokio::spawn(rollover_ticks(sts.clone()));
     let admission = Admission::new(limits, sts.policies().proxies.clone());
     let mut accepting = Accepting::new(&listener, "https");
     let mut refusals = LogThrottle::new(FLOOD_LOG_INTERVAL);
@@ -104,12 +105,23 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     if let Some(task) = health {
         task.abort();
     }
+    rollover.abort();
     tracing::info!("shutting down: waiting for in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("some connections did not finish within the grace period");
+    }
+}
+
+/// Runs the automatic rollover at start and then every `TICK_INTERVAL`.
+async fn rollover_ticks(sts: Arc<Sts>) {
+    let mut interval = tokio::time::interval(crate::autoroll::TICK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        sts.rollover_tick().await;
     }
 }
 

@@ -292,6 +292,25 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     fn is_shared(&self) -> bool;
 }
 
+/// The rollover leases (`crate::autoroll::LeaseStore`) over a state store: set-if-absent.
+#[derive(Debug, Clone)]
+pub struct StateLeases(pub Arc<dyn StateStore>);
+
+#[async_trait]
+impl crate::autoroll::LeaseStore for StateLeases {
+    async fn take_lease(
+        &self,
+        key: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, String> {
+        self.0
+            .set_if_absent(key, "1", ttl, now)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// `[state]`: where the shared state lives.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

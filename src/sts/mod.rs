@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::autoroll::{self, Autoroller, FileKeyStore, SigningSet, Swappable};
 use crate::clock::Clock;
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
@@ -35,9 +36,10 @@ use crate::protocol::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion
 use crate::protocol::soap;
 use crate::protocol::wstrust::{self, TimestampPolicy, TrustVersion};
 use crate::protocol::xml;
+use crate::protocol::xmldsig::XmlDsigError;
 use crate::secret::Secret;
-use crate::state::StateStore;
 use crate::state::memory::MemoryStore;
+use crate::state::{StateLeases, StateStore};
 
 mod active;
 pub(crate) mod guard;
@@ -353,34 +355,42 @@ impl AppUrls {
     }
 }
 
+/// What an app signs with and publishes: its signing material and the documents built from
+/// it. Read per request and replaced as a whole (rollover, later SIGHUP reload).
+#[derive(Debug)]
+pub struct Published {
+    /// Current (signs), next and previous pairs.
+    pub signing: SigningSet,
+    /// The commands page text.
+    pub commands_page: String,
+    /// The signed federation metadata document.
+    pub metadata: String,
+}
+
 /// One federated domain, ready to serve.
 #[derive(Debug)]
 pub struct App {
     /// Its configuration.
     pub config: AppConfig,
-    /// Token-signing key and certificate.
-    pub identity: SigningIdentity,
     /// Where its users are.
     pub directory: Arc<dyn Directory>,
-    /// The key and certificate that replace `identity` at the next rollover, when configured.
-    pub next_identity: Option<SigningIdentity>,
     /// Its URLs.
     pub urls: AppUrls,
+    published: Swappable<Published>,
     mex_endpoints: MexEndpoints,
     mex_document: String,
-    commands_page: String,
     #[cfg(feature = "kerberos")]
     acceptor: Option<crate::kerberos::acceptor::Acceptor>,
 }
 
 impl App {
-    /// Builds an app from its configuration, signing identity and directory.
+    /// Builds an app from its configuration, signing material and directory; signs its metadata.
     pub fn new(
         config: AppConfig,
         public_base: &str,
-        identity: SigningIdentity,
+        signing: SigningSet,
         directory: Arc<dyn Directory>,
-    ) -> Self {
+    ) -> Result<Self, XmlDsigError> {
         let urls = AppUrls::new(public_base, &config.id);
         let kerberos = config.kerberos.as_ref();
         let mex_endpoints = MexEndpoints {
@@ -391,37 +401,35 @@ impl App {
             windowstransport_spn: kerberos.map(|k| k.spn.clone()),
         };
         let mex_document = mex::definitions(&mex_endpoints);
-        let commands_page =
-            powershell::render(&federation_settings(&config, &urls, &identity, None));
-        Self {
+        let published = Swappable::new(publish(&config, &urls, signing)?);
+        Ok(Self {
             config,
-            identity,
-            next_identity: None,
             directory,
             urls,
+            published,
             mex_endpoints,
             mex_document,
-            commands_page,
             #[cfg(feature = "kerberos")]
             acceptor: None,
-        }
+        })
     }
 
-    /// Adds the next signing identity (rollover): the commands page then names its certificate.
-    pub fn with_next_identity(mut self, next: Option<SigningIdentity>) -> Self {
-        self.commands_page = powershell::render(&federation_settings(
-            &self.config,
-            &self.urls,
-            &self.identity,
-            next.as_ref(),
-        ));
-        self.next_identity = next;
-        self
+    /// The signing material and documents to use for one request.
+    pub fn published(&self) -> Arc<Published> {
+        self.published.get()
+    }
+
+    /// Serves `signing` from now on: the commands page and metadata are rebuilt first, and
+    /// nothing changes when the metadata cannot be signed.
+    pub fn replace_signing(&self, signing: SigningSet) -> Result<(), XmlDsigError> {
+        self.published
+            .replace(publish(&self.config, &self.urls, signing)?);
+        Ok(())
     }
 
     /// The commands page text.
-    pub fn commands_page(&self) -> &str {
-        &self.commands_page
+    pub fn commands_page(&self) -> String {
+        self.published().commands_page.clone()
     }
 
     /// Whether `upn` belongs to this app's domain (or a subdomain of it).
@@ -432,6 +440,27 @@ impl App {
             suffix == domain || suffix.ends_with(&format!(".{domain}"))
         })
     }
+}
+
+/// The documents of `signing`. The commands page names the next certificate only: Entra keeps
+/// a signing and a next-signing certificate, so the previous one (grace) is in the metadata only.
+fn publish(
+    config: &AppConfig,
+    urls: &AppUrls,
+    signing: SigningSet,
+) -> Result<Published, XmlDsigError> {
+    let commands_page = powershell::render(&federation_settings(
+        config,
+        urls,
+        &signing.current,
+        signing.next.as_ref(),
+    ));
+    let metadata = passive::metadata_document(config, urls, &signing)?;
+    Ok(Published {
+        signing,
+        commands_page,
+        metadata,
+    })
 }
 
 /// What Entra ID needs to federate the domain, as the commands page prints it.
@@ -493,6 +522,14 @@ pub enum StartError {
         /// Cause.
         source: crate::protocol::xmldsig::XmlDsigError,
     },
+    /// The rollover state or its pairs could not be read.
+    #[error("{key}: {message}")]
+    Rollover {
+        /// Config key.
+        key: String,
+        /// Cause.
+        message: String,
+    },
     /// A directory could not be built.
     #[error("{key}: {source}")]
     Directory {
@@ -515,6 +552,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Sts {
     apps: BTreeMap<String, App>,
+    /// The automatic rollover of each app that has it on, by app id.
+    rollers: Vec<(String, Autoroller)>,
     clock: Arc<dyn Clock>,
     xml_limits: xml::Limits,
     timestamp_policy: TimestampPolicy,
@@ -544,7 +583,8 @@ impl Sts {
         let directories = directory::build(&config.directories)
             .map_err(|(key, source)| StartError::Directory { key, source })?;
         let mut apps = BTreeMap::new();
-        let mut wsfed = WsFed::new(session_key(config)?);
+        let wsfed = WsFed::new(session_key(config)?);
+        let mut rollers = Vec::new();
         for (i, app) in config.apps.iter().enumerate() {
             let identity = load_identity(i, app)?;
             let directory = directories.get(&app.directory).cloned().ok_or_else(|| {
@@ -553,10 +593,13 @@ impl Sts {
                     name: app.directory.clone(),
                 }
             })?;
-            let next = next_identity(i, app)?;
+            let (signing, roller) = signing_material(i, app, identity, &store)?;
             #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
-            let mut built = App::new(app.clone(), config.public_base(), identity, directory)
-                .with_next_identity(next);
+            let mut built = App::new(app.clone(), config.public_base(), signing, directory)
+                .map_err(|source| StartError::Metadata {
+                    key: format!("apps[{i}].signing_key"),
+                    source,
+                })?;
             #[cfg(feature = "kerberos")]
             if let Some(kerberos) = &app.kerberos {
                 built.acceptor = Some(
@@ -568,12 +611,7 @@ impl Sts {
                     )?,
                 );
             }
-            wsfed
-                .add_metadata(&built)
-                .map_err(|source| StartError::Metadata {
-                    key: format!("apps[{i}].signing_key"),
-                    source,
-                })?;
+            rollers.extend(roller.map(|r| (app.id.clone(), r)));
             apps.insert(app.id.clone(), built);
         }
         let timestamp_policy = TimestampPolicy::default();
@@ -589,6 +627,7 @@ impl Sts {
         };
         Ok(Self {
             apps,
+            rollers,
             clock,
             xml_limits: xml::Limits::default(),
             timestamp_policy,
@@ -600,6 +639,37 @@ impl Sts {
     /// The app with this id.
     pub fn app(&self, id: &str) -> Option<&App> {
         self.apps.get(id)
+    }
+
+    /// Runs the due rollover step of every app with rollover on (the server calls this every
+    /// [`crate::autoroll::TICK_INTERVAL`]) and serves what the key store and state file hold
+    /// now, also when another instance did the step. A failure keeps the served pair.
+    pub async fn rollover_tick(&self) {
+        for (id, roller) in &self.rollers {
+            // `tick` logs its own failure; the files are read back whatever it did.
+            let _ = roller.tick(self.clock.now()).await;
+            let Some(app) = self.apps.get(id) else {
+                continue;
+            };
+            let fresh = match roller.signing_set() {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(app = %id, error = %e, "rollover: cannot read the signing pairs; serving the previous ones");
+                    continue;
+                }
+            };
+            if fresh.same_as(&app.published().signing) {
+                continue;
+            }
+            match app.replace_signing(fresh) {
+                Ok(()) => {
+                    tracing::info!(app = %id, "rollover: now serving the new signing material")
+                }
+                Err(e) => {
+                    tracing::warn!(app = %id, error = %e, "rollover: cannot sign the metadata with the new pair; serving the previous ones")
+                }
+            }
+        }
     }
 
     /// Every app.
@@ -624,9 +694,9 @@ impl Sts {
             }
             Endpoint::Mex { app, soap } => self.with_app(&app, |a| self.mex(a, soap, body)),
             Endpoint::Commands { app } => {
-                self.with_app(&app, |a| HttpReply::text(200, a.commands_page()))
+                self.with_app(&app, |a| HttpReply::text(200, &a.commands_page()))
             }
-            Endpoint::FederationMetadata { app } => self.with_app(&app, |a| self.wsfed.metadata(a)),
+            Endpoint::FederationMetadata { app } => self.with_app(&app, passive::metadata_reply),
             Endpoint::Passive { app, post } => {
                 let call = if post { Call::Post } else { Call::Get };
                 self.passive(&app, call, body, info).await
@@ -671,7 +741,7 @@ impl Sts {
                 tracing::warn!(app = %app.config.id, error = %e, "health check failed");
                 return HttpReply::text(503, &format!("unhealthy: app {}\n", app.config.id));
             }
-            if let Err(e) = app.identity.signer.health() {
+            if let Err(e) = app.published().signing.current.signer.health() {
                 tracing::warn!(app = %app.config.id, error = %e, "health check failed: signing key");
                 return HttpReply::text(
                     503,
@@ -710,7 +780,8 @@ pub(crate) fn sign(
     now: OffsetDateTime,
 ) -> Result<SignedAssertion, saml::SamlError> {
     let issuance = Issuance::new(now, token_lifetime(app));
-    saml::build_signed_assertion(claims, token_type, &issuance, &app.identity)
+    let published = app.published();
+    saml::build_signed_assertion(claims, token_type, &issuance, &published.signing.current)
 }
 
 /// The audit record of one request, before its decision.
@@ -722,6 +793,7 @@ fn audit_record(
     client_ip: IpAddr,
     request_class: RequestClass,
 ) -> AuditRecord {
+    let signing = &app.published().signing.current;
     AuditRecord {
         time: now,
         correlation_id: info.correlation_id.clone(),
@@ -734,8 +806,8 @@ fn audit_record(
         lockout_location: None,
         lockout_log_only: false,
         device_id: None,
-        signing_key_sha256: app.identity.fingerprint(),
-        signing_store: app.identity.signer.store().as_str(),
+        signing_key_sha256: signing.fingerprint(),
+        signing_store: signing.signer.store().as_str(),
     }
 }
 
@@ -782,6 +854,50 @@ fn next_identity(index: usize, app: &AppConfig) -> Result<Option<SigningIdentity
             }),
         _ => Ok(None),
     }
+}
+
+/// What `apps[index]` serves at start, and its roller when automatic rollover is on (then the
+/// state file says which next and previous pairs are published). A configured `next_signing_cert`
+/// keeps automatic rollover off for the app.
+fn signing_material(
+    index: usize,
+    app: &AppConfig,
+    current: SigningIdentity,
+    store: &Arc<dyn StateStore>,
+) -> Result<(SigningSet, Option<Autoroller>), StartError> {
+    // A configured next pair means the admin rolls over by hand (`fedsts rollover`).
+    // A key in a PKCS#11 token is not rolled automatically yet (the `KeyStore` seam is where
+    // a token store will fit).
+    let manual = app.next_signing_cert.is_some();
+    let key_file = match &app.signing_key {
+        Some(key_file) if !manual && autoroll::is_enabled(&app.rollover, &current.certificate) => {
+            key_file
+        }
+        _ => {
+            let next = next_identity(index, app)?;
+            return Ok((
+                SigningSet {
+                    current,
+                    next,
+                    previous: None,
+                },
+                None,
+            ));
+        }
+    };
+    let keys = FileKeyStore::new(app.signing_cert.clone(), key_file.clone());
+    let roller = Autoroller::new(
+        &app.id,
+        app.rollover.clone(),
+        Arc::new(keys),
+        Arc::new(StateLeases(store.clone())),
+        autoroll::state_path_for(key_file),
+    );
+    let signing = roller.signing_set().map_err(|e| StartError::Rollover {
+        key: format!("apps[{index}].rollover"),
+        message: e.to_string(),
+    })?;
+    Ok((signing, Some(roller)))
 }
 
 /// Claims for a user who signed in with a password (active endpoints and passive sign-in),

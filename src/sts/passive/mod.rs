@@ -240,11 +240,37 @@ fn origin_of(url: &str) -> String {
     format!("https://{authority}")
 }
 
-/// Passive sign-in for every app: the cookie key and the metadata documents.
+/// Passive sign-in for every app: the cookie key.
 #[derive(Debug)]
 pub struct WsFed {
     key: SessionKey,
-    metadata: BTreeMap<String, String>,
+}
+
+/// Signs the federation metadata of an app publishing `signing` (current, next, previous).
+pub fn metadata_document(
+    config: &crate::config::AppConfig,
+    urls: &crate::sts::AppUrls,
+    signing: &crate::autoroll::SigningSet,
+) -> Result<String, crate::protocol::xmldsig::XmlDsigError> {
+    let input = metadata::MetadataInput {
+        issuer: &config.issuer_uri,
+        passive_url: &urls.passive(),
+        sts_url: &urls.usernamemixed(wstrust::TrustVersion::V2005),
+        mex_url: &urls.mex(),
+        signing_certificates: signing.published_certificates(),
+    };
+    let id = format!("_{}", uuid::Uuid::new_v4());
+    metadata::signed_document(&input, &id, &signing.current)
+}
+
+/// The signed federation metadata of an app, as it is published now.
+pub fn metadata_reply(app: &App) -> HttpReply {
+    HttpReply {
+        status: 200,
+        content_type: "application/samlmetadata+xml",
+        headers: Vec::new(),
+        body: app.published().metadata.clone(),
+    }
 }
 
 /// A reply being put together: page, status and the headers that go with it.
@@ -380,43 +406,7 @@ impl Exchange<'_> {
 impl WsFed {
     /// Passive sign-in with this cookie key.
     pub fn new(key: SessionKey) -> Self {
-        Self {
-            key,
-            metadata: BTreeMap::new(),
-        }
-    }
-
-    /// Signs and keeps the federation metadata of `app`.
-    pub fn add_metadata(
-        &mut self,
-        app: &App,
-    ) -> Result<(), crate::protocol::xmldsig::XmlDsigError> {
-        let mut certificates = vec![app.identity.certificate.base64()];
-        certificates.extend(app.next_identity.as_ref().map(|n| n.certificate.base64()));
-        let input = metadata::MetadataInput {
-            issuer: &app.config.issuer_uri,
-            passive_url: &app.urls.passive(),
-            sts_url: &app.urls.usernamemixed(wstrust::TrustVersion::V2005),
-            mex_url: &app.urls.mex(),
-            signing_certificates: certificates,
-        };
-        let id = format!("_{}", uuid::Uuid::new_v4());
-        let document = metadata::signed_document(&input, &id, &app.identity)?;
-        self.metadata.insert(app.config.id.clone(), document);
-        Ok(())
-    }
-
-    /// The signed federation metadata of an app.
-    pub fn metadata(&self, app: &App) -> HttpReply {
-        match self.metadata.get(&app.config.id) {
-            Some(document) => HttpReply {
-                status: 200,
-                content_type: "application/samlmetadata+xml",
-                headers: Vec::new(),
-                body: document.clone(),
-            },
-            None => HttpReply::text(404, "no federation metadata for this app\n"),
-        }
+        Self { key }
     }
 
     /// Answers one passive call, under the service's protection policies.
