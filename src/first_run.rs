@@ -113,6 +113,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             next_signing_cert: None,
             next_signing_key: None,
             passive: PassiveConfig::default(),
+            adfs_paths: false,
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),
