@@ -184,6 +184,12 @@ pub struct AppConfig {
     /// `[apps.passive]`: browser sign-in (WS-Federation passive).
     #[serde(default)]
     pub passive: PassiveConfig,
+    /// Also serve the ADFS URL layout (`/adfs/ls/`, `/adfs/services/trust/…`,
+    /// `/FederationMetadata/2007-06/FederationMetadata.xml`) and advertise it in MEX, metadata
+    /// and the commands page, so a domain federated with ADFS keeps working when its STS host
+    /// name moves here. Those paths name no app: one app per host at most.
+    #[serde(default)]
+    pub adfs_paths: bool,
     /// `[apps.rollover]`: automatic token-signing certificate rollover (module `autoroll`).
     #[serde(default)]
     pub rollover: RolloverConfig,
@@ -598,7 +604,28 @@ impl Config {
                 }
             }
         }
+        problems.extend(self.adfs_path_problems());
         problems
+    }
+
+    /// The ADFS paths carry no app id, so only one app of the host may claim them.
+    fn adfs_path_problems(&self) -> Vec<ConfigProblem> {
+        let mut claimants = self.apps.iter().enumerate().filter(|(_, a)| a.adfs_paths);
+        let Some((first, _)) = claimants.next() else {
+            return Vec::new();
+        };
+        claimants
+            .map(|(i, _)| {
+                ConfigProblem::new(
+                    format!("apps[{i}].adfs_paths"),
+                    format!(
+                        "apps[{first}] already serves the ADFS paths on {}",
+                        self.public_base()
+                    ),
+                    "set adfs_paths = true on one app per host (the ADFS paths name no app)",
+                )
+            })
+            .collect()
     }
 }
 

@@ -118,6 +118,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             next_signing_key: None,
             passive: PassiveConfig::default(),
             rollover: Default::default(),
+            adfs_paths: false,
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),

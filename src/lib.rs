@@ -12,6 +12,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod adfs;
 pub mod autoroll;
 pub mod cli;
 pub mod clock;

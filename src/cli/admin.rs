@@ -5,8 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{fail, print_commands};
-use crate::config::{AppConfig, Config, DirectoryConfig};
+use crate::adfs;
+use crate::config::{AppConfig, Config, ConfigProblem, DirectoryConfig};
+use crate::crypto::Certificate;
 use crate::rollover::{self, SigningFiles};
+use crate::secret::Secret;
 use crate::totp;
 
 fn load_app(path: &Path, app_id: &str) -> Result<(Config, AppConfig), String> {
@@ -109,4 +112,107 @@ pub fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
         println!("{qr}");
     }
     ExitCode::SUCCESS
+}
+
+/// What `fedsts import-adfs` was given on the command line.
+pub struct ImportArgs<'a> {
+    pub pfx: &'a Path,
+    pub pfx_password_file: &'a Path,
+    pub federation_json: &'a Path,
+    pub domain: &'a str,
+    pub app: &'a str,
+    pub directory: &'a str,
+    pub out: &'a Path,
+}
+
+/// `fedsts import-adfs`: writes the app's files, or names each problem and writes nothing.
+pub fn import_adfs(args: &ImportArgs<'_>) -> ExitCode {
+    if !crate::config::is_valid_app_id(args.app) {
+        return fail(format!(
+            "--app: `{}` is not a valid app id — use 1 to 64 of A-Z a-z 0-9 _ -",
+            args.app
+        ));
+    }
+    let password = match read_password_file(args.pfx_password_file) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let request = adfs::ImportRequest {
+        pfx: args.pfx,
+        pfx_password: password.expose(),
+        federation: args.federation_json,
+        domain: args.domain,
+        app_id: args.app,
+        directory: args.directory,
+        out: args.out,
+    };
+    match adfs::import(&request) {
+        Ok(imported) => {
+            println!("wrote {}", imported.signing_key.display());
+            println!("wrote {}", imported.signing_cert.display());
+            println!("wrote {}", imported.config_fragment.display());
+            println!(
+                "token-signing certificate SHA-256 {}; every URL Entra holds is served with [server] public_url = \"{}\"",
+                imported.thumbprint, imported.public_url
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// The first line of the password file (a password with a trailing newline is the usual file).
+fn read_password_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "--pfx-password-file: cannot read {}: {e} — write the PFX password on its first line",
+            path.display()
+        )
+    })?;
+    let first = text.lines().next().unwrap_or_default();
+    Ok(Secret::new(first.to_owned()))
+}
+
+/// `check-config --compare-federation`: each way an app differs from what Entra holds.
+pub fn compare_federation(
+    config: &Config,
+    json: &Path,
+    app_id: Option<&str>,
+) -> Result<Vec<ConfigProblem>, ExitCode> {
+    let entra = adfs::EntraFederation::load(json).map_err(fail)?;
+    let index = match app_id {
+        Some(id) => config.apps.iter().position(|a| a.id == id),
+        None if config.apps.len() == 1 => Some(0),
+        None => None,
+    }
+    .ok_or_else(|| {
+        fail(format!(
+            "--app: name one of the apps in the configuration to compare: {}",
+            config
+                .apps
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let app = &config.apps[index];
+    let certificate = std::fs::read_to_string(&app.signing_cert)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+        .map_err(|e| fail(format!("apps[{index}].signing_cert: {e}")))?;
+    let mismatches =
+        adfs::compare(&entra, app, config.public_base(), certificate.der()).map_err(fail)?;
+    Ok(mismatches
+        .iter()
+        .map(|m| {
+            let text = m.to_string();
+            let (problem, fix) = text.split_once(" — ").unwrap_or((&text, ""));
+            ConfigProblem::new(
+                format!("apps[{index}] against {}", json.display()),
+                problem,
+                fix,
+            )
+        })
+        .collect())
 }

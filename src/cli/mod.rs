@@ -62,6 +62,38 @@ pub enum Command {
         /// ImmutableID it would issue.
         #[arg(long, requires = "online")]
         probe_user: Option<String>,
+        /// Also compare an app against what Entra holds for its domain: the JSON of
+        /// `Get-MgDomainFederationConfiguration` (issuer, URLs, signing certificate).
+        #[arg(long)]
+        compare_federation: Option<PathBuf>,
+        /// With --compare-federation: the app to compare (needed when there are several).
+        #[arg(long, requires = "compare_federation")]
+        app: Option<String>,
+    },
+    /// Write an app's configuration from an ADFS export: the token-signing PFX and the JSON of
+    /// `Get-MgDomainFederationConfiguration`, after checking fedsts will serve what Entra holds.
+    ImportAdfs {
+        /// PKCS#12 file of the ADFS token-signing certificate with its private key.
+        #[arg(long)]
+        pfx: PathBuf,
+        /// File whose first line is the PFX password.
+        #[arg(long)]
+        pfx_password_file: PathBuf,
+        /// The JSON of `Get-MgDomainFederationConfiguration -DomainId DOMAIN | ConvertTo-Json`.
+        #[arg(long)]
+        federation_json: PathBuf,
+        /// The federated domain, e.g. contoso.com.
+        #[arg(long)]
+        domain: String,
+        /// App id to write (default: the domain with dots as dashes).
+        #[arg(long)]
+        app: Option<String>,
+        /// The `[directories.NAME]` the app's users are in.
+        #[arg(long, default_value = "main")]
+        directory: String,
+        /// Directory the fragment, certificate and key are written to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
     /// Print the PowerShell commands that federate an app's domain in Entra ID.
     Commands {
@@ -180,7 +212,35 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             online,
             probe_user,
-        } => check_config(&config, online.then_some(probe_user.as_deref())),
+            compare_federation,
+            app,
+        } => check_config(
+            &config,
+            online.then_some(probe_user.as_deref()),
+            compare_federation
+                .as_deref()
+                .map(|json| (json, app.as_deref())),
+        ),
+        Command::ImportAdfs {
+            pfx,
+            pfx_password_file,
+            federation_json,
+            domain,
+            app,
+            directory,
+            out,
+        } => {
+            let app = app.unwrap_or_else(|| domain.replace('.', "-"));
+            admin::import_adfs(&admin::ImportArgs {
+                pfx: &pfx,
+                pfx_password_file: &pfx_password_file,
+                federation_json: &federation_json,
+                domain: &domain,
+                app: &app,
+                directory: &directory,
+                out: &out,
+            })
+        }
         Command::Commands { config, app } => print_commands(&config, &app),
         Command::Lockout { action } => lockout::run(action),
         Command::Rollover { config, app } => admin::roll_over(&config, &app),
@@ -258,8 +318,12 @@ fn hash_password_from_stdin() -> ExitCode {
     }
 }
 
-/// `online` is `Some(probe user)` with `--online`.
-fn check_config(path: &Path, online: Option<Option<&str>>) -> ExitCode {
+/// `online` is `Some(probe user)` with `--online`; `compare` is the federation JSON and app.
+fn check_config(
+    path: &Path,
+    online: Option<Option<&str>>,
+    compare: Option<(&Path, Option<&str>)>,
+) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -270,6 +334,12 @@ fn check_config(path: &Path, online: Option<Option<&str>>) -> ExitCode {
     }
     if let Some(probe_user) = online {
         match check_online(&config, probe_user) {
+            Ok(found) => problems.extend(found),
+            Err(code) => return code,
+        }
+    }
+    if let Some((json, app)) = compare {
+        match admin::compare_federation(&config, json, app) {
             Ok(found) => problems.extend(found),
             Err(code) => return code,
         }

@@ -249,7 +249,11 @@ async fn handle(
     peer: SocketAddr,
     device_certificate: Option<Arc<[u8]>>,
 ) -> Response<Full<Bytes>> {
-    let endpoint = router::route(req.method(), req.uri().path());
+    let adfs_app = sts
+        .apps()
+        .find(|a| a.config.adfs_paths)
+        .map(|a| a.config.id.as_str());
+    let endpoint = router::route_with_adfs(req.method(), req.uri().path(), adfs_app);
     let mut info = request_info(&req, peer.ip());
     info.device_certificate = device_certificate;
     if let Some(version) = router::soap_version(&endpoint) {

@@ -6,6 +6,11 @@
 //! `POST /wsfed/{app}/trust/{13|2005}/windowstransport`, `GET /wsfed/{app}/commands`,
 //! `GET|POST /wsfed/{app}` (passive sign-in and sign-out), `GET /wsfed/{app}/launch`,
 //! `GET /wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`.
+//!
+//! The one app with `adfs_paths = true` is also reached through the ADFS layout (any case, as
+//! http.sys matches it): `/adfs/ls/`, `/adfs/services/trust/mex`,
+//! `/adfs/services/trust/{13|2005}/{usernamemixed|windowstransport}`,
+//! `/FederationMetadata/2007-06/FederationMetadata.xml`.
 
 use http::Method;
 
@@ -20,6 +25,40 @@ pub fn route(method: &Method, path: &str) -> Endpoint {
         ["healthz"] => only(method, &[Method::GET], Endpoint::Health),
         ["wsfed", app, rest @ ..] if is_valid_app_id(app) => app_route(method, app, rest),
         _ => Endpoint::NotFound,
+    }
+}
+
+/// Finds the endpoint for a request, with the ADFS layout mapped to `adfs_app` when an app
+/// claims it.
+pub fn route_with_adfs(method: &Method, path: &str, adfs_app: Option<&str>) -> Endpoint {
+    let adfs = adfs_app.and_then(|app| {
+        let lower = path.to_ascii_lowercase();
+        adfs_rest(&lower).map(|rest| app_route(method, app, &rest))
+    });
+    adfs.unwrap_or_else(|| route(method, path))
+}
+
+/// The ADFS path as the segments of our own layout under `/wsfed/{app}/`, for the endpoints
+/// ADFS has and we serve; `None` for anything else (our own router then answers).
+fn adfs_rest(lower_path: &str) -> Option<Vec<&str>> {
+    if matches!(lower_path, "/adfs/ls" | "/adfs/ls/") {
+        return Some(vec![""]);
+    }
+    if lower_path == "/federationmetadata/2007-06/federationmetadata.xml" {
+        return Some(vec![
+            "federationmetadata",
+            "2007-06",
+            "federationmetadata.xml",
+        ]);
+    }
+    let trust = lower_path.strip_prefix("/adfs/services/trust/")?;
+    let segments: Vec<&str> = trust.split('/').collect();
+    match segments.as_slice() {
+        ["mex"] => Some(vec!["mex"]),
+        [version, kind @ ("usernamemixed" | "windowstransport")] => {
+            Some(vec!["trust", version, kind])
+        }
+        _ => None,
     }
 }
 
@@ -216,6 +255,93 @@ mod tests {
             Endpoint::MethodNotAllowed {
                 allow: "GET, POST".into()
             }
+        );
+    }
+
+    #[test]
+    fn adfs_layout_reaches_the_claiming_app_only() {
+        let adfs = |method: &Method, path: &str| route_with_adfs(method, path, Some("contoso"));
+        let passive = Endpoint::Passive {
+            app: "contoso".into(),
+            post: false,
+        };
+        assert_eq!(adfs(&Method::GET, "/adfs/ls/"), passive);
+        assert_eq!(adfs(&Method::GET, "/adfs/ls"), passive);
+        assert_eq!(adfs(&Method::GET, "/ADFS/LS/"), passive);
+        assert_eq!(
+            adfs(&Method::POST, "/adfs/ls/"),
+            Endpoint::Passive {
+                app: "contoso".into(),
+                post: true
+            }
+        );
+        assert_eq!(
+            adfs(&Method::GET, "/adfs/services/trust/mex"),
+            Endpoint::Mex {
+                app: "contoso".into(),
+                soap: false
+            }
+        );
+        assert_eq!(
+            adfs(&Method::POST, "/adfs/services/trust/13/usernamemixed"),
+            Endpoint::UsernameMixed {
+                app: "contoso".into(),
+                version: TrustVersion::V13
+            }
+        );
+        assert_eq!(
+            adfs(&Method::POST, "/adfs/services/trust/2005/usernamemixed"),
+            Endpoint::UsernameMixed {
+                app: "contoso".into(),
+                version: TrustVersion::V2005
+            }
+        );
+        assert_eq!(
+            adfs(&Method::POST, "/adfs/services/trust/2005/windowstransport"),
+            Endpoint::WindowsTransport {
+                app: "contoso".into(),
+                version: TrustVersion::V2005
+            }
+        );
+        assert_eq!(
+            adfs(
+                &Method::GET,
+                "/FederationMetadata/2007-06/FederationMetadata.xml"
+            ),
+            Endpoint::FederationMetadata {
+                app: "contoso".into()
+            }
+        );
+        assert_eq!(
+            adfs(&Method::GET, "/adfs/services/trust/13/usernamemixed"),
+            Endpoint::MethodNotAllowed {
+                allow: "POST".into()
+            }
+        );
+        for unknown in [
+            "/adfs/services/trust/14/usernamemixed",
+            "/adfs/services/trust/13/certificatemixed",
+            "/adfs/ls/idpinitiatedsignon",
+            "/adfs/services/trust/mex/x",
+            "/adfs/",
+        ] {
+            assert_eq!(
+                adfs(&Method::POST, unknown),
+                Endpoint::NotFound,
+                "{unknown}"
+            );
+        }
+        // Our own layout still answers beside it; without a claiming app the ADFS paths are 404.
+        assert_eq!(
+            adfs(&Method::GET, "/wsfed/other/mex"),
+            Endpoint::Mex {
+                app: "other".into(),
+                soap: false
+            }
+        );
+        assert_eq!(
+            route_with_adfs(&Method::GET, "/adfs/services/trust/mex", None),
+            Endpoint::NotFound
         );
     }
 

@@ -295,12 +295,19 @@ fn trust_reply(
     }
 }
 
-/// The URLs of one app, all under `{public_url}/wsfed/{id}`.
+/// The URLs of one app: its own under `{public_url}/wsfed/{id}`, and the ADFS layout
+/// (`/adfs/ls/`, `/adfs/services/trust/…`) for the app with `adfs_paths = true`, which then
+/// advertises those in MEX, metadata and the commands page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppUrls {
     base: String,
     path: String,
+    /// `public_url` without a trailing slash, when the app advertises the ADFS layout.
+    adfs_base: Option<String>,
 }
+
+/// The ADFS passive sign-in and sign-out path.
+pub const ADFS_PASSIVE_PATH: &str = "/adfs/ls/";
 
 impl AppUrls {
     /// URLs for app `id` under `public_base` (no trailing slash).
@@ -308,6 +315,15 @@ impl AppUrls {
         Self {
             base: format!("{}/wsfed/{id}", public_base.trim_end_matches('/')),
             path: format!("/wsfed/{id}"),
+            adfs_base: None,
+        }
+    }
+    /// URLs for app `id` that advertise the ADFS layout (launch and commands stay ours).
+    pub fn adfs(public_base: &str, id: &str) -> Self {
+        Self {
+            path: ADFS_PASSIVE_PATH.to_owned(),
+            adfs_base: Some(public_base.trim_end_matches('/').to_owned()),
+            ..Self::new(public_base, id)
         }
     }
     /// Path of the passive endpoint on this server (form actions, cookie scope).
@@ -320,25 +336,31 @@ impl AppUrls {
     }
     /// Passive WS-Federation sign-in (and sign-out) URL.
     pub fn passive(&self) -> String {
-        self.base.clone()
+        match &self.adfs_base {
+            Some(adfs) => format!("{adfs}{ADFS_PASSIVE_PATH}"),
+            None => self.base.clone(),
+        }
     }
     /// MEX document.
     pub fn mex(&self) -> String {
-        format!("{}/mex", self.base)
+        match &self.adfs_base {
+            Some(_) => format!("{}/mex", self.trust_base()),
+            None => format!("{}/mex", self.base),
+        }
     }
     /// usernamemixed endpoint of a version.
     pub fn usernamemixed(&self, version: TrustVersion) -> String {
         format!(
-            "{}/trust/{}/usernamemixed",
-            self.base,
+            "{}/{}/usernamemixed",
+            self.trust_base(),
             version.path_segment()
         )
     }
     /// windowstransport endpoint of a version.
     pub fn windowstransport(&self, version: TrustVersion) -> String {
         format!(
-            "{}/trust/{}/windowstransport",
-            self.base,
+            "{}/{}/windowstransport",
+            self.trust_base(),
             version.path_segment()
         )
     }
@@ -348,10 +370,20 @@ impl AppUrls {
     }
     /// Federation metadata document.
     pub fn metadata(&self) -> String {
-        format!(
-            "{}/federationmetadata/2007-06/federationmetadata.xml",
-            self.base
-        )
+        match &self.adfs_base {
+            Some(adfs) => format!("{adfs}/FederationMetadata/2007-06/FederationMetadata.xml"),
+            None => format!(
+                "{}/federationmetadata/2007-06/federationmetadata.xml",
+                self.base
+            ),
+        }
+    }
+    /// Where the WS-Trust endpoints hang: `…/wsfed/{id}/trust` or `…/adfs/services/trust`.
+    fn trust_base(&self) -> String {
+        match &self.adfs_base {
+            Some(adfs) => format!("{adfs}/adfs/services/trust"),
+            None => format!("{}/trust", self.base),
+        }
     }
 }
 
@@ -391,7 +423,11 @@ impl App {
         signing: SigningSet,
         directory: Arc<dyn Directory>,
     ) -> Result<Self, XmlDsigError> {
-        let urls = AppUrls::new(public_base, &config.id);
+        let urls = if config.adfs_paths {
+            AppUrls::adfs(public_base, &config.id)
+        } else {
+            AppUrls::new(public_base, &config.id)
+        };
         let kerberos = config.kerberos.as_ref();
         let mex_endpoints = MexEndpoints {
             usernamemixed_13: Some(urls.usernamemixed(TrustVersion::V13)),

@@ -347,7 +347,7 @@ impl Exchange<'_> {
     }
 
     fn cookie_path(&self) -> String {
-        format!("/wsfed/{}", self.guard.app.config.id)
+        self.guard.app.urls.passive_path()
     }
 
     /// A page of ours: forms post back to us, no script.
