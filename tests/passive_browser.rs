@@ -347,7 +347,9 @@ async fn browser_signs_in_through_passive_wsfed() {
     // SP-initiated with a login hint and Entra's wctx.
     browser.go(&sign_in(&[("username", ALICE)])).await;
     browser.find("#password").await;
+    // `target/` is missing when CARGO_TARGET_DIR points elsewhere.
     let screenshot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/signin.png");
+    std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
     browser.screenshot(&screenshot).await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
