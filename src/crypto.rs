@@ -374,6 +374,8 @@ pub struct SigningIdentity {
     pub signer: Arc<dyn Signer>,
     /// The certificate published for the key (sent in `KeyInfo`, registered with Entra).
     pub certificate: Certificate,
+    /// SHA-256 of the certificate, lowercase hex: computed once, named in every issued audit record.
+    fingerprint: String,
 }
 
 impl SigningIdentity {
@@ -385,6 +387,7 @@ impl SigningIdentity {
             });
         }
         Ok(Self {
+            fingerprint: certificate.sha256_thumbprint_hex(),
             signer,
             certificate,
         })
@@ -427,8 +430,8 @@ impl SigningIdentity {
 
     /// The certificate's SHA-256 fingerprint (lowercase hex, what `openssl x509 -fingerprint
     /// -sha256` shows without colons): the key's name in the audit log.
-    pub fn fingerprint(&self) -> String {
-        self.certificate.sha256_thumbprint_hex()
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 }
 

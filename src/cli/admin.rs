@@ -12,18 +12,19 @@ use crate::rollover::{self, SigningFiles};
 use crate::secret::Secret;
 use crate::totp;
 
+/// The configured app ids, for a `--app` error that lists what may be named.
+fn app_ids(config: &Config) -> String {
+    let ids: Vec<&str> = config.apps.iter().map(|a| a.id.as_str()).collect();
+    ids.join(", ")
+}
+
 fn load_app(path: &Path, app_id: &str) -> Result<(Config, AppConfig), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let app = config.app(app_id).cloned().ok_or_else(|| {
         format!(
             "--app: no app with id `{app_id}` — ids in {}: {}",
             path.display(),
-            config
-                .apps
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            app_ids(&config)
         )
     })?;
     Ok((config, app))
@@ -188,12 +189,7 @@ pub fn compare_federation(
     .ok_or_else(|| {
         fail(format!(
             "--app: name one of the apps in the configuration to compare: {}",
-            config
-                .apps
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            app_ids(config)
         ))
     })?;
     let app = &config.apps[index];

@@ -842,7 +842,7 @@ fn audit_record(
         lockout_location: None,
         lockout_log_only: false,
         device_id: None,
-        signing_key_sha256: signing.fingerprint(),
+        signing_key_sha256: signing.fingerprint().to_owned(),
         signing_store: signing.signer.store().as_str(),
     }
 }
