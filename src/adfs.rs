@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::config::AppConfig;
 use crate::crypto::{Certificate, CryptoError, SigningIdentity, SoftwareSigner};
 use crate::protocol::wstrust::TrustVersion;
+use crate::secret::Secret;
 use crate::sts::AppUrls;
 
 /// Largest federation JSON or PFX file read (both are a few KiB).
@@ -398,8 +399,6 @@ impl ServedUrls {
 pub struct ImportRequest<'a> {
     /// The PKCS#12 export of the ADFS token-signing certificate and key.
     pub pfx: &'a Path,
-    /// The PFX password (the file's first line).
-    pub pfx_password: &'a str,
     /// The federation JSON.
     pub federation: &'a Path,
     /// The federated domain (the JSON does not name it).
@@ -434,9 +433,9 @@ const KEY_FILE: &str = "token-signing.key";
 
 /// Reads the PFX and the JSON, checks that the written configuration serves what Entra holds,
 /// and only then writes the fragment, certificate and key.
-pub fn import(request: &ImportRequest<'_>) -> Result<Imported, AdfsError> {
+pub fn import(request: &ImportRequest<'_>, pfx_password: &Secret) -> Result<Imported, AdfsError> {
     let entra = EntraFederation::load(request.federation)?;
-    let pair = read_pfx(request.pfx, request.pfx_password)?;
+    let pair = read_pfx(request.pfx, pfx_password.expose())?;
     let public_url = entra.public_base()?;
     let app = imported_app(request, &entra);
     let mismatches = compare(&entra, &app, &public_url, pair.certificate.der())?;
@@ -595,7 +594,6 @@ mod tests {
     fn app(adfs_paths: bool) -> AppConfig {
         let request = ImportRequest {
             pfx: Path::new("x"),
-            pfx_password: "",
             federation: Path::new("x"),
             domain: "contoso.com",
             app_id: "contoso",

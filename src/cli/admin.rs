@@ -115,39 +115,19 @@ pub fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// What `fedsts import-adfs` was given on the command line.
-pub struct ImportArgs<'a> {
-    pub pfx: &'a Path,
-    pub pfx_password_file: &'a Path,
-    pub federation_json: &'a Path,
-    pub domain: &'a str,
-    pub app: &'a str,
-    pub directory: &'a str,
-    pub out: &'a Path,
-}
-
 /// `fedsts import-adfs`: writes the app's files, or names each problem and writes nothing.
-pub fn import_adfs(args: &ImportArgs<'_>) -> ExitCode {
-    if !crate::config::is_valid_app_id(args.app) {
+pub fn import_adfs(request: &adfs::ImportRequest<'_>, pfx_password_file: &Path) -> ExitCode {
+    if !crate::config::is_valid_app_id(request.app_id) {
         return fail(format!(
             "--app: `{}` is not a valid app id — use 1 to 64 of A-Z a-z 0-9 _ -",
-            args.app
+            request.app_id
         ));
     }
-    let password = match read_password_file(args.pfx_password_file) {
+    let password = match read_password_file(pfx_password_file) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let request = adfs::ImportRequest {
-        pfx: args.pfx,
-        pfx_password: password.expose(),
-        federation: args.federation_json,
-        domain: args.domain,
-        app_id: args.app,
-        directory: args.directory,
-        out: args.out,
-    };
-    match adfs::import(&request) {
+    match adfs::import(request, &password) {
         Ok(imported) => {
             println!("wrote {}", imported.signing_key.display());
             println!("wrote {}", imported.signing_cert.display());

@@ -231,15 +231,15 @@ pub fn run(cli: Cli) -> ExitCode {
             out,
         } => {
             let app = app.unwrap_or_else(|| domain.replace('.', "-"));
-            admin::import_adfs(&admin::ImportArgs {
+            let request = crate::adfs::ImportRequest {
                 pfx: &pfx,
-                pfx_password_file: &pfx_password_file,
-                federation_json: &federation_json,
+                federation: &federation_json,
                 domain: &domain,
-                app: &app,
+                app_id: &app,
                 directory: &directory,
                 out: &out,
-            })
+            };
+            admin::import_adfs(&request, &pfx_password_file)
         }
         Command::Commands { config, app } => print_commands(&config, &app),
         Command::Lockout { action } => lockout::run(action),
