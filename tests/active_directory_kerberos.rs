@@ -14,10 +14,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use base64::Engine as _;
+use common::process::ServeProcess;
 use common::samba::{self, REALM, SERVICE_DN, SERVICE_PASSWORD, SambaDc, USER_PASSWORD, USERS};
 use common::wstrust::{rst, saml_attribute};
 
@@ -28,7 +28,7 @@ const COMPUTER_PASSWORD: &str = "Ws01-Machine-Pass!";
 
 /// fedsts with one Kerberos app on the DC's realm and the DC as its directory.
 struct Fedsts {
-    child: Child,
+    process: ServeProcess,
     endpoint: String,
     tls_cert: PathBuf,
     dir: tempfile::TempDir,
@@ -85,39 +85,18 @@ timeout_secs = 5
         );
         let config_path = dir.path().join("fedsts.toml");
         std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("fedsts.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_fedsts"))
-            .args(["serve", "--config"])
-            .arg(&config_path)
+        let mut command = ServeProcess::command(&config_path);
+        command
             .env("KRB5_KTNAME", format!("FILE:{}", keytab.display()))
             .env("KRB5_CONFIG", krb5_conf)
             .env("FEDSTS_TEST_SVC_PW", SERVICE_PASSWORD)
-            .env("FEDSTS_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut server = Self {
-            child,
+            .env("FEDSTS_LOG_FORMAT", "json");
+        Self {
+            process: ServeProcess::start(command, &dir.path().join("fedsts.log"), port),
             endpoint: format!("{}/wsfed/corp/trust/13/windowstransport", c.public_base()),
             tls_cert: c.server.tls_cert.clone(),
             dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exited = server.child.try_wait().unwrap().is_some();
-            assert!(
-                !exited && Instant::now() < deadline,
-                "fedsts did not start: {}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("fedsts.log")).unwrap_or_default()
     }
 
     /// A fresh RST (its own MessageID) in a file.
@@ -125,23 +104,6 @@ timeout_secs = 5
         let path = self.dir.path().join("rst.xml");
         std::fs::write(&path, rst("13", &self.endpoint, None)).unwrap();
         path
-    }
-
-    /// The audit records fedsts logged, as JSON `fields` objects.
-    fn audit_records(&self) -> Vec<serde_json::Value> {
-        self.log()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|record| record["target"] == "fedsts::audit")
-            .map(|record| record["fields"].clone())
-            .collect()
-    }
-}
-
-impl Drop for Fedsts {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -288,7 +250,7 @@ fn a_samba_ticket_for_an_enabled_then_disabled_computer_gets_a_token_then_accoun
     let sid = sid_text(&dc.read_attr(&ws01, "objectSid").unwrap());
     assert!(sid.starts_with("S-1-5-21-"), "{sid}");
     let (status, body) = python_gssapi(&server, &krb5_conf, &computer);
-    assert_eq!(status, 200, "{body}\n{}", server.log());
+    assert_eq!(status, 200, "{body}\n{}", server.process.log());
     assert!(body.contains(WINDOWS_METHOD), "{body}");
     assert_eq!(saml_attribute(&body, "accounttype").as_deref(), Some("DJ"));
     assert_eq!(
@@ -313,7 +275,7 @@ fn a_samba_ticket_for_an_enabled_then_disabled_computer_gets_a_token_then_accoun
     );
 
     let (status, body) = curl_negotiate(&server, &krb5_conf, &alice);
-    assert_eq!(status, 200, "{body}\n{}", server.log());
+    assert_eq!(status, 200, "{body}\n{}", server.process.log());
     assert_eq!(
         saml_attribute(&body, "accounttype").as_deref(),
         Some("User")
@@ -341,8 +303,10 @@ fn a_samba_ticket_for_an_enabled_then_disabled_computer_gets_a_token_then_accoun
     let (status, body) = python_gssapi(&server, &krb5_conf, &computer);
     assert_ne!(status, 200, "a disabled computer got a token: {body}");
     assert!(!body.contains("Assertion"), "{body}");
-    let records = server.audit_records();
-    let last = records.last().unwrap_or_else(|| panic!("{}", server.log()));
+    let records = server.process.audit_records();
+    let last = records
+        .last()
+        .unwrap_or_else(|| panic!("{}", server.process.log()));
     assert_eq!(last["reason"], "account_disabled", "{records:?}");
     assert_eq!(last["decision"], "refused", "{records:?}");
 }

@@ -15,12 +15,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::kdc::{self, Kdc, REALM};
+use common::process::ServeProcess;
 use common::server::TestServer;
 use common::wstrust::{rst, saml_attribute, saml_attributes};
 use serde_json::Value;
@@ -33,7 +32,7 @@ const WINDOWS_METHOD: &str = "urn:federation:authentication:windows";
 
 /// A fedsts child process with one Kerberos-enabled app.
 struct Fedsts {
-    child: Child,
+    process: ServeProcess,
     base: String,
     tls_cert: PathBuf,
     dir: tempfile::TempDir,
@@ -194,53 +193,29 @@ issuer_id = "{ISSUER_ID}"
         );
         let config_path = dir.path().join("fedsts.toml");
         std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("fedsts.log")).unwrap();
         let mut command = match clock_offset {
             Some(offset) => {
                 let mut command = Command::new("faketime");
                 command.args(["-f", offset, env!("CARGO_BIN_EXE_fedsts")]);
+                command.args(["serve", "--config"]).arg(&config_path);
                 command
             }
-            None => Command::new(env!("CARGO_BIN_EXE_fedsts")),
+            None => ServeProcess::command(&config_path),
         };
-        // Its own process group: `faketime` forks fedsts and waits, so killing only its pid
-        // would leave the server running after the test.
-        let child = command
-            .process_group(0)
-            .args(["serve", "--config"])
-            .arg(&config_path)
+        command
             .env("KRB5_KTNAME", format!("FILE:{}", kdc.keytab().display()))
             .env("KRB5_CONFIG", kdc.krb5_conf())
-            .envs(extra.env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut server = Self {
-            child,
+            .envs(extra.env.iter().copied());
+        Self {
+            process: ServeProcess::start(command, &dir.path().join("fedsts.log"), port),
             base: format!("{}/wsfed/{}", c.public_base(), c.apps[0].id),
             tls_cert: c.server.tls_cert.clone(),
             dir,
-        };
-        server.wait_until_listening(port);
-        server
-    }
-
-    fn wait_until_listening(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exited = self.child.try_wait().unwrap().is_some();
-            assert!(
-                !exited && Instant::now() < deadline,
-                "fedsts did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("fedsts.log")).unwrap_or_default()
+        self.process.log()
     }
 
     fn endpoint(&self, version: &str) -> String {
@@ -251,15 +226,6 @@ issuer_id = "{ISSUER_ID}"
         let path = self.dir.path().join(format!("rst-{version}.xml"));
         std::fs::write(&path, rst(version, &self.endpoint(version), None)).unwrap();
         path
-    }
-}
-
-impl Drop for Fedsts {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -91,6 +91,7 @@ pub mod audit;
 pub mod fixtures;
 pub mod kdc;
 pub mod passive;
+pub mod process;
 pub mod redis;
 pub mod samba;
 pub mod server;
