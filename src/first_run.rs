@@ -67,7 +67,9 @@ pub enum DefaultsError {
     Random(#[from] random::RandomError),
     /// `self-signed`: a key file exists without its certificate; overwriting it could destroy
     /// the only copy of a real key.
-    #[error("{key}: {path} exists but its certificate does not — restore the certificate, or move the key away to have a new pair made")]
+    #[error(
+        "{key}: {path} exists but its certificate does not — restore the certificate, or move the key away to have a new pair made"
+    )]
     KeyWithoutCertificate {
         /// The config key naming the key file.
         key: String,
@@ -131,9 +133,8 @@ pub fn make_missing_pairs(config: &Config) -> Result<Vec<PathBuf>, DefaultsError
                 path: pair.key.to_path_buf(),
             });
         }
-        let generated =
-            generate_self_signed(&pair.common_name, &pair.dns_names, SELF_SIGNED_DAYS)
-                .map_err(DefaultsError::Certificate)?;
+        let generated = generate_self_signed(&pair.common_name, &pair.dns_names, SELF_SIGNED_DAYS)
+            .map_err(DefaultsError::Certificate)?;
         for file in [pair.key, pair.cert] {
             if let Some(parent) = file.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| DefaultsError::Io {
@@ -365,7 +366,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&config.server.tls_key).unwrap().permissions().mode();
+            let mode = std::fs::metadata(&config.server.tls_key)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let key_before = std::fs::read(&config.server.tls_key).unwrap();
@@ -380,9 +384,15 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("tls")).unwrap();
         std::fs::write(&config.server.tls_key, "a real key").unwrap();
         let err = make_missing_pairs(&config).unwrap_err();
-        assert!(matches!(err, DefaultsError::KeyWithoutCertificate { .. }), "{err}");
+        assert!(
+            matches!(err, DefaultsError::KeyWithoutCertificate { .. }),
+            "{err}"
+        );
         assert!(err.to_string().starts_with("server.tls_key: "), "{err}");
-        assert_eq!(std::fs::read(&config.server.tls_key).unwrap(), b"a real key");
+        assert_eq!(
+            std::fs::read(&config.server.tls_key).unwrap(),
+            b"a real key"
+        );
         assert!(!config.server.tls_cert.exists());
     }
 }

@@ -236,13 +236,19 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
         .arg(&deb)
         .args(["Package", "Depends"])));
     assert!(fields.contains("Package: fedsts"), "{fields}");
-    assert!(fields.contains("adduser"), "postinst runs adduser: {fields}");
+    assert!(
+        fields.contains("adduser"),
+        "postinst runs adduser: {fields}"
+    );
 
     let files = file_list(&deb);
-    let unit = ["/lib/systemd/system/fedsts.service", "/usr/lib/systemd/system/fedsts.service"]
-        .into_iter()
-        .find(|path| files.contains_key(*path))
-        .unwrap_or_else(|| panic!("no fedsts.service in {:?}", files.keys()));
+    let unit = [
+        "/lib/systemd/system/fedsts.service",
+        "/usr/lib/systemd/system/fedsts.service",
+    ]
+    .into_iter()
+    .find(|path| files.contains_key(*path))
+    .unwrap_or_else(|| panic!("no fedsts.service in {:?}", files.keys()));
     for (path, mode) in [
         ("/usr/bin/fedsts", "-rwxr-xr-x"),
         (unit, "-rw-r--r--"),
@@ -251,11 +257,16 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
         ("/usr/share/man/man1/fedsts.1.gz", "-rw-r--r--"),
         ("/usr/share/man/man1/fedsts-serve.1.gz", "-rw-r--r--"),
     ] {
-        let found = files.get(path).unwrap_or_else(|| panic!("{path} is not in the package"));
+        let found = files
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is not in the package"));
         assert_eq!(found.0, mode, "{path}");
     }
     for (path, (mode, owner)) in &files {
-        assert!(matches!(owner.as_str(), "0/0" | "root/root"), "{path}: {owner}");
+        assert!(
+            matches!(owner.as_str(), "0/0" | "root/root"),
+            "{path}: {owner}"
+        );
         let bytes = mode.as_bytes();
         assert!(
             bytes[5] != b'w' && bytes[8] != b'w',
@@ -267,12 +278,18 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
     run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
     let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
     for conffile in ["/etc/fedsts/fedsts.toml", "/etc/fedsts/users.toml"] {
-        assert!(conffiles.lines().any(|l| l == conffile), "{conffile} in {conffiles}");
+        assert!(
+            conffiles.lines().any(|l| l == conffile),
+            "{conffile} in {conffiles}"
+        );
     }
     for script in ["postinst", "postrm"] {
         let path = control.join(script);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("#DEBHELPER#"), "{script}: the token was not replaced");
+        assert!(
+            !text.contains("#DEBHELPER#"),
+            "{script}: the token was not replaced"
+        );
         run(Command::new("sh").arg("-n").arg(&path));
     }
 
@@ -289,7 +306,11 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
     let example = std::fs::read_to_string(etc.join("fedsts.toml")).unwrap();
     let config_text = rewrite(
         &rewrite(
-            &rewrite(&example, "\"0.0.0.0:443\"", &format!("\"127.0.0.1:{port}\"")),
+            &rewrite(
+                &example,
+                "\"0.0.0.0:443\"",
+                &format!("\"127.0.0.1:{port}\""),
+            ),
             "\"127.0.0.1:8081\"",
             &format!("\"127.0.0.1:{health_port}\""),
         ),
@@ -299,9 +320,18 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
     let config = etc.join("fedsts.toml");
     std::fs::write(&config, &config_text).unwrap();
 
-    let made = stdout(&run(Command::new(&bin).args(["self-signed", "--config"]).arg(&config)));
-    assert_eq!(made.lines().filter(|l| l.starts_with("created ")).count(), 4, "{made}");
-    assert!(etc.join("tls.key").exists() && state.join("signing.key").exists(), "{made}");
+    let made = stdout(&run(Command::new(&bin)
+        .args(["self-signed", "--config"])
+        .arg(&config)));
+    assert_eq!(
+        made.lines().filter(|l| l.starts_with("created ")).count(),
+        4,
+        "{made}"
+    );
+    assert!(
+        etc.join("tls.key").exists() && state.join("signing.key").exists(),
+        "{made}"
+    );
 
     let hash = {
         let mut child = Command::new(&bin)
@@ -310,7 +340,12 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(PASSWORD.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(PASSWORD.as_bytes())
+            .unwrap();
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success());
         stdout(&output).trim().to_owned()
@@ -326,7 +361,9 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
     .unwrap();
     drop(users);
 
-    let checked = stdout(&run(Command::new(&bin).args(["check-config", "--config"]).arg(&config)));
+    let checked = stdout(&run(Command::new(&bin)
+        .args(["check-config", "--config"])
+        .arg(&config)));
     assert!(checked.contains(": OK (1 app(s))"), "{checked}");
 
     let log = scratch.path().join("serve.log");
@@ -365,7 +402,11 @@ fn verify_unit(root: &Path, unit_text: &str, scratch: &Path) {
     let unit = scratch.join("fedsts.service");
     std::fs::write(
         &unit,
-        rewrite(unit_text, "/usr/bin/fedsts ", &format!("{} ", installed.display())),
+        rewrite(
+            unit_text,
+            "/usr/bin/fedsts ",
+            &format!("{} ", installed.display()),
+        ),
     )
     .unwrap();
     let verified = Command::new("systemd-analyze")
@@ -380,7 +421,12 @@ fn verify_unit(root: &Path, unit_text: &str, scratch: &Path) {
         "systemd-analyze verify: {complaints}"
     );
     run(Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--threshold", EXPOSURE_THRESHOLD])
+        .args([
+            "security",
+            "--offline=yes",
+            "--threshold",
+            EXPOSURE_THRESHOLD,
+        ])
         .arg(&unit));
     for line in [
         "ProtectSystem=strict",
@@ -389,7 +435,10 @@ fn verify_unit(root: &Path, unit_text: &str, scratch: &Path) {
         "ExecStartPre=/usr/bin/fedsts check-config --config /etc/fedsts/fedsts.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
-        assert!(unit_text.lines().any(|l| l == line), "the unit has no `{line}`");
+        assert!(
+            unit_text.lines().any(|l| l == line),
+            "the unit has no `{line}`"
+        );
     }
 }
 
@@ -413,7 +462,9 @@ fn the_dockerfile_listen_rewrite_matches_the_example_config() {
     run(Command::new("sed").arg("-i").arg(&expression).arg(&copy));
     let rewritten = std::fs::read_to_string(&copy).unwrap();
     assert!(
-        rewritten.lines().any(|l| l.starts_with("listen = \"0.0.0.0:8443\"")),
+        rewritten
+            .lines()
+            .any(|l| l.starts_with("listen = \"0.0.0.0:8443\"")),
         "{rewritten}"
     );
 }
