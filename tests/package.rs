@@ -392,6 +392,81 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
         body.contains("Issuer=\"https://sts.example.com/wsfed/example\""),
         "the example's issuer_uri: {body}"
     );
+
+    install_and_purge_in_a_namespace(&deb, scratch.path());
+}
+
+/// `dpkg -i` and `dpkg --purge` for real — the maintainer scripts, adduser, dpkg-statoverride —
+/// in a private mount namespace over overlays of /etc, /usr and /var
+/// (`tests/package/install-in-namespace.sh`), so the host keeps no user, file or dpkg record.
+fn install_and_purge_in_a_namespace(deb: &Path, scratch: &Path) {
+    for tool in ["unshare", "setpriv", "dpkg", "adduser"] {
+        if !common::require_tool(tool) {
+            return;
+        }
+    }
+    let overlays = scratch.join("overlays");
+    std::fs::create_dir(&overlays).unwrap();
+    let output = run(Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh"])
+        .arg(repo("tests/package/install-in-namespace.sh"))
+        .arg(deb)
+        .arg(&overlays));
+    let report = stdout(&output);
+    let section = |name: &str| -> Vec<&str> {
+        let start = report
+            .find(&format!("== {name}\n"))
+            .unwrap_or_else(|| panic!("no `{name}` in:\n{report}"))
+            + name.len()
+            + 4;
+        let rest = &report[start..];
+        rest[..rest.find("\n== ").unwrap_or(rest.len())]
+            .lines()
+            .collect()
+    };
+    assert_eq!(
+        section("user"),
+        ["fedsts:/var/lib/fedsts:/usr/sbin/nologin"],
+        "{report}"
+    );
+    assert_eq!(
+        section("modes"),
+        [
+            "/etc/fedsts root:fedsts 750",
+            "/etc/fedsts/fedsts.toml root:root 644",
+            "/etc/fedsts/users.toml root:fedsts 640",
+            "/etc/fedsts/tls.crt root:fedsts 640",
+            "/etc/fedsts/tls.key root:fedsts 640",
+            "/var/lib/fedsts fedsts:fedsts 700",
+            "/var/lib/fedsts/signing.crt fedsts:fedsts 644",
+            "/var/lib/fedsts/signing.key fedsts:fedsts 600",
+        ],
+        "{report}"
+    );
+    assert_eq!(
+        section("check-config as fedsts"),
+        ["/etc/fedsts/fedsts.toml: OK (1 app(s))"],
+        "the service's user reads everything it needs: {report}"
+    );
+    assert_eq!(
+        section("read as nobody"),
+        [
+            "refused /etc/fedsts/users.toml",
+            "refused /etc/fedsts/tls.key",
+            "refused /var/lib/fedsts/signing.key",
+        ],
+        "{report}"
+    );
+    let purged = section("purge");
+    for line in [
+        "gone /var/lib/fedsts",
+        "gone /etc/fedsts/tls.key",
+        "gone /etc/fedsts/fedsts.toml",
+        "no override /etc/fedsts",
+    ] {
+        assert!(purged.contains(&line), "{line}: {report}");
+    }
+    assert!(report.contains("== done"), "{report}");
 }
 
 /// `systemd-analyze verify` on the unpacked unit (its `/usr/bin/fedsts` pointed at the unpacked
