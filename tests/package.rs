@@ -395,14 +395,17 @@ fn the_deb_unpacks_to_a_sandboxed_service_whose_example_config_serves() {
         "the example's issuer_uri: {body}"
     );
 
-    install_and_purge_in_a_namespace(&deb, scratch.path());
+    install_and_purge_in_a_namespace(&deb, scratch.path(), &hash);
 }
 
 /// `dpkg -i` and `dpkg --purge` for real — the maintainer scripts, adduser, dpkg-statoverride —
-/// in a private mount namespace over overlays of /etc, /usr and /var
-/// (`tests/package/install-in-namespace.sh`), so the host keeps no user, file or dpkg record.
-fn install_and_purge_in_a_namespace(deb: &Path, scratch: &Path) {
-    for tool in ["unshare", "setpriv", "dpkg", "adduser"] {
+/// in a private mount namespace over overlays of /etc, /usr and /var and a private network
+/// namespace (`tests/package/install-in-namespace.sh`), so the host keeps no user, file or dpkg
+/// record and no port is taken; between them the installed service runs the shipped
+/// configuration unchanged (port 443) the way the unit confines it, and issues a token to a
+/// user whose password hash is `hash`.
+fn install_and_purge_in_a_namespace(deb: &Path, scratch: &Path, hash: &str) {
+    for tool in ["unshare", "setpriv", "dpkg", "adduser", "ip"] {
         if !common::require_tool(tool) {
             return;
         }
@@ -418,11 +421,16 @@ fn install_and_purge_in_a_namespace(deb: &Path, scratch: &Path) {
     }
     let overlays = scratch.join("overlays");
     std::fs::create_dir(&overlays).unwrap();
+    let rst = scratch.join("rst.xml");
+    let to = "https://sts.example.com/wsfed/example/trust/13/usernamemixed";
+    std::fs::write(&rst, common::wstrust::rst("13", to, Some((USER, PASSWORD)))).unwrap();
     let output = run(Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh"])
+        .args(["-m", "-n", "--propagation", "private", "sh"])
         .arg(repo("tests/package/install-in-namespace.sh"))
         .arg(deb)
-        .arg(&overlays));
+        .arg(&overlays)
+        .arg(&rst)
+        .args([USER, hash]));
     let report = stdout(&output);
     let section = |name: &str| -> Vec<&str> {
         let start = report
@@ -467,6 +475,16 @@ fn install_and_purge_in_a_namespace(deb: &Path, scratch: &Path) {
             "refused /var/lib/fedsts/signing.key",
         ],
         "{report}"
+    );
+    assert_eq!(
+        section("serve as the unit does"),
+        [
+            "healthz ok",
+            "token 200",
+            "assertion",
+            "/var/lib/fedsts/session.key fedsts:fedsts 600",
+        ],
+        "the shipped configuration serves on port 443 as fedsts with read-only /etc and /usr: {report}"
     );
     let purged = section("purge");
     for line in [
