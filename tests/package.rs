@@ -132,11 +132,12 @@ fn file_list(deb: &Path) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// Replaces `from` with `to` in `text`, failing when the example no longer contains `from`.
+/// Replaces `from` with `to` in a packaged file's `text`, failing when `from` is no longer in it
+/// (so the test never runs a file it did not mean to change).
 fn rewrite(text: &str, from: &str, to: &str) -> String {
     assert!(
         text.contains(from),
-        "the example configuration no longer contains `{from}`"
+        "`{from}` is no longer in the packaged file:\n{text}"
     );
     text.replace(from, to)
 }
