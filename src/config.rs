@@ -467,6 +467,19 @@ impl Config {
         self.server.public_url.trim_end_matches('/')
     }
 
+    /// The host clients connect to: `server.public_url`'s host without port or IPv6 brackets.
+    pub fn public_host(&self) -> Option<&str> {
+        let authority = self
+            .public_base()
+            .strip_prefix("https://")?
+            .split('/')
+            .next()?;
+        match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next(),
+            None => authority.split(':').next(),
+        }
+    }
+
     /// The app with this id.
     pub fn app(&self, id: &str) -> Option<&AppConfig> {
         self.apps.iter().find(|a| a.id == id)

@@ -65,6 +65,89 @@ pub enum DefaultsError {
     /// The demo password or ImmutableID could not be drawn.
     #[error(transparent)]
     Random(#[from] random::RandomError),
+    /// `self-signed`: a key file exists without its certificate; overwriting it could destroy
+    /// the only copy of a real key.
+    #[error(
+        "{key}: {path} exists but its certificate does not — restore the certificate, or move the key away to have a new pair made"
+    )]
+    KeyWithoutCertificate {
+        /// The config key naming the key file.
+        key: String,
+        /// The key file.
+        path: PathBuf,
+    },
+    /// `self-signed`: `server.public_url` has no host to put in the TLS certificate.
+    #[error("server.public_url: `{0}` has no host — write https://HOST")]
+    NoPublicHost(String),
+}
+
+/// Days a made certificate is valid (TLS and token signing; rollover renews the latter).
+const SELF_SIGNED_DAYS: u32 = 825;
+
+/// A certificate and key file a configuration names, with the config key of the key.
+struct NamedPair<'a> {
+    cert: &'a Path,
+    key: &'a Path,
+    key_name: String,
+    common_name: String,
+    dns_names: Vec<String>,
+}
+
+/// `fedsts self-signed`: makes a self-signed pair for every pair `config` names whose
+/// certificate file is missing — the TLS pair (for `server.public_url`'s host) and each app's
+/// file signing pair (CN `fedsts token signing …`, so automatic rollover renews it). A package
+/// install or a container's first start runs it so that the example configuration is valid;
+/// existing files are never touched, and a key without its certificate is an error. Returns
+/// the files made; keys are mode 0600, written only if they did not exist a moment before.
+pub fn make_missing_pairs(config: &Config) -> Result<Vec<PathBuf>, DefaultsError> {
+    let host = config
+        .public_host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| DefaultsError::NoPublicHost(config.server.public_url.clone()))?;
+    let mut pairs = vec![NamedPair {
+        cert: &config.server.tls_cert,
+        key: &config.server.tls_key,
+        key_name: "server.tls_key".into(),
+        common_name: host.to_owned(),
+        dns_names: vec![host.to_owned()],
+    }];
+    for (i, app) in config.apps.iter().enumerate() {
+        if let Some(key) = &app.signing_key {
+            pairs.push(NamedPair {
+                cert: &app.signing_cert,
+                key,
+                key_name: format!("apps[{i}].signing_key"),
+                common_name: format!("{} ({})", crate::autoroll::SELF_MADE_CN_PREFIX, app.domain),
+                dns_names: Vec::new(),
+            });
+        }
+    }
+    let mut made = Vec::new();
+    for pair in pairs {
+        if pair.cert.exists() {
+            continue;
+        }
+        if pair.key.exists() {
+            return Err(DefaultsError::KeyWithoutCertificate {
+                key: pair.key_name,
+                path: pair.key.to_path_buf(),
+            });
+        }
+        let generated = generate_self_signed(&pair.common_name, &pair.dns_names, SELF_SIGNED_DAYS)
+            .map_err(DefaultsError::Certificate)?;
+        for file in [pair.key, pair.cert] {
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| DefaultsError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        write_new_private(pair.key, &generated.private_key_pem)?;
+        write_file(pair.cert, &generated.certificate_pem)?;
+        made.extend([pair.key.to_path_buf(), pair.cert.to_path_buf()]);
+    }
+    Ok(made)
 }
 
 /// Prepares the embedded defaults in `dir` (usually the working directory), listening on `listen`.
@@ -186,12 +269,27 @@ fn write_file(path: &Path, text: &str) -> Result<(), DefaultsError> {
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), DefaultsError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    write_private_with(path, text, options)
+}
+
+/// As [`write_private`], failing if `path` exists (so a key that appeared meanwhile is kept).
+fn write_new_private(path: &Path, text: &str) -> Result<(), DefaultsError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    write_private_with(path, text, options)
+}
+
+fn write_private_with(
+    path: &Path,
+    text: &str,
+    mut options: std::fs::OpenOptions,
+) -> Result<(), DefaultsError> {
     let io = |source| DefaultsError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -204,6 +302,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), DefaultsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Certificate;
 
     #[test]
     fn first_run_creates_files_and_later_runs_keep_them() {
@@ -237,5 +336,63 @@ mod tests {
                 .map(|s| s.trim_end_matches('"').to_owned())
         );
         assert_ne!(users_before, users_after);
+    }
+
+    fn config_in(dir: &Path) -> Config {
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://sts.example.org:8443/\"\n\
+                    tls_cert = \"tls/tls.crt\"\ntls_key = \"tls/tls.key\"\n\
+                    [[apps]]\nid = \"a\"\ndomain = \"example.org\"\nissuer_uri = \"urn:a\"\n\
+                    signing_cert = \"state/signing.crt\"\nsigning_key = \"state/signing.key\"\n\
+                    directory = \"d\"\n[directories.d]\nkind = \"file\"\npath = \"users.toml\"\n";
+        Config::parse(text, dir).unwrap()
+    }
+
+    #[test]
+    fn self_signed_makes_the_missing_pairs_once_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        let made = make_missing_pairs(&config).unwrap();
+        assert_eq!(made.len(), 4, "{made:?}");
+        let tls = Certificate::from_pem(&std::fs::read_to_string(&config.server.tls_cert).unwrap())
+            .unwrap();
+        assert!(tls.names_host("sts.example.org"));
+        let signing = std::fs::read_to_string(&config.apps[0].signing_cert).unwrap();
+        let signing = Certificate::from_pem(&signing).unwrap();
+        assert!(
+            crate::autoroll::is_enabled(&Default::default(), &signing),
+            "automatic rollover renews a made signing certificate: {}",
+            signing.subject()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&config.server.tls_key)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let key_before = std::fs::read(&config.server.tls_key).unwrap();
+        assert!(make_missing_pairs(&config).unwrap().is_empty());
+        assert_eq!(key_before, std::fs::read(&config.server.tls_key).unwrap());
+    }
+
+    #[test]
+    fn self_signed_refuses_a_key_whose_certificate_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_in(dir.path());
+        std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+        std::fs::write(&config.server.tls_key, "a real key").unwrap();
+        let err = make_missing_pairs(&config).unwrap_err();
+        assert!(
+            matches!(err, DefaultsError::KeyWithoutCertificate { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("server.tls_key: "), "{err}");
+        assert_eq!(
+            std::fs::read(&config.server.tls_key).unwrap(),
+            b"a real key"
+        );
+        assert!(!config.server.tls_cert.exists());
     }
 }

@@ -83,15 +83,7 @@ fn hash_cost_warnings(config: &Config) -> Vec<ConfigProblem> {
 
 /// The TLS certificate should name the host clients connect to.
 fn tls_host_warning(config: &Config) -> Option<ConfigProblem> {
-    let host = config
-        .public_base()
-        .strip_prefix("https://")?
-        .split('/')
-        .next()?;
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => host.split(':').next()?,
-    };
+    let host = config.public_host()?;
     let pem = std::fs::read_to_string(&config.server.tls_cert).ok()?;
     let cert = Certificate::from_pem(&pem).ok()?;
     if cert.names_host(host) {

@@ -1,5 +1,5 @@
-//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `commands`, `lockout`,
-//! `rollover`, `user totp-enroll`. Admin commands that change state live in submodules.
+//! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `self-signed`,
+//! `commands`, `lockout`, `rollover`, `user totp-enroll`. Admin commands that change state live in submodules.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -94,6 +94,14 @@ pub enum Command {
         /// Directory the fragment, certificate and key are written to.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+    },
+    /// Make a self-signed certificate and key for every pair the configuration names whose
+    /// certificate is missing: TLS (for public_url's host) and each app's token signing
+    /// (renewed by automatic rollover). Never overwrites a file; the package runs it on install.
+    SelfSigned {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
     },
     /// Print the PowerShell commands that federate an app's domain in Entra ID.
     Commands {
@@ -241,6 +249,7 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             admin::import_adfs(&request, &pfx_password_file)
         }
+        Command::SelfSigned { config } => make_self_signed(&config),
         Command::Commands { config, app } => print_commands(&config, &app),
         Command::Lockout { action } => lockout::run(action),
         Command::Rollover { config, app } => admin::roll_over(&config, &app),
@@ -375,6 +384,23 @@ fn check_online(
         problems.extend(report.problems);
     }
     Ok(problems)
+}
+
+/// `self-signed`: prints each file made, one per line.
+fn make_self_signed(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match first_run::make_missing_pairs(&config) {
+        Ok(made) => {
+            for file in made {
+                println!("created {}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }
 
 pub(crate) fn print_commands(path: &Path, app_id: &str) -> ExitCode {
