@@ -25,6 +25,10 @@ use time::{Duration, OffsetDateTime};
 
 use crate::crypto::{Certificate, CryptoError, SigningIdentity, generate_self_signed_at};
 
+pub mod pkcs11;
+
+pub use pkcs11::Pkcs11KeyStore;
+
 /// Subject CN prefix of certificates fedsts made itself (first run and rollover): those are
 /// rolled over by default.
 pub const SELF_MADE_CN_PREFIX: &str = "fedsts token signing";
@@ -147,14 +151,29 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     ) -> Result<SigningIdentity, RollError>;
     /// The next pair, when one is stored.
     fn next(&self) -> Result<Option<SigningIdentity>, RollError>;
-    /// Makes the next pair current and keeps the current one as previous; may be run again
-    /// after an interruption.
-    fn promote_next(&self) -> Result<(), RollError>;
+    /// The steps that make the next pair current and keep the current one as previous, in
+    /// order. Each may be run again after an interruption, and after any of them the store
+    /// serves a complete pair (the old or the new one): a crash can stop between two steps,
+    /// which is why they are listed (tests stop after each one and restart).
+    fn promotion_steps(&self) -> Vec<PromotionStep<'_>>;
+    /// Runs every promotion step.
+    fn promote_next(&self) -> Result<(), RollError> {
+        for (_, step) in self.promotion_steps() {
+            step()?;
+        }
+        Ok(())
+    }
     /// The previous certificate, when one is kept.
     fn previous_certificate(&self) -> Result<Option<Certificate>, RollError>;
     /// Forgets the previous pair.
     fn forget_previous(&self) -> Result<(), RollError>;
 }
+
+/// One step of a promotion: what it does (for logs and tests) and the step itself.
+pub type PromotionStep<'a> = (
+    &'static str,
+    Box<dyn FnOnce() -> Result<(), RollError> + Send + 'a>,
+);
 
 /// Pairs as PEM files: the current `signing_cert`/`signing_key`, the next pair as
 /// `<file>.next`, the previous one as `<file>.previous`; keys mode 0600.
@@ -224,8 +243,19 @@ impl FileKeyStore {
 }
 
 impl KeyStore for FileKeyStore {
+    /// The current pair; when a promotion stopped after the key was moved and before the
+    /// certificate was (the key is then the next certificate's), that complete new pair.
     fn current(&self) -> Result<SigningIdentity, RollError> {
-        Ok(SigningIdentity::from_pem_files(&self.cert, &self.key)?)
+        match SigningIdentity::from_pem_files(&self.cert, &self.key) {
+            Err(CryptoError::KeyCertificateMismatch { subject }) => {
+                let (next_cert, _) = self.next_paths();
+                if !next_cert.exists() {
+                    return Err(CryptoError::KeyCertificateMismatch { subject }.into());
+                }
+                Ok(SigningIdentity::from_pem_files(&next_cert, &self.key)?)
+            }
+            other => Ok(other?),
+        }
     }
 
     fn make_next(
@@ -251,19 +281,53 @@ impl KeyStore for FileKeyStore {
         Ok(Some(SigningIdentity::from_pem_files(&cert, &key)?))
     }
 
-    fn promote_next(&self) -> Result<(), RollError> {
+    /// Copies the current pair to `.previous`, then renames the next key and the next
+    /// certificate over the current ones. The copies run only while the next key is still
+    /// waiting, so a second run after the key moved never copies the new key as previous.
+    fn promotion_steps(&self) -> Vec<PromotionStep<'_>> {
         let (next_cert, next_key) = self.next_paths();
         let (previous_cert, previous_key) = self.previous_paths();
-        if next_key.exists() {
-            SigningIdentity::from_pem_files(&next_cert, &next_key)?;
-            Self::copy(&self.cert, &previous_cert, false)?;
-            Self::copy(&self.key, &previous_key, true)?;
-            std::fs::rename(&next_key, &self.key).map_err(io(&self.key))?;
-        }
-        if next_cert.exists() {
-            std::fs::rename(&next_cert, &self.cert).map_err(io(&self.cert))?;
-        }
-        Ok(())
+        let waiting = next_key.exists();
+        vec![
+            (
+                "check the next pair",
+                Box::new(move || {
+                    if waiting {
+                        let (cert, key) = self.next_paths();
+                        SigningIdentity::from_pem_files(&cert, &key)?;
+                    }
+                    Ok(())
+                }),
+            ),
+            (
+                "copy the current certificate to .previous",
+                Box::new(move || match waiting {
+                    true => Self::copy(&self.cert, &previous_cert, false),
+                    false => Ok(()),
+                }),
+            ),
+            (
+                "copy the current key to .previous",
+                Box::new(move || match waiting {
+                    true => Self::copy(&self.key, &previous_key, true),
+                    false => Ok(()),
+                }),
+            ),
+            (
+                "rename the next key over the current one",
+                Box::new(move || match next_key.exists() {
+                    true => std::fs::rename(&next_key, &self.key).map_err(io(&self.key)),
+                    false => Ok(()),
+                }),
+            ),
+            (
+                "rename the next certificate over the current one",
+                Box::new(move || match next_cert.exists() {
+                    true => std::fs::rename(&next_cert, &self.cert).map_err(io(&self.cert)),
+                    false => Ok(()),
+                }),
+            ),
+        ]
     }
 
     fn previous_certificate(&self) -> Result<Option<Certificate>, RollError> {
@@ -512,11 +576,22 @@ impl Autoroller {
             ),
             Ok(Some(step)) => self.audit(step, now),
             Ok(None) => {}
-            Err(e) => tracing::warn!(
-                app = %self.app_id,
-                error = %e,
-                "rollover step failed; the current signing pair keeps serving"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    app = %self.app_id,
+                    error = %e,
+                    "rollover step failed; the current signing pair keeps serving"
+                );
+                tracing::info!(
+                    target: "fedsts::audit",
+                    event = "rollover",
+                    time = %now,
+                    app = %self.app_id,
+                    step = "failed",
+                    error = %e,
+                    "token-signing rollover step failed; retried at the next tick"
+                );
+            }
         }
         result
     }
