@@ -417,3 +417,73 @@ fn an_expiring_certificate_without_rollover_is_warned_about() {
         "{warning}"
     );
 }
+
+/// A promotion of the file store stopped after each of its steps (what a crash between two
+/// renames does), then a restart of the whole service on the same files: it starts, serves a
+/// complete pair (never the new key with the old certificate), and the next tick converges.
+#[tokio::test]
+async fn a_file_promotion_stopped_after_any_step_restarts_on_a_whole_pair_and_converges() {
+    let steps = FileKeyStore::new("a.crt".into(), "a.key".into())
+        .promotion_steps()
+        .len();
+    assert_eq!(steps, 5);
+    for done in 0..=steps {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = fedsts::first_run::prepare(dir.path(), "127.0.0.1:0")
+            .unwrap()
+            .config;
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, common::server::users_file()).unwrap();
+        config.directories.insert(
+            "demo".into(),
+            fedsts::config::DirectoryConfig::File { path: users },
+        );
+        let app = &config.apps[0];
+        let (cert, key) = (app.signing_cert.clone(), app.signing_key.clone().unwrap());
+        let keys = FileKeyStore::new(cert.clone(), key.clone());
+        let first = thumb(&keys);
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let sts = fedsts::sts::Sts::with_state(
+            &config,
+            clock.clone(),
+            Arc::new(MemoryStore::new("t")),
+        )
+        .unwrap();
+        // The first-run certificate is valid 825 days: 806 days on, the next pair is made.
+        clock.advance(Duration::days(806));
+        sts.rollover_tick().await;
+        let next_cert = Path::new(&format!("{}.next", cert.display())).to_owned();
+        let next = fedsts::crypto::Certificate::from_pem(&std::fs::read_to_string(&next_cert).unwrap())
+            .unwrap()
+            .sha256_thumbprint_hex();
+        drop(sts);
+        for (name, step) in keys.promotion_steps().into_iter().take(done) {
+            step().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+
+        // Restart on the files as the crash left them.
+        let sts = fedsts::sts::Sts::with_state(
+            &config,
+            clock.clone(),
+            Arc::new(MemoryStore::new("t")),
+        )
+        .unwrap_or_else(|e| panic!("after {done} steps the service does not start: {e}"));
+        let serving = sts.apps().next().unwrap().published().signing.current.clone();
+        serving.self_test().unwrap();
+        let serving = serving.certificate.sha256_thumbprint_hex();
+        assert!(serving == first || serving == next, "after {done} steps");
+        clock.advance(Duration::days(5));
+        sts.rollover_tick().await;
+        let set = &sts.apps().next().unwrap().published().signing;
+        set.current.self_test().unwrap();
+        assert_eq!(set.current.certificate.sha256_thumbprint_hex(), next, "after {done} steps");
+        assert_eq!(
+            set.previous.as_ref().unwrap().sha256_thumbprint_hex(),
+            first,
+            "after {done} steps"
+        );
+        assert!(set.next.is_none());
+        assert_eq!(thumb(&keys), next);
+        assert!(!next_cert.exists());
+    }
+}
