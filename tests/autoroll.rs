@@ -443,32 +443,34 @@ async fn a_file_promotion_stopped_after_any_step_restarts_on_a_whole_pair_and_co
         let keys = FileKeyStore::new(cert.clone(), key.clone());
         let first = thumb(&keys);
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-        let sts = fedsts::sts::Sts::with_state(
-            &config,
-            clock.clone(),
-            Arc::new(MemoryStore::new("t")),
-        )
-        .unwrap();
+        let sts =
+            fedsts::sts::Sts::with_state(&config, clock.clone(), Arc::new(MemoryStore::new("t")))
+                .unwrap();
         // The first-run certificate is valid 825 days: 806 days on, the next pair is made.
         clock.advance(Duration::days(806));
         sts.rollover_tick().await;
         let next_cert = Path::new(&format!("{}.next", cert.display())).to_owned();
-        let next = fedsts::crypto::Certificate::from_pem(&std::fs::read_to_string(&next_cert).unwrap())
-            .unwrap()
-            .sha256_thumbprint_hex();
+        let next =
+            fedsts::crypto::Certificate::from_pem(&std::fs::read_to_string(&next_cert).unwrap())
+                .unwrap()
+                .sha256_thumbprint_hex();
         drop(sts);
         for (name, step) in keys.promotion_steps().into_iter().take(done) {
             step().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
 
         // Restart on the files as the crash left them.
-        let sts = fedsts::sts::Sts::with_state(
-            &config,
-            clock.clone(),
-            Arc::new(MemoryStore::new("t")),
-        )
-        .unwrap_or_else(|e| panic!("after {done} steps the service does not start: {e}"));
-        let serving = sts.apps().next().unwrap().published().signing.current.clone();
+        let sts =
+            fedsts::sts::Sts::with_state(&config, clock.clone(), Arc::new(MemoryStore::new("t")))
+                .unwrap_or_else(|e| panic!("after {done} steps the service does not start: {e}"));
+        let serving = sts
+            .apps()
+            .next()
+            .unwrap()
+            .published()
+            .signing
+            .current
+            .clone();
         serving.self_test().unwrap();
         let serving = serving.certificate.sha256_thumbprint_hex();
         assert!(serving == first || serving == next, "after {done} steps");
@@ -476,7 +478,11 @@ async fn a_file_promotion_stopped_after_any_step_restarts_on_a_whole_pair_and_co
         sts.rollover_tick().await;
         let set = &sts.apps().next().unwrap().published().signing;
         set.current.self_test().unwrap();
-        assert_eq!(set.current.certificate.sha256_thumbprint_hex(), next, "after {done} steps");
+        assert_eq!(
+            set.current.certificate.sha256_thumbprint_hex(),
+            next,
+            "after {done} steps"
+        );
         assert_eq!(
             set.previous.as_ref().unwrap().sha256_thumbprint_hex(),
             first,
@@ -639,7 +645,9 @@ async fn an_issued_record_names_the_key_that_signed_across_a_promotion() {
         .iter()
         .map(|r| {
             assert_eq!(r.status, 200, "{}", r.body);
-            element(&r.body, "RequestedSecurityToken").unwrap().to_owned()
+            element(&r.body, "RequestedSecurityToken")
+                .unwrap()
+                .to_owned()
         })
         .collect();
     let issued: Vec<_> = log
@@ -659,7 +667,10 @@ async fn an_issued_record_names_the_key_that_signed_across_a_promotion() {
         assert_eq!(record["signing_key_sha256"], signer.as_str(), "{id}");
         signers.push(signer);
     }
-    assert_ne!(signers[0], signers[1], "the held requests were signed by the new key");
+    assert_ne!(
+        signers[0], signers[1],
+        "the held requests were signed by the new key"
+    );
     assert_eq!(signers[1], signers[2]);
     let server = Arc::into_inner(server).unwrap();
     server.stop().await;

@@ -34,6 +34,8 @@ use fedsts::state::memory::MemoryStore;
 use time::{Duration, OffsetDateTime};
 
 const PIN: &str = "2718-user-pin";
+/// What the README example's `pin_env` names.
+const PIN_ENV: &str = "FEDSTS_PKCS11_PIN";
 /// Tokens: one per test, so tests running side by side do not see each other's keys.
 const TIMELINE: &str = "timeline";
 const SERVER: &str = "server";
@@ -69,6 +71,7 @@ fn fixture() -> Option<&'static Fixture> {
             // C_Initialize); the OnceLock makes every other test wait for it.
             unsafe {
                 std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+                std::env::set_var(PIN_ENV, PIN);
                 std::env::set_var(
                     "P11_KIT_SERVER_ADDRESS",
                     format!("unix:path={}", dir.path().join("p11-kit.sock").display()),
@@ -147,13 +150,59 @@ fn xmlsec1_verifies(assertion: &str, cert: &Path) -> bool {
     output.status.success() && stderr.lines().any(|line| line.trim() == "OK")
 }
 
+/// README.md's PKCS#11 rollover example, read through the real parser, for token `token`
+/// under `dir`: the app's token table, its rollover settings and its certificate path.
+fn readme_example(
+    dir: &Path,
+    token: &str,
+    module: &Path,
+) -> (Pkcs11Config, RolloverConfig, PathBuf) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```toml\n# pkcs11 rollover example\n")
+        .expect("README pkcs11 rollover example");
+    let body = &readme[start + 8..];
+    let example = body[..body.find("```").unwrap()]
+        .replace(
+            "/usr/lib/softhsm/libsofthsm2.so",
+            &module.display().to_string(),
+        )
+        .replace(
+            "token_label = \"fedsts\"",
+            &format!("token_label = \"{token}\""),
+        );
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    let config = fedsts::config::Config::parse(&example, dir).unwrap();
+    let app = &config.apps[0];
+    (
+        app.signing_pkcs11.clone().unwrap(),
+        app.rollover.clone(),
+        app.signing_cert.clone(),
+    )
+}
+
 #[tokio::test]
 async fn a_token_key_rolls_over_through_the_whole_timeline_and_survives_restarts() {
     let Some(fixture) = fixture() else { return };
-    let pkcs11 = table(&fixture.hsm, TIMELINE, "token-signing");
-    let cert = fixture.dir.path().join("timeline.crt");
+    let dir = fixture.dir.path().join("timeline");
+    let (pkcs11, rollover, cert) = readme_example(&dir, TIMELINE, &fixture.hsm.module);
+    assert_eq!(
+        (
+            rollover.auto,
+            rollover.lead_days,
+            rollover.promote_after_days,
+            rollover.grace_days
+        ),
+        (None, 20, 5, 5)
+    );
+    assert_eq!(pkcs11.key_label.as_deref(), Some("token-signing"));
     let clock = ManualClock::new(OffsetDateTime::now_utc());
     let first = first_pair(&pkcs11, &cert, clock.now(), 31);
+    assert!(fedsts::autoroll::is_enabled(
+        &rollover,
+        &Certificate::from_pem(&std::fs::read_to_string(&cert).unwrap()).unwrap()
+    ));
     let (keys, roll) = roller(&pkcs11, &cert);
 
     // 31-day certificate, 20-day lead: nothing for 10 days.
@@ -173,7 +222,10 @@ async fn a_token_key_rolls_over_through_the_whole_timeline_and_survives_restarts
     let label = next_key.label.clone().unwrap();
     assert!(label.starts_with("token-signing-"), "{label}");
     let protection = key_protection(&naming(&pkcs11, &next_key)).unwrap();
-    assert!(protection.sensitive && !protection.extractable, "{protection:?}");
+    assert!(
+        protection.sensitive && !protection.extractable,
+        "{protection:?}"
+    );
     let set = roll.signing_set().unwrap();
     assert_eq!(set.current.certificate.sha256_thumbprint_hex(), first);
     assert_eq!(set.next.unwrap().certificate.sha256_thumbprint_hex(), next);
@@ -191,10 +243,17 @@ async fn a_token_key_rolls_over_through_the_whole_timeline_and_survives_restarts
         panic!("expected the promotion");
     };
     assert_eq!(thumbprint, next);
-    assert_eq!(thumbprint_of(&cert), next, "signing_cert holds the new certificate");
+    assert_eq!(
+        thumbprint_of(&cert),
+        next,
+        "signing_cert holds the new certificate"
+    );
     let recorded = keys.keys().unwrap();
     assert_eq!(recorded.current.as_ref(), Some(&next_key));
-    assert_eq!(recorded.previous.unwrap().label.as_deref(), Some("token-signing"));
+    assert_eq!(
+        recorded.previous.unwrap().label.as_deref(),
+        Some("token-signing")
+    );
     let set = roll.signing_set().unwrap();
     assert_eq!(set.current.certificate.sha256_thumbprint_hex(), next);
     assert_eq!(set.previous.unwrap().sha256_thumbprint_hex(), first);
@@ -394,8 +453,7 @@ impl Drop for P11KitServer {
 /// published; once the token answers again the old key signs, and the next tick (after the
 /// lease) removes the key the frozen call made late and makes the pair.
 #[tokio::test]
-async fn a_token_that_stops_answering_during_the_make_step_is_retried_while_the_old_key_signs()
-{
+async fn a_token_that_stops_answering_during_the_make_step_is_retried_while_the_old_key_signs() {
     use std::os::unix::process::CommandExt as _;
     let Some(fixture) = fixture() else { return };
     let client = P11_KIT_CLIENTS
@@ -473,7 +531,11 @@ async fn a_token_that_stops_answering_during_the_make_step_is_retried_while_the_
     let set = roll.signing_set().unwrap();
     assert_eq!(set.current.certificate.sha256_thumbprint_hex(), first);
     assert!(set.next.is_none(), "nothing is published");
-    let stale = keys.keys().unwrap().making.expect("the half-made key is recorded");
+    let stale = keys
+        .keys()
+        .unwrap()
+        .making
+        .expect("the half-made key is recorded");
 
     p11_kit.signal("-CONT");
     let deadline = Instant::now() + StdDuration::from_secs(15);

@@ -267,9 +267,8 @@ impl KeyStore for Pkcs11KeyStore {
             Err(RollError::Crypto(CryptoError::KeyCertificateMismatch { subject }))
                 if self.next_cert().exists() =>
             {
-                self.identity(&key, &self.next_cert()).map_err(|_| {
-                    RollError::Crypto(CryptoError::KeyCertificateMismatch { subject })
-                })
+                self.identity(&key, &self.next_cert())
+                    .map_err(|_| RollError::Crypto(CryptoError::KeyCertificateMismatch { subject }))
             }
             other => other,
         }

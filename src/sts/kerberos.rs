@@ -78,10 +78,7 @@ impl Sts {
                 return negotiate_challenge();
             }
             Err(e) => {
-                record.emit(
-                    audit::Decision::Refused,
-                    &format!("kerberos task: {e}")
-                );
+                record.emit(audit::Decision::Refused, &format!("kerberos task: {e}"));
                 return negotiate_challenge();
             }
         };

@@ -278,10 +278,7 @@ fn trust_reply(
         }
         Err(refused) => {
             let outcome = refused.error.outcome();
-            record.emit(
-                crate::policy::audit::Decision::Refused,
-                &outcome.log_reason
-            );
+            record.emit(crate::policy::audit::Decision::Refused, &outcome.log_reason);
             HttpReply::refused(
                 &outcome.active,
                 version,

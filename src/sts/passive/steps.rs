@@ -500,9 +500,7 @@ impl WsFed {
             Ok(a) => a,
             Err(e) => return Next::refused("", e),
         };
-        exchange
-            .record
-            .emit(crate::sts::signed_by(&assertion), via);
+        exchange.record.emit(crate::sts::signed_by(&assertion), via);
         let path = exchange.cookie_path();
         exchange.cookies.push(session::set_cookie(
             SESSION_COOKIE,
