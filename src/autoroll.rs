@@ -365,6 +365,28 @@ pub struct RolloverState {
     /// Until when the previous certificate stays published.
     #[serde(default)]
     pub previous_until: Option<i64>,
+    /// SHA-256 thumbprints of the certificates promotions replaced, oldest first (at most
+    /// [`MAX_RETIRED`]): `fedsts audit by-key` counts tokens they signed as this app's.
+    #[serde(default)]
+    pub retired: Vec<String>,
+}
+
+/// Most replaced certificates the state file remembers (one rollover a year: a century).
+pub const MAX_RETIRED: usize = 100;
+
+/// Reads the state file at `path` (default when there is none yet).
+pub fn read_state(path: &Path) -> Result<RolloverState, RollError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RollError::State {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RolloverState::default()),
+        Err(source) => Err(RollError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// One step the tick took.
@@ -517,17 +539,7 @@ impl Autoroller {
 
     /// The state as stored (default when there is no file yet).
     pub fn state(&self) -> Result<RolloverState, RollError> {
-        match std::fs::read(&self.state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RollError::State {
-                path: self.state_path.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RolloverState::default()),
-            Err(source) => Err(RollError::Io {
-                path: self.state_path.clone(),
-                source,
-            }),
-        }
+        read_state(&self.state_path)
     }
 
     fn write_state(&self, state: &RolloverState) -> Result<(), RollError> {
@@ -622,10 +634,18 @@ impl Autoroller {
             }
             self.keys.promote_next()?;
             let promoted = self.keys.current()?;
+            let mut retired = std::mem::take(&mut state.retired);
+            if let Some(replaced) = self.keys.previous_certificate()? {
+                retired.push(replaced.sha256_thumbprint_hex());
+                retired.dedup();
+                let excess = retired.len().saturating_sub(MAX_RETIRED);
+                retired.drain(..excess);
+            }
             state = RolloverState {
                 next_made_at: None,
                 next_thumbprint: None,
                 previous_until: Some(unix.saturating_add(days(self.config.grace_days))),
+                retired,
             };
             self.write_state(&state)?;
             return Ok(Some(Step::Promoted {
@@ -679,6 +699,22 @@ fn days(count: u32) -> i64 {
 /// The state file of the pair whose key is `key`: `<key>.rollover.json`.
 pub fn state_path_for(key: &Path) -> PathBuf {
     with_suffix(key, ".rollover.json")
+}
+
+/// The state file of an app: beside its key file, or beside its certificate when the key is in
+/// a token (`signing_key` `None`).
+pub fn state_path_of(signing_key: Option<&Path>, signing_cert: &Path) -> PathBuf {
+    state_path_for(signing_key.unwrap_or(signing_cert))
+}
+
+/// The next certificate file beside `signing_cert` (both stores write it there).
+pub fn next_certificate_path(signing_cert: &Path) -> PathBuf {
+    with_suffix(signing_cert, ".next")
+}
+
+/// The previous certificate file beside `signing_cert` (both stores keep it there).
+pub fn previous_certificate_path(signing_cert: &Path) -> PathBuf {
+    with_suffix(signing_cert, ".previous")
 }
 
 #[cfg(test)]

@@ -384,6 +384,24 @@ async fn the_running_server_publishes_and_promotes_without_restart() {
     let commands = get(&server, "commands").await;
     assert!(commands.contains(&format!("-SigningCertificate \"{next}\"")));
     assert!(!commands.contains("-NextSigningCertificate"), "{commands}");
+
+    // After the grace, `audit by-key` still knows the replaced key (the state file's history),
+    // so the tokens it signed are not flagged as signed elsewhere.
+    let replaced = fedsts::crypto::Certificate::from_pem(
+        &std::fs::read_to_string(format!("{}.previous", server.signing_cert_path.display()))
+            .unwrap(),
+    )
+    .unwrap()
+    .sha256_thumbprint_hex();
+    clock.advance(Duration::days(5));
+    server.sts.rollover_tick().await;
+    assert!(!Path::new(&format!("{}.previous", server.signing_cert_path.display())).exists());
+    let known = fedsts::cli::audit::configured_keys(&server.config);
+    assert_eq!(
+        known.get(&replaced).map(String::as_str),
+        Some("apps[0] rolled over (demo)"),
+        "{known:?}"
+    );
     server.stop().await;
 }
 

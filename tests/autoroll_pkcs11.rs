@@ -346,6 +346,15 @@ async fn the_server_publishes_promotes_and_signs_with_the_new_token_key() {
     assert!(!xmlsec1_verifies(&after, &previous_cert));
     let new_fingerprint = thumbprint_of(&cert);
     assert_ne!(new_fingerprint, first);
+    let known = fedsts::cli::audit::configured_keys(&server.config);
+    assert_eq!(
+        known.get(&first).map(String::as_str),
+        Some("apps[0].signing_cert's rollover previous (demo)")
+    );
+    assert_eq!(
+        known.get(&new_fingerprint).map(String::as_str),
+        Some("apps[0].signing_cert (demo)")
+    );
 
     let issued: Vec<_> = log
         .records()

@@ -935,12 +935,7 @@ fn signing_material(
             None,
         ));
     }
-    // The roller's state file sits beside the key file, or beside the certificate when the
-    // key is in a token.
-    let state_path = match &app.signing_key {
-        Some(key_file) => autoroll::state_path_for(key_file),
-        None => autoroll::state_path_for(&app.signing_cert),
-    };
+    let state_path = autoroll::state_path_of(app.signing_key.as_deref(), &app.signing_cert);
     let roller = Autoroller::new(
         &app.id,
         app.rollover.clone(),
