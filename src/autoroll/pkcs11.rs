@@ -409,3 +409,75 @@ impl KeyStore for Pkcs11KeyStore {
         self.write_keys(&keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> Pkcs11KeyStore {
+        let config: Pkcs11Config = toml::from_str(
+            "module = \"/nonexistent/libpkcs11.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\npin = \"1\"\n",
+        )
+        .unwrap();
+        Pkcs11KeyStore::new(config, dir.join("signing.crt"))
+    }
+
+    #[test]
+    fn a_key_state_file_that_is_not_valid_stops_everything_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = store(dir.path());
+        std::fs::write(keys.keys_path(), "{\"current\": 7}").unwrap();
+        for result in [keys.current().map(|_| ()), keys.next().map(|_| ())] {
+            match result {
+                Err(RollError::State { path, .. }) => assert_eq!(path, keys.keys_path()),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Nothing is changed on the way.
+        assert_eq!(
+            std::fs::read_to_string(keys.keys_path()).unwrap(),
+            "{\"current\": 7}"
+        );
+    }
+
+    #[test]
+    fn a_recorded_key_is_found_by_its_id_and_a_bad_one_is_refused() {
+        let path = Path::new("signing.crt.pkcs11.json");
+        let both = TokenKey {
+            label: Some("k-20261202".into()),
+            id: Some("0a0b".into()),
+        };
+        assert_eq!(both.selector(path).unwrap(), KeySelector::Id(vec![10, 11]));
+        let label = TokenKey::of(&KeySelector::Label("k".into()));
+        assert_eq!(
+            label.selector(path).unwrap(),
+            KeySelector::Label("k".into())
+        );
+        for bad in [
+            TokenKey {
+                label: None,
+                id: Some("xyz".into()),
+            },
+            TokenKey {
+                label: None,
+                id: None,
+            },
+        ] {
+            assert!(matches!(bad.selector(path), Err(RollError::State { .. })));
+        }
+    }
+
+    #[test]
+    fn without_a_key_state_file_the_configured_key_is_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = store(dir.path());
+        let recorded = keys.keys().unwrap();
+        assert_eq!(recorded, TokenKeys::default());
+        assert_eq!(
+            keys.current_key(&recorded).unwrap(),
+            KeySelector::Label("k".into())
+        );
+        assert!(keys.next().unwrap().is_none());
+        assert!(keys.previous_certificate().unwrap().is_none());
+    }
+}
