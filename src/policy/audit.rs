@@ -12,8 +12,9 @@
 //! `assertion_id`, `device_id`, `lockout_location` (`familiar`/`unfamiliar`, empty when not
 //! checked) and `lockout_log_only` (true when log-only lockout would have blocked this request).
 //! Issued records also name the key that signed: `signing_key_sha256` (the SHA-256 fingerprint
-//! of its certificate, lowercase hex) and `signing_store` (`file` or `pkcs11`); `fedsts audit
-//! by-key` lists the assertions per key and flags keys that are not configured.
+//! of its certificate, lowercase hex) and `signing_store` (`file` or `pkcs11`), taken from the
+//! signed assertion ([`Signed`]), so a promotion during the request cannot mislabel it;
+//! `fedsts audit by-key` lists the assertions per key and flags keys that are not configured.
 //! Passwords never appear. Every field may hold what a client sent; `crate::logging` escapes
 //! them so none can forge a line.
 
