@@ -41,6 +41,7 @@ const TIMELINE: &str = "timeline";
 const SERVER: &str = "server";
 const CRASH: &str = "crash";
 const FROZEN: &str = "frozen";
+const TWICE: &str = "twice";
 /// Where Debian's `p11-kit-modules` puts the client module of `p11-kit server`.
 const P11_KIT_CLIENTS: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
@@ -63,7 +64,7 @@ fn fixture() -> Option<&'static Fixture> {
             if !common::require_tool("xmlsec1") {
                 return None;
             }
-            for token in [TIMELINE, SERVER, CRASH, FROZEN] {
+            for token in [TIMELINE, SERVER, CRASH, FROZEN, TWICE] {
                 hsm.init_token(token, PIN);
             }
             let dir = tempfile::tempdir().unwrap();
@@ -104,12 +105,21 @@ fn first_pair(pkcs11: &Pkcs11Config, cert: &Path, now: OffsetDateTime, days: u32
 }
 
 fn roller(pkcs11: &Pkcs11Config, cert: &Path) -> (Arc<Pkcs11KeyStore>, Autoroller) {
+    roller_on(pkcs11, cert, Arc::new(MemoryStore::new("t")))
+}
+
+/// An instance's store and roller whose leases are in `store`.
+fn roller_on(
+    pkcs11: &Pkcs11Config,
+    cert: &Path,
+    store: Arc<MemoryStore>,
+) -> (Arc<Pkcs11KeyStore>, Autoroller) {
     let keys = Arc::new(Pkcs11KeyStore::new(pkcs11.clone(), cert.to_path_buf()));
     let roller = Autoroller::new(
         "contoso",
         RolloverConfig::default(),
         keys.clone(),
-        Arc::new(StateLeases(Arc::new(MemoryStore::new("t")))),
+        Arc::new(StateLeases(store)),
         state_path_for(cert),
     );
     (keys, roller)
@@ -571,4 +581,63 @@ async fn a_token_that_stops_answering_during_the_make_step_is_retried_while_the_
     );
     drop((keys, roll));
     drop(p11_kit);
+}
+
+/// Two instances on one token, one key directory and one state store tick at once: one makes
+/// the next key (the token holds one key under the made label, not two), the other serves it;
+/// one promotes.
+#[tokio::test]
+async fn two_instances_on_one_token_make_one_next_key() {
+    let Some(fixture) = fixture() else { return };
+    let pkcs11 = table(&fixture.hsm, TWICE, "token-signing");
+    let cert = fixture.dir.path().join("twice.crt");
+    let clock = ManualClock::new(OffsetDateTime::now_utc());
+    first_pair(&pkcs11, &cert, clock.now(), 30);
+    let shared = Arc::new(MemoryStore::new("t"));
+    let (keys, a) = roller_on(&pkcs11, &cert, shared.clone());
+    let (_, b) = roller_on(&pkcs11, &cert, shared);
+    clock.advance(Duration::days(10));
+    let (step_a, step_b) = tokio::join!(a.tick(clock.now()), b.tick(clock.now()));
+    let steps = [step_a.unwrap(), step_b.unwrap()];
+    let made = steps
+        .iter()
+        .filter(|s| matches!(s, Some(Step::NextMade { .. })))
+        .count();
+    assert_eq!(made, 1, "{steps:?}");
+    let label = keys.keys().unwrap().next.unwrap().label.unwrap();
+    let mut by_label = pkcs11.clone();
+    by_label.key_label = Some(label);
+    Pkcs11Signer::open(&by_label).expect("exactly one key under the made label");
+    let thumbprint = |roller: &Autoroller| {
+        roller
+            .signing_set()
+            .unwrap()
+            .next
+            .unwrap()
+            .certificate
+            .sha256_thumbprint_hex()
+    };
+    let next = thumbprint(&a);
+    assert_eq!(
+        thumbprint(&b),
+        next,
+        "the other instance serves the same pair"
+    );
+
+    clock.advance(Duration::days(5));
+    let (step_a, step_b) = tokio::join!(a.tick(clock.now()), b.tick(clock.now()));
+    let steps = [step_a.unwrap(), step_b.unwrap()];
+    let promoted = Some(Step::Promoted {
+        thumbprint: next.clone(),
+    });
+    assert_eq!(
+        steps.iter().filter(|s| **s == promoted).count(),
+        1,
+        "{steps:?}"
+    );
+    for roller in [&a, &b] {
+        let current = roller.signing_set().unwrap().current;
+        assert_eq!(current.certificate.sha256_thumbprint_hex(), next);
+        current.self_test().unwrap();
+    }
 }
