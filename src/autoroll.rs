@@ -136,8 +136,8 @@ fn default_grace_days() -> u32 {
     DEFAULT_GRACE_DAYS
 }
 
-/// Where an app's signing pairs live and how a new one is made. The file store is the one
-/// implementation today; a PKCS#11 store makes the key in the token instead.
+/// Where an app's signing pairs live and how a new one is made: PEM files ([`FileKeyStore`])
+/// or keys in the app's PKCS#11 token ([`Pkcs11KeyStore`]), certificates as files in both.
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// The pair that signs now.
     fn current(&self) -> Result<SigningIdentity, RollError>;
