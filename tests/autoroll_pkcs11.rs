@@ -160,20 +160,15 @@ fn xmlsec1_verifies(assertion: &str, cert: &Path) -> bool {
     output.status.success() && stderr.lines().any(|line| line.trim() == "OK")
 }
 
-/// README.md's PKCS#11 rollover example, read through the real parser, for token `token`
-/// under `dir`: the app's token table, its rollover settings and its certificate path.
-fn readme_example(
-    dir: &Path,
-    token: &str,
-    module: &Path,
-) -> (Pkcs11Config, RolloverConfig, PathBuf) {
+/// README.md's PKCS#11 rollover example for token `token` and SoftHSM at `module`.
+fn readme_example_text(token: &str, module: &Path) -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let start = readme
         .find("```toml\n# pkcs11 rollover example\n")
         .expect("README pkcs11 rollover example");
     let body = &readme[start + 8..];
-    let example = body[..body.find("```").unwrap()]
+    body[..body.find("```").unwrap()]
         .replace(
             "/usr/lib/softhsm/libsofthsm2.so",
             &module.display().to_string(),
@@ -181,15 +176,46 @@ fn readme_example(
         .replace(
             "token_label = \"fedsts\"",
             &format!("token_label = \"{token}\""),
-        );
+        )
+}
+
+/// The example read through the real parser under `dir`: the app's token table, its rollover
+/// settings and its certificate path.
+fn readme_example(
+    dir: &Path,
+    token: &str,
+    module: &Path,
+) -> (Pkcs11Config, RolloverConfig, PathBuf) {
     std::fs::create_dir_all(dir.join("certs")).unwrap();
-    let config = fedsts::config::Config::parse(&example, dir).unwrap();
+    let config = fedsts::config::Config::parse(&readme_example_text(token, module), dir).unwrap();
     let app = &config.apps[0];
     (
         app.signing_pkcs11.clone().unwrap(),
         app.rollover.clone(),
         app.signing_cert.clone(),
     )
+}
+
+/// `fedsts keys check` on the example as a configuration file in `dir` (with the TLS pair and
+/// users file it names): its exit status and output.
+fn keys_check(dir: &Path, token: &str, module: &Path) -> (bool, String) {
+    let tls = fedsts::crypto::generate_self_signed("sts.example.com", &[], 30).unwrap();
+    std::fs::write(dir.join("tls.crt"), tls.certificate_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), tls.private_key_pem).unwrap();
+    std::fs::write(dir.join("users.toml"), common::server::users_file()).unwrap();
+    let config = dir.join("fedsts.toml");
+    std::fs::write(&config, readme_example_text(token, module)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fedsts"))
+        .args(["keys", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }
 
 #[tokio::test]
@@ -292,6 +318,10 @@ async fn a_token_key_rolls_over_through_the_whole_timeline_and_survives_restarts
     let rolled = fedsts::autoroll::pkcs11::current_key_config(&pkcs11, &cert).unwrap();
     assert_eq!(rolled.key_id, next_key.id);
     assert_eq!(rolled.key_label, None);
+    let (ok, text) = keys_check(&dir, TIMELINE, &fixture.hsm.module);
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("(SHA-256 {next})")), "{text}");
+    assert!(text.contains("sensitive and not extractable"), "{text}");
 }
 
 /// Through the real server on a manual clock: the next certificate is in the metadata after the
