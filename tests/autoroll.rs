@@ -651,7 +651,12 @@ async fn an_issued_record_names_the_key_that_signed_across_a_promotion() {
     for _ in 0..2 {
         held.spawn(request(server.clone()));
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while gated.waiting.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the requests never reached the lockout step"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     server.sts.rollover_tick().await;
