@@ -61,7 +61,7 @@ fn fixture() -> Option<&'static Fixture> {
     FIXTURE
         .get_or_init(|| {
             let hsm = SoftHsm::new()?;
-            if !common::require_tool("xmlsec1") {
+            if !common::require_tool("xmlsec1") || !common::require_tool("pkcs11-tool") {
                 return None;
             }
             for token in [TIMELINE, SERVER, CRASH, FROZEN, TWICE] {
@@ -141,6 +141,40 @@ fn naming(pkcs11: &Pkcs11Config, key: &TokenKey) -> Pkcs11Config {
     config.key_label = None;
     config.key_id = key.id.clone();
     config
+}
+
+/// The `Usage:` and `Access:` flags OpenSC's `pkcs11-tool --list-objects` shows for the
+/// private key labelled `label` in `token` (an oracle independent of fedsts' own reading).
+fn listed_protection(hsm: &SoftHsm, token: &str, label: &str) -> (Vec<String>, Vec<String>) {
+    let output = hsm
+        .command("pkcs11-tool")
+        .arg("--module")
+        .arg(&hsm.module)
+        .args(["--token-label", token, "--login", "--pin", PIN])
+        .args(["--list-objects", "--type", "privkey"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}");
+    let block = text
+        .split("Private Key Object")
+        .find(|block| {
+            block
+                .lines()
+                .any(|line| line.trim() == format!("label:      {label}"))
+        })
+        .unwrap_or_else(|| panic!("no private key {label}: {text}"));
+    let flags = |name: &str| -> Vec<String> {
+        block
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(name))
+            .unwrap_or_default()
+            .split(',')
+            .map(|flag| flag.trim().to_owned())
+            .filter(|flag| !flag.is_empty())
+            .collect()
+    };
+    (flags("Usage:"), flags("Access:"))
 }
 
 fn xmlsec1_verifies(assertion: &str, cert: &Path) -> bool {
@@ -262,6 +296,14 @@ async fn a_token_key_rolls_over_through_the_whole_timeline_and_survives_restarts
         protection.sensitive && !protection.extractable,
         "{protection:?}"
     );
+    let (usage, access) = listed_protection(&fixture.hsm, TIMELINE, &label);
+    assert_eq!(usage, ["sign"]);
+    assert!(access.iter().any(|a| a == "sensitive"), "{access:?}");
+    assert!(
+        access.iter().any(|a| a == "never extractable"),
+        "{access:?}"
+    );
+    assert!(!access.iter().any(|a| a == "extractable"), "{access:?}");
     let set = roll.signing_set().unwrap();
     assert_eq!(set.current.certificate.sha256_thumbprint_hex(), first);
     assert_eq!(set.next.unwrap().certificate.sha256_thumbprint_hex(), next);
@@ -592,15 +634,27 @@ async fn a_token_that_stops_answering_during_the_make_step_is_retried_while_the_
         assert!(Instant::now() < deadline, "the old key does not sign again");
         std::thread::sleep(StdDuration::from_millis(200));
     }
-    // Within the lease of the failed attempt nothing is tried again; after it, the pair is made.
+    // Within the lease of the failed attempt nothing is tried again; after it, the pair is made
+    // once the timed-out calls have ended (before, the step waits: the late generation could
+    // otherwise leave a key nobody records).
     assert_eq!(
         roll.tick(clock.now()).await.unwrap(),
         Some(Step::LeaseHeldElsewhere)
     );
-    clock.advance(LEASE_TTL);
-    let Some(Step::NextMade { .. }) = roll.tick(clock.now()).await.unwrap() else {
-        panic!("expected the next pair after the token answers again");
-    };
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    loop {
+        clock.advance(LEASE_TTL);
+        match roll.tick(clock.now()).await {
+            Ok(Some(Step::NextMade { .. })) => break,
+            Err(fedsts::autoroll::RollError::Crypto(CryptoError::Pkcs11(
+                Pkcs11Error::Unfinished { .. },
+            ))) => {}
+            other => panic!("expected the next pair after the token answers again: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the timed-out calls never ended");
+        std::thread::sleep(StdDuration::from_millis(200));
+    }
+    assert_eq!(fedsts::crypto::pkcs11::abandoned_calls(), 0);
     let recorded = keys.keys().unwrap();
     assert_eq!(recorded.making, None);
     assert_ne!(recorded.next.as_ref(), Some(&stale));

@@ -281,6 +281,11 @@ impl KeyStore for Pkcs11KeyStore {
         valid_days: u32,
     ) -> Result<SigningIdentity, RollError> {
         let mut keys = self.keys()?;
+        // A generation that timed out may still make its key: clean up only after it ended.
+        let unfinished = pkcs11::abandoned_calls();
+        if keys.making.is_some() && unfinished > 0 {
+            return Err(token(Pkcs11Error::Unfinished { calls: unfinished }));
+        }
         // Neither was ever published: the next pair is made only when none is (the roller's
         // state says so), and `making` is a key whose make step died.
         for unused in [keys.making.take(), keys.next.take()].into_iter().flatten() {

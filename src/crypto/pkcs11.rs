@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -268,6 +269,14 @@ pub enum Pkcs11Error {
     /// The worker pool has stopped.
     #[error("the PKCS#11 session pool has stopped")]
     Stopped,
+    /// Token calls that timed out are still running on their threads.
+    #[error(
+        "{calls} earlier token call(s) that timed out are still running — retried once they have ended (or after a restart)"
+    )]
+    Unfinished {
+        /// How many.
+        calls: usize,
+    },
 }
 
 impl Pkcs11Error {
@@ -467,6 +476,20 @@ fn generate_named_key_pair(
     Ok(())
 }
 
+/// Token calls whose caller stopped waiting (timeout) and that have not ended yet.
+static ABANDONED_CALLS: AtomicUsize = AtomicUsize::new(0);
+/// States of one call run by [`off_thread`].
+const RUNNING: u8 = 0;
+const ENDED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// How many token calls timed out and are still running in this process. A call that timed out
+/// may still finish in the token later (a key generated after all): whoever cleans up after it
+/// waits until this is 0.
+pub fn abandoned_calls() -> usize {
+    ABANDONED_CALLS.load(Ordering::SeqCst)
+}
+
 /// Runs `f` on a thread of its own and waits for it at most `limit` (off the async workers on
 /// a multi-thread runtime), so a token that does not answer costs a thread, never a hang.
 fn off_thread<T: Send + 'static>(
@@ -474,18 +497,32 @@ fn off_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Pkcs11Error> + Send + 'static,
 ) -> Result<T, Pkcs11Error> {
     let (done, finished) = mpsc::sync_channel(1);
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let call_state = state.clone();
     std::thread::Builder::new()
         .name("pkcs11-call".to_owned())
         .spawn(move || {
             // Nobody listens any more when the call took too long.
             let _ = done.send(f());
+            if call_state.swap(ENDED, Ordering::SeqCst) == ABANDONED {
+                ABANDONED_CALLS.fetch_sub(1, Ordering::SeqCst);
+            }
         })
         .map_err(|e| Pkcs11Error::Unusable(format!("cannot start a thread: {e}")))?;
     wait_off_runtime(|| match finished.recv_timeout(limit) {
         Ok(result) => result,
-        Err(RecvTimeoutError::Timeout) => Err(Pkcs11Error::Timeout {
-            secs: limit.as_secs(),
-        }),
+        Err(RecvTimeoutError::Timeout) => {
+            // Counted before it is marked, so the thread's decrement never comes first.
+            ABANDONED_CALLS.fetch_add(1, Ordering::SeqCst);
+            let marked =
+                state.compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst);
+            if marked.is_err() {
+                ABANDONED_CALLS.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(Pkcs11Error::Timeout {
+                secs: limit.as_secs(),
+            })
+        }
         Err(RecvTimeoutError::Disconnected) => Err(Pkcs11Error::Stopped),
     })
 }
