@@ -23,7 +23,7 @@ const MAX_LINE_BYTES: u64 = 64 * 1024;
 pub enum AuditAction {
     /// List issued assertions per signing key fingerprint; exit 1 when a key is not configured.
     ByKey {
-        /// Configuration file (its signing_cert and next_signing_cert are the known keys).
+        /// Configuration file (its signing_cert, next_signing_cert and rolled-over keys are known).
         #[arg(long)]
         config: PathBuf,
         /// Audit log of JSON lines (default: standard input).
