@@ -25,6 +25,10 @@ use time::{Duration, OffsetDateTime};
 
 use crate::crypto::{Certificate, CryptoError, SigningIdentity, generate_self_signed_at};
 
+pub mod pkcs11;
+
+pub use pkcs11::Pkcs11KeyStore;
+
 /// Subject CN prefix of certificates fedsts made itself (first run and rollover): those are
 /// rolled over by default.
 pub const SELF_MADE_CN_PREFIX: &str = "fedsts token signing";
@@ -132,8 +136,8 @@ fn default_grace_days() -> u32 {
     DEFAULT_GRACE_DAYS
 }
 
-/// Where an app's signing pairs live and how a new one is made. The file store is the one
-/// implementation today; a PKCS#11 store makes the key in the token instead.
+/// Where an app's signing pairs live and how a new one is made: PEM files ([`FileKeyStore`])
+/// or keys in the app's PKCS#11 token ([`Pkcs11KeyStore`]), certificates as files in both.
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// The pair that signs now.
     fn current(&self) -> Result<SigningIdentity, RollError>;
@@ -147,14 +151,29 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     ) -> Result<SigningIdentity, RollError>;
     /// The next pair, when one is stored.
     fn next(&self) -> Result<Option<SigningIdentity>, RollError>;
-    /// Makes the next pair current and keeps the current one as previous; may be run again
-    /// after an interruption.
-    fn promote_next(&self) -> Result<(), RollError>;
+    /// The steps that make the next pair current and keep the current one as previous, in
+    /// order. Each may be run again after an interruption, and after any of them the store
+    /// serves a complete pair (the old or the new one): a crash can stop between two steps,
+    /// which is why they are listed (tests stop after each one and restart).
+    fn promotion_steps(&self) -> Vec<PromotionStep<'_>>;
+    /// Runs every promotion step.
+    fn promote_next(&self) -> Result<(), RollError> {
+        for (_, step) in self.promotion_steps() {
+            step()?;
+        }
+        Ok(())
+    }
     /// The previous certificate, when one is kept.
     fn previous_certificate(&self) -> Result<Option<Certificate>, RollError>;
     /// Forgets the previous pair.
     fn forget_previous(&self) -> Result<(), RollError>;
 }
+
+/// One step of a promotion: what it does (for logs and tests) and the step itself.
+pub type PromotionStep<'a> = (
+    &'static str,
+    Box<dyn FnOnce() -> Result<(), RollError> + Send + 'a>,
+);
 
 /// Pairs as PEM files: the current `signing_cert`/`signing_key`, the next pair as
 /// `<file>.next`, the previous one as `<file>.previous`; keys mode 0600.
@@ -224,8 +243,19 @@ impl FileKeyStore {
 }
 
 impl KeyStore for FileKeyStore {
+    /// The current pair; when a promotion stopped after the key was moved and before the
+    /// certificate was (the key is then the next certificate's), that complete new pair.
     fn current(&self) -> Result<SigningIdentity, RollError> {
-        Ok(SigningIdentity::from_pem_files(&self.cert, &self.key)?)
+        match SigningIdentity::from_pem_files(&self.cert, &self.key) {
+            Err(CryptoError::KeyCertificateMismatch { subject }) => {
+                let (next_cert, _) = self.next_paths();
+                if !next_cert.exists() {
+                    return Err(CryptoError::KeyCertificateMismatch { subject }.into());
+                }
+                Ok(SigningIdentity::from_pem_files(&next_cert, &self.key)?)
+            }
+            other => Ok(other?),
+        }
     }
 
     fn make_next(
@@ -251,19 +281,53 @@ impl KeyStore for FileKeyStore {
         Ok(Some(SigningIdentity::from_pem_files(&cert, &key)?))
     }
 
-    fn promote_next(&self) -> Result<(), RollError> {
+    /// Copies the current pair to `.previous`, then renames the next key and the next
+    /// certificate over the current ones. The copies run only while the next key is still
+    /// waiting, so a second run after the key moved never copies the new key as previous.
+    fn promotion_steps(&self) -> Vec<PromotionStep<'_>> {
         let (next_cert, next_key) = self.next_paths();
         let (previous_cert, previous_key) = self.previous_paths();
-        if next_key.exists() {
-            SigningIdentity::from_pem_files(&next_cert, &next_key)?;
-            Self::copy(&self.cert, &previous_cert, false)?;
-            Self::copy(&self.key, &previous_key, true)?;
-            std::fs::rename(&next_key, &self.key).map_err(io(&self.key))?;
-        }
-        if next_cert.exists() {
-            std::fs::rename(&next_cert, &self.cert).map_err(io(&self.cert))?;
-        }
-        Ok(())
+        let waiting = next_key.exists();
+        vec![
+            (
+                "check the next pair",
+                Box::new(move || {
+                    if waiting {
+                        let (cert, key) = self.next_paths();
+                        SigningIdentity::from_pem_files(&cert, &key)?;
+                    }
+                    Ok(())
+                }),
+            ),
+            (
+                "copy the current certificate to .previous",
+                Box::new(move || match waiting {
+                    true => Self::copy(&self.cert, &previous_cert, false),
+                    false => Ok(()),
+                }),
+            ),
+            (
+                "copy the current key to .previous",
+                Box::new(move || match waiting {
+                    true => Self::copy(&self.key, &previous_key, true),
+                    false => Ok(()),
+                }),
+            ),
+            (
+                "rename the next key over the current one",
+                Box::new(move || match next_key.exists() {
+                    true => std::fs::rename(&next_key, &self.key).map_err(io(&self.key)),
+                    false => Ok(()),
+                }),
+            ),
+            (
+                "rename the next certificate over the current one",
+                Box::new(move || match next_cert.exists() {
+                    true => std::fs::rename(&next_cert, &self.cert).map_err(io(&self.cert)),
+                    false => Ok(()),
+                }),
+            ),
+        ]
     }
 
     fn previous_certificate(&self) -> Result<Option<Certificate>, RollError> {
@@ -301,6 +365,28 @@ pub struct RolloverState {
     /// Until when the previous certificate stays published.
     #[serde(default)]
     pub previous_until: Option<i64>,
+    /// SHA-256 thumbprints of the certificates promotions replaced, oldest first (at most
+    /// [`MAX_RETIRED`]): `fedsts audit by-key` counts tokens they signed as this app's.
+    #[serde(default)]
+    pub retired: Vec<String>,
+}
+
+/// Most replaced certificates the state file remembers (one rollover a year: a century).
+pub const MAX_RETIRED: usize = 100;
+
+/// Reads the state file at `path` (default when there is none yet).
+pub fn read_state(path: &Path) -> Result<RolloverState, RollError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RollError::State {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RolloverState::default()),
+        Err(source) => Err(RollError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// One step the tick took.
@@ -453,17 +539,7 @@ impl Autoroller {
 
     /// The state as stored (default when there is no file yet).
     pub fn state(&self) -> Result<RolloverState, RollError> {
-        match std::fs::read(&self.state_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RollError::State {
-                path: self.state_path.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RolloverState::default()),
-            Err(source) => Err(RollError::Io {
-                path: self.state_path.clone(),
-                source,
-            }),
-        }
+        read_state(&self.state_path)
     }
 
     fn write_state(&self, state: &RolloverState) -> Result<(), RollError> {
@@ -512,11 +588,22 @@ impl Autoroller {
             ),
             Ok(Some(step)) => self.audit(step, now),
             Ok(None) => {}
-            Err(e) => tracing::warn!(
-                app = %self.app_id,
-                error = %e,
-                "rollover step failed; the current signing pair keeps serving"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    app = %self.app_id,
+                    error = %e,
+                    "rollover step failed; the current signing pair keeps serving"
+                );
+                tracing::info!(
+                    target: "fedsts::audit",
+                    event = "rollover",
+                    time = %now,
+                    app = %self.app_id,
+                    step = "failed",
+                    error = %e,
+                    "token-signing rollover step failed; retried at the next tick"
+                );
+            }
         }
         result
     }
@@ -547,10 +634,18 @@ impl Autoroller {
             }
             self.keys.promote_next()?;
             let promoted = self.keys.current()?;
+            let mut retired = std::mem::take(&mut state.retired);
+            if let Some(replaced) = self.keys.previous_certificate()? {
+                retired.push(replaced.sha256_thumbprint_hex());
+                retired.dedup();
+                let excess = retired.len().saturating_sub(MAX_RETIRED);
+                retired.drain(..excess);
+            }
             state = RolloverState {
                 next_made_at: None,
                 next_thumbprint: None,
                 previous_until: Some(unix.saturating_add(days(self.config.grace_days))),
+                retired,
             };
             self.write_state(&state)?;
             return Ok(Some(Step::Promoted {
@@ -604,6 +699,22 @@ fn days(count: u32) -> i64 {
 /// The state file of the pair whose key is `key`: `<key>.rollover.json`.
 pub fn state_path_for(key: &Path) -> PathBuf {
     with_suffix(key, ".rollover.json")
+}
+
+/// The state file of an app: beside its key file, or beside its certificate when the key is in
+/// a token (`signing_key` `None`).
+pub fn state_path_of(signing_key: Option<&Path>, signing_cert: &Path) -> PathBuf {
+    state_path_for(signing_key.unwrap_or(signing_cert))
+}
+
+/// The next certificate file beside `signing_cert` (both stores write it there).
+pub fn next_certificate_path(signing_cert: &Path) -> PathBuf {
+    with_suffix(signing_cert, ".next")
+}
+
+/// The previous certificate file beside `signing_cert` (both stores keep it there).
+pub fn previous_certificate_path(signing_cert: &Path) -> PathBuf {
+    with_suffix(signing_cert, ".previous")
 }
 
 #[cfg(test)]

@@ -535,6 +535,16 @@ pub fn self_signed_for_signer(
     common_name: &str,
     valid_days: u32,
 ) -> Result<String, CryptoError> {
+    self_signed_for_signer_at(signer, common_name, OffsetDateTime::now_utc(), valid_days)
+}
+
+/// As [`self_signed_for_signer`], valid from `now`-1h: rollover passes its injected clock.
+pub fn self_signed_for_signer_at(
+    signer: &dyn Signer,
+    common_name: &str,
+    now: OffsetDateTime,
+    valid_days: u32,
+) -> Result<String, CryptoError> {
     let generation = |e: &dyn std::fmt::Display| CryptoError::Generation(e.to_string());
     let key = RemoteRsaKey {
         signer,
@@ -546,7 +556,6 @@ pub fn self_signed_for_signer(
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, common_name);
-    let now = OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(i64::from(valid_days));
     let certificate = params.self_signed(&key).map_err(|e| generation(&e))?;

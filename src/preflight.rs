@@ -352,6 +352,28 @@ pub fn key_report(index: usize, app: &crate::config::AppConfig) -> ProbeReport {
     let Some(source) = app.signing_key_source() else {
         return report;
     };
+    // After an automatic rollover the token key that signs is the one the key state file
+    // beside the certificate names, not the configured one.
+    let rolled = match source {
+        KeySource::Pkcs11(pkcs11) => {
+            match crate::autoroll::pkcs11::current_key_config(pkcs11, &app.signing_cert) {
+                Ok(rolled) => Some(rolled),
+                Err(e) => {
+                    report.problem(
+                        "signing_pkcs11",
+                        e.to_string(),
+                        "fix or remove the key state file beside signing_cert",
+                    );
+                    return report;
+                }
+            }
+        }
+        KeySource::PemFile(_) => None,
+    };
+    let source = match &rolled {
+        Some(rolled) => KeySource::Pkcs11(rolled),
+        None => source,
+    };
     let field = match source {
         KeySource::PemFile(_) => "signing_key",
         KeySource::Pkcs11(_) => "signing_pkcs11",

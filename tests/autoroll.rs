@@ -384,6 +384,24 @@ async fn the_running_server_publishes_and_promotes_without_restart() {
     let commands = get(&server, "commands").await;
     assert!(commands.contains(&format!("-SigningCertificate \"{next}\"")));
     assert!(!commands.contains("-NextSigningCertificate"), "{commands}");
+
+    // After the grace, `audit by-key` still knows the replaced key (the state file's history),
+    // so the tokens it signed are not flagged as signed elsewhere.
+    let replaced = fedsts::crypto::Certificate::from_pem(
+        &std::fs::read_to_string(format!("{}.previous", server.signing_cert_path.display()))
+            .unwrap(),
+    )
+    .unwrap()
+    .sha256_thumbprint_hex();
+    clock.advance(Duration::days(5));
+    server.sts.rollover_tick().await;
+    assert!(!Path::new(&format!("{}.previous", server.signing_cert_path.display())).exists());
+    let known = fedsts::cli::audit::configured_keys(&server.config);
+    assert_eq!(
+        known.get(&replaced).map(String::as_str),
+        Some("apps[0] rolled over (demo)"),
+        "{known:?}"
+    );
     server.stop().await;
 }
 
@@ -416,4 +434,267 @@ fn an_expiring_certificate_without_rollover_is_warned_about() {
         warning.contains("automatic rollover is off — set [apps.rollover] auto = true"),
         "{warning}"
     );
+}
+
+/// A promotion of the file store stopped after each of its steps (what a crash between two
+/// renames does), then a restart of the whole service on the same files: it starts, serves a
+/// complete pair (never the new key with the old certificate), and the next tick converges.
+#[tokio::test]
+async fn a_file_promotion_stopped_after_any_step_restarts_on_a_whole_pair_and_converges() {
+    let steps = FileKeyStore::new("a.crt".into(), "a.key".into())
+        .promotion_steps()
+        .len();
+    assert_eq!(steps, 5);
+    for done in 0..=steps {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = fedsts::first_run::prepare(dir.path(), "127.0.0.1:0")
+            .unwrap()
+            .config;
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, common::server::users_file()).unwrap();
+        config.directories.insert(
+            "demo".into(),
+            fedsts::config::DirectoryConfig::File { path: users },
+        );
+        let app = &config.apps[0];
+        let (cert, key) = (app.signing_cert.clone(), app.signing_key.clone().unwrap());
+        let keys = FileKeyStore::new(cert.clone(), key.clone());
+        let first = thumb(&keys);
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let sts =
+            fedsts::sts::Sts::with_state(&config, clock.clone(), Arc::new(MemoryStore::new("t")))
+                .unwrap();
+        // The first-run certificate is valid 825 days: 806 days on, the next pair is made.
+        clock.advance(Duration::days(806));
+        sts.rollover_tick().await;
+        let next_cert = Path::new(&format!("{}.next", cert.display())).to_owned();
+        let next =
+            fedsts::crypto::Certificate::from_pem(&std::fs::read_to_string(&next_cert).unwrap())
+                .unwrap()
+                .sha256_thumbprint_hex();
+        drop(sts);
+        for (name, step) in keys.promotion_steps().into_iter().take(done) {
+            step().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+
+        // Restart on the files as the crash left them.
+        let sts =
+            fedsts::sts::Sts::with_state(&config, clock.clone(), Arc::new(MemoryStore::new("t")))
+                .unwrap_or_else(|e| panic!("after {done} steps the service does not start: {e}"));
+        let serving = sts
+            .apps()
+            .next()
+            .unwrap()
+            .published()
+            .signing
+            .current
+            .clone();
+        serving.self_test().unwrap();
+        let serving = serving.certificate.sha256_thumbprint_hex();
+        assert!(serving == first || serving == next, "after {done} steps");
+        clock.advance(Duration::days(5));
+        sts.rollover_tick().await;
+        let set = &sts.apps().next().unwrap().published().signing;
+        set.current.self_test().unwrap();
+        assert_eq!(
+            set.current.certificate.sha256_thumbprint_hex(),
+            next,
+            "after {done} steps"
+        );
+        assert_eq!(
+            set.previous.as_ref().unwrap().sha256_thumbprint_hex(),
+            first,
+            "after {done} steps"
+        );
+        assert!(set.next.is_none());
+        assert_eq!(thumb(&keys), next);
+        assert!(!next_cert.exists());
+    }
+}
+
+/// The `X509Certificate` of an assertion's `KeyInfo`: the certificate of the key that signed it.
+fn key_info_sha256(assertion: &str) -> String {
+    let start = assertion.find("<X509Certificate>").unwrap() + "<X509Certificate>".len();
+    let end = assertion[start..].find("</X509Certificate>").unwrap() + start;
+    let der = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &assertion[start..end],
+    )
+    .unwrap();
+    fedsts::crypto::Certificate::from_der(&der)
+        .unwrap()
+        .sha256_thumbprint_hex()
+}
+
+/// A real memory store whose `count_attempt` (the lockout step, after the audit record is made
+/// and before the password and the signature) waits while the gate is closed.
+#[derive(Debug)]
+struct GatedStore {
+    inner: MemoryStore,
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl StateStore for GatedStore {
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, fedsts::state::StateError> {
+        self.inner.set_if_absent(key, value, ttl, now).await
+    }
+    async fn get(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, fedsts::state::StateError> {
+        self.inner.get(key, now).await
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, fedsts::state::StateError> {
+        self.inner
+            .compare_and_swap(key, expected, new, ttl, now)
+            .await
+    }
+    async fn count_attempt(
+        &self,
+        key: &str,
+        rule: &fedsts::state::AttemptRule,
+        now: OffsetDateTime,
+    ) -> Result<fedsts::state::AttemptCount, fedsts::state::StateError> {
+        let mut open = self.open.subscribe();
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = open.wait_for(|open| *open).await;
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.count_attempt(key, rule, now).await
+    }
+    async fn give_back_attempt(
+        &self,
+        key: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(), fedsts::state::StateError> {
+        self.inner.give_back_attempt(key, ttl, now).await
+    }
+    async fn take_token(
+        &self,
+        key: &str,
+        rule: &fedsts::state::TokenRule,
+        now: OffsetDateTime,
+    ) -> Result<fedsts::state::TokenTake, fedsts::state::StateError> {
+        self.inner.take_token(key, rule, now).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), fedsts::state::StateError> {
+        self.inner.delete(key).await
+    }
+    async fn health(&self) -> Result<(), fedsts::state::StateError> {
+        self.inner.health().await
+    }
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+/// Requests in flight while the pair is promoted (held after their audit record was made, before
+/// the signature): each issued record names the key whose signature its assertion carries —
+/// the new one — not the pair the app had when the request began.
+#[tokio::test]
+async fn an_issued_record_names_the_key_that_signed_across_a_promotion() {
+    use common::wstrust::{element, message_id, path_of, rst13};
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let (log, _capture) = common::audit::AuditLog::capture();
+    let gated = Arc::new(GatedStore {
+        inner: MemoryStore::new("t"),
+        open: tokio::sync::watch::Sender::new(true),
+        waiting: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let server = Arc::new(
+        common::server::TestServer::start_with(common::server::Options {
+            clock: clock.clone(),
+            store: Some(gated.clone()),
+            ..Default::default()
+        })
+        .await,
+    );
+    // The server's own first tick (at start) runs before the clock moves.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    clock.advance(Duration::days(806));
+    server.sts.rollover_tick().await;
+    clock.advance(Duration::days(5));
+    let url = server.app_url("trust/13/usernamemixed");
+    let request = |server: Arc<common::server::TestServer>| {
+        let body = rst13(
+            &url,
+            common::server::ALICE,
+            common::server::PASSWORD,
+            clock.now(),
+            Some(&message_id()),
+        );
+        let url = url.clone();
+        async move { server.post_soap(&path_of(&url), body).await }
+    };
+    // One token before the promotion, then two requests held at the lockout step across it.
+    let mut replies = vec![request(server.clone()).await];
+    gated.open.send_replace(false);
+    let mut held = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        held.spawn(request(server.clone()));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while gated.waiting.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the requests never reached the lockout step"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.sts.rollover_tick().await;
+    gated.open.send_replace(true);
+    while let Some(reply) = held.join_next().await {
+        replies.push(reply.unwrap());
+    }
+    let assertions: Vec<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.body);
+            element(&r.body, "RequestedSecurityToken")
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let issued: Vec<_> = log
+        .records()
+        .into_iter()
+        .filter(|r| r["decision"] == "issued")
+        .collect();
+    assert_eq!(issued.len(), 3);
+    let mut signers = Vec::new();
+    for record in &issued {
+        let id = record["assertion_id"].as_str().unwrap();
+        let assertion = assertions
+            .iter()
+            .find(|a| a.contains(id))
+            .expect("the record's assertion");
+        let signer = key_info_sha256(assertion);
+        assert_eq!(record["signing_key_sha256"], signer.as_str(), "{id}");
+        signers.push(signer);
+    }
+    assert_ne!(
+        signers[0], signers[1],
+        "the held requests were signed by the new key"
+    );
+    assert_eq!(signers[1], signers[2]);
+    let server = Arc::into_inner(server).unwrap();
+    server.stop().await;
 }

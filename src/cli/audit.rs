@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::fail;
+use crate::autoroll;
 use crate::config::Config;
 use crate::crypto::Certificate;
 
@@ -22,7 +23,7 @@ const MAX_LINE_BYTES: u64 = 64 * 1024;
 pub enum AuditAction {
     /// List issued assertions per signing key fingerprint; exit 1 when a key is not configured.
     ByKey {
-        /// Configuration file (its signing_cert and next_signing_cert are the known keys).
+        /// Configuration file (its signing_cert, next_signing_cert and rolled-over keys are known).
         #[arg(long)]
         config: PathBuf,
         /// Audit log of JSON lines (default: standard input).
@@ -128,13 +129,21 @@ fn issued_record(line: &[u8]) -> Option<(Option<String>, Issued)> {
     ))
 }
 
-/// The configured keys: fingerprint → what names it (`apps[0].signing_cert (contoso)`).
+/// The configured keys: fingerprint → what names it (`apps[0].signing_cert (contoso)`); with
+/// automatic rollover also the next and previous certificates beside `signing_cert` and the
+/// ones its promotions replaced (the state file's `retired`).
 pub fn configured_keys(config: &Config) -> BTreeMap<String, String> {
     let mut known = BTreeMap::new();
     for (i, app) in config.apps.iter().enumerate() {
+        let (next, previous) = (
+            autoroll::next_certificate_path(&app.signing_cert),
+            autoroll::previous_certificate_path(&app.signing_cert),
+        );
         let certs = [
             ("signing_cert", Some(&app.signing_cert)),
             ("next_signing_cert", app.next_signing_cert.as_ref()),
+            ("signing_cert's rollover next", Some(&next)),
+            ("signing_cert's rollover previous", Some(&previous)),
         ];
         for (field, path) in certs {
             let Some(path) = path else { continue };
@@ -142,11 +151,20 @@ pub fn configured_keys(config: &Config) -> BTreeMap<String, String> {
                 .ok()
                 .and_then(|pem| Certificate::from_pem(&pem).ok())
             {
-                known.insert(
-                    cert.sha256_thumbprint_hex(),
-                    format!("apps[{i}].{field} ({})", app.id),
-                );
+                known
+                    .entry(cert.sha256_thumbprint_hex())
+                    .or_insert_with(|| format!("apps[{i}].{field} ({})", app.id));
             }
+        }
+        let state = autoroll::state_path_of(app.signing_key.as_deref(), &app.signing_cert);
+        // An unreadable state file names no keys: their tokens are then flagged, never hidden.
+        for thumbprint in autoroll::read_state(&state)
+            .map(|s| s.retired)
+            .unwrap_or_default()
+        {
+            known
+                .entry(thumbprint)
+                .or_insert_with(|| format!("apps[{i}] rolled over ({})", app.id));
         }
     }
     known

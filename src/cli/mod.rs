@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 mod admin;
-mod audit;
+pub mod audit;
 mod keys;
 pub mod loadtest;
 mod lockout;

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -268,6 +269,14 @@ pub enum Pkcs11Error {
     /// The worker pool has stopped.
     #[error("the PKCS#11 session pool has stopped")]
     Stopped,
+    /// Token calls that timed out are still running on their threads.
+    #[error(
+        "{calls} earlier token call(s) that timed out are still running — retried once they have ended (or after a restart)"
+    )]
+    Unfinished {
+        /// How many.
+        calls: usize,
+    },
 }
 
 impl Pkcs11Error {
@@ -371,23 +380,74 @@ const GENERATED_KEY_LABEL: &str = "fedsts token-signing";
 /// object, private, sensitive and not extractable (it can sign and nothing else); the public key
 /// may verify. Refuses when a key of that name exists already (no silent second key).
 pub fn generate_key_pair(config: &Pkcs11Config) -> Result<(), Pkcs11Error> {
+    let key = config.key_selector()?;
+    let (label, id) = match &key {
+        KeySelector::Label(label) => (label.clone(), random_id()?),
+        KeySelector::Id(id) => (GENERATED_KEY_LABEL.to_owned(), id.clone()),
+    };
+    generate_named_key_pair(config, &label, &id, &key)
+}
+
+/// Makes a key pair as [`generate_key_pair`] does, labelled `label` with `CKA_ID` `id` (what
+/// automatic rollover makes beside the current key), refusing when a key with that id exists.
+/// Every token call runs on a thread of its own and is waited for at most
+/// [`OPENING_TIMEOUTS`] × `timeout_secs`.
+pub fn generate_key_pair_with_id(
+    config: &Pkcs11Config,
+    label: &str,
+    id: &[u8],
+) -> Result<(), Pkcs11Error> {
+    let (owned, label, id) = (config.clone(), label.to_owned(), id.to_vec());
+    off_thread(config.timeout() * OPENING_TIMEOUTS, move || {
+        generate_named_key_pair(&owned, &label, &id, &KeySelector::Id(id.clone()))
+    })
+}
+
+/// Removes every key object (private and public) that `key` names from the token; how many
+/// there were. Bounded as [`generate_key_pair_with_id`].
+pub fn destroy_key_pair(config: &Pkcs11Config, key: &KeySelector) -> Result<usize, Pkcs11Error> {
+    let (owned, key) = (config.clone(), key.clone());
+    off_thread(config.timeout() * OPENING_TIMEOUTS, move || {
+        let session = rw_session(&owned)?;
+        let mut destroyed = 0;
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            let template = [Attribute::Class(class), selector_attribute(&key)];
+            for object in call("C_FindObjects", session.find_objects(&template))? {
+                call("C_DestroyObject", session.destroy_object(object))?;
+                destroyed += 1;
+            }
+        }
+        Ok(destroyed)
+    })
+}
+
+/// A read-write session on the configured token with the user logged in.
+fn rw_session(config: &Pkcs11Config) -> Result<Session, Pkcs11Error> {
     let pkcs11 = context(&config.module)?;
     let slot = find_slot(&pkcs11, config)?;
     let pin = config.read_pin()?;
-    let key = config.key_selector()?;
     let session = call("C_OpenSession", pkcs11.open_rw_session(slot))?;
     login(&session, &pin)?;
-    match find_private_key(&session, &key) {
+    Ok(session)
+}
+
+/// The pair of [`generate_key_pair`] under `label` / `id`, unless a private key named `taken`
+/// exists.
+fn generate_named_key_pair(
+    config: &Pkcs11Config,
+    label: &str,
+    id: &[u8],
+    taken: &KeySelector,
+) -> Result<(), Pkcs11Error> {
+    let session = rw_session(config)?;
+    match find_private_key(&session, taken) {
         Err(Pkcs11Error::KeyNotFound { .. }) => {}
         Ok(_) | Err(Pkcs11Error::AmbiguousKey { .. }) => {
-            return Err(Pkcs11Error::KeyExists { key });
+            return Err(Pkcs11Error::KeyExists { key: taken.clone() });
         }
         Err(e) => return Err(e),
     }
-    let (label, id) = match &key {
-        KeySelector::Label(label) => (label.as_bytes().to_vec(), random_id()?),
-        KeySelector::Id(id) => (GENERATED_KEY_LABEL.as_bytes().to_vec(), id.clone()),
-    };
+    let (label, id) = (label.as_bytes().to_vec(), id.to_vec());
     let public = [
         Attribute::Token(true),
         Attribute::Private(false),
@@ -414,6 +474,69 @@ pub fn generate_key_pair(config: &Pkcs11Config) -> Result<(), Pkcs11Error> {
         session.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private),
     )?;
     Ok(())
+}
+
+/// Token calls whose caller stopped waiting (timeout) and that have not ended yet.
+static ABANDONED_CALLS: AtomicUsize = AtomicUsize::new(0);
+/// States of one call run by [`off_thread`].
+const RUNNING: u8 = 0;
+const ENDED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// How many token calls timed out and are still running in this process. A call that timed out
+/// may still finish in the token later (a key generated after all): whoever cleans up after it
+/// waits until this is 0.
+pub fn abandoned_calls() -> usize {
+    ABANDONED_CALLS.load(Ordering::SeqCst)
+}
+
+/// Runs `f` on a thread of its own and waits for it at most `limit` (off the async workers on
+/// a multi-thread runtime), so a token that does not answer costs a thread, never a hang.
+fn off_thread<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> Result<T, Pkcs11Error> + Send + 'static,
+) -> Result<T, Pkcs11Error> {
+    let (done, finished) = mpsc::sync_channel(1);
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let call_state = state.clone();
+    std::thread::Builder::new()
+        .name("pkcs11-call".to_owned())
+        .spawn(move || {
+            // Nobody listens any more when the call took too long.
+            let _ = done.send(f());
+            if call_state.swap(ENDED, Ordering::SeqCst) == ABANDONED {
+                ABANDONED_CALLS.fetch_sub(1, Ordering::SeqCst);
+            }
+        })
+        .map_err(|e| Pkcs11Error::Unusable(format!("cannot start a thread: {e}")))?;
+    wait_off_runtime(|| match finished.recv_timeout(limit) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => {
+            // Counted before it is marked, so the thread's decrement never comes first.
+            ABANDONED_CALLS.fetch_add(1, Ordering::SeqCst);
+            let marked =
+                state.compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst);
+            if marked.is_err() {
+                ABANDONED_CALLS.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(Pkcs11Error::Timeout {
+                secs: limit.as_secs(),
+            })
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Pkcs11Error::Stopped),
+    })
+}
+
+/// Runs the blocking `wait` inside `block_in_place` when on a multi-thread runtime, so the
+/// other async tasks keep being served meanwhile.
+fn wait_off_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_multi_thread_runtime {
+        tokio::task::block_in_place(wait)
+    } else {
+        wait()
+    }
 }
 
 /// Modulus size of generated keys.
@@ -462,16 +585,21 @@ pub fn key_protection(config: &Pkcs11Config) -> Result<KeyProtection, Pkcs11Erro
     Ok(protection)
 }
 
+/// The attribute a key is found by.
+fn selector_attribute(key: &KeySelector) -> Attribute {
+    match key {
+        KeySelector::Label(label) => Attribute::Label(label.as_bytes().to_vec()),
+        KeySelector::Id(id) => Attribute::Id(id.clone()),
+    }
+}
+
 /// The one RSA private key `key` names.
 pub fn find_private_key(session: &Session, key: &KeySelector) -> Result<ObjectHandle, Pkcs11Error> {
     let mut template = vec![
         Attribute::Class(ObjectClass::PRIVATE_KEY),
         Attribute::KeyType(KeyType::RSA),
     ];
-    template.push(match key {
-        KeySelector::Label(label) => Attribute::Label(label.as_bytes().to_vec()),
-        KeySelector::Id(id) => Attribute::Id(id.clone()),
-    });
+    template.push(selector_attribute(key));
     let found = call("C_FindObjects", session.find_objects(&template))?;
     match found.as_slice() {
         [one] => Ok(*one),
@@ -634,23 +762,10 @@ impl Pkcs11Signer {
     /// that does not answer stops the start (or `keys check`) with [`Pkcs11Error::Timeout`]
     /// instead of hanging it.
     pub fn open(config: &Pkcs11Config) -> Result<Self, Pkcs11Error> {
-        let (done, opened) = mpsc::sync_channel(1);
         let owned = config.clone();
-        std::thread::Builder::new()
-            .name("pkcs11-open".to_owned())
-            .spawn(move || {
-                // Nobody listens any more when the opening took too long.
-                let _ = done.send(Self::open_now(&owned));
-            })
-            .map_err(|e| Pkcs11Error::Unusable(format!("cannot start a thread: {e}")))?;
-        let limit = config.timeout() * OPENING_TIMEOUTS;
-        match opened.recv_timeout(limit) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(Pkcs11Error::Timeout {
-                secs: limit.as_secs(),
-            }),
-            Err(RecvTimeoutError::Disconnected) => Err(Pkcs11Error::Stopped),
-        }
+        off_thread(config.timeout() * OPENING_TIMEOUTS, move || {
+            Self::open_now(&owned)
+        })
     }
 
     fn open_now(config: &Pkcs11Config) -> Result<Self, Pkcs11Error> {
@@ -718,13 +833,7 @@ impl Pkcs11Signer {
             }),
             Err(RecvTimeoutError::Disconnected) => Err(Pkcs11Error::Stopped),
         };
-        let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if on_multi_thread_runtime {
-            tokio::task::block_in_place(wait)
-        } else {
-            wait()
-        }
+        wait_off_runtime(wait)
     }
 
     /// Whether the token answers within the timeout (the `/healthz` probe).

@@ -12,8 +12,9 @@
 //! `assertion_id`, `device_id`, `lockout_location` (`familiar`/`unfamiliar`, empty when not
 //! checked) and `lockout_log_only` (true when log-only lockout would have blocked this request).
 //! Issued records also name the key that signed: `signing_key_sha256` (the SHA-256 fingerprint
-//! of its certificate, lowercase hex) and `signing_store` (`file` or `pkcs11`); `fedsts audit
-//! by-key` lists the assertions per key and flags keys that are not configured.
+//! of its certificate, lowercase hex) and `signing_store` (`file` or `pkcs11`), taken from the
+//! signed assertion ([`Signed`]), so a promotion during the request cannot mislabel it;
+//! `fedsts audit by-key` lists the assertions per key and flags keys that are not configured.
 //! Passwords never appear. Every field may hold what a client sent; `crate::logging` escapes
 //! them so none can forge a line.
 
@@ -28,21 +29,33 @@ use crate::policy::lockout::Location;
 /// Longest user name written to the log.
 const MAX_USER_CHARS: usize = 256;
 
-/// Whether a token was issued.
+/// Whether a token was issued, and by which key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Decision<'a> {
     /// A token was issued.
-    Issued,
+    Issued(Signed<'a>),
     /// The request was refused.
     Refused,
     /// A browser session was ended (passive sign-out).
     SignedOut,
 }
 
-impl Decision {
+/// An issued assertion and the key that signed it, taken from the signed assertion itself:
+/// the app's pair may be promoted between the start of a request and its signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signed<'a> {
+    /// `AssertionID` / `ID`.
+    pub assertion_id: &'a str,
+    /// SHA-256 fingerprint of the certificate of the key that signed (lowercase hex).
+    pub key_sha256: &'a str,
+    /// Where that key is kept (`file`, `pkcs11`).
+    pub store: &'a str,
+}
+
+impl Decision<'_> {
     fn as_str(self) -> &'static str {
         match self {
-            Decision::Issued => "issued",
+            Decision::Issued(_) => "issued",
             Decision::Refused => "refused",
             Decision::SignedOut => "signed_out",
         }
@@ -74,19 +87,16 @@ pub struct AuditRecord {
     pub lockout_log_only: bool,
     /// Device id from a verified device certificate.
     pub device_id: Option<String>,
-    /// SHA-256 fingerprint of the certificate of the key that signs this app's tokens.
-    pub signing_key_sha256: String,
-    /// Where that key is kept (`file`, `pkcs11`).
-    pub signing_store: &'static str,
 }
 
 impl AuditRecord {
-    /// Writes the record with its decision, reason and assertion id.
-    pub fn emit(&self, decision: Decision, reason: &str, assertion_id: Option<&str>) {
+    /// Writes the record with its decision (an issued one with its assertion id and signing key)
+    /// and reason.
+    pub fn emit(&self, decision: Decision<'_>, reason: &str) {
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
-        let (signing_key_sha256, signing_store) = match decision {
-            Decision::Issued => (self.signing_key_sha256.as_str(), self.signing_store),
-            Decision::Refused | Decision::SignedOut => ("", ""),
+        let (assertion_id, signing_key_sha256, signing_store) = match decision {
+            Decision::Issued(signed) => (signed.assertion_id, signed.key_sha256, signed.store),
+            Decision::Refused | Decision::SignedOut => ("", "", ""),
         };
         let time = self
             .time
@@ -104,7 +114,7 @@ impl AuditRecord {
             user_agent = %self.user_agent,
             decision = decision.as_str(),
             reason,
-            assertion_id = assertion_id.unwrap_or(""),
+            assertion_id,
             device_id = self.device_id.as_deref().unwrap_or(""),
             lockout_location = self.lockout_location.map(Location::as_str).unwrap_or(""),
             lockout_log_only = self.lockout_log_only,

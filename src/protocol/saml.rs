@@ -6,7 +6,7 @@
 
 use time::{Duration, OffsetDateTime, UtcOffset};
 
-use crate::crypto::SigningIdentity;
+use crate::crypto::{KeyStore, SigningIdentity};
 use crate::protocol::xmldsig::{CanonicalWriter, SignaturePlacement, XmlDsigError, sign_enveloped};
 
 const SAML11_NS: &str = "urn:oasis:names:tc:SAML:1.0:assertion";
@@ -205,6 +205,11 @@ pub struct SignedAssertion {
     pub not_before: OffsetDateTime,
     /// End of validity (not_before + lifetime).
     pub not_on_or_after: OffsetDateTime,
+    /// SHA-256 fingerprint of the certificate of the key that signed it (what the audit
+    /// record names).
+    pub signing_key_sha256: String,
+    /// Where that key is kept.
+    pub signing_store: KeyStore,
 }
 
 /// Validity window and id chosen by the caller (so tests are deterministic).
@@ -302,6 +307,8 @@ pub fn build_signed_assertion(
         xml,
         not_before: window.not_before,
         not_on_or_after: window.not_on_or_after,
+        signing_key_sha256: identity.fingerprint().to_owned(),
+        signing_store: identity.signer.store(),
     })
 }
 

@@ -53,12 +53,12 @@ impl Sts {
         let mut record = guard.audit_record(endpoint);
         let client = guard.addresses.client;
         if !kerberos.networks().iter().any(|n| n.contains(client)) {
-            record.emit(audit::Decision::Refused, "outside_allowed_networks", None);
+            record.emit(audit::Decision::Refused, "outside_allowed_networks");
             return HttpReply::text(403, "windowstransport is only served to the intranet\n");
         }
         let token = wt::negotiate_token(info.authorization.as_ref().map(|c| c.expose()));
         let Some(token) = token else {
-            record.emit(audit::Decision::Refused, "negotiate_challenge", None);
+            record.emit(audit::Decision::Refused, "negotiate_challenge");
             return negotiate_challenge();
         };
         if let Err(refusal) = guard.rate_limit().await {
@@ -74,15 +74,11 @@ impl Sts {
         let accepted = match accepted {
             Ok((token, Ok(accepted))) => (token, accepted),
             Ok((_, Err(e))) => {
-                record.emit(audit::Decision::Refused, &format!("kerberos: {e}"), None);
+                record.emit(audit::Decision::Refused, &format!("kerberos: {e}"));
                 return negotiate_challenge();
             }
             Err(e) => {
-                record.emit(
-                    audit::Decision::Refused,
-                    &format!("kerberos task: {e}"),
-                    None,
-                );
+                record.emit(audit::Decision::Refused, &format!("kerberos task: {e}"));
                 return negotiate_challenge();
             }
         };

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::autoroll::{self, Autoroller, FileKeyStore, SigningSet, Swappable};
+use crate::autoroll::{
+    self, Autoroller, FileKeyStore, KeyStore, Pkcs11KeyStore, RollError, SigningSet, Swappable,
+};
 use crate::clock::Clock;
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
@@ -262,11 +264,7 @@ fn trust_reply(
 ) -> HttpReply {
     match result {
         Ok(issued) => {
-            record.emit(
-                crate::policy::audit::Decision::Issued,
-                "ok",
-                Some(&issued.assertion.id),
-            );
+            record.emit(signed_by(&issued.assertion), "ok");
             HttpReply::soap(
                 200,
                 wstrust::build_response(
@@ -280,11 +278,7 @@ fn trust_reply(
         }
         Err(refused) => {
             let outcome = refused.error.outcome();
-            record.emit(
-                crate::policy::audit::Decision::Refused,
-                &outcome.log_reason,
-                None,
-            );
+            record.emit(crate::policy::audit::Decision::Refused, &outcome.log_reason);
             HttpReply::refused(
                 &outcome.active,
                 version,
@@ -622,14 +616,13 @@ impl Sts {
         let wsfed = WsFed::new(session_key(config)?);
         let mut rollers = Vec::new();
         for (i, app) in config.apps.iter().enumerate() {
-            let identity = load_identity(i, app)?;
             let directory = directories.get(&app.directory).cloned().ok_or_else(|| {
                 StartError::UnknownDirectory {
                     key: format!("apps[{i}].directory"),
                     name: app.directory.clone(),
                 }
             })?;
-            let (signing, roller) = signing_material(i, app, identity, &store)?;
+            let (signing, roller) = signing_material(i, app, &store)?;
             #[cfg_attr(not(feature = "kerberos"), allow(unused_mut))]
             let mut built = App::new(app.clone(), config.public_base(), signing, directory)
                 .map_err(|source| StartError::Metadata {
@@ -820,6 +813,17 @@ pub(crate) fn sign(
     saml::build_signed_assertion(claims, token_type, &issuance, &published.signing.current)
 }
 
+/// The audit decision of an issued assertion, naming the identity that signed it (recorded in
+/// the assertion at signing time: a promotion between the start of the request and the
+/// signature must not attribute the token to the other key).
+pub(crate) fn signed_by(assertion: &SignedAssertion) -> crate::policy::audit::Decision<'_> {
+    crate::policy::audit::Decision::Issued(crate::policy::audit::Signed {
+        assertion_id: &assertion.id,
+        key_sha256: &assertion.signing_key_sha256,
+        store: assertion.signing_store.as_str(),
+    })
+}
+
 /// The audit record of one request, before its decision.
 fn audit_record(
     app: &App,
@@ -829,7 +833,6 @@ fn audit_record(
     client_ip: IpAddr,
     request_class: RequestClass,
 ) -> AuditRecord {
-    let signing = &app.published().signing.current;
     AuditRecord {
         time: now,
         correlation_id: info.correlation_id.clone(),
@@ -842,8 +845,6 @@ fn audit_record(
         lockout_location: None,
         lockout_log_only: false,
         device_id: None,
-        signing_key_sha256: signing.fingerprint().to_owned(),
-        signing_store: signing.signer.store().as_str(),
     }
 }
 
@@ -865,18 +866,37 @@ fn session_key(config: &Config) -> Result<SessionKey, StartError> {
     }
 }
 
-/// The current signing identity of `apps[index]`, from its PEM file or PKCS#11 token.
-fn load_identity(index: usize, app: &AppConfig) -> Result<SigningIdentity, StartError> {
-    let signing = |source| StartError::Signing {
-        key: app.signing_key_name(index),
-        source,
-    };
-    let source = app.signing_key_source().ok_or_else(|| {
-        StartError::Config(format!(
+/// Where `apps[index]` keeps its pairs: its PEM files or its PKCS#11 token (both give the
+/// current pair as the last rollover left it, also after an interrupted promotion).
+fn key_store(index: usize, app: &AppConfig) -> Result<Arc<dyn KeyStore>, StartError> {
+    match (&app.signing_key, &app.signing_pkcs11) {
+        (Some(key), None) => Ok(Arc::new(FileKeyStore::new(
+            app.signing_cert.clone(),
+            key.clone(),
+        ))),
+        (None, Some(pkcs11)) => Ok(Arc::new(Pkcs11KeyStore::new(
+            pkcs11.clone(),
+            app.signing_cert.clone(),
+        ))),
+        _ => Err(StartError::Config(format!(
             "apps[{index}].signing_key: set exactly one of signing_key and [apps.signing_pkcs11]"
-        ))
-    })?;
-    SigningIdentity::load(&app.signing_cert, source).map_err(signing)
+        ))),
+    }
+}
+
+/// A rollover error at start, under the config key it belongs to: the key store's for a key
+/// or certificate that cannot be used, `rollover` for its state.
+fn rollover_error(index: usize, app: &AppConfig, error: RollError) -> StartError {
+    match error {
+        RollError::Crypto(source) => StartError::Signing {
+            key: app.signing_key_name(index),
+            source,
+        },
+        other => StartError::Rollover {
+            key: format!("apps[{index}].rollover"),
+            message: other.to_string(),
+        },
+    }
 }
 
 /// The next signing identity of `apps[index]`, when both files are configured.
@@ -898,41 +918,34 @@ fn next_identity(index: usize, app: &AppConfig) -> Result<Option<SigningIdentity
 fn signing_material(
     index: usize,
     app: &AppConfig,
-    current: SigningIdentity,
     store: &Arc<dyn StateStore>,
 ) -> Result<(SigningSet, Option<Autoroller>), StartError> {
+    let keys = key_store(index, app)?;
+    let current = keys.current().map_err(|e| rollover_error(index, app, e))?;
     // A configured next pair means the admin rolls over by hand (`fedsts rollover`).
-    // A key in a PKCS#11 token is not rolled automatically yet (the `KeyStore` seam is where
-    // a token store will fit).
     let manual = app.next_signing_cert.is_some();
-    let key_file = match &app.signing_key {
-        Some(key_file) if !manual && autoroll::is_enabled(&app.rollover, &current.certificate) => {
-            key_file
-        }
-        _ => {
-            let next = next_identity(index, app)?;
-            return Ok((
-                SigningSet {
-                    current,
-                    next,
-                    previous: None,
-                },
-                None,
-            ));
-        }
-    };
-    let keys = FileKeyStore::new(app.signing_cert.clone(), key_file.clone());
+    if manual || !autoroll::is_enabled(&app.rollover, &current.certificate) {
+        let next = next_identity(index, app)?;
+        return Ok((
+            SigningSet {
+                current,
+                next,
+                previous: None,
+            },
+            None,
+        ));
+    }
+    let state_path = autoroll::state_path_of(app.signing_key.as_deref(), &app.signing_cert);
     let roller = Autoroller::new(
         &app.id,
         app.rollover.clone(),
-        Arc::new(keys),
+        keys,
         Arc::new(StateLeases(store.clone())),
-        autoroll::state_path_for(key_file),
+        state_path,
     );
-    let signing = roller.signing_set().map_err(|e| StartError::Rollover {
-        key: format!("apps[{index}].rollover"),
-        message: e.to_string(),
-    })?;
+    let signing = roller
+        .signing_set()
+        .map_err(|e| rollover_error(index, app, e))?;
     Ok((signing, Some(roller)))
 }
 

@@ -533,6 +533,8 @@ fn assertion(token_type: TokenType) -> SignedAssertion {
         xml: r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:1.0:assertion" AssertionID="_abc" MajorVersion="1"></saml:Assertion>"#.to_owned(),
         not_before: NOW,
         not_on_or_after: datetime!(2024-05-01 13:00:00 UTC),
+        signing_key_sha256: String::new(),
+        signing_store: crate::crypto::KeyStore::File,
     }
 }
 

@@ -399,7 +399,7 @@ impl Exchange<'_> {
 
     /// Writes the audit record of a refusal.
     fn refuse(&self, reason: &str) {
-        self.record.emit(Decision::Refused, reason, None);
+        self.record.emit(Decision::Refused, reason);
     }
 }
 
@@ -607,7 +607,7 @@ impl WsFed {
                 );
             }
         }
-        exchange.record.emit(Decision::SignedOut, "ok", None);
+        exchange.record.emit(Decision::SignedOut, "ok");
         match wreply {
             Some(url) => {
                 let mut reply = exchange.message(302, "Signed out", "You are signed out.");

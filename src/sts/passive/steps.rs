@@ -14,7 +14,6 @@ use crate::directory::{DirectoryError, User};
 use crate::error::StsError;
 use crate::policy::Flow;
 use crate::policy::Refusal;
-use crate::policy::audit::Decision;
 use crate::protocol::saml::{self, SignedAssertion, TokenType};
 use crate::protocol::wstrust;
 use crate::secret::Secret;
@@ -501,9 +500,7 @@ impl WsFed {
             Ok(a) => a,
             Err(e) => return Next::refused("", e),
         };
-        exchange
-            .record
-            .emit(Decision::Issued, via, Some(&assertion.id));
+        exchange.record.emit(crate::sts::signed_by(&assertion), via);
         let path = exchange.cookie_path();
         exchange.cookies.push(session::set_cookie(
             SESSION_COOKIE,
