@@ -23,6 +23,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::config::RolloverConfig;
 use crate::crypto::{Certificate, CryptoError, SigningIdentity, generate_self_signed_at};
 
 /// Subject CN prefix of certificates fedsts made itself (first run and rollover): those are
@@ -80,56 +81,6 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<bool, String>;
-}
-
-/// `[apps.rollover]`: when the token-signing certificate is renewed by itself (validated by
-/// `config`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloverConfig {
-    /// On or off; absent: on for a self-made certificate (subject CN starting with
-    /// `fedsts token signing`), off for any other.
-    #[serde(default)]
-    pub auto: Option<bool>,
-    /// Days before the current certificate expires that the next pair is made.
-    #[serde(default = "default_lead_days")]
-    pub lead_days: u32,
-    /// Days the next certificate is published before it signs.
-    #[serde(default = "default_promote_after_days")]
-    pub promote_after_days: u32,
-    /// Days the previous certificate stays published after promotion.
-    #[serde(default = "default_grace_days")]
-    pub grace_days: u32,
-}
-
-/// Days before expiry a next pair is made when the app does not say (ADFS: 20).
-pub const DEFAULT_LEAD_DAYS: u32 = 20;
-/// Days the next pair is published before it is promoted (ADFS: 5).
-pub const DEFAULT_PROMOTE_AFTER_DAYS: u32 = 5;
-/// Days the previous certificate stays published after promotion.
-pub const DEFAULT_GRACE_DAYS: u32 = 5;
-
-impl Default for RolloverConfig {
-    fn default() -> Self {
-        Self {
-            auto: None,
-            lead_days: DEFAULT_LEAD_DAYS,
-            promote_after_days: DEFAULT_PROMOTE_AFTER_DAYS,
-            grace_days: DEFAULT_GRACE_DAYS,
-        }
-    }
-}
-
-fn default_lead_days() -> u32 {
-    DEFAULT_LEAD_DAYS
-}
-
-fn default_promote_after_days() -> u32 {
-    DEFAULT_PROMOTE_AFTER_DAYS
-}
-
-fn default_grace_days() -> u32 {
-    DEFAULT_GRACE_DAYS
 }
 
 /// Where an app's signing pairs live and how a new one is made. The file store is the one

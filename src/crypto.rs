@@ -16,6 +16,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 use x509_cert::der::{Decode, Encode};
 
+use crate::config::KeySource;
+
 pub mod pkcs11;
 
 /// Smallest RSA modulus, in bits, we accept for signing keys.
@@ -356,15 +358,6 @@ fn x509_time(value: &x509_cert::time::Time) -> Result<OffsetDateTime, CryptoErro
         .map_err(|e| CryptoError::InvalidCertificate(e.to_string()))?;
     OffsetDateTime::from_unix_timestamp(seconds)
         .map_err(|e| CryptoError::InvalidCertificate(e.to_string()))
-}
-
-/// Where a key to load is: a PEM file or a PKCS#11 token.
-#[derive(Clone, Copy, Debug)]
-pub enum KeySource<'a> {
-    /// A PEM private key file.
-    PemFile(&'a Path),
-    /// A key in a PKCS#11 token.
-    Pkcs11(&'a pkcs11::Pkcs11Config),
 }
 
 /// A signer together with the certificate whose public key matches it.
