@@ -343,12 +343,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for our schema.
-    #[error("{path}: {message} — fix the TOML (see the full example in README.md)")]
+    #[error("{path}: {source} — fix the TOML (see the full example in README.md)")]
     Parse {
         /// The file.
         path: PathBuf,
         /// What the TOML parser said, including the key and line.
-        message: String,
+        source: toml::de::Error,
     },
     /// The file parsed but has problems.
     #[error("{}", format_problems(.0))]
@@ -371,15 +371,15 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base).map_err(|message| ConfigError::Parse {
+        Self::parse(&text, base).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            source,
         })
     }
 
     /// Parses TOML text; relative paths are resolved against `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
-        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str, base: &Path) -> Result<Self, toml::de::Error> {
+        let mut config: Config = toml::from_str(text)?;
         config.resolve_paths(base);
         Ok(config)
     }
@@ -839,7 +839,9 @@ path = "users.toml"
             "directory = \"local\"",
             "directory = \"local\"\ntoken_lifetyme_secs = 5",
         );
-        let err = Config::parse(&text, Path::new(".")).unwrap_err();
+        let err = Config::parse(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("token_lifetyme_secs"), "{err}");
     }
 
