@@ -59,7 +59,7 @@ pub enum RollError {
     Crypto(#[from] CryptoError),
     /// The shared store did not answer, so no lease could be taken.
     #[error("lease: {0}")]
-    Lease(String),
+    Lease(LeaseError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RollError + '_ {
@@ -69,18 +69,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RollError + '_ {
     }
 }
 
+/// Why a [`LeaseStore`] did not answer: the store's own error, kept as it is.
+pub type LeaseError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where leases are taken: the shared `StateStore` (`state::StateLeases`). This module knows
-/// only this one operation so that it stays below `config`, `state` and `sts` in the graph.
+/// only this one operation so that it stays below `state` and `sts` in the graph.
 #[async_trait::async_trait]
 pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     /// Sets `key` unless it is set (set-if-absent with expiry `ttl`); true when this call took
-    /// the lease. An error text says why the store did not answer.
+    /// the lease. The error says why the store did not answer.
     async fn take_lease(
         &self,
         key: &str,
         ttl: Duration,
         now: OffsetDateTime,
-    ) -> Result<bool, String>;
+    ) -> Result<bool, LeaseError>;
 }
 
 /// Where an app's signing pairs live and how a new one is made. The file store is the one

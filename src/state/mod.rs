@@ -304,11 +304,11 @@ impl crate::autoroll::LeaseStore for StateLeases {
         key: &str,
         ttl: Duration,
         now: OffsetDateTime,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, crate::autoroll::LeaseError> {
         self.0
             .set_if_absent(key, "1", ttl, now)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(Into::into)
     }
 }
 
