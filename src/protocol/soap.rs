@@ -152,7 +152,7 @@ impl Fault {
 /// A SOAP 1.2 envelope we answer with, in the shape ADFS writes (compact, no XML declaration):
 /// `s` and `a` (WS-Addressing) declared on the root, then `namespaces`; a header with the
 /// Action (`s:mustUnderstand="1"`), `a:RelatesTo` when the request's MessageID is known, then
-/// `headers`; the body. RSTRs ([`crate::protocol::wstrust::build_response`]) and faults
+/// `headers`; the body. RSTRs (`protocol::wstrust::build_response`) and faults
 /// ([`Fault::to_xml`]) are written by this one writer.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseEnvelope<'a> {
