@@ -12,7 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fedsts::crypto::pkcs11::{Pkcs11Config, Pkcs11Signer, generate_key_pair};
+use fedsts::config::Pkcs11Config;
+use fedsts::crypto::pkcs11::{Pkcs11Signer, generate_key_pair};
 use fedsts::crypto::{Signer, SoftwareSigner, generate_self_signed};
 use fedsts::secret::Secret;
 

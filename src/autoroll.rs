@@ -23,6 +23,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::config::RolloverConfig;
 use crate::crypto::{Certificate, CryptoError, SigningIdentity, generate_self_signed_at};
 
 pub mod pkcs11;
@@ -62,7 +63,7 @@ pub enum RollError {
     Crypto(#[from] CryptoError),
     /// The shared store did not answer, so no lease could be taken.
     #[error("lease: {0}")]
-    Lease(String),
+    Lease(LeaseError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RollError + '_ {
@@ -72,68 +73,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RollError + '_ {
     }
 }
 
+/// Why a [`LeaseStore`] did not answer: the store's own error, kept as it is.
+pub type LeaseError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where leases are taken: the shared `StateStore` (`state::StateLeases`). This module knows
-/// only this one operation so that it stays below `config`, `state` and `sts` in the graph.
+/// only this one operation so that it stays below `state` and `sts` in the graph.
 #[async_trait::async_trait]
 pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     /// Sets `key` unless it is set (set-if-absent with expiry `ttl`); true when this call took
-    /// the lease. An error text says why the store did not answer.
+    /// the lease. The error says why the store did not answer.
     async fn take_lease(
         &self,
         key: &str,
         ttl: Duration,
         now: OffsetDateTime,
-    ) -> Result<bool, String>;
-}
-
-/// `[apps.rollover]`: when the token-signing certificate is renewed by itself (validated by
-/// `config`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloverConfig {
-    /// On or off; absent: on for a self-made certificate (subject CN starting with
-    /// `fedsts token signing`), off for any other.
-    #[serde(default)]
-    pub auto: Option<bool>,
-    /// Days before the current certificate expires that the next pair is made.
-    #[serde(default = "default_lead_days")]
-    pub lead_days: u32,
-    /// Days the next certificate is published before it signs.
-    #[serde(default = "default_promote_after_days")]
-    pub promote_after_days: u32,
-    /// Days the previous certificate stays published after promotion.
-    #[serde(default = "default_grace_days")]
-    pub grace_days: u32,
-}
-
-/// Days before expiry a next pair is made when the app does not say (ADFS: 20).
-pub const DEFAULT_LEAD_DAYS: u32 = 20;
-/// Days the next pair is published before it is promoted (ADFS: 5).
-pub const DEFAULT_PROMOTE_AFTER_DAYS: u32 = 5;
-/// Days the previous certificate stays published after promotion.
-pub const DEFAULT_GRACE_DAYS: u32 = 5;
-
-impl Default for RolloverConfig {
-    fn default() -> Self {
-        Self {
-            auto: None,
-            lead_days: DEFAULT_LEAD_DAYS,
-            promote_after_days: DEFAULT_PROMOTE_AFTER_DAYS,
-            grace_days: DEFAULT_GRACE_DAYS,
-        }
-    }
-}
-
-fn default_lead_days() -> u32 {
-    DEFAULT_LEAD_DAYS
-}
-
-fn default_promote_after_days() -> u32 {
-    DEFAULT_PROMOTE_AFTER_DAYS
-}
-
-fn default_grace_days() -> u32 {
-    DEFAULT_GRACE_DAYS
+    ) -> Result<bool, LeaseError>;
 }
 
 /// Where an app's signing pairs live and how a new one is made: PEM files ([`FileKeyStore`])

@@ -12,16 +12,25 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use crate::autoroll::RolloverConfig;
-use crate::crypto::KeySource;
-pub use crate::crypto::pkcs11::Pkcs11Config;
-pub use crate::directory::ldap::LdapConfig;
-pub use crate::kerberos::KerberosConfig;
-use crate::policy::TrustedProxies;
-use crate::policy::device::{AppDevicePolicy, DeviceTrustConfig};
-use crate::policy::lockout::LockoutConfig;
-use crate::policy::ratelimit::RateLimitConfig;
-use crate::state::StateConfig;
+pub mod device;
+mod kerberos;
+pub mod ldap;
+pub mod lockout;
+pub mod pkcs11;
+mod proxies;
+pub mod ratelimit;
+mod rollover;
+pub mod state;
+
+pub use device::{AppDevicePolicy, DeviceTrustConfig};
+pub use kerberos::KerberosConfig;
+pub use ldap::LdapConfig;
+pub use lockout::LockoutConfig;
+pub use pkcs11::{KeySource, Pkcs11Config};
+use proxies::trusted_proxy_problems;
+pub use ratelimit::RateLimitConfig;
+pub use rollover::RolloverConfig;
+pub use state::StateConfig;
 
 /// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
@@ -195,37 +204,6 @@ pub struct AppConfig {
     pub rollover: RolloverConfig,
 }
 
-/// Problems of `apps[index].rollover`.
-fn rollover_problems(index: usize, rollover: &RolloverConfig) -> Vec<ConfigProblem> {
-    let key = |field: &str| format!("apps[{index}].rollover.{field}");
-    let mut problems = Vec::new();
-    if rollover.lead_days == 0 || rollover.lead_days > 365 {
-        problems.push(ConfigProblem::new(
-            key("lead_days"),
-            format!("{} is out of range", rollover.lead_days),
-            "use 1..=365 days (20 is the ADFS default)",
-        ));
-    }
-    if rollover.promote_after_days >= rollover.lead_days {
-        problems.push(ConfigProblem::new(
-            key("promote_after_days"),
-            format!(
-                "{} is not less than lead_days ({})",
-                rollover.promote_after_days, rollover.lead_days
-            ),
-            "promote before the current certificate expires: e.g. lead_days = 20, promote_after_days = 5",
-        ));
-    }
-    if rollover.grace_days > 365 {
-        problems.push(ConfigProblem::new(
-            key("grace_days"),
-            format!("{} is out of range", rollover.grace_days),
-            "use 0..=365 days",
-        ));
-    }
-    problems
-}
-
 /// Where Entra ID receives passive sign-in responses.
 pub const MICROSOFT_ONLINE_REPLY_URL: &str = "https://login.microsoftonline.com/login.srf";
 /// Browser session lifetime when the app does not say (8 h).
@@ -365,12 +343,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for our schema.
-    #[error("{path}: {message} — fix the TOML (see the full example in README.md)")]
+    #[error("{path}: {source} — fix the TOML (see the full example in README.md)")]
     Parse {
         /// The file.
         path: PathBuf,
         /// What the TOML parser said, including the key and line.
-        message: String,
+        source: toml::de::Error,
     },
     /// The file parsed but has problems.
     #[error("{}", format_problems(.0))]
@@ -393,15 +371,15 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        Self::parse(&text, base).map_err(|message| ConfigError::Parse {
+        Self::parse(&text, base).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            source,
         })
     }
 
     /// Parses TOML text; relative paths are resolved against `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
-        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str, base: &Path) -> Result<Self, toml::de::Error> {
+        let mut config: Config = toml::from_str(text)?;
         config.resolve_paths(base);
         Ok(config)
     }
@@ -486,7 +464,7 @@ impl Config {
     }
 
     /// Every structural problem (no files opened): keys, ids, URLs, references, duplicates.
-    /// File contents (certificates, keys, users) are checked by [`crate::checks`].
+    /// File contents (certificates, keys, users) are checked by `preflight`.
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if let Err(p) = self.listen_addr() {
@@ -518,7 +496,7 @@ impl Config {
 
     /// Problems of the policy sections: state, lockout, rate limits, proxies, device trust.
     fn protection_problems(&self) -> Vec<ConfigProblem> {
-        let mut problems = TrustedProxies::problems(&self.server.trusted_proxies);
+        let mut problems = trusted_proxy_problems(&self.server.trusted_proxies);
         problems.extend(self.server.connections.problems());
         problems.extend(self.state.problems());
         problems.extend(self.lockout.problems());
@@ -588,7 +566,7 @@ impl Config {
         }
         problems.extend(next_signing_problems(index, app));
         problems.extend(signing_key_problems(index, app));
-        problems.extend(rollover_problems(index, &app.rollover));
+        problems.extend(app.rollover.problems(index));
         problems.extend(passive_problems(index, &app.passive));
         problems
     }
@@ -697,85 +675,9 @@ fn signing_key_problems(index: usize, app: &AppConfig) -> Vec<ConfigProblem> {
             "no token-signing key: neither signing_key nor [apps.signing_pkcs11] is set",
             "set signing_key to the PEM private key, or add an [apps.signing_pkcs11] table",
         )],
-        (None, Some(pkcs11)) => pkcs11_problems(pkcs11, &format!("apps[{index}].signing_pkcs11")),
+        (None, Some(pkcs11)) => pkcs11.problems(&format!("apps[{index}].signing_pkcs11")),
         (Some(_), None) => Vec::new(),
     }
-}
-
-/// Problems of one `[apps.signing_pkcs11]` table, keys under `prefix`.
-fn pkcs11_problems(pkcs11: &Pkcs11Config, prefix: &str) -> Vec<ConfigProblem> {
-    let key = |field: &str| format!("{prefix}.{field}");
-    let mut problems = Vec::new();
-    let exactly_one = |set: &[bool]| set.iter().filter(|s| **s).count() == 1;
-    if !exactly_one(&[pkcs11.token_label.is_some(), pkcs11.slot.is_some()]) {
-        problems.push(ConfigProblem::new(
-            key("token_label"),
-            "needs exactly one of token_label and slot",
-            "name the token by its label (pkcs11-tool -L shows it) or by its slot id",
-        ));
-    }
-    if !exactly_one(&[pkcs11.key_label.is_some(), pkcs11.key_id.is_some()]) {
-        problems.push(ConfigProblem::new(
-            key("key_label"),
-            "needs exactly one of key_label and key_id",
-            "name the private key by its CKA_LABEL or by its CKA_ID in hex",
-        ));
-    }
-    if let Some(id) = &pkcs11.key_id
-        && crate::crypto::pkcs11::parse_hex(id).is_none()
-    {
-        problems.push(ConfigProblem::new(
-            key("key_id"),
-            format!("`{id}` is not an even number of hex digits"),
-            "write the CKA_ID as hex, e.g. \"01a2\"",
-        ));
-    }
-    let pins = [
-        pkcs11.pin.is_some(),
-        pkcs11.pin_file.is_some(),
-        pkcs11.pin_env.is_some(),
-    ];
-    if !exactly_one(&pins) {
-        problems.push(ConfigProblem::new(
-            key("pin"),
-            "needs exactly one of pin, pin_file and pin_env",
-            "prefer pin_file (mode 0600) or pin_env; pin inline is for tests",
-        ));
-    }
-    if pkcs11
-        .sessions
-        .is_some_and(|n| n == 0 || n > crate::crypto::pkcs11::MAX_SESSIONS)
-    {
-        problems.push(ConfigProblem::new(
-            key("sessions"),
-            format!(
-                "must be between 1 and {}",
-                crate::crypto::pkcs11::MAX_SESSIONS
-            ),
-            "remove it for the default (4) or write e.g. 8",
-        ));
-    }
-    if pkcs11
-        .timeout_secs
-        .is_some_and(|n| n == 0 || n > crate::crypto::pkcs11::MAX_TIMEOUT_SECS)
-    {
-        problems.push(ConfigProblem::new(
-            key("timeout_secs"),
-            format!(
-                "must be between 1 and {}",
-                crate::crypto::pkcs11::MAX_TIMEOUT_SECS
-            ),
-            "remove it for the default (5) or write a number of seconds",
-        ));
-    }
-    if !pkcs11.module.is_file() {
-        problems.push(ConfigProblem::new(
-            key("module"),
-            format!("{} is not a file", pkcs11.module.display()),
-            "write the path of the vendor's PKCS#11 library (.so)",
-        ));
-    }
-    problems
 }
 
 fn passive_problems(index: usize, passive: &PassiveConfig) -> Vec<ConfigProblem> {
@@ -902,7 +804,7 @@ path = "users.toml"
         let config = Config::parse(&token, Path::new("/etc/fedsts")).unwrap();
         assert!(matches!(
             config.apps[0].signing_key_source(),
-            Some(crate::crypto::KeySource::Pkcs11(_))
+            Some(KeySource::Pkcs11(_))
         ));
         let messy = token
             .replace("token_label = \"t\"", "token_label = \"t\"\nslot = 1")
@@ -950,7 +852,9 @@ path = "users.toml"
             "directory = \"local\"",
             "directory = \"local\"\ntoken_lifetyme_secs = 5",
         );
-        let err = Config::parse(&text, Path::new(".")).unwrap_err();
+        let err = Config::parse(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("token_lifetyme_secs"), "{err}");
     }
 

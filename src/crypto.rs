@@ -16,6 +16,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
 use x509_cert::der::{Decode, Encode};
 
+use crate::config::KeySource;
+
 pub mod pkcs11;
 
 /// Smallest RSA modulus, in bits, we accept for signing keys.
@@ -29,7 +31,7 @@ pub enum CryptoError {
     #[error(
         "the private key PEM could not be read ({0}); supply an unencrypted \"PRIVATE KEY\" (PKCS#8) or \"RSA PRIVATE KEY\" (PKCS#1) block"
     )]
-    InvalidKeyPem(String),
+    InvalidKeyPem(rustls_pki_types::pem::Error),
     /// The private key is not an RSA key.
     #[error(
         "the private key is not an RSA key; fedsts signs with RSA, supply an RSA key of at least 2048 bits"
@@ -39,7 +41,12 @@ pub enum CryptoError {
     #[error(
         "the RSA private key was rejected ({0}); check that it is a well-formed RSA key of 2048 to 8192 bits"
     )]
-    KeyRejected(String),
+    KeyRejected(aws_lc_rs::error::KeyRejected),
+    /// The crypto library could not encode the key's public half.
+    #[error(
+        "the RSA private key was rejected ({0}); check that it is a well-formed RSA key of 2048 to 8192 bits"
+    )]
+    PublicKeyUnencodable(aws_lc_rs::error::Unspecified),
     /// The RSA key is too small.
     #[error("the RSA key has {bits} bits; use a key of at least 2048 bits")]
     KeyTooSmall {
@@ -50,7 +57,12 @@ pub enum CryptoError {
     #[error(
         "the certificate PEM could not be read ({0}); supply one or more \"-----BEGIN CERTIFICATE-----\" blocks"
     )]
-    InvalidCertificatePem(String),
+    InvalidCertificatePem(rustls_pki_types::pem::Error),
+    /// The certificate PEM held no CERTIFICATE block.
+    #[error(
+        "the certificate PEM could not be read (no CERTIFICATE block found); supply one or more \"-----BEGIN CERTIFICATE-----\" blocks"
+    )]
+    NoCertificate,
     /// The certificate bytes are not a valid X.509 certificate.
     #[error("the certificate is not a valid DER X.509 certificate: {0}")]
     InvalidCertificate(String),
@@ -140,8 +152,8 @@ impl std::fmt::Debug for SoftwareSigner {
 impl SoftwareSigner {
     /// PEM with "PRIVATE KEY" (PKCS#8) or "RSA PRIVATE KEY" (PKCS#1). Reject keys under 2048 bits.
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
-        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| CryptoError::InvalidKeyPem(e.to_string()))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(CryptoError::InvalidKeyPem)?;
         let key_pair = match &key {
             PrivateKeyDer::Pkcs8(der) => {
                 aws_lc_rs::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der())
@@ -149,7 +161,7 @@ impl SoftwareSigner {
             PrivateKeyDer::Pkcs1(der) => aws_lc_rs::rsa::KeyPair::from_der(der.secret_pkcs1_der()),
             _ => return Err(CryptoError::NotRsaKey),
         }
-        .map_err(|e| CryptoError::KeyRejected(e.to_string()))?;
+        .map_err(CryptoError::KeyRejected)?;
         Self::from_key_pair(key_pair)
     }
 
@@ -161,7 +173,7 @@ impl SoftwareSigner {
         let spki_der = key_pair
             .public_key()
             .as_der()
-            .map_err(|e| CryptoError::KeyRejected(e.to_string()))?
+            .map_err(CryptoError::PublicKeyUnencodable)?
             .as_ref()
             .to_vec();
         Ok(Self { key_pair, spki_der })
@@ -224,7 +236,7 @@ impl Certificate {
     /// Parses the first CERTIFICATE block of `pem`.
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
         let der = CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| CryptoError::InvalidCertificatePem(e.to_string()))?;
+            .map_err(CryptoError::InvalidCertificatePem)?;
         Self::from_der(der.as_ref())
     }
 
@@ -232,14 +244,12 @@ impl Certificate {
     pub fn chain_from_pem(pem: &str) -> Result<Vec<Self>, CryptoError> {
         let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
             .map(|block| {
-                let der = block.map_err(|e| CryptoError::InvalidCertificatePem(e.to_string()))?;
+                let der = block.map_err(CryptoError::InvalidCertificatePem)?;
                 Self::from_der(der.as_ref())
             })
             .collect::<Result<Vec<_>, _>>()?;
         if chain.is_empty() {
-            return Err(CryptoError::InvalidCertificatePem(
-                "no CERTIFICATE block found".to_owned(),
-            ));
+            return Err(CryptoError::NoCertificate);
         }
         Ok(chain)
     }
@@ -356,15 +366,6 @@ fn x509_time(value: &x509_cert::time::Time) -> Result<OffsetDateTime, CryptoErro
         .map_err(|e| CryptoError::InvalidCertificate(e.to_string()))?;
     OffsetDateTime::from_unix_timestamp(seconds)
         .map_err(|e| CryptoError::InvalidCertificate(e.to_string()))
-}
-
-/// Where a key to load is: a PEM file or a PKCS#11 token.
-#[derive(Clone, Copy, Debug)]
-pub enum KeySource<'a> {
-    /// A PEM private key file.
-    PemFile(&'a Path),
-    /// A key in a PKCS#11 token.
-    Pkcs11(&'a pkcs11::Pkcs11Config),
 }
 
 /// A signer together with the certificate whose public key matches it.
@@ -802,7 +803,11 @@ tJ/5ZyW0xE9elczc
         assert_eq!(chain.len(), 2);
         assert_ne!(chain[0].der(), chain[1].der());
         let empty = Certificate::chain_from_pem("").unwrap_err();
-        assert!(matches!(empty, CryptoError::InvalidCertificatePem(_)));
+        assert!(matches!(empty, CryptoError::NoCertificate));
+        assert_eq!(
+            empty.to_string(),
+            "the certificate PEM could not be read (no CERTIFICATE block found); supply one or more \"-----BEGIN CERTIFICATE-----\" blocks"
+        );
     }
 
     #[test]

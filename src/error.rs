@@ -10,7 +10,7 @@ use crate::directory::DirectoryError;
 use crate::kerberos::WindowsClaimsError;
 use crate::policy::Refusal;
 use crate::policy::device::{self, DeviceRefusal};
-use crate::policy::ratelimit::{self, Limited};
+use crate::policy::ratelimit::Limited;
 use crate::protocol::saml::SamlError;
 use crate::protocol::soap::{Fault, FaultCode, SoapError};
 use crate::protocol::wstrust::{self, FaultKind, TrustVersion, WsTrustError};
@@ -302,11 +302,11 @@ impl StsError {
             ) => Outcome {
                 log_reason: refusal.reason().into(),
                 active: match response {
-                    ratelimit::Response::Http429 => ActiveAnswer::Plain {
+                    crate::config::ratelimit::Response::Http429 => ActiveAnswer::Plain {
                         status: 429,
                         retry_after_secs: *retry_after_secs,
                     },
-                    ratelimit::Response::Fault => ActiveAnswer::fault(
+                    crate::config::ratelimit::Response::Fault => ActiveAnswer::fault(
                         FaultKind::RequestFailed,
                         format!(
                             "Too many sign-in requests from this network; try again in {retry_after_secs} seconds."
@@ -465,7 +465,7 @@ mod tests {
             }))
             .outcome()
         };
-        let plain = limited(ratelimit::Response::Http429);
+        let plain = limited(crate::config::ratelimit::Response::Http429);
         assert_eq!(
             plain.active,
             ActiveAnswer::Plain {
@@ -477,7 +477,8 @@ mod tests {
             panic!("{plain:?}");
         };
         assert_eq!((page.status, page.retry_after_secs), (429, Some(7)));
-        let ActiveAnswer::Fault(fault) = limited(ratelimit::Response::Fault).active else {
+        let ActiveAnswer::Fault(fault) = limited(crate::config::ratelimit::Response::Fault).active
+        else {
             panic!("not a fault");
         };
         assert_eq!(

@@ -6,13 +6,13 @@ use std::path::Path;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::config::{Config, ConfigProblem, DirectoryConfig};
-use crate::crypto::{Certificate, KeySource, SigningIdentity};
+use crate::config::KeySource;
+use crate::config::device::Flow;
+use crate::config::{Config, ConfigProblem, DirectoryConfig, KerberosConfig};
+use crate::crypto::{Certificate, SigningIdentity};
 use crate::directory::file::{self, FileDirectory};
 use crate::directory::ldap::{LdapDirectory, ProbeReport};
-use crate::kerberos::KerberosConfig;
 use crate::kerberos::keytab;
-use crate::policy::Flow;
 use crate::server::tls;
 
 /// Valid configurations that will surprise someone, as `key: problem — fix` lines; printed by

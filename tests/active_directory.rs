@@ -7,9 +7,10 @@
 mod common;
 
 use common::samba::{self, SERVICE_DN, SERVICE_PASSWORD, SambaDc, USER_PASSWORD, USERS};
-use fedsts::directory::ldap::{LdapConfig, LdapDirectory};
+use fedsts::config::AppDevicePolicy;
+use fedsts::config::LdapConfig;
+use fedsts::directory::ldap::LdapDirectory;
 use fedsts::directory::{AuthFailure, Directory, DirectoryError, User};
-use fedsts::policy::device::AppDevicePolicy;
 
 fn ad_config(dc: &SambaDc, url: &str, extra: &str) -> LdapConfig {
     let text = format!(
@@ -181,7 +182,8 @@ fn policy(groups: &[&str]) -> AppDevicePolicy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ad_groups_in_any_spelling_require_the_device() {
-    use fedsts::policy::{Flow, RequestClass};
+    use fedsts::config::device::Flow;
+    use fedsts::policy::{RequestClass, device};
     if !samba::available() {
         return;
     }
@@ -191,7 +193,7 @@ async fn ad_groups_in_any_spelling_require_the_device() {
         .await
         .unwrap();
     let covers = |groups: &[&str], user: &User| {
-        policy(groups).covers(Flow::Active, RequestClass::Other, user)
+        device::covers(&policy(groups), Flow::Active, RequestClass::Other, user)
     };
     for spelling in [
         "staff",
@@ -861,8 +863,9 @@ async fn readme_ad_configuration_signs_in_and_passes_check_config_online() {
         "{block}"
     );
     assert!(
-        policy(&["all staff"]).covers(
-            fedsts::policy::Flow::Active,
+        fedsts::policy::device::covers(
+            &policy(&["all staff"]),
+            fedsts::config::device::Flow::Active,
             fedsts::policy::RequestClass::Other,
             &alice
         ),

@@ -8,10 +8,10 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use fedsts::autoroll::RolloverConfig;
 use fedsts::autoroll::{Autoroller, FileKeyStore, KeyStore, LEASE_TTL, Step, state_path_for};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::config::Config;
+use fedsts::config::RolloverConfig;
 use fedsts::crypto::generate_self_signed;
 use fedsts::state::memory::MemoryStore;
 use fedsts::state::redis::RedisStore;

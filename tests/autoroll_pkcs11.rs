@@ -21,11 +21,9 @@ use common::server::{ALICE, Options, PASSWORD, TestServer};
 use common::softhsm::SoftHsm;
 use common::wstrust::{element, message_id, path_of, rst13};
 use fedsts::autoroll::pkcs11::{TokenKey, TokenKeys};
-use fedsts::autoroll::{
-    Autoroller, KeyStore, LEASE_TTL, Pkcs11KeyStore, RolloverConfig, Step, state_path_for,
-};
+use fedsts::autoroll::{Autoroller, KeyStore, LEASE_TTL, Pkcs11KeyStore, Step, state_path_for};
 use fedsts::clock::{Clock, ManualClock};
-use fedsts::config::Pkcs11Config;
+use fedsts::config::{Pkcs11Config, RolloverConfig};
 use fedsts::crypto::pkcs11::{Pkcs11Error, Pkcs11Signer, generate_key_pair, key_protection};
 use fedsts::crypto::{Certificate, CryptoError, self_signed_for_signer_at};
 use fedsts::secret::Secret;

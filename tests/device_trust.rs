@@ -11,8 +11,7 @@ use common::audit::AuditLog;
 use common::server::{ALICE, ClientIdentity, Options, PASSWORD, TestServer};
 use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
-use fedsts::policy::Flow;
-use fedsts::policy::device::{AppDevicePolicy, DeviceTrustConfig};
+use fedsts::config::device::{AppDevicePolicy, DeviceTrustConfig, Flow};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, SanType,

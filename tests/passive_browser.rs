@@ -309,12 +309,12 @@ async fn browser_signs_in_through_passive_wsfed() {
             );
             let ca_file = server_dir.join("device-ca.pem");
             std::fs::write(&ca_file, device_ca_pem()).unwrap();
-            config.device_trust = Some(fedsts::policy::device::DeviceTrustConfig {
+            config.device_trust = Some(fedsts::config::DeviceTrustConfig {
                 ca_file,
                 crl_file: None,
             });
-            config.apps[0].device_trust = Some(fedsts::policy::device::AppDevicePolicy {
-                flows: vec![fedsts::policy::Flow::Passive],
+            config.apps[0].device_trust = Some(fedsts::config::AppDevicePolicy {
+                flows: vec![fedsts::config::device::Flow::Passive],
                 users: vec![ERIN.into()],
                 groups: vec![],
             });

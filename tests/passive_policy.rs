@@ -13,8 +13,7 @@ use common::passive::{Browser, Page, REALM, WCTX, assert_response_page, inputs, 
 use common::server::{ALICE, Options, PASSWORD, TestServer, users_file_with_totp_user};
 use fedsts::clock::{Clock, ManualClock};
 use fedsts::config::Config;
-use fedsts::policy::Flow;
-use fedsts::policy::device::{AppDevicePolicy, DeviceTrustConfig};
+use fedsts::config::device::{AppDevicePolicy, DeviceTrustConfig, Flow};
 use fedsts::totp::{self, TotpKey};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use time::{Duration, OffsetDateTime};

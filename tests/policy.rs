@@ -11,8 +11,9 @@ use common::audit::AuditLog;
 use common::server::{ALICE, Options, PASSWORD, Reply, TestServer};
 use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
+use fedsts::config::lockout::Mode;
 use fedsts::error::ACCESS_DENIED;
-use fedsts::policy::lockout::{Mode, UserRecord};
+use fedsts::policy::lockout::UserRecord;
 use time::{Duration, OffsetDateTime};
 
 fn path_of(url: &str) -> String {
@@ -252,7 +253,7 @@ async fn rate_limit_answers_429_then_refills_by_the_clock() {
 async fn rate_limit_can_answer_with_a_fault() {
     let h = Harness::start(|c| {
         c.rate_limit.burst = 1;
-        c.rate_limit.response = fedsts::policy::ratelimit::Response::Fault;
+        c.rate_limit.response = fedsts::config::ratelimit::Response::Fault;
     })
     .await;
     assert_eq!(h.sign_in("198.51.100.1", PASSWORD).await.status, 200);

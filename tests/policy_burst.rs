@@ -16,8 +16,9 @@ use common::redis::RedisServer;
 use common::server::{ALICE, Options, PASSWORD, Reply, TestServer, users_file_with_totp_user};
 use common::wstrust::{fault_subcode, message_id, path_of, rst13};
 use fedsts::clock::{Clock, ManualClock};
-use fedsts::policy::ratelimit::{RateLimitConfig, RateLimiter};
-use fedsts::state::{self, StateConfig, StateStore};
+use fedsts::config::{RateLimitConfig, StateConfig};
+use fedsts::policy::ratelimit::RateLimiter;
+use fedsts::state::{self, StateStore};
 use time::OffsetDateTime;
 
 /// Guesses in each burst, from [`ADDRESSES`] client addresses.

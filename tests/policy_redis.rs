@@ -15,7 +15,8 @@ use common::redis::RedisServer;
 use common::server::{ALICE, Options, PASSWORD, Reply, TestServer, users_file_with_totp_user};
 use common::wstrust::{fault_reason, fault_subcode, message_id, rst13};
 use fedsts::clock::{Clock, ManualClock};
-use fedsts::state::{self, StateConfig};
+use fedsts::config::StateConfig;
+use fedsts::state;
 use fedsts::totp::{self, TotpKey};
 use time::OffsetDateTime;
 

@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{KeyStore, PromotionStep, RollError, io, with_suffix, write_atomic};
-use crate::crypto::pkcs11::{
-    self, KeySelector, Pkcs11Config, Pkcs11Error, Pkcs11Signer, hex, parse_hex,
-};
+use crate::config::Pkcs11Config;
+use crate::config::pkcs11::parse_hex;
+use crate::crypto::pkcs11::{self, KeySelector, Pkcs11Error, Pkcs11Signer, hex};
 use crate::crypto::{Certificate, CryptoError, SigningIdentity, self_signed_for_signer_at};
 
 /// Label of made keys when the config names its key by id.
@@ -165,7 +165,7 @@ impl Pkcs11KeyStore {
     fn current_key(&self, keys: &TokenKeys) -> Result<KeySelector, RollError> {
         match &keys.current {
             Some(key) => key.selector(&self.keys_path()),
-            None => self.config.key_selector().map_err(token),
+            None => pkcs11::key_selector(&self.config).map_err(token),
         }
     }
 

@@ -28,18 +28,11 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use serde::Deserialize;
 
+use crate::config::Pkcs11Config;
+use crate::config::pkcs11::{DEFAULT_SESSIONS, DEFAULT_TIMEOUT_SECS, MAX_SESSIONS, parse_hex};
 use crate::secret::Secret;
 
-/// Sessions (and worker threads) when the config does not say.
-pub const DEFAULT_SESSIONS: usize = 4;
-/// Most sessions a config may ask for.
-pub const MAX_SESSIONS: usize = 64;
-/// Seconds a token call may take when the config does not say.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 5;
-/// Longest timeout a config may ask for.
-pub const MAX_TIMEOUT_SECS: u64 = 60;
 /// Opening a signer (load, find the token, log in every session, find the key) may take this
 /// many `timeout_secs`.
 pub const OPENING_TIMEOUTS: u32 = 4;
@@ -54,41 +47,6 @@ const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
 const RSA_ENCRYPTION_ALGORITHM: [u8; 15] = [
     0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
 ];
-
-/// `[apps.signing_pkcs11]`: where the token-signing key lives in a PKCS#11 token.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pkcs11Config {
-    /// Path of the vendor's PKCS#11 library, e.g. `/usr/lib/softhsm/libsofthsm2.so`.
-    pub module: PathBuf,
-    /// Label of the token (`softhsm2-util --show-slots`, `pkcs11-tool -L`); or set `slot`.
-    #[serde(default)]
-    pub token_label: Option<String>,
-    /// Slot id of the token; or set `token_label`.
-    #[serde(default)]
-    pub slot: Option<u64>,
-    /// `CKA_LABEL` of the private key; or set `key_id`.
-    #[serde(default)]
-    pub key_label: Option<String>,
-    /// `CKA_ID` of the private key as hex, e.g. `"01a2"`; or set `key_label`.
-    #[serde(default)]
-    pub key_id: Option<String>,
-    /// The user PIN (prefer `pin_file` or `pin_env`).
-    #[serde(default)]
-    pub pin: Option<Secret>,
-    /// File whose content (trailing newline removed) is the user PIN.
-    #[serde(default)]
-    pub pin_file: Option<PathBuf>,
-    /// Environment variable holding the user PIN.
-    #[serde(default)]
-    pub pin_env: Option<String>,
-    /// Sessions kept logged in, so that this many signatures run at once (default 4).
-    #[serde(default)]
-    pub sessions: Option<usize>,
-    /// Seconds one token call may take before the request fails (default 5).
-    #[serde(default)]
-    pub timeout_secs: Option<u64>,
-}
 
 /// Which key a [`Pkcs11Config`] names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,62 +66,52 @@ impl std::fmt::Display for KeySelector {
     }
 }
 
-impl Pkcs11Config {
-    /// Resolves relative paths against the configuration file's directory.
-    pub fn resolve_paths(&mut self, resolve: impl Fn(&mut PathBuf)) {
-        resolve(&mut self.module);
-        if let Some(pin_file) = &mut self.pin_file {
-            resolve(pin_file);
-        }
+/// The key `config` names (label wins when, against validation, both are set).
+pub fn key_selector(config: &Pkcs11Config) -> Result<KeySelector, Pkcs11Error> {
+    match (&config.key_label, &config.key_id) {
+        (Some(label), _) => Ok(KeySelector::Label(label.clone())),
+        (None, Some(id)) => parse_hex(id)
+            .map(KeySelector::Id)
+            .ok_or_else(|| Pkcs11Error::Config(format!("key_id `{id}` is not hex"))),
+        (None, None) => Err(Pkcs11Error::Config("set key_label or key_id".to_owned())),
     }
+}
 
-    /// The key this config names (label wins when, against validation, both are set).
-    pub fn key_selector(&self) -> Result<KeySelector, Pkcs11Error> {
-        match (&self.key_label, &self.key_id) {
-            (Some(label), _) => Ok(KeySelector::Label(label.clone())),
-            (None, Some(id)) => parse_hex(id)
-                .map(KeySelector::Id)
-                .ok_or_else(|| Pkcs11Error::Config(format!("key_id `{id}` is not hex"))),
-            (None, None) => Err(Pkcs11Error::Config("set key_label or key_id".to_owned())),
-        }
+/// The user PIN from its one source.
+pub fn read_pin(config: &Pkcs11Config) -> Result<Secret, Pkcs11Error> {
+    if let Some(pin) = &config.pin {
+        return Ok(pin.clone());
     }
-
-    /// The user PIN from its one source.
-    pub fn read_pin(&self) -> Result<Secret, Pkcs11Error> {
-        if let Some(pin) = &self.pin {
-            return Ok(pin.clone());
-        }
-        if let Some(path) = &self.pin_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Pkcs11Error::Config(format!(
-                    "pin_file {}: {e} — check the path and permissions",
-                    path.display()
-                ))
-            })?;
-            return Ok(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()));
-        }
-        if let Some(name) = &self.pin_env {
-            return std::env::var(name).map(Secret::new).map_err(|_| {
-                Pkcs11Error::Config(format!(
-                    "pin_env: environment variable {name} is not set — export it before starting"
-                ))
-            });
-        }
-        Err(Pkcs11Error::Config(
-            "set one of pin, pin_file, pin_env".to_owned(),
-        ))
+    if let Some(path) = &config.pin_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Pkcs11Error::Config(format!(
+                "pin_file {}: {e} — check the path and permissions",
+                path.display()
+            ))
+        })?;
+        return Ok(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()));
     }
-
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS))
+    if let Some(name) = &config.pin_env {
+        return std::env::var(name).map(Secret::new).map_err(|_| {
+            Pkcs11Error::Config(format!(
+                "pin_env: environment variable {name} is not set — export it before starting"
+            ))
+        });
     }
+    Err(Pkcs11Error::Config(
+        "set one of pin, pin_file, pin_env".to_owned(),
+    ))
+}
 
-    fn token_name(&self) -> String {
-        match (&self.token_label, self.slot) {
-            (Some(label), _) => format!("token \"{label}\""),
-            (None, Some(slot)) => format!("slot {slot}"),
-            (None, None) => "no token".to_owned(),
-        }
+fn timeout(config: &Pkcs11Config) -> Duration {
+    Duration::from_secs(config.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS))
+}
+
+fn token_name(config: &Pkcs11Config) -> String {
+    match (&config.token_label, config.slot) {
+        (Some(label), _) => format!("token \"{label}\""),
+        (None, Some(slot)) => format!("slot {slot}"),
+        (None, None) => "no token".to_owned(),
     }
 }
 
@@ -332,7 +280,7 @@ pub fn context(module: &Path) -> Result<Pkcs11, Pkcs11Error> {
 pub fn find_slot(pkcs11: &Pkcs11, config: &Pkcs11Config) -> Result<Slot, Pkcs11Error> {
     let slots = call("C_GetSlotList", pkcs11.get_slots_with_token())?;
     let not_found = || Pkcs11Error::TokenNotFound {
-        token: config.token_name(),
+        token: token_name(config),
         module: config.module.display().to_string(),
     };
     if let Some(id) = config.slot {
@@ -380,7 +328,7 @@ const GENERATED_KEY_LABEL: &str = "fedsts token-signing";
 /// object, private, sensitive and not extractable (it can sign and nothing else); the public key
 /// may verify. Refuses when a key of that name exists already (no silent second key).
 pub fn generate_key_pair(config: &Pkcs11Config) -> Result<(), Pkcs11Error> {
-    let key = config.key_selector()?;
+    let key = key_selector(config)?;
     let (label, id) = match &key {
         KeySelector::Label(label) => (label.clone(), random_id()?),
         KeySelector::Id(id) => (GENERATED_KEY_LABEL.to_owned(), id.clone()),
@@ -398,7 +346,7 @@ pub fn generate_key_pair_with_id(
     id: &[u8],
 ) -> Result<(), Pkcs11Error> {
     let (owned, label, id) = (config.clone(), label.to_owned(), id.to_vec());
-    off_thread(config.timeout() * OPENING_TIMEOUTS, move || {
+    off_thread(timeout(config) * OPENING_TIMEOUTS, move || {
         generate_named_key_pair(&owned, &label, &id, &KeySelector::Id(id.clone()))
     })
 }
@@ -407,7 +355,7 @@ pub fn generate_key_pair_with_id(
 /// there were. Bounded as [`generate_key_pair_with_id`].
 pub fn destroy_key_pair(config: &Pkcs11Config, key: &KeySelector) -> Result<usize, Pkcs11Error> {
     let (owned, key) = (config.clone(), key.clone());
-    off_thread(config.timeout() * OPENING_TIMEOUTS, move || {
+    off_thread(timeout(config) * OPENING_TIMEOUTS, move || {
         let session = rw_session(&owned)?;
         let mut destroyed = 0;
         for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
@@ -425,7 +373,7 @@ pub fn destroy_key_pair(config: &Pkcs11Config, key: &KeySelector) -> Result<usiz
 fn rw_session(config: &Pkcs11Config) -> Result<Session, Pkcs11Error> {
     let pkcs11 = context(&config.module)?;
     let slot = find_slot(&pkcs11, config)?;
-    let pin = config.read_pin()?;
+    let pin = read_pin(config)?;
     let session = call("C_OpenSession", pkcs11.open_rw_session(slot))?;
     login(&session, &pin)?;
     Ok(session)
@@ -562,8 +510,8 @@ pub struct KeyProtection {
 pub fn key_protection(config: &Pkcs11Config) -> Result<KeyProtection, Pkcs11Error> {
     let pkcs11 = context(&config.module)?;
     let slot = find_slot(&pkcs11, config)?;
-    let session = logged_in_session(&pkcs11, slot, &config.read_pin()?)?;
-    let handle = find_private_key(&session, &config.key_selector()?)?;
+    let session = logged_in_session(&pkcs11, slot, &read_pin(config)?)?;
+    let handle = find_private_key(&session, &key_selector(config)?)?;
     let attributes = call(
         "C_GetAttributeValue",
         session.get_attributes(
@@ -763,7 +711,7 @@ impl Pkcs11Signer {
     /// instead of hanging it.
     pub fn open(config: &Pkcs11Config) -> Result<Self, Pkcs11Error> {
         let owned = config.clone();
-        off_thread(config.timeout() * OPENING_TIMEOUTS, move || {
+        off_thread(timeout(config) * OPENING_TIMEOUTS, move || {
             Self::open_now(&owned)
         })
     }
@@ -771,8 +719,8 @@ impl Pkcs11Signer {
     fn open_now(config: &Pkcs11Config) -> Result<Self, Pkcs11Error> {
         let pkcs11 = context(&config.module)?;
         let slot = find_slot(&pkcs11, config)?;
-        let pin = config.read_pin()?;
-        let key = config.key_selector()?;
+        let pin = read_pin(config)?;
+        let key = key_selector(config)?;
         let first = logged_in_session(&pkcs11, slot, &pin)?;
         let handle = find_private_key(&first, &key)?;
         let spki_der = rsa_spki_der(&first, handle)?;
@@ -806,7 +754,7 @@ impl Pkcs11Signer {
             workers: count,
             queue_capacity,
             spki_der,
-            timeout: config.timeout(),
+            timeout: timeout(config),
             key,
         })
     }
@@ -879,20 +827,6 @@ fn work(session: &Session, key: ObjectHandle, receiver: &Mutex<Receiver<Job>>) {
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Bytes of an even-length hex string.
-pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect()
 }
 
 #[cfg(test)]

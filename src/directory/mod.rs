@@ -3,8 +3,9 @@
 //!
 //! To add a backend: implement [`Directory`] in a new submodule (every method; a backend that
 //! cannot look up by account name returns `Ok(None)`), add a variant to
-//! [`crate::config::DirectoryConfig`] with its own config struct and `problems()`, build it in
-//! [`build`], and check what can be checked offline in [`crate::preflight`].
+//! [`crate::config::DirectoryConfig`] with its own config struct and `problems()` in a file
+//! under `src/config/` (the schema depends on no room), build it in [`build`], and check
+//! what can be checked with files or the network in `preflight` (which calls down here).
 
 pub mod dn;
 pub mod file;

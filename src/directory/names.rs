@@ -11,21 +11,8 @@
 //! (`LdapDirectory::canonical_name`); this syntactic mapping keys names nobody has, and a
 //! directory that cannot answer refuses the sign-in instead of falling back to it.
 
-use serde::Deserialize;
-
-use crate::config::ConfigProblem;
-
-/// One user name form a directory accepts at sign-in.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum NameForm {
-    /// `alice@contoso.com`, searched by userPrincipalName.
-    Upn,
-    /// `CONTOSO\alice`, searched by sAMAccountName when the domain is `netbios_domain`.
-    Netbios,
-    /// `alice`, searched by sAMAccountName.
-    Bare,
-}
+use crate::config::LdapConfig;
+use crate::config::ldap::NameForm;
 
 /// What a typed name is searched by.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,7 +34,16 @@ pub struct SignInNames<'a> {
     pub upn_suffix: Option<&'a str>,
 }
 
-impl SignInNames<'_> {
+impl<'a> SignInNames<'a> {
+    /// The forms `config` accepts.
+    pub fn of(config: &'a LdapConfig) -> Self {
+        Self {
+            forms: &config.sign_in_forms,
+            netbios_domain: config.netbios_domain.as_deref(),
+            upn_suffix: config.upn_suffix.as_deref(),
+        }
+    }
+
     /// How `typed` is searched; a form not enabled (or a sAMAccountName ending in `$`, a
     /// computer's) is searched as a UPN, which finds nobody.
     pub fn lookup<'t>(&self, typed: &'t str) -> NameLookup<'t> {
@@ -79,54 +75,6 @@ impl SignInNames<'_> {
         let plain = !sam.is_empty() && !sam.contains(['\\', '@']) && !sam.ends_with('$');
         (plain && self.forms.contains(&form)).then_some(sam)
     }
-
-    /// Problems of the forms' config keys under `prefix`; `direct_bind` is whether
-    /// `bind_dn_template` is set (it builds a DN from a UPN, so short forms cannot use it).
-    pub fn problems(&self, prefix: &str, direct_bind: bool) -> Vec<ConfigProblem> {
-        let key = |field: &str| format!("{prefix}.{field}");
-        let mut problems = Vec::new();
-        if self.forms.is_empty() {
-            problems.push(ConfigProblem::new(
-                key("sign_in_forms"),
-                "is empty, so nobody can sign in",
-                "list at least one of \"upn\", \"netbios\", \"bare\"",
-            ));
-        }
-        let short = self.forms.iter().any(|f| *f != NameForm::Upn);
-        if self.forms.contains(&NameForm::Netbios)
-            && !self.netbios_domain.is_some_and(|d| {
-                !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            })
-        {
-            problems.push(ConfigProblem::new(
-                key("netbios_domain"),
-                "is missing or not a NetBIOS domain name, but sign_in_forms has \"netbios\"",
-                "set the domain's NetBIOS name, e.g. netbios_domain = \"CONTOSO\"",
-            ));
-        }
-        if short && !self.upn_suffix.is_some_and(is_domain_name) {
-            problems.push(ConfigProblem::new(
-                key("upn_suffix"),
-                "is missing or not a domain name, but sign_in_forms has a short form",
-                "set the UPN suffix the short names stand for, e.g. upn_suffix = \"contoso.com\"",
-            ));
-        }
-        if short && direct_bind {
-            problems.push(ConfigProblem::new(
-                key("sign_in_forms"),
-                "short forms need search-then-bind, but bind_dn_template is set",
-                "remove bind_dn_template, or keep sign_in_forms = [\"upn\"]",
-            ));
-        }
-        problems
-    }
-}
-
-fn is_domain_name(name: &str) -> bool {
-    name.contains('.')
-        && name.split('.').all(|label| {
-            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
 }
 
 #[cfg(test)]
@@ -176,29 +124,5 @@ mod tests {
             assert_eq!(all.canonical(typed), "alice@contoso.test", "{typed}");
         }
         assert_eq!(names(&[NameForm::Upn]).canonical("alice"), "alice");
-    }
-
-    #[test]
-    fn short_forms_need_their_keys() {
-        let bare = SignInNames {
-            forms: &ALL,
-            netbios_domain: None,
-            upn_suffix: Some("contoso"),
-        };
-        let keys: Vec<String> = bare
-            .problems("directories.ad", true)
-            .into_iter()
-            .map(|p| p.key)
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "directories.ad.netbios_domain",
-                "directories.ad.upn_suffix",
-                "directories.ad.sign_in_forms"
-            ]
-        );
-        assert!(names(&ALL).problems("d", false).is_empty());
-        assert!(!names(&[]).problems("d", false).is_empty());
     }
 }

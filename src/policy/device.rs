@@ -13,63 +13,35 @@
 //! `device_trust_unavailable_oobe` ([`explanation`]) instead of a bare one. The signals never
 //! exempt a request from a policy.
 
-use std::path::PathBuf;
-
-use serde::Deserialize;
 use time::OffsetDateTime;
 use x509_cert::der::Decode;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
+use crate::config::device::{AppDevicePolicy, Flow};
 use crate::crypto::Certificate;
 use crate::directory::User;
-use crate::policy::{Flow, RequestClass};
+use crate::policy::RequestClass;
 
-/// `[device_trust]`: the device CA.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceTrustConfig {
-    /// PEM file with the device CA certificate(s).
-    pub ca_file: PathBuf,
-    /// Optional PEM file with CRLs of the device CA.
-    #[serde(default)]
-    pub crl_file: Option<PathBuf>,
+/// Whether `policy` covers a request on an endpoint of `flow`, classified as `class`, by
+/// `user`. A Windows-logon class can add the `windows_logon` flow, never remove one.
+pub fn covers(policy: &AppDevicePolicy, flow: Flow, class: RequestClass, user: &User) -> bool {
+    let flow_covered = policy.flows.contains(&flow)
+        || (class == RequestClass::WindowsLogon && policy.flows.contains(&Flow::WindowsLogon));
+    flow_covered && covers_user(policy, user)
 }
 
-/// `[apps.device_trust]`: who needs a trusted device for which flows of this app.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppDevicePolicy {
-    /// Flows the policy covers: `passive`, `active`, `windows_logon`.
-    pub flows: Vec<Flow>,
-    /// UPNs (case-insensitive) the policy covers; `"*"` covers everyone.
-    #[serde(default)]
-    pub users: Vec<String>,
-    /// Directory groups the policy covers: a CN (`staff`, any case) or a full DN, compared as
-    /// [`crate::directory::dn::group_matches`] does.
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-impl AppDevicePolicy {
-    /// Whether the policy covers a request on an endpoint of `flow`, classified as `class`, by
-    /// `user`. A Windows-logon class can add the `windows_logon` flow, never remove one.
-    pub fn covers(&self, flow: Flow, class: RequestClass, user: &User) -> bool {
-        let flow_covered = self.flows.contains(&flow)
-            || (class == RequestClass::WindowsLogon && self.flows.contains(&Flow::WindowsLogon));
-        flow_covered && self.covers_user(user)
-    }
-
-    fn covers_user(&self, user: &User) -> bool {
-        self.users
-            .iter()
-            .any(|u| u == "*" || u.eq_ignore_ascii_case(&user.upn))
-            || user.groups.iter().any(|member| {
-                self.groups
-                    .iter()
-                    .any(|wanted| crate::directory::dn::group_matches(wanted, member))
-            })
-    }
+fn covers_user(policy: &AppDevicePolicy, user: &User) -> bool {
+    policy
+        .users
+        .iter()
+        .any(|u| u == "*" || u.eq_ignore_ascii_case(&user.upn))
+        || user.groups.iter().any(|member| {
+            policy
+                .groups
+                .iter()
+                .any(|wanted| crate::directory::dn::group_matches(wanted, member))
+        })
 }
 
 /// A device that proved itself.
@@ -255,21 +227,46 @@ mod tests {
             users: vec!["ALICE@example.com".into()],
             groups: vec!["staff".into()],
         };
-        assert!(policy.covers(Flow::Active, RequestClass::Other, &user(&[])));
-        assert!(policy.covers(Flow::Active, RequestClass::WindowsLogon, &user(&[])));
-        assert!(!policy.covers(Flow::Passive, RequestClass::EntraPassive, &user(&[])));
+        assert!(covers(
+            &policy,
+            Flow::Active,
+            RequestClass::Other,
+            &user(&[])
+        ));
+        assert!(covers(
+            &policy,
+            Flow::Active,
+            RequestClass::WindowsLogon,
+            &user(&[])
+        ));
+        assert!(!covers(
+            &policy,
+            Flow::Passive,
+            RequestClass::EntraPassive,
+            &user(&[])
+        ));
         let mut bob = user(&["staff"]);
         bob.upn = "bob@example.com".into();
-        assert!(policy.covers(Flow::Active, RequestClass::Other, &bob));
+        assert!(covers(&policy, Flow::Active, RequestClass::Other, &bob));
         bob.groups.clear();
-        assert!(!policy.covers(Flow::Active, RequestClass::Other, &bob));
+        assert!(!covers(&policy, Flow::Active, RequestClass::Other, &bob));
         let windows_only = AppDevicePolicy {
             flows: vec![Flow::WindowsLogon],
             users: vec!["*".into()],
             groups: vec![],
         };
-        assert!(windows_only.covers(Flow::Active, RequestClass::WindowsLogon, &bob));
-        assert!(!windows_only.covers(Flow::Active, RequestClass::Other, &bob));
+        assert!(covers(
+            &windows_only,
+            Flow::Active,
+            RequestClass::WindowsLogon,
+            &bob
+        ));
+        assert!(!covers(
+            &windows_only,
+            Flow::Active,
+            RequestClass::Other,
+            &bob
+        ));
     }
 
     #[test]

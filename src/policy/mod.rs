@@ -23,9 +23,6 @@ pub mod totp_guard;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Deserialize;
-
-use crate::config::ConfigProblem;
 use crate::net::{Cidr, canonical};
 use crate::protocol::ns::MICROSOFT_ONLINE;
 use crate::state::{StateError, StateStore};
@@ -86,18 +83,6 @@ impl RequestClass {
     }
 }
 
-/// A sign-in flow, as device-trust policies name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flow {
-    /// Passive WS-Federation (browser, OOBE web view).
-    Passive,
-    /// Active WS-Trust endpoints (usernamemixed).
-    Active,
-    /// Requests classified as Windows logon (an addition to `active`, never a carve-out).
-    WindowsLogon,
-}
-
 /// The address a client is counted under by the per-address limits (rate buckets, connection
 /// caps): an IPv4 address (IPv4-mapped included) itself, an IPv6 address its /64, since one
 /// subscriber gets a whole /64 and could otherwise draw a fresh count for every request.
@@ -139,18 +124,6 @@ impl TrustedProxies {
     pub fn with_ms_forwarded_client_ip(mut self, proxy_sets_it: bool) -> Self {
         self.set_ms_client_ip = proxy_sets_it;
         self
-    }
-
-    /// Problems of `server.trusted_proxies`.
-    pub fn problems(entries: &[String]) -> Vec<ConfigProblem> {
-        match Self::parse(entries) {
-            Ok(_) => Vec::new(),
-            Err(bad) => vec![ConfigProblem::new(
-                "server.trusted_proxies",
-                format!("`{bad}` is not an IP address or CIDR block"),
-                "write e.g. [\"10.0.0.0/8\", \"192.0.2.10\"]",
-            )],
-        }
     }
 
     /// Whether `ip` is one of our proxies (exempt from the per-address connection cap, since
@@ -353,10 +326,6 @@ mod tests {
                 .contains("1.2.3.4".parse().unwrap())
         );
         assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert_eq!(
-            TrustedProxies::problems(&["10.0.0.0/8".into(), "nope".into()])[0].to_string(),
-            "server.trusted_proxies: `nope` is not an IP address or CIDR block — write e.g. [\"10.0.0.0/8\", \"192.0.2.10\"]"
-        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! SOAP 1.2 envelopes: locating Header and Body by exact path, and rendering faults.
+//! SOAP 1.2 envelopes: locating Header and Body by exact path, and the one writer of the
+//! envelopes we answer with ([`ResponseEnvelope`]: RSTRs and faults).
 //!
 //! Only SOAP 1.2 (`http://www.w3.org/2003/05/soap-envelope`) is spoken, as by every WS-Trust
 //! client of Entra ID; a SOAP 1.1 envelope is recognised and refused as a version mismatch.
@@ -125,31 +126,81 @@ impl Fault {
     /// Renders the fault envelope; the subcode is the prefixed QName `a:<local>` with `a`
     /// declared on its own `s:Value` element, as ADFS does (ADAL splits the value on `:`).
     pub fn to_xml(&self) -> String {
-        format!(
+        let body = format!(
             concat!(
-                r#"<s:Envelope xmlns:s="{soap}" xmlns:a="{wsa}">"#,
-                r#"<s:Header><a:Action s:mustUnderstand="1">{action}</a:Action>{relates_to}</s:Header>"#,
-                r#"<s:Body><s:Fault><s:Code><s:Value>{code}</s:Value>"#,
+                r#"<s:Fault><s:Code><s:Value>{code}</s:Value>"#,
                 r#"<s:Subcode><s:Value xmlns:a="{subcode_ns}">a:{subcode_local}</s:Value></s:Subcode></s:Code>"#,
                 r#"<s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason>"#,
-                r#"<s:Detail></s:Detail></s:Fault></s:Body></s:Envelope>"#
+                r#"<s:Detail></s:Detail></s:Fault>"#
             ),
-            soap = SOAP12,
-            wsa = WSA,
-            action = FAULT_ACTION,
-            relates_to = self.relates_to_header(),
             code = self.code.qname(),
             subcode_ns = xml::escape(&self.subcode_ns),
             subcode_local = xml::escape(&self.subcode_local),
             reason = xml::escape(&self.reason),
-        )
+        );
+        ResponseEnvelope {
+            namespaces: &[],
+            action: FAULT_ACTION,
+            relates_to: self.relates_to.as_deref(),
+            headers: "",
+            body: &body,
+        }
+        .to_xml()
     }
+}
 
-    fn relates_to_header(&self) -> String {
-        self.relates_to
-            .as_deref()
-            .map(|id| format!("<a:RelatesTo>{}</a:RelatesTo>", xml::escape(id)))
-            .unwrap_or_default()
+/// A SOAP 1.2 envelope we answer with, in the shape ADFS writes (compact, no XML declaration):
+/// `s` and `a` (WS-Addressing) declared on the root, then `namespaces`; a header with the
+/// Action (`s:mustUnderstand="1"`), `a:RelatesTo` when the request's MessageID is known, then
+/// `headers`; the body. RSTRs (`protocol::wstrust::build_response`) and faults
+/// ([`Fault::to_xml`]) are written by this one writer.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseEnvelope<'a> {
+    /// Further namespace declarations on the root after `s` and `a`, e.g. `("xmlns:u", WSU)`;
+    /// constants, written as they are.
+    pub namespaces: &'a [(&'static str, &'static str)],
+    /// The WS-Addressing Action (a constant URI, written as it is).
+    pub action: &'static str,
+    /// The request's MessageID (escaped here), echoed as `a:RelatesTo` when known.
+    pub relates_to: Option<&'a str>,
+    /// Header blocks after the addressing ones, already XML (the RSTR's `o:Security`).
+    pub headers: &'a str,
+    /// The body's content, already XML.
+    pub body: &'a str,
+}
+
+impl ResponseEnvelope<'_> {
+    /// The envelope's bytes.
+    pub fn to_xml(&self) -> String {
+        let relates_to = self.relates_to.map(xml::escape);
+        let mut out = String::with_capacity(
+            256 + self.headers.len() + self.body.len() + relates_to.as_ref().map_or(0, |r| r.len()),
+        );
+        out.push_str(r#"<s:Envelope xmlns:s=""#);
+        out.push_str(SOAP12);
+        out.push_str(r#"" xmlns:a=""#);
+        out.push_str(WSA);
+        out.push('"');
+        for (name, uri) in self.namespaces {
+            out.push(' ');
+            out.push_str(name);
+            out.push_str("=\"");
+            out.push_str(uri);
+            out.push('"');
+        }
+        out.push_str(r#"><s:Header><a:Action s:mustUnderstand="1">"#);
+        out.push_str(self.action);
+        out.push_str("</a:Action>");
+        if let Some(id) = &relates_to {
+            out.push_str("<a:RelatesTo>");
+            out.push_str(id);
+            out.push_str("</a:RelatesTo>");
+        }
+        out.push_str(self.headers);
+        out.push_str("</s:Header><s:Body>");
+        out.push_str(self.body);
+        out.push_str("</s:Body></s:Envelope>");
+        out
     }
 }
 

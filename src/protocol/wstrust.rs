@@ -8,7 +8,7 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::protocol::ns::{MICROSOFT_ONLINE, SOAP12, TRUST_13, TRUST_2005, WSA, WSP, WSSE, WSU};
+use crate::protocol::ns::{MICROSOFT_ONLINE, TRUST_13, TRUST_2005, WSA, WSP, WSSE, WSU};
 use crate::protocol::saml::{SignedAssertion, TokenType, format_instant};
 use crate::protocol::soap::{self, FaultCode};
 use crate::protocol::xml::{self, Element};
@@ -646,27 +646,23 @@ pub fn build_response(
         ),
         TrustVersion::V2005 => rstr,
     };
-    let relates_to = relates_to
-        .map(|id| format!("<a:RelatesTo>{}</a:RelatesTo>", xml::escape(id)))
-        .unwrap_or_default();
-    format!(
+    let security = format!(
         concat!(
-            r#"<s:Envelope xmlns:s="{soap}" xmlns:a="{WSA}" xmlns:u="{WSU}"><s:Header>"#,
-            r#"<a:Action s:mustUnderstand="1">{action}</a:Action>{relates_to}"#,
             r#"<o:Security s:mustUnderstand="1" xmlns:o="{WSSE}"><u:Timestamp u:Id="_0">"#,
             r#"<u:Created>{created}</u:Created><u:Expires>{expires}</u:Expires></u:Timestamp></o:Security>"#,
-            r#"</s:Header><s:Body>{body}</s:Body></s:Envelope>"#
         ),
-        soap = SOAP12,
-        WSA = WSA,
-        WSU = WSU,
         WSSE = WSSE,
-        action = version.response_action(),
-        relates_to = relates_to,
         created = format_instant(now),
         expires = format_instant(now.saturating_add(RESPONSE_TIMESTAMP_VALIDITY)),
-        body = body,
-    )
+    );
+    soap::ResponseEnvelope {
+        namespaces: &[("xmlns:u", WSU)],
+        action: version.response_action(),
+        relates_to,
+        headers: &security,
+        body: &body,
+    }
+    .to_xml()
 }
 
 /// The RSTR element alone in the 2005 namespace, AppliesTo Microsoft Online: the passive

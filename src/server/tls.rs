@@ -35,8 +35,8 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::config::DeviceTrustConfig;
 use crate::crypto::Certificate;
-use crate::policy::device::DeviceTrustConfig;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -5,9 +5,10 @@
 
 use super::guard::SignInGuard;
 use super::{App, HttpReply, Issued, Refused, RequestInfo, Sts, sign, trust_reply, user_claims};
+use crate::config::device::Flow;
 use crate::error::StsError;
+use crate::policy::Refusal;
 use crate::policy::audit::AuditRecord;
-use crate::policy::{Flow, Refusal};
 use crate::protocol::saml::SignedAssertion;
 use crate::protocol::soap;
 use crate::protocol::wstrust::{self, IssueRequest, TrustVersion};

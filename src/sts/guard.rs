@@ -1,5 +1,5 @@
 //! The policy steps both password sign-in paths share (usernamemixed in `active`, passive
-//! sign-in in `crate::wsfed`): who the client is (trusted proxies) and what the request looks
+//! sign-in in `sts::passive`): who the client is (trusted proxies) and what the request looks
 //! like (classification), the per-IP rate limit, the password check between the lockout check
 //! and the lockout record, and device trust for the authenticated user.
 
@@ -8,12 +8,13 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use super::{App, RequestInfo, audit_record};
+use crate::config::device::Flow;
 use crate::directory::{AuthFailure, CheckPriority, DirectoryError, User};
 use crate::error::StsError;
 use crate::policy::audit::AuditRecord;
 use crate::policy::device;
 use crate::policy::lockout::{Attempt, Location, Verdict};
-use crate::policy::{ClientAddresses, Flow, Policies, Refusal, RequestClass, Signals};
+use crate::policy::{ClientAddresses, Policies, Refusal, RequestClass, Signals};
 
 /// One sign-in request as the policies see it.
 pub(crate) struct SignInGuard<'a> {
@@ -164,7 +165,7 @@ impl<'a> SignInGuard<'a> {
             .config
             .device_trust
             .as_ref()
-            .is_some_and(|p| p.covers(flow, self.class, user));
+            .is_some_and(|p| device::covers(p, flow, self.class, user));
         let decision = device::evaluate(
             covers,
             self.info.device_certificate.as_deref(),

@@ -158,7 +158,7 @@ impl Sts {
         let principal = wt::Principal::parse(principal).ok_or(StsError::Directory(
             DirectoryError::Rejected(AuthFailure::UnknownUser),
         ))?;
-        let domain = kerberos.domain_for(&principal)?;
+        let domain = wt::domain_for(kerberos, &principal)?;
         let identity = wt::resolve_principal(app.directory.as_ref(), domain, &principal).await?;
         if !identity.computer && !app.owns_upn(&identity.user.upn) {
             return Err(StsError::OutsideDomain {

@@ -5,7 +5,7 @@
 //! Submodules hold the endpoints with several steps: `active` (usernamemixed) and `kerberos`
 //! (windowstransport), which share one shape: the steps before the MessageID is known, the
 //! steps after it (their refusals carry it, see [`Refused`]), and one ending ([`trust_reply`]:
-//! audit record, RSTR or fault). Passive sign-in is `crate::wsfed`. `guard` holds the policy
+//! audit record, RSTR or fault). Passive sign-in is [`passive`]. `guard` holds the policy
 //! steps the two password paths (usernamemixed and passive sign-in) share.
 //!
 //! Path of a token on usernamemixed: classification and rate limit (`policy`) → envelope

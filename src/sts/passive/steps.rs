@@ -10,9 +10,9 @@ use super::{
     BAD_CODE, BAD_CREDENTIALS, Call, Exchange, MAX_CREDENTIAL_BYTES, PageReply, SignIn, WSIGNIN,
     WsFed, origin_of, pages, parse_form, random_failure,
 };
+use crate::config::device::Flow;
 use crate::directory::{DirectoryError, User};
 use crate::error::StsError;
-use crate::policy::Flow;
 use crate::policy::Refusal;
 use crate::protocol::saml::{self, SignedAssertion, TokenType};
 use crate::protocol::wstrust;
