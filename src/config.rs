@@ -257,6 +257,11 @@ pub struct PassiveConfig {
     /// Optional https URL of a logo shown on the sign-in page.
     #[serde(default)]
     pub logo_url: Option<String>,
+    /// Let a user who needs a TOTP code and has no secret enrol one during sign-in, right
+    /// after a fresh password check (off by default; file directories only: LDAP/AD secrets
+    /// are admin-managed).
+    #[serde(default)]
+    pub totp_self_enrolment: bool,
 }
 
 impl Default for PassiveConfig {
@@ -268,6 +273,7 @@ impl Default for PassiveConfig {
             require_mfa: false,
             session_lifetime_secs: default_session_lifetime(),
             logo_url: None,
+            totp_self_enrolment: false,
         }
     }
 }
@@ -577,7 +583,26 @@ impl Config {
         problems.extend(signing_key_problems(index, app));
         problems.extend(rollover_problems(index, &app.rollover));
         problems.extend(passive_problems(index, &app.passive));
+        problems.extend(self.enrolment_problems(index, app));
         problems
+    }
+
+    /// Self-enrolment writes the secret into the directory: only the file directory can.
+    fn enrolment_problems(&self, index: usize, app: &AppConfig) -> Option<ConfigProblem> {
+        let ldap = matches!(
+            self.directories.get(&app.directory),
+            Some(DirectoryConfig::Ldap(_))
+        );
+        (app.passive.totp_self_enrolment && ldap).then(|| {
+            ConfigProblem::new(
+                format!("apps[{index}].passive.totp_self_enrolment"),
+                format!(
+                    "directory `{}` is LDAP/AD, where TOTP enrolment is admin-managed",
+                    app.directory
+                ),
+                "set totp_self_enrolment = false, or serve the app from a file directory",
+            )
+        })
     }
 
     fn duplicate_problems(&self) -> Vec<ConfigProblem> {

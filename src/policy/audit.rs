@@ -4,8 +4,8 @@
 //! Fields (README.md lists them too): `time` (RFC 3339, the service clock), `correlation_id`,
 //! `app`, `user` (as sent, at most 256 characters), `client_ip`, `user_agent`, `request_class`
 //! (`entra_passive`, `windows_logon`, `other`), `endpoint` (`trust/13/usernamemixed`, …,
-//! `wsfed/signin`, `wsfed/launch`, `wsfed/signout`), `decision` (`issued`/`refused`/
-//! `signed_out`), `reason` (`ok`, on passive issues how the user proved themselves: `password`,
+//! `wsfed/signin`, `wsfed/launch`, `wsfed/signout`, `cli/user/totp-reset`), `decision`
+//! (`issued`/`refused`/`signed_out`/`totp_enrolment` with `started`, `completed`, `reset`), `reason` (`ok`, on passive issues how the user proved themselves: `password`,
 //! `session`, `totp`; or a refusal reason such as `wrong_password`, `account_locked_unfamiliar`,
 //! `replay_message_id`, `rate_limited`, `device_trust_unavailable_oobe`, `state_unavailable`,
 //! `totp_wrong`, `totp_attempts_exceeded`, `session_signed_out`),
@@ -37,6 +37,8 @@ pub enum Decision {
     Refused,
     /// A browser session was ended (passive sign-out).
     SignedOut,
+    /// A step of a TOTP enrolment (`started`, `completed`, `reset`); its refusals are `Refused`.
+    TotpEnrolment,
 }
 
 impl Decision {
@@ -45,6 +47,7 @@ impl Decision {
             Decision::Issued => "issued",
             Decision::Refused => "refused",
             Decision::SignedOut => "signed_out",
+            Decision::TotpEnrolment => "totp_enrolment",
         }
     }
 }
@@ -81,12 +84,32 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// The record of an admin command run on this host (`fedsts user totp-reset`): no client,
+    /// so the address is loopback and the user agent names the command line.
+    pub fn command(app: &str, endpoint: &str, user: &str, now: OffsetDateTime) -> Self {
+        Self {
+            time: now,
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            app: app.to_owned(),
+            endpoint: endpoint.to_owned(),
+            request_class: RequestClass::Other,
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            user_agent: "fedsts command line".to_owned(),
+            user: user.to_owned(),
+            lockout_location: None,
+            lockout_log_only: false,
+            device_id: None,
+            signing_key_sha256: String::new(),
+            signing_store: "",
+        }
+    }
+
     /// Writes the record with its decision, reason and assertion id.
     pub fn emit(&self, decision: Decision, reason: &str, assertion_id: Option<&str>) {
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
         let (signing_key_sha256, signing_store) = match decision {
             Decision::Issued => (self.signing_key_sha256.as_str(), self.signing_store),
-            Decision::Refused | Decision::SignedOut => ("", ""),
+            Decision::Refused | Decision::SignedOut | Decision::TotpEnrolment => ("", ""),
         };
         let time = self
             .time
