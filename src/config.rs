@@ -995,6 +995,29 @@ path = "users.toml"
     }
 
     #[test]
+    fn self_enrolment_needs_a_file_directory() {
+        let on = EXAMPLE.replace(
+            "directory = \"local\"\n",
+            "directory = \"local\"\n[apps.passive]\ntotp_self_enrolment = true\n",
+        );
+        let config = Config::parse(&on, Path::new(".")).unwrap();
+        assert!(config.apps[0].passive.totp_self_enrolment);
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        let ldap = on.replace(
+            "[directories.local]\nkind = \"file\"\npath = \"users.toml\"",
+            "[directories.local]\nkind = \"ldap\"\nurl = \"ldaps://dc.example.com\"\nuser_base = \"dc=example,dc=com\"\nbind_dn = \"cn=svc\"\nbind_password = \"pw\"",
+        );
+        let problems = Config::parse(&ldap, Path::new(".")).unwrap().problems();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["apps[0].passive.totp_self_enrolment: directory `local` is LDAP/AD, where TOTP enrolment is admin-managed — set totp_self_enrolment = false, or serve the app from a file directory"]
+        );
+        let off = Config::parse(EXAMPLE, Path::new(".")).unwrap();
+        assert!(!off.apps[0].passive.totp_self_enrolment, "off by default");
+    }
+
+    #[test]
     fn duplicate_domains_and_issuers_are_problems() {
         let second = EXAMPLE
             .split("[[apps]]")
