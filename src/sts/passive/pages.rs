@@ -34,7 +34,7 @@ font-size:1rem;font-weight:600;color:#fff;background:#0b57d0;border:0;border-rad
 cursor:pointer}.error{color:#a50e0e;background:#fce8e6;border-left:4px solid #a50e0e;\
 padding:.6rem .8rem;margin:0 0 1rem}.hint{color:#3c4043;margin:.25rem 0 0}\
 .qr{display:block;margin:1rem auto;width:240px;height:240px;border:1px solid #c4c7cc}\
-.key{font:1.05rem/1.6 ui-monospace,monospace;letter-spacing:.05em;word-break:break-all}\
+.key{font:1.05rem/1.6 ui-monospace,monospace;letter-spacing:.05em;overflow-wrap:anywhere}\
 button.secondary{color:#0b57d0;background:#fff;border:2px solid #0b57d0;margin-left:.5rem}";
 
 /// What every page of an app shows.
