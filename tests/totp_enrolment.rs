@@ -30,7 +30,20 @@ struct Setup {
     users: std::path::PathBuf,
 }
 
-/// alice (no secret) and dave (a secret), self-enrolment on unless `enrolment` is false.
+/// The `[apps.passive]` table of README.md's self-enrolment example, through the real parser.
+fn readme_passive() -> fedsts::config::PassiveConfig {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```toml\n# totp self-enrolment example\n")
+        .expect("README self-enrolment example");
+    let body = &readme[start + 8..];
+    let example: toml::Value = toml::from_str(&body[..body.find("```").unwrap()]).unwrap();
+    example["apps"]["passive"].clone().try_into().unwrap()
+}
+
+/// alice (no secret) and dave (a secret), self-enrolment on (README's example) unless
+/// `enrolment` is false.
 async fn setup(enrolment: bool) -> Setup {
     // A whole step, so the code of "now" stays the code of the step while a test runs.
     let start = OffsetDateTime::from_unix_timestamp(
@@ -52,8 +65,11 @@ async fn setup(enrolment: bool) -> Setup {
                 "demo".into(),
                 fedsts::config::DirectoryConfig::File { path: users },
             );
+            if enrolment {
+                config.apps[0].passive = readme_passive();
+                assert!(config.apps[0].passive.totp_self_enrolment);
+            }
             config.apps[0].passive.reply_url = RECEIVER.into();
-            config.apps[0].passive.totp_self_enrolment = enrolment;
             config.apps[0].display_name = Some("Example Inc.".into());
             config.rate_limit.burst = 1000;
         }),
