@@ -1011,7 +1011,9 @@ path = "users.toml"
         let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            ["apps[0].passive.totp_self_enrolment: directory `local` is LDAP/AD, where TOTP enrolment is admin-managed — set totp_self_enrolment = false, or serve the app from a file directory"]
+            [
+                "apps[0].passive.totp_self_enrolment: directory `local` is LDAP/AD, where TOTP enrolment is admin-managed — set totp_self_enrolment = false, or serve the app from a file directory"
+            ]
         );
         let off = Config::parse(EXAMPLE, Path::new(".")).unwrap();
         assert!(!off.apps[0].passive.totp_self_enrolment, "off by default");

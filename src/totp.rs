@@ -186,7 +186,10 @@ pub fn qr_svg(text: &str) -> Option<String> {
                 x += 1;
                 continue;
             }
-            let run = row[x..].iter().take_while(|c| **c == qrcode::Color::Dark).count();
+            let run = row[x..]
+                .iter()
+                .take_while(|c| **c == qrcode::Color::Dark)
+                .count();
             path.push_str(&format!(
                 "M{} {}h{run}v1h-{run}z",
                 x + QR_QUIET_ZONE,
@@ -311,7 +314,10 @@ mod tests {
         assert!(svg.starts_with(&format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\""
         )));
-        assert!(svg.contains("d=\"M4 4h7v1h-7z"), "finder pattern row: {svg}");
+        assert!(
+            svg.contains("d=\"M4 4h7v1h-7z"),
+            "finder pattern row: {svg}"
+        );
         assert!(!svg.contains("style") && !svg.contains("script"));
         assert_eq!(qr_svg(&"x".repeat(8000)), None);
     }

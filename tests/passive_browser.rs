@@ -499,8 +499,14 @@ async fn browser_enrols_a_totp_authenticator_from_the_qr_page() {
     assert!(decoded.status.success(), "zbarimg found no QR code");
     assert_eq!(String::from_utf8(decoded.stdout).unwrap().trim(), uri);
     let secret = TotpKey::from_base32(&browser.text("#secret").await).unwrap();
-    assert!(uri.contains(&format!("secret={}&", secret.to_base32())), "{uri}");
-    assert!(uri.starts_with("otpauth://totp/Example%20Inc.:alice@example.com?"), "{uri}");
+    assert!(
+        uri.contains(&format!("secret={}&", secret.to_base32())),
+        "{uri}"
+    );
+    assert!(
+        uri.starts_with("otpauth://totp/Example%20Inc.:alice@example.com?"),
+        "{uri}"
+    );
     let code = totp::current_code(&secret, time::OffsetDateTime::now_utc());
     browser.type_into("#totp", &code).await;
     browser.click("button[type=submit]").await;

@@ -212,11 +212,18 @@ fn totp_reset_removes_the_secret_and_writes_an_audit_record() {
     let (ok, _, err) = user("totp-enroll");
     assert!(ok, "{err}");
     let users_path = dir.path().join("fedsts-data/demo-users.toml");
-    assert!(std::fs::read_to_string(&users_path).unwrap().contains("totp_secret"));
+    assert!(
+        std::fs::read_to_string(&users_path)
+            .unwrap()
+            .contains("totp_secret")
+    );
 
     let (ok, out, err) = user("totp-reset");
     assert!(ok, "{err}");
-    assert!(out.contains("removed the TOTP secret of demo@example.com"), "{out}");
+    assert!(
+        out.contains("removed the TOTP secret of demo@example.com"),
+        "{out}"
+    );
     let users = std::fs::read_to_string(&users_path).unwrap();
     assert!(!users.contains("totp_secret"), "{users}");
     fedsts::directory::file::FileDirectory::parse(&users).unwrap();
@@ -224,7 +231,10 @@ fn totp_reset_removes_the_secret_and_writes_an_audit_record() {
         .lines()
         .find(|l| l.contains("fedsts::audit") || l.contains("token decision"))
         .unwrap_or_else(|| panic!("no audit record in {err}"));
-    assert!(audit.contains("totp_enrolment") && audit.contains("reset"), "{audit}");
+    assert!(
+        audit.contains("totp_enrolment") && audit.contains("reset"),
+        "{audit}"
+    );
     assert!(audit.contains("cli/user/totp-reset"), "{audit}");
 
     let (ok, _, err) = user("totp-reset");

@@ -46,10 +46,9 @@ fn readme_passive() -> fedsts::config::PassiveConfig {
 /// `enrolment` is false.
 async fn setup(enrolment: bool) -> Setup {
     // A whole step, so the code of "now" stays the code of the step while a test runs.
-    let start = OffsetDateTime::from_unix_timestamp(
-        OffsetDateTime::now_utc().unix_timestamp() / 30 * 30,
-    )
-    .unwrap();
+    let start =
+        OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp() / 30 * 30)
+            .unwrap();
     let clock = Arc::new(ManualClock::new(start));
     let store = Arc::new(MemoryStore::new("test"));
     let users_path = Arc::new(std::sync::Mutex::new(None));
@@ -104,7 +103,11 @@ fn shown_secret(page: &Page) -> TotpKey {
 
 fn assert_enrolment_page(page: &Page, upn: &str) {
     assert!([200, 401].contains(&page.status), "{}", page.body);
-    assert!(inputs(&page.body).contains_key("enrol_ticket"), "{}", page.body);
+    assert!(
+        inputs(&page.body).contains_key("enrol_ticket"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("<div class=\"qr\" id=\"qr\"><svg "));
     let uri = unescape(
         page.body
@@ -122,7 +125,10 @@ fn assert_enrolment_page(page: &Page, upn: &str) {
         )
     );
     let csp = common::passive::header(page, "content-security-policy");
-    assert!(!csp.contains("script-src"), "the page runs no script: {csp}");
+    assert!(
+        !csp.contains("script-src"),
+        "the page runs no script: {csp}"
+    );
     assert!(!page.body.contains("<script"));
 }
 
@@ -171,11 +177,18 @@ async fn a_user_enrols_after_the_password_and_the_next_sign_in_asks_for_the_code
     assert_eq!(again.status, 401);
     assert_enrolment_page(&again, ALICE);
     assert_eq!(shown_secret(&again).to_base32(), secret.to_base32());
-    assert_eq!(stored_secret(&users, ALICE), None, "a wrong code stores nothing");
+    assert_eq!(
+        stored_secret(&users, ALICE),
+        None,
+        "a wrong code stores nothing"
+    );
 
     let issued = enter(&mut browser, &again, &right).await;
     let wresult = assert_response_page(&issued, RECEIVER, common::passive::WCTX);
-    assert!(wresult.contains(MULTIPLE_AUTHN), "the first code is the second factor");
+    assert!(
+        wresult.contains(MULTIPLE_AUTHN),
+        "the first code is the second factor"
+    );
     assert_eq!(stored_secret(&users, ALICE), Some(secret.to_base32()));
     let backups = std::fs::read_dir(users.parent().unwrap())
         .unwrap()
@@ -281,7 +294,11 @@ async fn forged_foreign_and_replayed_enrolment_tickets_are_refused() {
     let replayed = browser.post(&replay).await;
     assert_eq!(replayed.status, 401, "{}", replayed.body);
     assert!(!replayed.body.contains("wresult"));
-    assert_eq!(std::fs::read_to_string(&users).unwrap(), stored, "nothing rewritten");
+    assert_eq!(
+        std::fs::read_to_string(&users).unwrap(),
+        stored,
+        "nothing rewritten"
+    );
 
     let reasons = log.reasons();
     assert_eq!(
@@ -310,9 +327,20 @@ async fn a_user_with_a_secret_enrols_a_new_one_only_after_a_current_code() {
     let old = TotpKey::from_base32(DAVE_SECRET).unwrap();
     let mut browser = Browser::new(&server);
     let code_form = password_with_mfa(&mut browser, DAVE).await;
-    assert!(inputs(&code_form.body).contains_key("mfa_ticket"), "{}", code_form.body);
-    assert!(!code_form.body.contains("enrol_ticket"), "the password alone does not enrol");
-    assert!(code_form.body.contains("Verify and set up a new authenticator"));
+    assert!(
+        inputs(&code_form.body).contains_key("mfa_ticket"),
+        "{}",
+        code_form.body
+    );
+    assert!(
+        !code_form.body.contains("enrol_ticket"),
+        "the password alone does not enrol"
+    );
+    assert!(
+        code_form
+            .body
+            .contains("Verify and set up a new authenticator")
+    );
 
     // A wrong code with the new-authenticator button: the code form again, no enrolment.
     let right = totp::current_code(&old, clock.now());
@@ -349,7 +377,12 @@ async fn a_user_with_a_secret_enrols_a_new_one_only_after_a_current_code() {
     clock.advance(Duration::seconds(30));
     let mut next = Browser::new(&server);
     let code_form = password_with_mfa(&mut next, DAVE).await;
-    let old_code = enter(&mut next, &code_form, &totp::current_code(&old, clock.now())).await;
+    let old_code = enter(
+        &mut next,
+        &code_form,
+        &totp::current_code(&old, clock.now()),
+    )
+    .await;
     assert_eq!(old_code.status, 401);
     let issued = enter(&mut next, &old_code, &totp::current_code(&new, clock.now())).await;
     assert_response_page(&issued, RECEIVER, common::passive::WCTX);
@@ -383,7 +416,11 @@ async fn a_session_alone_never_enrols_the_password_is_asked_again() {
     // The same browser, now with MFA asked: the password form, not the enrolment page.
     let again = browser.get(&sign_in_query(&[MFA])).await;
     assert_eq!(again.status, 200);
-    assert!(inputs(&again.body).contains_key("password"), "{}", again.body);
+    assert!(
+        inputs(&again.body).contains_key("password"),
+        "{}",
+        again.body
+    );
     assert!(!again.body.contains("enrol_ticket"));
     assert!(again.body.contains("enter your password again"));
 
@@ -428,12 +465,20 @@ async fn pending_enrolments_are_one_per_user_and_a_later_start_replaces_the_earl
     let mut browser = Browser::new(&server);
     browser.jar = jar;
     let secret = shown_secret(&page);
-    let issued = enter(&mut browser, &page, &totp::current_code(&secret, clock.now())).await;
+    let issued = enter(
+        &mut browser,
+        &page,
+        &totp::current_code(&secret, clock.now()),
+    )
+    .await;
     assert_response_page(&issued, RECEIVER, common::passive::WCTX);
     assert_eq!(stored_secret(&users, ALICE), Some(secret.to_base32()));
     let reasons = log.reasons();
     assert_eq!(reasons.iter().filter(|r| *r == "started").count(), 21);
-    assert!(reasons.contains(&"totp_enrolment_replaced".to_owned()), "{reasons:?}");
+    assert!(
+        reasons.contains(&"totp_enrolment_replaced".to_owned()),
+        "{reasons:?}"
+    );
     server.stop().await;
 }
 

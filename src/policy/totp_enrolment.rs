@@ -190,23 +190,47 @@ mod tests {
         let store = Arc::new(MemoryStore::new("t"));
         let enrolments = PendingEnrolments::new(store);
         let (first, second) = (pending("e1"), pending("e2"));
-        enrolments.start("a", "Alice@x.com", &first, T0).await.unwrap();
-        enrolments.start("a", "alice@x.com", &second, T0).await.unwrap();
+        enrolments
+            .start("a", "Alice@x.com", &first, T0)
+            .await
+            .unwrap();
+        enrolments
+            .start("a", "alice@x.com", &second, T0)
+            .await
+            .unwrap();
         let find = |id: &'static str, at| {
             let enrolments = enrolments.clone();
             async move { enrolments.find("a", "alice@x.com", id, at).await.unwrap() }
         };
         assert_eq!(find("e1", T0).await, Err(NotPending::Replaced));
         assert_eq!(find("e2", T0).await, Ok(second.clone()));
-        assert!(!enrolments.spend("a", "alice@x.com", &first, T0).await.unwrap());
-        assert!(enrolments.spend("a", "alice@x.com", &second, T0).await.unwrap());
-        assert!(!enrolments.spend("a", "alice@x.com", &second, T0).await.unwrap());
+        assert!(
+            !enrolments
+                .spend("a", "alice@x.com", &first, T0)
+                .await
+                .unwrap()
+        );
+        assert!(
+            enrolments
+                .spend("a", "alice@x.com", &second, T0)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !enrolments
+                .spend("a", "alice@x.com", &second, T0)
+                .await
+                .unwrap()
+        );
         assert_eq!(find("e2", T0).await, Err(NotPending::Spent));
         let replacing = Pending {
             replacing: Some("MFRGGZDFMZTWQ2LK".into()),
             ..pending("e3")
         };
-        enrolments.start("a", "alice@x.com", &replacing, T0).await.unwrap();
+        enrolments
+            .start("a", "alice@x.com", &replacing, T0)
+            .await
+            .unwrap();
         assert_eq!(find("e3", T0).await, Ok(replacing));
         assert_eq!(
             find("e3", T0 + ENROLMENT_LIFETIME).await,

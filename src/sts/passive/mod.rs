@@ -602,7 +602,10 @@ impl WsFed {
         error: Option<&str>,
     ) -> PageReply {
         let mut hidden = request.carried_fields();
-        hidden.push(("csrf", self.key.csrf_token(&ticket.mfa.app, &ticket.mfa.nonce)));
+        hidden.push((
+            "csrf",
+            self.key.csrf_token(&ticket.mfa.app, &ticket.mfa.nonce),
+        ));
         hidden.push(("enrol_ticket", self.key.seal_enrolment(ticket)));
         let action = exchange.guard.app.urls.passive_path();
         let issuer = exchange.guard.app.config.display_name().to_owned();

@@ -225,7 +225,10 @@ impl WsFed {
                 Step::Enrol {
                     signed_in,
                     replacing,
-                } => self.enrol_step(exchange, request, signed_in, replacing).await,
+                } => {
+                    self.enrol_step(exchange, request, signed_in, replacing)
+                        .await
+                }
                 Step::EnrolCode {
                     nonce,
                     sealed_ticket,
@@ -425,22 +428,23 @@ impl WsFed {
             }
             Err(e) => return Next::refused("", Refusal::from(e)),
         }
-        let (user, stored, secret) = match self.user_and_secret(exchange.guard.app, &ticket.upn).await {
-            Ok(Some(pair)) => pair,
-            not_found => {
-                // No code was checked: give its count back (the refusal stands if that fails).
-                if let Err(e) = guard.give_back(&ticket.upn, now).await {
-                    return Next::refused("", Refusal::from(e));
-                }
-                return match not_found {
-                    Err(e) => Next::refused("", e),
-                    _ => {
-                        exchange.refuse("mfa_not_enrolled");
-                        Next::form("", Some(BAD_CREDENTIALS), 401)
+        let (user, stored, secret) =
+            match self.user_and_secret(exchange.guard.app, &ticket.upn).await {
+                Ok(Some(pair)) => pair,
+                not_found => {
+                    // No code was checked: give its count back (the refusal stands if that fails).
+                    if let Err(e) = guard.give_back(&ticket.upn, now).await {
+                        return Next::refused("", Refusal::from(e));
                     }
-                };
-            }
-        };
+                    return match not_found {
+                        Err(e) => Next::refused("", e),
+                        _ => {
+                            exchange.refuse("mfa_not_enrolled");
+                            Next::form("", Some(BAD_CREDENTIALS), 401)
+                        }
+                    };
+                }
+            };
         let Some(step) = totp::matching_step(&secret, posted.code, now) else {
             return self.wrong_code(exchange, request, &ticket, "totp_wrong");
         };
@@ -508,7 +512,9 @@ impl WsFed {
         }
         match exchange.guard.app.directory.totp_secret(&user.upn).await {
             Ok(Some(_)) => {}
-            Ok(None) if exchange.self_enrolment() => return Self::enrol_after_password(exchange, signed_in),
+            Ok(None) if exchange.self_enrolment() => {
+                return Self::enrol_after_password(exchange, signed_in);
+            }
             Ok(None) => {
                 exchange.refuse("mfa_not_enrolled");
                 return Next::Page(exchange.message(
@@ -603,10 +609,14 @@ impl WsFed {
         let Some(user) = app.directory.lookup(upn).await? else {
             return Ok(None);
         };
-        let secret = app.directory.totp_secret(&user.upn).await?.and_then(|text| {
-            let key = TotpKey::from_base32(&text).ok()?;
-            Some((text, key))
-        });
+        let secret = app
+            .directory
+            .totp_secret(&user.upn)
+            .await?
+            .and_then(|text| {
+                let key = TotpKey::from_base32(&text).ok()?;
+                Some((text, key))
+            });
         Ok(secret.map(|(text, key)| (user, text, key)))
     }
 
@@ -724,13 +734,25 @@ impl WsFed {
         }
         let Some(step) = totp::matching_step(&secret, code, now) else {
             exchange.refuse("totp_enrolment_wrong_code");
-            return Next::Page(self.enrol_form(exchange, request, &ticket, &secret, Some(BAD_CODE)));
+            return Next::Page(self.enrol_form(
+                exchange,
+                request,
+                &ticket,
+                &secret,
+                Some(BAD_CODE),
+            ));
         };
         match guard.first_use(&upn, step, now).await {
             Ok(true) => {}
             Ok(false) => {
                 exchange.refuse("totp_enrolment_code_replayed");
-                return Next::Page(self.enrol_form(exchange, request, &ticket, &secret, Some(BAD_CODE)));
+                return Next::Page(self.enrol_form(
+                    exchange,
+                    request,
+                    &ticket,
+                    &secret,
+                    Some(BAD_CODE),
+                ));
             }
             Err(e) => return Next::refused("", Refusal::from(e)),
         }
@@ -772,7 +794,9 @@ impl WsFed {
             }
             Err(e) => return Next::refused("", e),
         }
-        exchange.record.emit(Decision::TotpEnrolment, "completed", None);
+        exchange
+            .record
+            .emit(Decision::TotpEnrolment, "completed", None);
         if let Err(e) = exchange.guard.policies.totp.clear_wrong(upn).await {
             tracing::warn!(error = %e, "the wrong-code count of an enrolled user was not cleared");
         }
@@ -798,8 +822,7 @@ struct CodePost<'a> {
 }
 
 /// Shown when an enrolment ticket is no longer good (expired, replaced, finished, forged).
-const ENROLMENT_EXPIRED: &str =
-    "The time to set up your authenticator ran out, or it was set up in another window. Sign in again.";
+const ENROLMENT_EXPIRED: &str = "The time to set up your authenticator ran out, or it was set up in another window. Sign in again.";
 
 /// The signed SAML 1.1 assertion for a browser sign-in: the active path's claims plus MFA.
 fn issue(
