@@ -94,6 +94,13 @@ impl TotpKey {
     }
 }
 
+/// SHA-256 (lowercase hex) of a secret as stored: names the secret a re-enrolment replaces
+/// without keeping the secret itself in the pending state.
+pub fn fingerprint(stored_text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, stored_text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The time step an instant falls in.
 pub fn step_at(instant: OffsetDateTime) -> i64 {
     instant.unix_timestamp().div_euclid(STEP_SECS)
@@ -297,6 +304,10 @@ mod tests {
             TotpError::TooShort(5)
         );
         assert_eq!(TotpKey::generate().unwrap().0.len(), 20);
+        assert_eq!(
+            fingerprint("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl FileDirectory {
 
     /// Writes `secret` into the users file (backup kept) and then into the loaded entry, so the
     /// next sign-in asks for its codes; under [`FileDirectory::edits`], and only while the
-    /// user's secret is still `replacing`.
+    /// user's secret is still the one `replacing` names ([`crate::totp::fingerprint`]).
     async fn enrol(
         &self,
         upn: &str,
@@ -199,7 +199,8 @@ impl FileDirectory {
         let Some(stored) = self.stored(upn).filter(|s| s.enabled) else {
             return Ok(false);
         };
-        if stored.totp_secret.as_deref() != replacing {
+        let current = stored.totp_secret.as_deref().map(crate::totp::fingerprint);
+        if current.as_deref() != replacing {
             return Ok(false);
         }
         let (file_upn, text) = (stored.user.upn.clone(), secret.to_owned());

@@ -153,7 +153,8 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
     /// Stores `secret` (base32) as the TOTP secret of an enabled user, only while the user's
-    /// current secret is still `replacing` (`None`: none enrolled), so two enrolments cannot
+    /// current secret is still the one `replacing` names (its [`crate::totp::fingerprint`];
+    /// `None`: none enrolled), so two enrolments cannot
     /// both win; false when it was not (nothing stored). Self-enrolment during sign-in uses it.
     /// Directories whose second factors are admin-managed (LDAP/AD) keep the default refusal.
     async fn store_totp_secret(

@@ -9,8 +9,9 @@
 //! - **Spent once**: finishing swaps the entry to a spent mark in one compare-and-swap, so two
 //!   posts of one ticket (or a replay after it finished) store at most one secret.
 //! - **Short-lived**: an entry lives [`ENROLMENT_LIFETIME`] and then is gone.
-//! - **Knows what it replaces**: the secret a re-enrolment replaces (checked by a current code)
-//!   is kept with it, and the directory stores the new one only while that is still the user's.
+//! - **Knows what it replaces**: the fingerprint of the secret a re-enrolment replaces (checked
+//!   by a current code) is kept with it, and the directory stores the new one only while that
+//!   is still the user's secret.
 
 use std::sync::Arc;
 
@@ -32,7 +33,8 @@ pub struct Pending {
     pub id: String,
     /// The new secret, base32.
     pub secret: String,
-    /// The secret it replaces (a re-enrolment after a current code), base32.
+    /// The fingerprint (`totp::fingerprint`) of the secret it replaces (a re-enrolment after
+    /// a current code); the old secret itself is not kept here.
     pub replacing: Option<String>,
 }
 
@@ -224,7 +226,7 @@ mod tests {
         );
         assert_eq!(find("e2", T0).await, Err(NotPending::Spent));
         let replacing = Pending {
-            replacing: Some("MFRGGZDFMZTWQ2LK".into()),
+            replacing: Some(crate::totp::fingerprint("MFRGGZDFMZTWQ2LK")),
             ..pending("e3")
         };
         enrolments

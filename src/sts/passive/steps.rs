@@ -104,7 +104,8 @@ enum Step<'b> {
     Enrol {
         /// Who.
         signed_in: SignedIn,
-        /// The secret the new one replaces (checked by a current code in this request).
+        /// The fingerprint of the secret the new one replaces (checked by a current code in
+        /// this request).
         replacing: Option<String>,
     },
     /// The first code of a new authenticator was posted.
@@ -419,12 +420,7 @@ impl WsFed {
         match guard.reserve(&ticket.upn, now).await {
             Ok(true) => {}
             Ok(false) => {
-                exchange.refuse("totp_attempts_exceeded");
-                return Next::Page(exchange.message(
-                    429,
-                    "Too many wrong codes",
-                    "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
-                ));
+                return too_many_codes(exchange);
             }
             Err(e) => return Next::refused("", Refusal::from(e)),
         }
@@ -464,7 +460,7 @@ impl WsFed {
         match spent.await {
             Ok(true) if posted.then_enrol && exchange.self_enrolment() => Next::Step(Step::Enrol {
                 signed_in,
-                replacing: Some(stored),
+                replacing: Some(totp::fingerprint(&stored)),
             }),
             Ok(true) => Next::Step(Step::Authenticated(signed_in)),
             Ok(false) => self.wrong_code(exchange, request, &ticket, "totp_replayed"),
@@ -723,12 +719,7 @@ impl WsFed {
         match guard.reserve(&upn, now).await {
             Ok(true) => {}
             Ok(false) => {
-                exchange.refuse("totp_attempts_exceeded");
-                return Next::Page(exchange.message(
-                    429,
-                    "Too many wrong codes",
-                    "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
-                ));
+                return too_many_codes(exchange);
             }
             Err(e) => return Next::refused("", Refusal::from(e)),
         }
@@ -811,6 +802,16 @@ impl WsFed {
             Err(e) => Next::refused("", e),
         }
     }
+}
+
+/// Refuses a code once the user's wrong codes of the window are used up (sign-in or enrolment).
+fn too_many_codes(exchange: &mut Exchange<'_>) -> Next<'static> {
+    exchange.refuse("totp_attempts_exceeded");
+    Next::Page(exchange.message(
+        429,
+        "Too many wrong codes",
+        "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
+    ))
 }
 
 /// The fields of a posted code form.
