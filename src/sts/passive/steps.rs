@@ -88,14 +88,10 @@ enum Step<'b> {
         /// As typed.
         password: Secret,
     },
-    /// The code form was posted.
+    /// The code form was posted (its ticket is an MFA ticket).
     Code {
-        /// The browser's form nonce the ticket is bound to.
-        nonce: String,
-        /// The signed MFA ticket.
-        sealed_ticket: String,
-        /// The code as typed.
-        code: String,
+        /// Nonce, ticket and code.
+        form: CodeForm,
         /// The user asked to set up a new authenticator once this code verifies.
         then_enrol: bool,
     },
@@ -108,21 +104,24 @@ enum Step<'b> {
         /// this request).
         replacing: Option<String>,
     },
-    /// The first code of a new authenticator was posted.
-    EnrolCode {
-        /// The browser's form nonce the ticket is bound to.
-        nonce: String,
-        /// The signed enrolment ticket.
-        sealed_ticket: String,
-        /// The code as typed.
-        code: String,
-    },
+    /// The first code of a new authenticator was posted (its ticket is an enrolment ticket).
+    EnrolCode(CodeForm),
     /// Who the user is is known (password, session or code).
     Authenticated(SignedIn),
     /// A TOTP code is needed.
     SecondFactor(SignedIn),
     /// The token.
     Issue(SignedIn),
+}
+
+/// A posted code form (sign-in or enrolment).
+struct CodeForm {
+    /// The browser's form nonce the ticket is bound to.
+    nonce: String,
+    /// The signed ticket the form carries.
+    sealed_ticket: String,
+    /// The code as typed.
+    code: String,
 }
 
 /// A user whose identity one of the steps proved.
@@ -209,19 +208,8 @@ impl WsFed {
                     self.password_step(exchange, &username, password.expose())
                         .await
                 }
-                Step::Code {
-                    nonce,
-                    sealed_ticket,
-                    code,
-                    then_enrol,
-                } => {
-                    let posted = CodePost {
-                        nonce: &nonce,
-                        sealed_ticket: &sealed_ticket,
-                        code: &code,
-                        then_enrol,
-                    };
-                    self.code_step(exchange, request, &posted).await
+                Step::Code { form, then_enrol } => {
+                    self.code_step(exchange, request, &form, then_enrol).await
                 }
                 Step::Enrol {
                     signed_in,
@@ -230,14 +218,7 @@ impl WsFed {
                     self.enrol_step(exchange, request, signed_in, replacing)
                         .await
                 }
-                Step::EnrolCode {
-                    nonce,
-                    sealed_ticket,
-                    code,
-                } => {
-                    self.enrol_code_step(exchange, request, &nonce, &sealed_ticket, &code)
-                        .await
-                }
+                Step::EnrolCode(form) => self.enrol_code_step(exchange, request, &form).await,
                 Step::Authenticated(signed_in) => Self::authenticated(request, signed_in),
                 Step::SecondFactor(signed_in) => self.step_up(exchange, request, signed_in).await,
                 Step::Issue(signed_in) => self.issue_step(exchange, request, &signed_in),
@@ -335,18 +316,20 @@ impl WsFed {
         match take("step").as_str() {
             "totp" => {
                 return Next::Step(Step::Code {
-                    nonce: nonce.unwrap_or_default(),
-                    sealed_ticket: take("mfa_ticket"),
-                    code: take("totp"),
+                    form: CodeForm {
+                        nonce: nonce.unwrap_or_default(),
+                        sealed_ticket: take("mfa_ticket"),
+                        code: take("totp"),
+                    },
                     then_enrol: take("then") == "enrol",
                 });
             }
             "enrol" => {
-                return Next::Step(Step::EnrolCode {
+                return Next::Step(Step::EnrolCode(CodeForm {
                     nonce: nonce.unwrap_or_default(),
                     sealed_ticket: take("enrol_ticket"),
                     code: take("totp"),
-                });
+                }));
             }
             _ => {}
         }
@@ -400,13 +383,14 @@ impl WsFed {
         &self,
         exchange: &mut Exchange<'_>,
         request: &SignIn,
-        posted: &CodePost<'_>,
+        posted: &CodeForm,
+        then_enrol: bool,
     ) -> Next<'static> {
         let app_id = exchange.guard.app.config.id.clone();
         let now = exchange.guard.now;
         let Some(ticket) = self
             .key
-            .open_ticket(&app_id, posted.nonce, posted.sealed_ticket, now)
+            .open_ticket(&app_id, &posted.nonce, &posted.sealed_ticket, now)
         else {
             exchange.refuse("mfa_ticket_invalid");
             return Next::form(
@@ -441,7 +425,7 @@ impl WsFed {
                     };
                 }
             };
-        let Some(step) = totp::matching_step(&secret, posted.code, now) else {
+        let Some(step) = totp::matching_step(&secret, &posted.code, now) else {
             return self.wrong_code(exchange, request, &ticket, "totp_wrong");
         };
         let spent = async {
@@ -458,7 +442,7 @@ impl WsFed {
             via: "totp",
         };
         match spent.await {
-            Ok(true) if posted.then_enrol && exchange.self_enrolment() => Next::Step(Step::Enrol {
+            Ok(true) if then_enrol && exchange.self_enrolment() => Next::Step(Step::Enrol {
                 signed_in,
                 replacing: Some(totp::fingerprint(&stored)),
             }),
@@ -690,13 +674,14 @@ impl WsFed {
         &self,
         exchange: &mut Exchange<'_>,
         request: &SignIn,
-        nonce: &str,
-        sealed_ticket: &str,
-        code: &str,
+        posted: &CodeForm,
     ) -> Next<'static> {
         let app_id = exchange.guard.app.config.id.clone();
         let now = exchange.guard.now;
-        let Some(ticket) = self.key.open_enrolment(&app_id, nonce, sealed_ticket, now) else {
+        let Some(ticket) =
+            self.key
+                .open_enrolment(&app_id, &posted.nonce, &posted.sealed_ticket, now)
+        else {
             exchange.refuse("totp_enrolment_ticket_invalid");
             return Next::form("", Some(ENROLMENT_EXPIRED), 401);
         };
@@ -723,7 +708,7 @@ impl WsFed {
             }
             Err(e) => return Next::refused("", Refusal::from(e)),
         }
-        let Some(step) = totp::matching_step(&secret, code, now) else {
+        let Some(step) = totp::matching_step(&secret, &posted.code, now) else {
             exchange.refuse("totp_enrolment_wrong_code");
             return Next::Page(self.enrol_form(
                 exchange,
@@ -812,14 +797,6 @@ fn too_many_codes(exchange: &mut Exchange<'_>) -> Next<'static> {
         "Too many wrong codes",
         "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
     ))
-}
-
-/// The fields of a posted code form.
-struct CodePost<'a> {
-    nonce: &'a str,
-    sealed_ticket: &'a str,
-    code: &'a str,
-    then_enrol: bool,
 }
 
 /// Shown when an enrolment ticket is no longer good (expired, replaced, finished, forged).
