@@ -181,7 +181,9 @@ impl FileDirectory {
 
     /// Writes `secret` into the users file (backup kept) and then into the loaded entry, so the
     /// next sign-in asks for its codes; under [`FileDirectory::edits`], and only while the
-    /// user's secret is still the one `replacing` names ([`crate::totp::fingerprint`]).
+    /// user's secret, loaded and in the file as it is now (another instance sharing the file or
+    /// `fedsts user` may have changed it), is still the one `replacing` names
+    /// ([`crate::totp::fingerprint`]).
     async fn enrol(
         &self,
         upn: &str,
@@ -204,12 +206,23 @@ impl FileDirectory {
             return Ok(false);
         }
         let (file_upn, text) = (stored.user.upn.clone(), secret.to_owned());
-        tokio::task::spawn_blocking(move || {
+        let expected = replacing.map(str::to_owned);
+        let written = tokio::task::spawn_blocking(move || {
+            let on_disk = secret_in_file(&path, &file_upn)?;
+            if on_disk.as_deref().map(crate::totp::fingerprint) != expected {
+                return Ok(false);
+            }
             crate::rollover::store_totp_secret(&path, &file_upn, &text, now)
+                .map(|_| true)
+                .map_err(|e| {
+                    DirectoryError::Unavailable(format!("cannot store the TOTP secret: {e}"))
+                })
         })
         .await
-        .map_err(|e| DirectoryError::Unavailable(format!("users file edit failed: {e}")))?
-        .map_err(|e| DirectoryError::Unavailable(format!("cannot store the TOTP secret: {e}")))?;
+        .map_err(|e| DirectoryError::Unavailable(format!("users file edit failed: {e}")))??;
+        if !written {
+            return Ok(false);
+        }
         let mut updated = StoredUser::clone(&stored);
         updated.totp_secret = Some(secret.to_owned());
         self.users
@@ -218,6 +231,20 @@ impl FileDirectory {
             .insert(upn.to_lowercase(), Arc::new(updated));
         Ok(true)
     }
+}
+
+/// The TOTP secret of `upn` as the users file at `path` holds it now.
+fn secret_in_file(path: &Path, upn: &str) -> Result<Option<String>, DirectoryError> {
+    let unreadable =
+        |e: String| DirectoryError::Unavailable(format!("users file {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let file: UsersFile = toml::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    let wanted = upn.to_lowercase();
+    Ok(file
+        .users
+        .into_iter()
+        .find(|u| u.upn.to_lowercase() == wanted)
+        .and_then(|u| u.totp_secret))
 }
 
 fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
@@ -877,6 +904,57 @@ password = "{h}"
         for task in admitted {
             assert!(task.await.unwrap().unwrap());
         }
+    }
+
+    #[tokio::test]
+    async fn an_enrolled_secret_is_stored_only_while_the_old_one_is_still_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let h = hash_with("pw", 8, 1, 1);
+        std::fs::write(
+            &path,
+            format!("[[users]]\nupn='a@b.c'\nimmutable_id='1'\npassword='{h}'\n"),
+        )
+        .unwrap();
+        let d = FileDirectory::load(&path).unwrap();
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let (first, second) = (
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+            "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
+        );
+        assert!(
+            d.store_totp_secret("A@b.c", None, first, now)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            d.totp_secret("a@b.c").await.unwrap().as_deref(),
+            Some(first)
+        );
+        assert!(std::fs::read_to_string(&path).unwrap().contains(first));
+        // A second enrolment that thinks the user has none: refused.
+        assert!(
+            !d.store_totp_secret("a@b.c", None, second, now)
+                .await
+                .unwrap()
+        );
+        let fingerprint = crate::totp::fingerprint(first);
+        // Another instance sharing the file changed it meanwhile: refused, file kept.
+        let changed = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(first, second);
+        std::fs::write(&path, &changed).unwrap();
+        assert!(
+            !d.store_totp_secret("a@b.c", Some(&fingerprint), first, now)
+                .await
+                .unwrap()
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), changed);
+        assert!(
+            !d.store_totp_secret("nobody@b.c", None, first, now)
+                .await
+                .unwrap()
+        );
     }
 
     #[test]
