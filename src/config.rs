@@ -235,6 +235,11 @@ pub struct PassiveConfig {
     /// Optional https URL of a logo shown on the sign-in page.
     #[serde(default)]
     pub logo_url: Option<String>,
+    /// Let a user who needs a TOTP code and has no secret enrol one during sign-in, right
+    /// after a fresh password check (off by default; file directories only: LDAP/AD secrets
+    /// are admin-managed).
+    #[serde(default)]
+    pub totp_self_enrolment: bool,
 }
 
 impl Default for PassiveConfig {
@@ -246,6 +251,7 @@ impl Default for PassiveConfig {
             require_mfa: false,
             session_lifetime_secs: default_session_lifetime(),
             logo_url: None,
+            totp_self_enrolment: false,
         }
     }
 }
@@ -568,7 +574,26 @@ impl Config {
         problems.extend(signing_key_problems(index, app));
         problems.extend(app.rollover.problems(index));
         problems.extend(passive_problems(index, &app.passive));
+        problems.extend(self.enrolment_problems(index, app));
         problems
+    }
+
+    /// Self-enrolment writes the secret into the directory: only the file directory can.
+    fn enrolment_problems(&self, index: usize, app: &AppConfig) -> Option<ConfigProblem> {
+        let ldap = matches!(
+            self.directories.get(&app.directory),
+            Some(DirectoryConfig::Ldap(_))
+        );
+        (app.passive.totp_self_enrolment && ldap).then(|| {
+            ConfigProblem::new(
+                format!("apps[{index}].passive.totp_self_enrolment"),
+                format!(
+                    "directory `{}` is LDAP/AD, where TOTP enrolment is admin-managed",
+                    app.directory
+                ),
+                "set totp_self_enrolment = false, or serve the app from a file directory",
+            )
+        })
     }
 
     fn duplicate_problems(&self) -> Vec<ConfigProblem> {
@@ -884,6 +909,31 @@ path = "users.toml"
                 "server.public_url: `http://sts.example.com` is not an https:// URL — "
             )
         );
+    }
+
+    #[test]
+    fn self_enrolment_needs_a_file_directory() {
+        let on = EXAMPLE.replace(
+            "directory = \"local\"\n",
+            "directory = \"local\"\n[apps.passive]\ntotp_self_enrolment = true\n",
+        );
+        let config = Config::parse(&on, Path::new(".")).unwrap();
+        assert!(config.apps[0].passive.totp_self_enrolment);
+        assert!(config.problems().is_empty(), "{:?}", config.problems());
+        let ldap = on.replace(
+            "[directories.local]\nkind = \"file\"\npath = \"users.toml\"",
+            "[directories.local]\nkind = \"ldap\"\nurl = \"ldaps://dc.example.com\"\nuser_base = \"dc=example,dc=com\"\nbind_dn = \"cn=svc\"\nbind_password = \"pw\"",
+        );
+        let problems = Config::parse(&ldap, Path::new(".")).unwrap().problems();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "apps[0].passive.totp_self_enrolment: directory `local` is LDAP/AD, where TOTP enrolment is admin-managed — set totp_self_enrolment = false, or serve the app from a file directory"
+            ]
+        );
+        let off = Config::parse(EXAMPLE, Path::new(".")).unwrap();
+        assert!(!off.apps[0].passive.totp_self_enrolment, "off by default");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! File edits made by the command line: `fedsts rollover` (promote an app's next token-signing
-//! pair to current) and `fedsts user totp-enroll` (store a new TOTP secret in the users file).
+//! pair to current), `fedsts user totp-enroll` / `totp-reset` (store or remove a TOTP secret in
+//! the users file) and the secret a user enrols during sign-in (`directory::file`).
 //!
 //! Every edit keeps what it replaces as `<file>.<UTC time>.bak` and writes through a temporary
 //! file and a rename, so a failure leaves the old files in place. Nothing is changed unless every
@@ -183,6 +184,37 @@ pub fn store_totp_secret(
     secret_base32: &str,
     now: OffsetDateTime,
 ) -> Result<PathBuf, EditError> {
+    edit_user(users_path, upn, now, |user| {
+        user.insert("totp_secret", toml_edit::value(secret_base32));
+        Ok(())
+    })
+}
+
+/// Removes `totp_secret` from the `[[users]]` entry of `upn` (`fedsts user totp-reset`), keeping
+/// a backup; refused when the user has none (nothing would change).
+pub fn remove_totp_secret(
+    users_path: &Path,
+    upn: &str,
+    now: OffsetDateTime,
+) -> Result<PathBuf, EditError> {
+    edit_user(users_path, upn, now, |user| {
+        user.remove("totp_secret").map(|_| ()).ok_or_else(|| {
+            EditError::Refused(format!(
+                "--upn: `{upn}` has no TOTP secret in {} — nothing to reset",
+                users_path.display()
+            ))
+        })
+    })
+}
+
+/// Applies `edit` to the `[[users]]` table of `upn` (case-insensitive) and writes the file
+/// back, keeping a backup; nothing is written when the user is missing or `edit` refuses.
+fn edit_user(
+    users_path: &Path,
+    upn: &str,
+    now: OffsetDateTime,
+    edit: impl FnOnce(&mut toml_edit::Table) -> Result<(), EditError>,
+) -> Result<PathBuf, EditError> {
     let text = read(users_path)?;
     let mut document = parse_toml(users_path, &text)?;
     let users = document
@@ -205,7 +237,7 @@ pub fn store_totp_secret(
                 users_path.display()
             ))
         })?;
-    user.insert("totp_secret", toml_edit::value(secret_base32));
+    edit(user)?;
     let backup = back_up(users_path, now)?;
     replace_file(users_path, document.to_string().as_bytes())?;
     Ok(backup)
@@ -235,6 +267,12 @@ mod tests {
             missing.to_string().contains("no user `c@x.com`"),
             "{missing}"
         );
+        let later = datetime!(2026-01-02 03:04:06 UTC);
+        remove_totp_secret(&path, "B@x.com", later).unwrap();
+        let reset = std::fs::read_to_string(&path).unwrap();
+        assert!(!reset.contains("totp_secret"), "{reset}");
+        let again = remove_totp_secret(&path, "b@x.com", later).unwrap_err();
+        assert!(again.to_string().contains("nothing to reset"), "{again}");
     }
 
     #[test]

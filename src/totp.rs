@@ -94,6 +94,13 @@ impl TotpKey {
     }
 }
 
+/// SHA-256 (lowercase hex) of a secret as stored: names the secret a re-enrolment replaces
+/// without keeping the secret itself in the pending state.
+pub fn fingerprint(stored_text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, stored_text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The time step an instant falls in.
 pub fn step_at(instant: OffsetDateTime) -> i64 {
     instant.unix_timestamp().div_euclid(STEP_SECS)
@@ -165,6 +172,49 @@ pub fn terminal_qr(text: &str) -> Option<String> {
             .quiet_zone(true)
             .build(),
     )
+}
+
+/// Modules of light margin around a QR code (ISO/IEC 18004 asks for 4).
+const QR_QUIET_ZONE: usize = 4;
+
+/// The QR code of `text` as inline SVG markup for a web page: one path of the dark modules on a
+/// white square, no script, no style attribute (the sign-in page's CSP allows neither), scaled
+/// by the page. `None` when the text is too long for a QR code.
+pub fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let size = width + 2 * QR_QUIET_ZONE;
+    let mut path = String::new();
+    for (y, row) in colors.chunks(width).enumerate() {
+        let mut x = 0;
+        while x < width {
+            if row[x] != qrcode::Color::Dark {
+                x += 1;
+                continue;
+            }
+            let run = row[x..]
+                .iter()
+                .take_while(|c| **c == qrcode::Color::Dark)
+                .count();
+            path.push_str(&format!(
+                "M{} {}h{run}v1h-{run}z",
+                x + QR_QUIET_ZONE,
+                y + QR_QUIET_ZONE
+            ));
+            x += run;
+        }
+    }
+    Some(format!(
+        concat!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" ",
+            "width=\"240\" height=\"240\" role=\"img\" aria-label=\"QR code for an authenticator app\" ",
+            "shape-rendering=\"crispEdges\"><rect width=\"{size}\" height=\"{size}\" ",
+            "fill=\"#fff\"/><path fill=\"#000\" d=\"{path}\"/></svg>"
+        ),
+        size = size,
+        path = path,
+    ))
 }
 
 #[cfg(test)]
@@ -254,6 +304,10 @@ mod tests {
             TotpError::TooShort(5)
         );
         assert_eq!(TotpKey::generate().unwrap().0.len(), 20);
+        assert_eq!(
+            fingerprint("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -265,5 +319,17 @@ mod tests {
         );
         let qr = terminal_qr("otpauth://totp/x").unwrap();
         assert!(qr.contains('█') || qr.contains('▀') || qr.contains('▄'));
+        let svg = qr_svg("otpauth://totp/x").unwrap();
+        let modules = qrcode::QrCode::new(b"otpauth://totp/x").unwrap().width();
+        let size = modules + 2 * QR_QUIET_ZONE;
+        assert!(svg.starts_with(&format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\""
+        )));
+        assert!(
+            svg.contains("d=\"M4 4h7v1h-7z"),
+            "finder pattern row: {svg}"
+        );
+        assert!(!svg.contains("style") && !svg.contains("script"));
+        assert_eq!(qr_svg(&"x".repeat(8000)), None);
     }
 }

@@ -6,7 +6,13 @@
 //! (`tests/browser/receiver.js`) that validates `wresult` with Auth0's passport-wsfed-saml2
 //! (signature against our signing certificate, audience, lifetime) and checks the issuer.
 //!
-//! Also writes the sign-in page screenshot to `target/signin.png` (README: docs/signin.png).
+//! A second test enrols a TOTP authenticator during sign-in (`passive.totp_self_enrolment`):
+//! the browser reads the key off the QR page, types the first code, and the receiver gets a
+//! token with MFA; ZBar (`zbarimg`, what reads QR codes on Linux) decodes the QR code in the
+//! screenshot to the page's `otpauth://` URI.
+//!
+//! Also writes the sign-in page screenshot to `target/signin.png` (README: docs/signin.png) and
+//! the enrolment page to `target/totp-enrol.png` (README: docs/totp-enrol.png).
 
 mod common;
 
@@ -253,6 +259,25 @@ impl WebDriver {
         std::fs::write(path, bytes).unwrap();
     }
 
+    async fn attribute(&self, css: &str, name: &str) -> String {
+        let element = self.find(css).await;
+        self.call("GET", &format!("/element/{element}/attribute/{name}"), None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Resizes the window (a taller page in one screenshot).
+    async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     async fn quit(self) {
         http(
             self.port,
@@ -409,6 +434,83 @@ async fn browser_signs_in_through_passive_wsfed() {
     assert!(browser.text("#message").await.starts_with(
         "Windows setup (joining this PC to Microsoft Entra ID) and the first sign-in to Windows happen before the device has its company certificate"
     ));
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_enrols_a_totp_authenticator_from_the_qr_page() {
+    if !tools_present() || !common::require_tool("zbarimg") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let signing_copy = dir.path().join("signing.pem");
+    let (_receiver, receiver_port) = start_receiver(dir.path(), &signing_copy, "example.com");
+    let reply_url = format!("https://127.0.0.1:{receiver_port}/");
+    let server = TestServer::start_with(Options {
+        clock: Arc::new(SystemClock),
+        configure: Box::new(move |config, _| {
+            config.apps[0].passive.reply_url = reply_url.clone();
+            config.apps[0].passive.totp_self_enrolment = true;
+            config.apps[0].display_name = Some("Example Inc.".into());
+        }),
+        ..Options::default()
+    })
+    .await;
+    std::fs::copy(&server.signing_cert_path, &signing_copy).unwrap();
+    let driver_port = common::free_port();
+    let _chromedriver = Process(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let browser = WebDriver::start(driver_port, &dir.path().join("profile")).await;
+    browser.resize(900, 1180).await;
+    let passive = server.app_url("").trim_end_matches('/').to_owned();
+    let fields = [
+        ("wa", "wsignin1.0"),
+        ("wtrealm", REALM),
+        ("wctx", WCTX),
+        ("wauth", MULTIPLE_AUTHN),
+        ("username", ALICE),
+    ];
+    browser
+        .go(&format!("{passive}?{}", common::passive::form(&fields)))
+        .await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+
+    // The QR page: an inline SVG (no script, no image URL), the key and the otpauth link.
+    browser.find("#qr svg").await;
+    assert_eq!(browser.text("h1").await, "Set up your authenticator");
+    let screenshot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/totp-enrol.png");
+    std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
+    browser.screenshot(&screenshot).await;
+    let uri = browser.attribute("#otpauth", "href").await;
+    let decoded = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&screenshot)
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "zbarimg found no QR code");
+    assert_eq!(String::from_utf8(decoded.stdout).unwrap().trim(), uri);
+    let secret = TotpKey::from_base32(&browser.text("#secret").await).unwrap();
+    assert!(
+        uri.contains(&format!("secret={}&", secret.to_base32())),
+        "{uri}"
+    );
+    assert!(
+        uri.starts_with("otpauth://totp/Example%20Inc.:alice@example.com?"),
+        "{uri}"
+    );
+    let code = totp::current_code(&secret, time::OffsetDateTime::now_utc());
+    browser.type_into("#totp", &code).await;
+    browser.click("button[type=submit]").await;
+    assert_accepted(&browser.receiver_result().await, WCTX, true);
 
     browser.quit().await;
     server.stop().await;

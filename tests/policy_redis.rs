@@ -3,7 +3,8 @@
 //! behaviour while Redis is down, recovering when it is back; a TOTP code spent on one instance
 //! is refused on the other, and passive sign-in fails closed with a 503 page without Redis; a
 //! session signed out on one instance is dead on the other (a copied cookie gets no token), and
-//! without Redis a session is not honoured and sign-out says it could not complete.
+//! without Redis a session is not honoured and sign-out says it could not complete; a pending
+//! TOTP enrolment started on one instance is finished on the other and spent once.
 
 mod common;
 
@@ -323,4 +324,53 @@ async fn a_session_signed_out_on_one_instance_is_dead_on_the_other() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// A pending TOTP enrolment started through one instance's store is finished through the
+/// other's; a burst of finishes of one enrolment from both instances at once spends it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_enrolment_is_shared_and_spent_once_across_instances() {
+    use fedsts::policy::totp_enrolment::{NotPending, Pending, PendingEnrolments};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let connect = || {
+        PendingEnrolments::new(
+            state::build(&StateConfig {
+                redis_url: Some(redis.url()),
+                key_prefix: None,
+                max_memory_entries: None,
+            })
+            .unwrap(),
+        )
+    };
+    let (a, b) = (connect(), connect());
+    let now = OffsetDateTime::now_utc();
+    let pending = Pending {
+        id: "e1".into(),
+        secret: DAVE_SECRET.into(),
+        replacing: None,
+    };
+    a.start("app", ALICE, &pending, now).await.unwrap();
+    assert_eq!(
+        b.find("app", ALICE, "e1", now).await.unwrap(),
+        Ok(pending.clone())
+    );
+    let mut finishes = Vec::new();
+    for i in 0..16 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let pending = pending.clone();
+        finishes.push(tokio::spawn(async move {
+            store.spend("app", ALICE, &pending, now).await.unwrap()
+        }));
+    }
+    let mut spent = 0;
+    for finish in finishes {
+        spent += usize::from(finish.await.unwrap());
+    }
+    assert_eq!(spent, 1, "one of 16 simultaneous finishes wins");
+    assert_eq!(
+        a.find("app", ALICE, "e1", now).await.unwrap(),
+        Err(NotPending::Spent)
+    );
 }

@@ -1,6 +1,7 @@
 //! Key rollover and TOTP enrolment as real processes: `fedsts commands` and the federation
 //! metadata agree on the certificates before and after `fedsts rollover`, which keeps backups and
-//! refuses clearly without a next pair; `fedsts user totp-enroll` stores a usable secret.
+//! refuses clearly without a next pair; `fedsts user totp-enroll` stores a usable secret and
+//! `fedsts user totp-reset` removes it (with an audit record).
 
 use std::path::Path;
 use std::process::Command;
@@ -189,4 +190,54 @@ fn totp_enroll_stores_a_secret_and_prints_uri_and_qr() {
     ]);
     assert!(!ok);
     assert!(err.contains("no user `nobody@example.com`"), "{err}");
+}
+
+#[test]
+fn totp_reset_removes_the_secret_and_writes_an_audit_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), false);
+    let config_arg = config.to_str().unwrap();
+    let user = |command| {
+        run(&[
+            "user",
+            command,
+            "--config",
+            config_arg,
+            "--app",
+            "app1",
+            "--upn",
+            "demo@example.com",
+        ])
+    };
+    let (ok, _, err) = user("totp-enroll");
+    assert!(ok, "{err}");
+    let users_path = dir.path().join("fedsts-data/demo-users.toml");
+    assert!(
+        std::fs::read_to_string(&users_path)
+            .unwrap()
+            .contains("totp_secret")
+    );
+
+    let (ok, out, err) = user("totp-reset");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("removed the TOTP secret of demo@example.com"),
+        "{out}"
+    );
+    let users = std::fs::read_to_string(&users_path).unwrap();
+    assert!(!users.contains("totp_secret"), "{users}");
+    fedsts::directory::file::FileDirectory::parse(&users).unwrap();
+    let audit = err
+        .lines()
+        .find(|l| l.contains("fedsts::audit") || l.contains("token decision"))
+        .unwrap_or_else(|| panic!("no audit record in {err}"));
+    assert!(
+        audit.contains("totp_enrolment") && audit.contains("reset"),
+        "{audit}"
+    );
+    assert!(audit.contains("cli/user/totp-reset"), "{audit}");
+
+    let (ok, _, err) = user("totp-reset");
+    assert!(!ok, "nothing to reset the second time");
+    assert!(err.contains("nothing to reset"), "{err}");
 }

@@ -1,5 +1,6 @@
-//! Admin commands that change files: `fedsts rollover` (promote the next token-signing pair)
-//! and `fedsts user totp-enroll` (store a new TOTP secret in a users file).
+//! Admin commands that change files: `fedsts rollover` (promote the next token-signing pair),
+//! `fedsts user totp-enroll` (store a new TOTP secret in a users file) and `fedsts user
+//! totp-reset` (remove it, so the user can enrol again).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use super::{fail, print_commands};
 use crate::adfs;
 use crate::config::{AppConfig, Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::Certificate;
+use crate::policy::audit::{AuditRecord, Decision};
 use crate::rollover::{self, SigningFiles};
 use crate::secret::Secret;
 use crate::totp;
@@ -69,22 +71,25 @@ pub fn roll_over(path: &Path, app_id: &str) -> ExitCode {
     print_commands(path, app_id)
 }
 
+/// The users file of the app's file directory (LDAP/AD secrets are admin-managed there).
+fn users_file(path: &Path, app_id: &str) -> Result<(AppConfig, std::path::PathBuf), String> {
+    let (config, app) = load_app(path, app_id)?;
+    match config.directories.get(&app.directory) {
+        Some(DirectoryConfig::File { path }) => Ok((app.clone(), path.clone())),
+        Some(DirectoryConfig::Ldap(_)) => Err(format!(
+            "apps.directory: `{}` is an LDAP directory — store TOTP secrets in the file \
+             directory (LDAP-held secrets are not supported yet)",
+            app.directory
+        )),
+        None => Err(format!("apps.directory: no directory `{}`", app.directory)),
+    }
+}
+
 /// Stores a new TOTP secret for `upn` and prints its otpauth:// URI and QR code.
 pub fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
-    let (config, app) = match load_app(path, app_id) {
+    let (app, users_path) = match users_file(path, app_id) {
         Ok(pair) => pair,
         Err(e) => return fail(e),
-    };
-    let users_path = match config.directories.get(&app.directory) {
-        Some(DirectoryConfig::File { path }) => path.clone(),
-        Some(DirectoryConfig::Ldap(_)) => {
-            return fail(format!(
-                "apps.directory: `{}` is an LDAP directory — store TOTP secrets in the file \
-                 directory (LDAP-held secrets are not supported yet)",
-                app.directory
-            ));
-        }
-        None => return fail(format!("apps.directory: no directory `{}`", app.directory)),
     };
     let secret = match totp::TotpKey::generate() {
         Ok(s) => s,
@@ -112,6 +117,32 @@ pub fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
     if let Some(qr) = totp::terminal_qr(&uri) {
         println!("{qr}");
     }
+    ExitCode::SUCCESS
+}
+
+/// Removes the TOTP secret of `upn` (audit record: `totp_enrolment` / `reset`).
+pub fn totp_reset(path: &Path, app_id: &str, upn: &str) -> ExitCode {
+    let (app, users_path) = match users_file(path, app_id) {
+        Ok(pair) => pair,
+        Err(e) => return fail(e),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let backup = match rollover::remove_totp_secret(&users_path, upn, now) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    AuditRecord::command(&app.id, "cli/user/totp-reset", upn, now)
+        .emit(Decision::TotpEnrolment, "reset");
+    let next = if app.passive.totp_self_enrolment {
+        "the user sets up a new authenticator at the next sign-in that needs a code"
+    } else {
+        "enrol a new one with `fedsts user totp-enroll`"
+    };
+    println!(
+        "removed the TOTP secret of {upn} from {} (previous file kept as {}); restart fedsts to load it, then {next}",
+        users_path.display(),
+        backup.display()
+    );
     ExitCode::SUCCESS
 }
 

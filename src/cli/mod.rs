@@ -1,5 +1,5 @@
 //! The `fedsts` command line: `serve`, `hash-password`, `check-config`, `self-signed`,
-//! `commands`, `lockout`, `rollover`, `user totp-enroll`. Admin commands that change state live in submodules.
+//! `commands`, `lockout`, `rollover`, `user totp-enroll`, `user totp-reset`. Admin commands that change state live in submodules.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -209,6 +209,20 @@ pub enum UserCommand {
         #[arg(long)]
         upn: String,
     },
+    /// Remove a user's TOTP secret from the app's users file, so the user can enrol a new
+    /// authenticator while signing in (`passive.totp_self_enrolment`) or get one from
+    /// `totp-enroll`.
+    TotpReset {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// App id (names the directory).
+        #[arg(long)]
+        app: String,
+        /// The user's UPN.
+        #[arg(long)]
+        upn: String,
+    },
 }
 
 /// Runs a parsed command line.
@@ -300,6 +314,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User {
             command: UserCommand::TotpEnroll { config, app, upn },
         } => admin::totp_enroll(&config, &app, &upn),
+        Command::User {
+            command: UserCommand::TotpReset { config, app, upn },
+        } => admin::totp_reset(&config, &app, &upn),
     }
 }
 

@@ -14,9 +14,9 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher, Version};
@@ -57,6 +57,7 @@ fn enabled_by_default() -> bool {
     true
 }
 
+#[derive(Clone)]
 struct StoredUser {
     user: User,
     hash: PasswordHash,
@@ -66,9 +67,15 @@ struct StoredUser {
     totp_secret: Option<String>,
 }
 
-/// Users loaded from a TOML file at start.
+/// Users loaded from a TOML file at start; a secret a user enrols during sign-in is written
+/// back to the file and replaces the user's entry here.
 pub struct FileDirectory {
-    users: HashMap<String, Arc<StoredUser>>,
+    /// Lower-cased UPN → user; replaced entry by entry by [`Directory::store_totp_secret`].
+    users: RwLock<HashMap<String, Arc<StoredUser>>>,
+    /// The users file, when loaded from one (edits at run time go there).
+    path: Option<PathBuf>,
+    /// Serializes the run-time edits of the users file (read, change, rename).
+    edits: tokio::sync::Mutex<()>,
     /// Lower-cased `sam_account_name` → lower-cased UPN.
     accounts: HashMap<String, String>,
     /// Verified instead of a real hash for unknown users, so they cost the same time: made with
@@ -84,7 +91,7 @@ pub struct FileDirectory {
 impl std::fmt::Debug for FileDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileDirectory")
-            .field("users", &self.users.len())
+            .field("users", &self.len())
             .finish()
     }
 }
@@ -106,8 +113,10 @@ impl FileDirectory {
                 path.display()
             ))
         })?;
-        Self::parse(&text)
-            .map_err(|e| DirectoryError::Invalid(format!("users file {}: {e}", path.display())))
+        let mut directory = Self::parse(&text)
+            .map_err(|e| DirectoryError::Invalid(format!("users file {}: {e}", path.display())))?;
+        directory.path = Some(path.to_path_buf());
+        Ok(directory)
     }
 
     /// Parses the users file text.
@@ -134,7 +143,9 @@ impl FileDirectory {
         let costs: Vec<Option<HashCost>> = users.values().map(|u| u.cost).collect();
         let dummy_hash = dummy_hash(dummy_cost(&costs)).map_err(|e| e.to_string())?;
         Ok(Self {
-            users,
+            users: RwLock::new(users),
+            path: None,
+            edits: tokio::sync::Mutex::new(()),
             accounts,
             dummy_hash,
             hashing: HashQueue::per_core(),
@@ -149,13 +160,91 @@ impl FileDirectory {
 
     /// Number of users loaded.
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.read_users().len()
     }
 
     /// Whether the file has no users.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.read_users().is_empty()
     }
+
+    fn read_users(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StoredUser>>> {
+        self.users
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The stored entry of `upn` (case-insensitive).
+    fn stored(&self, upn: &str) -> Option<Arc<StoredUser>> {
+        self.read_users().get(&upn.to_lowercase()).cloned()
+    }
+
+    /// Writes `secret` into the users file (backup kept) and then into the loaded entry, so the
+    /// next sign-in asks for its codes; under [`FileDirectory::edits`], and only while the
+    /// user's secret, loaded and in the file as it is now (another instance sharing the file or
+    /// `fedsts user` may have changed it), is still the one `replacing` names
+    /// ([`crate::totp::fingerprint`]).
+    async fn enrol(
+        &self,
+        upn: &str,
+        replacing: Option<&str>,
+        secret: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<bool, DirectoryError> {
+        let Some(path) = self.path.clone() else {
+            return Err(DirectoryError::Invalid(
+                "this file directory was not loaded from a file; it cannot store TOTP secrets"
+                    .into(),
+            ));
+        };
+        let _edit = self.edits.lock().await;
+        let Some(stored) = self.stored(upn).filter(|s| s.enabled) else {
+            return Ok(false);
+        };
+        let current = stored.totp_secret.as_deref().map(crate::totp::fingerprint);
+        if current.as_deref() != replacing {
+            return Ok(false);
+        }
+        let (file_upn, text) = (stored.user.upn.clone(), secret.to_owned());
+        let expected = replacing.map(str::to_owned);
+        let written = tokio::task::spawn_blocking(move || {
+            let on_disk = secret_in_file(&path, &file_upn)?;
+            if on_disk.as_deref().map(crate::totp::fingerprint) != expected {
+                return Ok(false);
+            }
+            crate::rollover::store_totp_secret(&path, &file_upn, &text, now)
+                .map(|_| true)
+                .map_err(|e| {
+                    DirectoryError::Unavailable(format!("cannot store the TOTP secret: {e}"))
+                })
+        })
+        .await
+        .map_err(|e| DirectoryError::Unavailable(format!("users file edit failed: {e}")))??;
+        if !written {
+            return Ok(false);
+        }
+        let mut updated = StoredUser::clone(&stored);
+        updated.totp_secret = Some(secret.to_owned());
+        self.users
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(upn.to_lowercase(), Arc::new(updated));
+        Ok(true)
+    }
+}
+
+/// The TOTP secret of `upn` as the users file at `path` holds it now.
+fn secret_in_file(path: &Path, upn: &str) -> Result<Option<String>, DirectoryError> {
+    let unreadable =
+        |e: String| DirectoryError::Unavailable(format!("users file {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let file: UsersFile = toml::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    let wanted = upn.to_lowercase();
+    Ok(file
+        .users
+        .into_iter()
+        .find(|u| u.upn.to_lowercase() == wanted)
+        .and_then(|u| u.totp_secret))
 }
 
 fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
@@ -453,7 +542,7 @@ impl Directory for FileDirectory {
         password: &str,
         priority: CheckPriority,
     ) -> Result<User, DirectoryError> {
-        let stored = self.users.get(&username.to_lowercase()).cloned();
+        let stored = self.stored(username);
         let (hash, cost) = match &stored {
             Some(s) => (&s.hash, s.cost),
             None => (&self.dummy_hash, self.dummy_cost()),
@@ -477,8 +566,7 @@ impl Directory for FileDirectory {
 
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError> {
         Ok(self
-            .users
-            .get(&upn.to_lowercase())
+            .stored(upn)
             .filter(|s| s.enabled)
             .map(|s| s.user.clone()))
     }
@@ -496,10 +584,19 @@ impl Directory for FileDirectory {
 
     async fn totp_secret(&self, upn: &str) -> Result<Option<String>, DirectoryError> {
         Ok(self
-            .users
-            .get(&upn.to_lowercase())
+            .stored(upn)
             .filter(|s| s.enabled)
             .and_then(|s| s.totp_secret.clone()))
+    }
+
+    async fn store_totp_secret(
+        &self,
+        upn: &str,
+        replacing: Option<&str>,
+        secret: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<bool, DirectoryError> {
+        self.enrol(upn, replacing, secret, now).await
     }
 }
 
@@ -807,6 +904,57 @@ password = "{h}"
         for task in admitted {
             assert!(task.await.unwrap().unwrap());
         }
+    }
+
+    #[tokio::test]
+    async fn an_enrolled_secret_is_stored_only_while_the_old_one_is_still_the_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let h = hash_with("pw", 8, 1, 1);
+        std::fs::write(
+            &path,
+            format!("[[users]]\nupn='a@b.c'\nimmutable_id='1'\npassword='{h}'\n"),
+        )
+        .unwrap();
+        let d = FileDirectory::load(&path).unwrap();
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let (first, second) = (
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+            "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U",
+        );
+        assert!(
+            d.store_totp_secret("A@b.c", None, first, now)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            d.totp_secret("a@b.c").await.unwrap().as_deref(),
+            Some(first)
+        );
+        assert!(std::fs::read_to_string(&path).unwrap().contains(first));
+        // A second enrolment that thinks the user has none: refused.
+        assert!(
+            !d.store_totp_secret("a@b.c", None, second, now)
+                .await
+                .unwrap()
+        );
+        let fingerprint = crate::totp::fingerprint(first);
+        // Another instance sharing the file changed it meanwhile: refused, file kept.
+        let changed = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(first, second);
+        std::fs::write(&path, &changed).unwrap();
+        assert!(
+            !d.store_totp_secret("a@b.c", Some(&fingerprint), first, now)
+                .await
+                .unwrap()
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), changed);
+        assert!(
+            !d.store_totp_secret("nobody@b.c", None, first, now)
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

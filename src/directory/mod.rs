@@ -153,6 +153,24 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     async fn totp_secret(&self, _upn: &str) -> Result<Option<String>, DirectoryError> {
         Ok(None)
     }
+    /// Stores `secret` (base32) as the TOTP secret of an enabled user, only while the user's
+    /// current secret is still the one `replacing` names (its [`crate::totp::fingerprint`];
+    /// `None`: none enrolled), so two enrolments cannot
+    /// both win; false when it was not (nothing stored). Self-enrolment during sign-in uses it.
+    /// Directories whose second factors are admin-managed (LDAP/AD) keep the default refusal.
+    async fn store_totp_secret(
+        &self,
+        _upn: &str,
+        _replacing: Option<&str>,
+        _secret: &str,
+        _now: time::OffsetDateTime,
+    ) -> Result<bool, DirectoryError> {
+        Err(DirectoryError::Invalid(
+            "TOTP enrolment is admin-managed in this directory: ask your administrator to enrol \
+             your authenticator"
+                .into(),
+        ))
+    }
 }
 
 /// Directories by name, built from `[directories.NAME]`.

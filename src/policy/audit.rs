@@ -4,8 +4,8 @@
 //! Fields (README.md lists them too): `time` (RFC 3339, the service clock), `correlation_id`,
 //! `app`, `user` (as sent, at most 256 characters), `client_ip`, `user_agent`, `request_class`
 //! (`entra_passive`, `windows_logon`, `other`), `endpoint` (`trust/13/usernamemixed`, …,
-//! `wsfed/signin`, `wsfed/launch`, `wsfed/signout`), `decision` (`issued`/`refused`/
-//! `signed_out`), `reason` (`ok`, on passive issues how the user proved themselves: `password`,
+//! `wsfed/signin`, `wsfed/launch`, `wsfed/signout`, `cli/user/totp-reset`), `decision`
+//! (`issued`/`refused`/`signed_out`/`totp_enrolment` with `started`, `completed`, `reset`), `reason` (`ok`, on passive issues how the user proved themselves: `password`,
 //! `session`, `totp`; or a refusal reason such as `wrong_password`, `account_locked_unfamiliar`,
 //! `replay_message_id`, `rate_limited`, `device_trust_unavailable_oobe`, `state_unavailable`,
 //! `totp_wrong`, `totp_attempts_exceeded`, `session_signed_out`),
@@ -38,6 +38,8 @@ pub enum Decision<'a> {
     Refused,
     /// A browser session was ended (passive sign-out).
     SignedOut,
+    /// A step of a TOTP enrolment (`started`, `completed`, `reset`); its refusals are `Refused`.
+    TotpEnrolment,
 }
 
 /// An issued assertion and the key that signed it, taken from the signed assertion itself:
@@ -58,6 +60,7 @@ impl Decision<'_> {
             Decision::Issued(_) => "issued",
             Decision::Refused => "refused",
             Decision::SignedOut => "signed_out",
+            Decision::TotpEnrolment => "totp_enrolment",
         }
     }
 }
@@ -90,13 +93,31 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// The record of an admin command run on this host (`fedsts user totp-reset`): no client,
+    /// so the address is loopback and the user agent names the command line.
+    pub fn command(app: &str, endpoint: &str, user: &str, now: OffsetDateTime) -> Self {
+        Self {
+            time: now,
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            app: app.to_owned(),
+            endpoint: endpoint.to_owned(),
+            request_class: RequestClass::Other,
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            user_agent: "fedsts command line".to_owned(),
+            user: user.to_owned(),
+            lockout_location: None,
+            lockout_log_only: false,
+            device_id: None,
+        }
+    }
+
     /// Writes the record with its decision (an issued one with its assertion id and signing key)
     /// and reason.
     pub fn emit(&self, decision: Decision<'_>, reason: &str) {
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
         let (assertion_id, signing_key_sha256, signing_store) = match decision {
             Decision::Issued(signed) => (signed.assertion_id, signed.key_sha256, signed.store),
-            Decision::Refused | Decision::SignedOut => ("", "", ""),
+            Decision::Refused | Decision::SignedOut | Decision::TotpEnrolment => ("", "", ""),
         };
         let time = self
             .time

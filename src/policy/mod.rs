@@ -18,6 +18,7 @@ pub mod device;
 pub mod lockout;
 pub mod ratelimit;
 pub mod replay;
+pub mod totp_enrolment;
 pub mod totp_guard;
 
 use std::net::IpAddr;

@@ -10,7 +10,9 @@
 //!
 //! Forms carry a CSRF token: the HMAC of a nonce held in a SameSite=Strict cookie. The TOTP form
 //! carries a signed ticket instead of the password. `multipleauthn` is claimed only when a TOTP
-//! code was checked in this browser session.
+//! code was checked in this browser session. With `passive.totp_self_enrolment`, a user without
+//! a secret enrols one right after the password (QR page, first code verified before the secret
+//! is stored; the secret waits in the state store, the form carries a ticket naming it).
 
 pub mod metadata;
 pub mod pages;
@@ -29,8 +31,8 @@ use crate::policy::audit::{AuditRecord, Decision};
 use crate::protocol::ns::MICROSOFT_ONLINE;
 use crate::protocol::wstrust;
 
-use pages::{Branding, OwnForm};
-use session::{FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
+use pages::{Branding, NewAuthenticator, OwnForm};
+use session::{EnrolmentTicket, FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
 
 /// `wa` of a sign-in request.
 pub const WSIGNIN: &str = "wsignin1.0";
@@ -350,6 +352,12 @@ impl Exchange<'_> {
         self.guard.app.urls.passive_path()
     }
 
+    /// Whether users of this app without a TOTP secret may enrol one while signing in
+    /// (`passive.totp_self_enrolment`).
+    fn self_enrolment(&self) -> bool {
+        self.guard.app.config.passive.totp_self_enrolment
+    }
+
     /// A page of ours: forms post back to us, no script.
     fn page(
         &mut self,
@@ -573,12 +581,51 @@ impl WsFed {
         hidden.push(("mfa_ticket", self.key.seal_ticket(ticket)));
         let action = exchange.guard.app.urls.passive_path();
         let status = if error.is_some() { 401 } else { 200 };
+        let offer_new_authenticator = exchange.self_enrolment();
         exchange.page(status, |b, n| {
             let form = OwnForm {
                 action: &action,
                 hidden: &hidden,
             };
-            pages::totp(b, &form, &ticket.upn, error, n)
+            pages::totp(b, &form, &ticket.upn, error, offer_new_authenticator, n)
+        })
+    }
+
+    /// The enrolment page of a pending enrolment: QR code and key of `secret` (issuer: the
+    /// app's display name, account: the UPN) and the form for its first code.
+    fn enrol_form(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        ticket: &EnrolmentTicket,
+        secret: &crate::totp::TotpKey,
+        error: Option<&str>,
+    ) -> PageReply {
+        let mut hidden = request.carried_fields();
+        hidden.push((
+            "csrf",
+            self.key.csrf_token(&ticket.mfa.app, &ticket.mfa.nonce),
+        ));
+        hidden.push(("enrol_ticket", self.key.seal_enrolment(ticket)));
+        let action = exchange.guard.app.urls.passive_path();
+        let issuer = exchange.guard.app.config.display_name().to_owned();
+        let uri = crate::totp::otpauth_uri(&issuer, &ticket.mfa.upn, secret);
+        // Without a QR code (an issuer name too long for one) the key and the link still work.
+        let qr_svg = crate::totp::qr_svg(&uri).unwrap_or_default();
+        let secret_base32 = secret.to_base32();
+        let status = if error.is_some() { 401 } else { 200 };
+        exchange.page(status, |b, n| {
+            let form = OwnForm {
+                action: &action,
+                hidden: &hidden,
+            };
+            let new = NewAuthenticator {
+                upn: &ticket.mfa.upn,
+                uri: &uri,
+                qr_svg: &qr_svg,
+                secret_base32: &secret_base32,
+            };
+            pages::enrol(b, &form, &new, error, n)
         })
     }
 

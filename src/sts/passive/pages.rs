@@ -1,5 +1,6 @@
-//! Server-rendered HTML of passive sign-in: the password form, the TOTP form, the auto-submit
-//! response form and short message pages.
+//! Server-rendered HTML of passive sign-in: the password form, the TOTP form, the TOTP
+//! enrolment page (QR code as inline SVG), the auto-submit response form and short message
+//! pages.
 //!
 //! Pages work without JavaScript (the response form has a `<noscript>` button), use labels and a
 //! natural focus order, keep text contrast above WCAG AA, and carry their only inline style and
@@ -31,7 +32,10 @@ border:1px solid #5f6368;border-radius:4px;color:#1b1b1b}input:focus,button:focu
 outline:3px solid #0b57d0;outline-offset:2px}button{margin-top:1.5rem;padding:.7rem 1.4rem;\
 font-size:1rem;font-weight:600;color:#fff;background:#0b57d0;border:0;border-radius:4px;\
 cursor:pointer}.error{color:#a50e0e;background:#fce8e6;border-left:4px solid #a50e0e;\
-padding:.6rem .8rem;margin:0 0 1rem}.hint{color:#3c4043;margin:.25rem 0 0}";
+padding:.6rem .8rem;margin:0 0 1rem}.hint{color:#3c4043;margin:.25rem 0 0}\
+.qr{display:block;margin:1rem auto;width:240px;height:240px;border:1px solid #c4c7cc}\
+.key{font:1.05rem/1.6 ui-monospace,monospace;letter-spacing:.05em;overflow-wrap:anywhere}\
+button.secondary{color:#0b57d0;background:#fff;border:2px solid #0b57d0;margin-left:.5rem}";
 
 /// What every page of an app shows.
 #[derive(Clone, Debug)]
@@ -143,14 +147,22 @@ pub fn sign_in(
     document("Sign in", nonce, branding, &content)
 }
 
-/// The TOTP code form shown after the password (or on step-up from a session).
+/// The TOTP code form shown after the password (or on step-up from a session); with
+/// `offer_new_authenticator`, a second button verifies the code and then sets up a new
+/// authenticator (self-enrolment: a current code is the proof).
 pub fn totp(
     branding: &Branding<'_>,
     form: &OwnForm<'_>,
     upn: &str,
     error: Option<&str>,
+    offer_new_authenticator: bool,
     nonce: &str,
 ) -> String {
+    let new_authenticator = if offer_new_authenticator {
+        "<button type=\"submit\" class=\"secondary\" name=\"then\" value=\"enrol\">Verify and set up a new authenticator</button>"
+    } else {
+        ""
+    };
     let content = format!(
         concat!(
             "<p class=\"hint\">Signing in as <strong>{upn}</strong>. Open your authenticator ",
@@ -161,7 +173,7 @@ pub fn totp(
             "<input type=\"text\" id=\"totp\" name=\"totp\" inputmode=\"numeric\" ",
             "pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required ",
             "autofocus{described}>",
-            "<button type=\"submit\">Verify</button></form>"
+            "<button type=\"submit\">Verify</button>{new_authenticator}</form>"
         ),
         upn = escape(upn),
         name = escape(branding.display_name),
@@ -169,8 +181,70 @@ pub fn totp(
         action = escape(form.action),
         hidden = hidden_inputs(form.hidden),
         described = described_by(error),
+        new_authenticator = new_authenticator,
     );
     document("Verify your identity", nonce, branding, &content)
+}
+
+/// What the enrolment page shows of a new TOTP secret.
+#[derive(Clone, Debug)]
+pub struct NewAuthenticator<'a> {
+    /// The user's UPN (the account name in the authenticator).
+    pub upn: &'a str,
+    /// The `otpauth://totp/…` URI (a link, for a phone's own authenticator).
+    pub uri: &'a str,
+    /// The QR code of the URI as inline SVG markup (`crate::totp::qr_svg`, no text of a client).
+    pub qr_svg: &'a str,
+    /// The secret in base32, for typing it in by hand.
+    pub secret_base32: &'a str,
+}
+
+/// The TOTP enrolment page: the QR code, the key for typing it in, the `otpauth://` link, and
+/// the form for the first code (which must verify before the secret is stored).
+pub fn enrol(
+    branding: &Branding<'_>,
+    form: &OwnForm<'_>,
+    new: &NewAuthenticator<'_>,
+    error: Option<&str>,
+    nonce: &str,
+) -> String {
+    let grouped: Vec<String> = new
+        .secret_base32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let content = format!(
+        concat!(
+            "<p class=\"hint\">Signing in as <strong>{upn}</strong>. {name} needs a ",
+            "verification code from an authenticator app. Scan this QR code with the app ",
+            "(Microsoft Authenticator, Google Authenticator or any TOTP app), then enter the ",
+            "6-digit code it shows.</p>{error}",
+            "<div class=\"qr\" id=\"qr\">{qr}</div>",
+            "<h2>Cannot scan it?</h2>",
+            "<p class=\"hint\">Add an account by hand with this key (time-based, 6 digits, ",
+            "30 seconds):</p><p class=\"key\" id=\"secret\">{key}</p>",
+            "<p class=\"hint\">On this phone: <a href=\"{uri}\" id=\"otpauth\">open in ",
+            "the authenticator app</a>.</p>",
+            "<form method=\"post\" action=\"{action}\">{hidden}",
+            "<input type=\"hidden\" name=\"step\" value=\"enrol\">",
+            "<label for=\"totp\">Code from the app</label>",
+            "<input type=\"text\" id=\"totp\" name=\"totp\" inputmode=\"numeric\" ",
+            "pattern=\"[0-9]{{6}}\" maxlength=\"6\" autocomplete=\"one-time-code\" required ",
+            "autofocus{described}>",
+            "<button type=\"submit\">Verify and finish</button></form>"
+        ),
+        upn = escape(new.upn),
+        name = escape(branding.display_name),
+        error = error_block(error),
+        qr = new.qr_svg,
+        key = escape(&grouped.join(" ")),
+        uri = escape(new.uri),
+        action = escape(form.action),
+        hidden = hidden_inputs(form.hidden),
+        described = described_by(error),
+    );
+    document("Set up your authenticator", nonce, branding, &content)
 }
 
 /// The response: a form that posts `fields` to `reply_to`, submitted by a one-line script, with
@@ -250,6 +324,30 @@ mod tests {
         assert!(html.contains(
             r#"autocomplete="current-password" required aria-describedby="error" autofocus"#
         ));
+    }
+
+    #[test]
+    fn enrolment_page_shows_qr_key_and_link_and_escapes() {
+        let hidden = [("enrol_ticket", "t\"1".to_owned())];
+        let form = OwnForm {
+            action: "/wsfed/a",
+            hidden: &hidden,
+        };
+        let new = NewAuthenticator {
+            upn: "a<b>@x.com",
+            uri: "otpauth://totp/X:a@x.com?secret=ABCDEFGH&issuer=X",
+            qr_svg: "<svg></svg>",
+            secret_base32: "ABCDEFGHIJ",
+        };
+        let html = enrol(&branding(), &form, &new, Some("bad"), "N");
+        assert!(html.contains("<div class=\"qr\" id=\"qr\"><svg></svg></div>"));
+        assert!(html.contains(r#"<p class="key" id="secret">ABCD EFGH IJ</p>"#));
+        assert!(html.contains(r#"href="otpauth://totp/X:a@x.com?secret=ABCDEFGH&amp;issuer=X""#));
+        assert!(html.contains("a&lt;b&gt;@x.com"));
+        assert!(html.contains(r#"name="enrol_ticket" value="t&quot;1""#));
+        assert!(html.contains(r#"<input type="hidden" name="step" value="enrol">"#));
+        assert!(html.contains(r#"<label for="totp">"#));
+        assert!(!html.contains("<script"), "the page needs no script");
     }
 
     #[test]

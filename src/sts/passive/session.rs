@@ -1,5 +1,7 @@
 //! Browser state that we hand out signed and take back: the SSO session cookie, the form nonce
-//! cookie with its CSRF token, and the MFA ticket that carries a password check to the TOTP step.
+//! cookie with its CSRF token, the MFA ticket that carries a password check to the TOTP step,
+//! and the enrolment ticket that names a pending TOTP enrolment (its secret stays server-side,
+//! in the state store: `policy::totp_enrolment`).
 //!
 //! Every value is `base64url(payload).base64url(HMAC-SHA256(key, purpose ‖ payload))`, with the
 //! app id and an expiry inside the payload, so a value from one app, one purpose or an earlier
@@ -202,6 +204,25 @@ impl SessionKey {
         let ticket = MfaTicket::from_payload(&self.open("mfa", sealed)?)?;
         (ticket.app == app && ticket.nonce == nonce && ticket.expires > now).then_some(ticket)
     }
+
+    /// Seals an enrolment ticket.
+    pub fn seal_enrolment(&self, ticket: &EnrolmentTicket) -> String {
+        self.seal("enrol", &ticket.payload())
+    }
+
+    /// The enrolment ticket in a form field, when it is ours, for `app` and this form nonce,
+    /// and not expired (whether its enrolment is still pending is the state store's answer).
+    pub fn open_enrolment(
+        &self,
+        app: &str,
+        nonce: &str,
+        sealed: &str,
+        now: OffsetDateTime,
+    ) -> Option<EnrolmentTicket> {
+        let ticket = EnrolmentTicket::from_payload(&self.open("enrol", sealed)?)?;
+        (ticket.mfa.app == app && ticket.mfa.nonce == nonce && ticket.mfa.expires > now)
+            .then_some(ticket)
+    }
 }
 
 /// 16 random bytes, base64url.
@@ -369,6 +390,30 @@ impl MfaTicket {
     }
 }
 
+/// Proof that a fresh password check (or a current code) started the TOTP enrolment `id` of a
+/// user in this browser; the new secret itself is never in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolmentTicket {
+    /// App, browser nonce, user, password-check time and expiry, as an MFA ticket has them.
+    pub mfa: MfaTicket,
+    /// Random id of the pending enrolment (a later start for the same user replaces it).
+    pub id: String,
+}
+
+impl EnrolmentTicket {
+    fn payload(&self) -> String {
+        join(&[&self.mfa.payload(), &self.id])
+    }
+
+    fn from_payload(payload: &str) -> Option<Self> {
+        let (mfa, id) = payload.rsplit_once('\n')?;
+        Some(Self {
+            mfa: MfaTicket::from_payload(mfa)?,
+            id: id.to_owned(),
+        })
+    }
+}
+
 /// The value of cookie `name` in a `Cookie` header.
 pub fn cookie_value<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
     header?.split(';').find_map(|pair| {
@@ -496,6 +541,42 @@ mod tests {
         );
         assert_eq!(key.open_ticket("app1", "n2", &sealed, at(200)), None);
         assert_eq!(key.open_ticket("app1", "n1", &sealed, at(400)), None);
+    }
+
+    #[test]
+    fn enrolment_ticket_is_bound_and_not_an_mfa_ticket() {
+        let key = SessionKey::from_bytes(&[7; 32]);
+        let ticket = EnrolmentTicket {
+            mfa: MfaTicket {
+                app: "app1".into(),
+                nonce: "n1".into(),
+                upn: "alice@example.com".into(),
+                authenticated_at: at(100),
+                expires: at(700),
+            },
+            id: "e1".into(),
+        };
+        let sealed = key.seal_enrolment(&ticket);
+        assert_eq!(
+            key.open_enrolment("app1", "n1", &sealed, at(699)),
+            Some(ticket.clone())
+        );
+        assert_eq!(key.open_enrolment("app1", "n2", &sealed, at(200)), None);
+        assert_eq!(key.open_enrolment("app2", "n1", &sealed, at(200)), None);
+        assert_eq!(key.open_enrolment("app1", "n1", &sealed, at(700)), None);
+        assert_eq!(key.open_ticket("app1", "n1", &sealed, at(200)), None);
+        let mfa = key.seal_ticket(&ticket.mfa);
+        assert_eq!(key.open_enrolment("app1", "n1", &mfa, at(200)), None);
+        let (payload, tag) = sealed.split_once('.').unwrap();
+        let forged = b64().encode(
+            String::from_utf8(b64().decode(payload).unwrap())
+                .unwrap()
+                .replace("e1", "e2"),
+        );
+        assert_eq!(
+            key.open_enrolment("app1", "n1", &format!("{forged}.{tag}"), at(200)),
+            None
+        );
     }
 
     #[test]

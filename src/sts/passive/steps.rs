@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use time::{Duration, OffsetDateTime};
 
-use super::session::{self, MfaTicket, SESSION_COOKIE, Session};
+use super::session::{self, EnrolmentTicket, MfaTicket, SESSION_COOKIE, Session};
 use super::{
     BAD_CODE, BAD_CREDENTIALS, Call, Exchange, MAX_CREDENTIAL_BYTES, PageReply, SignIn, WSIGNIN,
     WsFed, origin_of, pages, parse_form, random_failure,
@@ -14,6 +14,8 @@ use crate::config::device::Flow;
 use crate::directory::{DirectoryError, User};
 use crate::error::StsError;
 use crate::policy::Refusal;
+use crate::policy::audit::Decision;
+use crate::policy::totp_enrolment::{ENROLMENT_LIFETIME, Pending, PendingEnrolments};
 use crate::protocol::saml::{self, SignedAssertion, TokenType};
 use crate::protocol::wstrust;
 use crate::secret::Secret;
@@ -45,11 +47,24 @@ use crate::totp::{self, TotpKey};
 ///   Authenticated ◄──────────────────────┴───────────────────────────┘
 ///      │ MFA asked and not done yet
 ///      ├─────────────────────────► SecondFactor: device trust (403), an enrolled key
-///      │                           (403), then the code form with a signed ticket
+///      │                           (none: 403, or with passive.totp_self_enrolment:
+///      │                           Enrol after a password typed in this request, else
+///      │                           the form again), then the code form with a signed ticket
 ///      │ otherwise
 ///      └─────────────────────────► Issue: device trust (403), session cookie, signed
 ///                                  assertion, auto-post to the reply target
 ///                                  (one audit record: issued)
+///
+///   Code with then=enrol, the code right ─► Enrol (replacing the checked secret)
+///
+///   Enrol: a new secret from `random`, pending in the state store (one per user,
+///   10 minutes), the QR page with a signed ticket naming it (audit: started)
+///
+///   Posted step=enrol ─► EnrolCode: ticket (bad: form, 401), still the user's pending
+///   enrolment (replaced, spent or expired: form, 401), wrong codes left (429), the code
+///   of the new secret, spent once (wrong or replayed: QR page again), the enrolment
+///   spent once, stored while the user's secret is still what it replaces (else 409)
+///   (audit: completed) ─► Authenticated with mfa = true
 /// ```
 ///
 /// Every refusal on the way is one audit record; credential failures of every kind show the
@@ -73,21 +88,40 @@ enum Step<'b> {
         /// As typed.
         password: Secret,
     },
-    /// The code form was posted.
+    /// The code form was posted (its ticket is an MFA ticket).
     Code {
-        /// The browser's form nonce the ticket is bound to.
-        nonce: String,
-        /// The signed MFA ticket.
-        sealed_ticket: String,
-        /// The code as typed.
-        code: String,
+        /// Nonce, ticket and code.
+        form: CodeForm,
+        /// The user asked to set up a new authenticator once this code verifies.
+        then_enrol: bool,
     },
+    /// A TOTP secret is to be enrolled for a user whose password (or current code) was just
+    /// checked.
+    Enrol {
+        /// Who.
+        signed_in: SignedIn,
+        /// The fingerprint of the secret the new one replaces (checked by a current code in
+        /// this request).
+        replacing: Option<String>,
+    },
+    /// The first code of a new authenticator was posted (its ticket is an enrolment ticket).
+    EnrolCode(CodeForm),
     /// Who the user is is known (password, session or code).
     Authenticated(SignedIn),
     /// A TOTP code is needed.
     SecondFactor(SignedIn),
     /// The token.
     Issue(SignedIn),
+}
+
+/// A posted code form (sign-in or enrolment).
+struct CodeForm {
+    /// The browser's form nonce the ticket is bound to.
+    nonce: String,
+    /// The signed ticket the form carries.
+    sealed_ticket: String,
+    /// The code as typed.
+    code: String,
 }
 
 /// A user whose identity one of the steps proved.
@@ -174,14 +208,17 @@ impl WsFed {
                     self.password_step(exchange, &username, password.expose())
                         .await
                 }
-                Step::Code {
-                    nonce,
-                    sealed_ticket,
-                    code,
+                Step::Code { form, then_enrol } => {
+                    self.code_step(exchange, request, &form, then_enrol).await
+                }
+                Step::Enrol {
+                    signed_in,
+                    replacing,
                 } => {
-                    self.code_step(exchange, request, &nonce, &sealed_ticket, &code)
+                    self.enrol_step(exchange, request, signed_in, replacing)
                         .await
                 }
+                Step::EnrolCode(form) => self.enrol_code_step(exchange, request, &form).await,
                 Step::Authenticated(signed_in) => Self::authenticated(request, signed_in),
                 Step::SecondFactor(signed_in) => self.step_up(exchange, request, signed_in).await,
                 Step::Issue(signed_in) => self.issue_step(exchange, request, &signed_in),
@@ -276,12 +313,25 @@ impl WsFed {
                 403,
             );
         }
-        if take("step") == "totp" {
-            return Next::Step(Step::Code {
-                nonce: nonce.unwrap_or_default(),
-                sealed_ticket: take("mfa_ticket"),
-                code: take("totp"),
-            });
+        match take("step").as_str() {
+            "totp" => {
+                return Next::Step(Step::Code {
+                    form: CodeForm {
+                        nonce: nonce.unwrap_or_default(),
+                        sealed_ticket: take("mfa_ticket"),
+                        code: take("totp"),
+                    },
+                    then_enrol: take("then") == "enrol",
+                });
+            }
+            "enrol" => {
+                return Next::Step(Step::EnrolCode(CodeForm {
+                    nonce: nonce.unwrap_or_default(),
+                    sealed_ticket: take("enrol_ticket"),
+                    code: take("totp"),
+                }));
+            }
+            _ => {}
         }
         Next::Step(Step::Password {
             username: take("username"),
@@ -333,13 +383,15 @@ impl WsFed {
         &self,
         exchange: &mut Exchange<'_>,
         request: &SignIn,
-        nonce: &str,
-        sealed_ticket: &str,
-        code: &str,
+        posted: &CodeForm,
+        then_enrol: bool,
     ) -> Next<'static> {
         let app_id = exchange.guard.app.config.id.clone();
         let now = exchange.guard.now;
-        let Some(ticket) = self.key.open_ticket(&app_id, nonce, sealed_ticket, now) else {
+        let Some(ticket) = self
+            .key
+            .open_ticket(&app_id, &posted.nonce, &posted.sealed_ticket, now)
+        else {
             exchange.refuse("mfa_ticket_invalid");
             return Next::form(
                 "",
@@ -352,32 +404,28 @@ impl WsFed {
         match guard.reserve(&ticket.upn, now).await {
             Ok(true) => {}
             Ok(false) => {
-                exchange.refuse("totp_attempts_exceeded");
-                return Next::Page(exchange.message(
-                    429,
-                    "Too many wrong codes",
-                    "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
-                ));
+                return too_many_codes(exchange);
             }
             Err(e) => return Next::refused("", Refusal::from(e)),
         }
-        let (user, secret) = match self.user_and_secret(exchange.guard.app, &ticket.upn).await {
-            Ok(Some(pair)) => pair,
-            not_found => {
-                // No code was checked: give its count back (the refusal stands if that fails).
-                if let Err(e) = guard.give_back(&ticket.upn, now).await {
-                    return Next::refused("", Refusal::from(e));
-                }
-                return match not_found {
-                    Err(e) => Next::refused("", e),
-                    _ => {
-                        exchange.refuse("mfa_not_enrolled");
-                        Next::form("", Some(BAD_CREDENTIALS), 401)
+        let (user, stored, secret) =
+            match self.user_and_secret(exchange.guard.app, &ticket.upn).await {
+                Ok(Some(pair)) => pair,
+                not_found => {
+                    // No code was checked: give its count back (the refusal stands if that fails).
+                    if let Err(e) = guard.give_back(&ticket.upn, now).await {
+                        return Next::refused("", Refusal::from(e));
                     }
-                };
-            }
-        };
-        let Some(step) = totp::matching_step(&secret, code, now) else {
+                    return match not_found {
+                        Err(e) => Next::refused("", e),
+                        _ => {
+                            exchange.refuse("mfa_not_enrolled");
+                            Next::form("", Some(BAD_CREDENTIALS), 401)
+                        }
+                    };
+                }
+            };
+        let Some(step) = totp::matching_step(&secret, &posted.code, now) else {
             return self.wrong_code(exchange, request, &ticket, "totp_wrong");
         };
         let spent = async {
@@ -387,13 +435,18 @@ impl WsFed {
             }
             Ok::<bool, StateError>(first)
         };
+        let signed_in = SignedIn {
+            user,
+            authenticated_at: ticket.authenticated_at,
+            mfa: true,
+            via: "totp",
+        };
         match spent.await {
-            Ok(true) => Next::Step(Step::Authenticated(SignedIn {
-                user,
-                authenticated_at: ticket.authenticated_at,
-                mfa: true,
-                via: "totp",
-            })),
+            Ok(true) if then_enrol && exchange.self_enrolment() => Next::Step(Step::Enrol {
+                signed_in,
+                replacing: Some(totp::fingerprint(&stored)),
+            }),
+            Ok(true) => Next::Step(Step::Authenticated(signed_in)),
             Ok(false) => self.wrong_code(exchange, request, &ticket, "totp_replayed"),
             Err(e) => Next::refused("", Refusal::from(e)),
         }
@@ -439,6 +492,9 @@ impl WsFed {
         }
         match exchange.guard.app.directory.totp_secret(&user.upn).await {
             Ok(Some(_)) => {}
+            Ok(None) if exchange.self_enrolment() => {
+                return Self::enrol_after_password(exchange, signed_in);
+            }
             Ok(None) => {
                 exchange.refuse("mfa_not_enrolled");
                 return Next::Page(exchange.message(
@@ -522,11 +578,12 @@ impl WsFed {
         )
     }
 
+    /// The user, their secret as stored and as a key, when they have a usable one.
     async fn user_and_secret(
         &self,
         app: &App,
         upn: &str,
-    ) -> Result<Option<(User, TotpKey)>, DirectoryError> {
+    ) -> Result<Option<(User, String, TotpKey)>, DirectoryError> {
         let Some(user) = app.directory.lookup(upn).await? else {
             return Ok(None);
         };
@@ -534,10 +591,212 @@ impl WsFed {
             .directory
             .totp_secret(&user.upn)
             .await?
-            .and_then(|text| TotpKey::from_base32(&text).ok());
-        Ok(secret.map(|s| (user, s)))
+            .and_then(|text| {
+                let key = TotpKey::from_base32(&text).ok()?;
+                Some((text, key))
+            });
+        Ok(secret.map(|(text, key)| (user, text, key)))
+    }
+
+    /// A user without a secret enrols one only right after typing the password in this
+    /// request: a session (single sign-on) alone never enrols a second factor, so its cookie
+    /// in someone else's hands cannot.
+    fn enrol_after_password(exchange: &mut Exchange<'_>, signed_in: SignedIn) -> Next<'static> {
+        if signed_in.via == "password" {
+            return Next::Step(Step::Enrol {
+                signed_in,
+                replacing: None,
+            });
+        }
+        exchange.record.user = signed_in.user.upn.clone();
+        exchange.refuse("totp_enrolment_needs_password");
+        Next::form(
+            &signed_in.user.upn,
+            Some("To set up an authenticator app, enter your password again."),
+            200,
+        )
+    }
+
+    /// Starts an enrolment: a new secret, pending in the state store (replacing the user's
+    /// earlier one), and the QR page with a ticket that names it.
+    async fn enrol_step(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        signed_in: SignedIn,
+        replacing: Option<String>,
+    ) -> Next<'static> {
+        let upn = signed_in.user.upn.clone();
+        exchange.record.user = upn.clone();
+        let (Ok(secret), Ok(id)) = (TotpKey::generate(), crate::random::token(16)) else {
+            exchange.refuse("random_unavailable");
+            return Next::Page(random_failure(exchange));
+        };
+        let Some(nonce) = self.ensure_nonce(exchange) else {
+            return Next::Page(random_failure(exchange));
+        };
+        let pending = Pending {
+            id: id.clone(),
+            secret: secret.to_base32(),
+            replacing,
+        };
+        let now = exchange.guard.now;
+        let enrolments = PendingEnrolments::new(exchange.guard.policies.store.clone());
+        let app_id = exchange.guard.app.config.id.clone();
+        if let Err(e) = enrolments.start(&app_id, &upn, &pending, now).await {
+            return Next::refused("", Refusal::from(e));
+        }
+        let reason = if pending.replacing.is_some() {
+            "started_replacing"
+        } else {
+            "started"
+        };
+        exchange.record.emit(Decision::TotpEnrolment, reason);
+        let ticket = EnrolmentTicket {
+            mfa: MfaTicket {
+                app: app_id,
+                nonce,
+                upn,
+                authenticated_at: signed_in.authenticated_at,
+                expires: now + ENROLMENT_LIFETIME,
+            },
+            id,
+        };
+        Next::Page(self.enrol_form(exchange, request, &ticket, &secret, None))
+    }
+
+    /// The first code of a pending enrolment: the ticket, the pending entry it names, the code
+    /// counted and checked against the new secret and spent once, the enrolment spent once,
+    /// then the secret stored while the user's secret is still the one it replaces.
+    async fn enrol_code_step(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        posted: &CodeForm,
+    ) -> Next<'static> {
+        let app_id = exchange.guard.app.config.id.clone();
+        let now = exchange.guard.now;
+        let Some(ticket) =
+            self.key
+                .open_enrolment(&app_id, &posted.nonce, &posted.sealed_ticket, now)
+        else {
+            exchange.refuse("totp_enrolment_ticket_invalid");
+            return Next::form("", Some(ENROLMENT_EXPIRED), 401);
+        };
+        let upn = ticket.mfa.upn.clone();
+        exchange.record.user = upn.clone();
+        let enrolments = PendingEnrolments::new(exchange.guard.policies.store.clone());
+        let pending = match enrolments.find(&app_id, &upn, &ticket.id, now).await {
+            Ok(Ok(pending)) => pending,
+            Ok(Err(not_pending)) => {
+                exchange.refuse(not_pending.reason());
+                return Next::form(&upn, Some(ENROLMENT_EXPIRED), 401);
+            }
+            Err(e) => return Next::refused("", Refusal::from(e)),
+        };
+        let Ok(secret) = TotpKey::from_base32(&pending.secret) else {
+            exchange.refuse("totp_enrolment_ticket_invalid");
+            return Next::form(&upn, Some(ENROLMENT_EXPIRED), 401);
+        };
+        let guard = exchange.guard.policies.totp.clone();
+        match guard.reserve(&upn, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return too_many_codes(exchange);
+            }
+            Err(e) => return Next::refused("", Refusal::from(e)),
+        }
+        let Some(step) = totp::matching_step(&secret, &posted.code, now) else {
+            exchange.refuse("totp_enrolment_wrong_code");
+            return Next::Page(self.enrol_form(
+                exchange,
+                request,
+                &ticket,
+                &secret,
+                Some(BAD_CODE),
+            ));
+        };
+        match guard.first_use(&upn, step, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                exchange.refuse("totp_enrolment_code_replayed");
+                return Next::Page(self.enrol_form(
+                    exchange,
+                    request,
+                    &ticket,
+                    &secret,
+                    Some(BAD_CODE),
+                ));
+            }
+            Err(e) => return Next::refused("", Refusal::from(e)),
+        }
+        self.finish_enrolment(exchange, &enrolments, &ticket, &pending)
+            .await
+    }
+
+    /// Spends the pending enrolment, stores its secret and clears the wrong codes; the sign-in
+    /// goes on with the code just checked as its second factor.
+    async fn finish_enrolment(
+        &self,
+        exchange: &mut Exchange<'_>,
+        enrolments: &PendingEnrolments,
+        ticket: &EnrolmentTicket,
+        pending: &Pending,
+    ) -> Next<'static> {
+        let (app, now, upn) = (exchange.guard.app, exchange.guard.now, &ticket.mfa.upn);
+        match enrolments.spend(&app.config.id, upn, pending, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                exchange.refuse("totp_enrolment_replayed");
+                return Next::form(upn, Some(ENROLMENT_EXPIRED), 401);
+            }
+            Err(e) => return Next::refused("", Refusal::from(e)),
+        }
+        let stored = app
+            .directory
+            .store_totp_secret(upn, pending.replacing.as_deref(), &pending.secret, now)
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                exchange.refuse("totp_enrolment_changed");
+                return Next::Page(exchange.message(
+                    409,
+                    "Authenticator not set up",
+                    "Your account's authenticator changed while you were setting up this one, so nothing was saved. Sign in again.",
+                ));
+            }
+            Err(e) => return Next::refused("", e),
+        }
+        exchange.record.emit(Decision::TotpEnrolment, "completed");
+        if let Err(e) = exchange.guard.policies.totp.clear_wrong(upn).await {
+            tracing::warn!(error = %e, "the wrong-code count of an enrolled user was not cleared");
+        }
+        match app.directory.lookup(upn).await {
+            Ok(Some(user)) => Next::Step(Step::Authenticated(SignedIn {
+                user,
+                authenticated_at: ticket.mfa.authenticated_at,
+                mfa: true,
+                via: "totp_enrolment",
+            })),
+            Ok(None) => Next::form("", Some(BAD_CREDENTIALS), 401),
+            Err(e) => Next::refused("", e),
+        }
     }
 }
+
+/// Refuses a code once the user's wrong codes of the window are used up (sign-in or enrolment).
+fn too_many_codes(exchange: &mut Exchange<'_>) -> Next<'static> {
+    exchange.refuse("totp_attempts_exceeded");
+    Next::Page(exchange.message(
+        429,
+        "Too many wrong codes",
+        "Too many wrong verification codes were entered for this account. Wait 30 minutes, then sign in again.",
+    ))
+}
+
+/// Shown when an enrolment ticket is no longer good (expired, replaced, finished, forged).
+const ENROLMENT_EXPIRED: &str = "The time to set up your authenticator ran out, or it was set up in another window. Sign in again.";
 
 /// The signed SAML 1.1 assertion for a browser sign-in: the active path's claims plus MFA.
 fn issue(
