@@ -18,10 +18,12 @@
 //! them so none can forge a line.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::metrics::{self, ConfigName, Metrics};
 use crate::policy::RequestClass;
 use crate::policy::lockout::Location;
 
@@ -40,6 +42,14 @@ pub enum Decision {
 }
 
 impl Decision {
+    fn counted_as(self) -> metrics::Decision {
+        match self {
+            Decision::Issued => metrics::Decision::Issued,
+            Decision::Refused => metrics::Decision::Refused,
+            Decision::SignedOut => metrics::Decision::SignedOut,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Decision::Issued => "issued",
@@ -57,9 +67,9 @@ pub struct AuditRecord {
     /// Correlation id (also in the fault text).
     pub correlation_id: String,
     /// App id.
-    pub app: String,
+    pub app: ConfigName,
     /// Endpoint, e.g. `trust/13/usernamemixed`.
-    pub endpoint: String,
+    pub endpoint: &'static str,
     /// Request class.
     pub request_class: RequestClass,
     /// Address the request is attributed to.
@@ -78,11 +88,27 @@ pub struct AuditRecord {
     pub signing_key_sha256: String,
     /// Where that key is kept (`file`, `pkcs11`).
     pub signing_store: &'static str,
+    /// Where the decision is counted (`fedsts_tokens_issued_total`, `…_refused_total`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl AuditRecord {
-    /// Writes the record with its decision, reason and assertion id.
-    pub fn emit(&self, decision: Decision, reason: &str, assertion_id: Option<&str>) {
+    /// Writes the record with its decision, reason (`reason: detail` in the line when there is
+    /// a detail) and assertion id, and counts the decision under app, endpoint and reason: the
+    /// reason is a `&'static str` so that no request text can become a metrics label.
+    pub fn emit(
+        &self,
+        decision: Decision,
+        reason: &'static str,
+        detail: Option<&str>,
+        assertion_id: Option<&str>,
+    ) {
+        self.metrics
+            .decision(decision.counted_as(), &self.app, self.endpoint, reason);
+        let reason: std::borrow::Cow<'_, str> = match detail {
+            Some(detail) => format!("{reason}: {detail}").into(),
+            None => reason.into(),
+        };
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
         let (signing_key_sha256, signing_store) = match decision {
             Decision::Issued => (self.signing_key_sha256.as_str(), self.signing_store),
@@ -97,13 +123,13 @@ impl AuditRecord {
             time = %time,
             correlation_id = %self.correlation_id,
             app = %self.app,
-            endpoint = %self.endpoint,
+            endpoint = self.endpoint,
             request_class = self.request_class.as_str(),
             user = %user,
             client_ip = %self.client_ip,
             user_agent = %self.user_agent,
             decision = decision.as_str(),
-            reason,
+            reason = reason.as_ref(),
             assertion_id = assertion_id.unwrap_or(""),
             device_id = self.device_id.as_deref().unwrap_or(""),
             lockout_location = self.lockout_location.map(Location::as_str).unwrap_or(""),

@@ -407,7 +407,7 @@ impl WsFed {
         exchange: &mut Exchange<'_>,
         request: &SignIn,
         ticket: &MfaTicket,
-        reason: &str,
+        reason: &'static str,
     ) -> Next<'static> {
         exchange.refuse(reason);
         Next::Page(self.totp_form(exchange, request, ticket, Some(BAD_CODE)))
@@ -503,7 +503,7 @@ impl WsFed {
         };
         exchange
             .record
-            .emit(Decision::Issued, via, Some(&assertion.id));
+            .emit(Decision::Issued, via, None, Some(&assertion.id));
         let path = exchange.cookie_path();
         exchange.cookies.push(session::set_cookie(
             SESSION_COOKIE,
