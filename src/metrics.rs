@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(
             sample(
                 &text,
-                r#"fedsts_request_duration_seconds_bucket{le="0.05",endpoint="trust/13/usernamemixed"}"#
+                r#"fedsts_request_duration_seconds_bucket{endpoint="trust/13/usernamemixed",le="0.05"}"#
             ),
             Some(1.0),
             "{text}"
