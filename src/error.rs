@@ -321,7 +321,7 @@ impl StsError {
                 }),
             ) => Outcome {
                 reason: refusal.reason(),
-                    detail: None,
+                detail: None,
                 active: match response {
                     ratelimit::Response::Http429 => ActiveAnswer::Plain {
                         status: 429,
@@ -353,7 +353,7 @@ impl StsError {
                 ),
             ) => Outcome {
                 reason: refusal.reason(),
-                    detail: None,
+                detail: None,
                 active: ActiveAnswer::fault(
                     FaultKind::InvalidRequest,
                     "The request was rejected: this message was already received.",
@@ -391,7 +391,7 @@ impl StsError {
             }
             StsError::Policy(refusal @ Refusal::StateUnavailable(_)) => Outcome {
                 reason: refusal.reason(),
-                    detail: None,
+                detail: None,
                 active: ActiveAnswer::fault(
                     FaultKind::RequestFailed,
                     "The sign-in service cannot check account protection right now, so it refuses sign-ins; try again later.",

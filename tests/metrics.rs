@@ -179,9 +179,19 @@ async fn counters_move_by_exactly_the_sign_ins_made() {
             "fedsts_tokens_{kind}_total{{app=\"{app}\",endpoint=\"{endpoint}\",reason=\"{reason}\"}}"
         ))
     };
-    assert_eq!(tokens("issued", "trust/13/usernamemixed", "ok"), 2.0, "{text}");
-    assert_eq!(tokens("refused", "trust/13/usernamemixed", "wrong_password"), 1.0);
-    assert_eq!(tokens("refused", "trust/2005/usernamemixed", "unknown_user"), 1.0);
+    assert_eq!(
+        tokens("issued", "trust/13/usernamemixed", "ok"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        tokens("refused", "trust/13/usernamemixed", "wrong_password"),
+        1.0
+    );
+    assert_eq!(
+        tokens("refused", "trust/2005/usernamemixed", "unknown_user"),
+        1.0
+    );
     assert_eq!(tokens("refused", "wsfed/signin", "wrong_password"), 1.0);
     assert_eq!(tokens("issued", "wsfed/signin", "password"), 1.0);
     let all_decisions: f64 = after
@@ -204,13 +214,20 @@ async fn counters_move_by_exactly_the_sign_ins_made() {
             "fedsts_password_check_duration_seconds_count{{directory=\"demo\",result=\"{result}\"}}"
         ))
     };
-    assert_eq!((checks("accepted"), checks("rejected")), (3.0, 3.0), "{text}");
+    assert_eq!(
+        (checks("accepted"), checks("rejected")),
+        (3.0, 3.0),
+        "{text}"
+    );
     assert_eq!(
         moved("fedsts_password_queue_wait_seconds_count{directory=\"demo\"}"),
         6.0,
         "every argon2 check of the test users goes through the hash queue: {text}"
     );
-    assert_eq!(value(&after, "fedsts_password_queue_depth{directory=\"demo\"}"), 0.0);
+    assert_eq!(
+        value(&after, "fedsts_password_queue_depth{directory=\"demo\"}"),
+        0.0
+    );
     let failures = ["familiar", "unfamiliar"].map(|location| {
         moved(&format!(
             "fedsts_lockout_events_total{{event=\"failure_counted\",location=\"{location}\"}}"
@@ -222,12 +239,18 @@ async fn counters_move_by_exactly_the_sign_ins_made() {
         "the two wrong passwords (not the unknown user): {text}"
     );
     assert_eq!(value(&after, "fedsts_state_store_up"), 1.0);
-    assert_eq!(value(&after, "fedsts_directory_up{directory=\"demo\"}"), 1.0);
+    assert_eq!(
+        value(&after, "fedsts_directory_up{directory=\"demo\"}"),
+        1.0
+    );
     assert!(value(&after, "fedsts_open_connections") >= 0.0);
     assert!(after.contains_key("fedsts_open_connections"), "{text}");
 
     // Bounded labels: every value is the app, the directory, or a fixed word; no user name.
-    assert!(!text.contains(unknown_name) && !text.contains(ALICE), "{text}");
+    assert!(
+        !text.contains(unknown_name) && !text.contains(ALICE),
+        "{text}"
+    );
     for series in after.keys() {
         for (key, label) in labels(series) {
             let fixed_word = label
@@ -274,7 +297,11 @@ async fn rate_limit_refusals_are_counted_by_class() {
     assert_eq!((first.status, second.status), (200, 429));
     let (text, after) = scrape(&server).await;
     let moved = |series: &str| value(&after, series) - value(&before, series);
-    assert_eq!(moved("fedsts_rate_limited_total{class=\"other\"}"), 1.0, "{text}");
+    assert_eq!(
+        moved("fedsts_rate_limited_total{class=\"other\"}"),
+        1.0,
+        "{text}"
+    );
     let refused = format!(
         "fedsts_tokens_refused_total{{app=\"{}\",endpoint=\"trust/13/usernamemixed\",reason=\"rate_limited\"}}",
         server.app_id
@@ -294,7 +321,10 @@ async fn a_client_outside_the_allow_list_is_refused() {
     assert!(!body.contains("fedsts_"), "{body}");
     let forged = [("x-forwarded-for", "127.0.0.1")];
     let (status, _, _) = plain_get(other, addr, "/metrics", &forged).await;
-    assert_eq!(status, 403, "a client's own X-Forwarded-For is not believed");
+    assert_eq!(
+        status, 403,
+        "a client's own X-Forwarded-For is not believed"
+    );
     let (status, _, _) = plain_get(LOOPBACK, addr, "/metrics", &[]).await;
     assert_eq!(status, 200);
     let (status, _, _) = plain_get(LOOPBACK, addr, "/other", &[]).await;
@@ -306,19 +336,38 @@ async fn a_client_outside_the_allow_list_is_refused() {
     let refused = server.request("GET", "/metrics", &[], Vec::new()).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     let forged = server
-        .request("GET", "/metrics", &[("x-forwarded-for", "192.0.2.7")], Vec::new())
+        .request(
+            "GET",
+            "/metrics",
+            &[("x-forwarded-for", "192.0.2.7")],
+            Vec::new(),
+        )
         .await;
-    assert_eq!(forged.status, 403, "not from a trusted proxy: {}", forged.body);
+    assert_eq!(
+        forged.status, 403,
+        "not from a trusted proxy: {}",
+        forged.body
+    );
     server.stop().await;
 
     // Behind a trusted proxy (loopback here) the forwarded client is what is judged.
     let server = start(&["192.0.2.0/24"], &["127.0.0.0/8"], true).await;
     let vouched = server
-        .request("GET", "/metrics", &[("x-forwarded-for", "192.0.2.7")], Vec::new())
+        .request(
+            "GET",
+            "/metrics",
+            &[("x-forwarded-for", "192.0.2.7")],
+            Vec::new(),
+        )
         .await;
     assert_eq!(vouched.status, 200, "{}", vouched.body);
     let outside = server
-        .request("GET", "/metrics", &[("x-forwarded-for", "198.51.100.1")], Vec::new())
+        .request(
+            "GET",
+            "/metrics",
+            &[("x-forwarded-for", "198.51.100.1")],
+            Vec::new(),
+        )
         .await;
     assert_eq!(outside.status, 403, "{}", outside.body);
     server.stop().await;
@@ -346,9 +395,15 @@ async fn a_flood_of_distinct_names_and_paths_adds_no_series() {
 
     const FLOOD: usize = 60;
     for i in 0..FLOOD {
-        assert_eq!(send(format!("flood-{i}-{}@example.com", "x".repeat(i))).await, 500);
+        assert_eq!(
+            send(format!("flood-{i}-{}@example.com", "x".repeat(i))).await,
+            500
+        );
         let path = format!("/nowhere-{i}/{}", "y".repeat(i));
-        assert_eq!(server.request("GET", &path, &[], Vec::new()).await.status, 404);
+        assert_eq!(
+            server.request("GET", &path, &[], Vec::new()).await.status,
+            404
+        );
         let app_path = format!("/wsfed/noapp{i}/trust/13/usernamemixed");
         assert_eq!(server.post_soap(&app_path, Vec::new()).await.status, 404);
     }
@@ -369,9 +424,15 @@ async fn a_flood_of_distinct_names_and_paths_adds_no_series() {
         "fedsts_tokens_refused_total{{app=\"{}\",endpoint=\"trust/13/usernamemixed\",reason=\"unknown_user\"}}",
         server.app_id
     );
-    assert_eq!(value(&after, &unknown) - value(&first, &unknown), FLOOD as f64);
+    assert_eq!(
+        value(&after, &unknown) - value(&first, &unknown),
+        FLOOD as f64
+    );
     let not_found = "fedsts_request_duration_seconds_count{endpoint=\"not_found\"}";
-    assert_eq!(value(&after, not_found) - value(&first, not_found), FLOOD as f64);
+    assert_eq!(
+        value(&after, not_found) - value(&first, not_found),
+        FLOOD as f64
+    );
     server.stop().await;
 }
 
@@ -399,7 +460,10 @@ async fn certificate_expiry_follows_the_published_snapshot() {
     let served = app.published().signing.current.certificate.not_after();
     let (_, first) = scrape(&server).await;
     let expected = (served - time::OffsetDateTime::now_utc()).whole_seconds() as f64;
-    assert!((value(&first, &series) - expected).abs() <= 5.0, "{first:?}");
+    assert!(
+        (value(&first, &series) - expected).abs() <= 5.0,
+        "{first:?}"
+    );
     assert!(!first.contains_key(&next));
 
     // What autoroll does: swap the app's snapshot. The gauge shows the new pair at once.
@@ -408,7 +472,10 @@ async fn certificate_expiry_follows_the_published_snapshot() {
     let pair = |name: &str, days: u32| {
         let generated =
             fedsts::crypto::generate_self_signed_at("metrics test", &[], now, days).unwrap();
-        let (cert, key) = (dir.path().join(format!("{name}.pem")), dir.path().join(format!("{name}.key")));
+        let (cert, key) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
         std::fs::write(&cert, generated.certificate_pem).unwrap();
         std::fs::write(&key, generated.private_key_pem).unwrap();
         fedsts::crypto::SigningIdentity::from_pem_files(&cert, &key).unwrap()
@@ -421,7 +488,10 @@ async fn certificate_expiry_follows_the_published_snapshot() {
     .unwrap();
     let (text, second) = scrape(&server).await;
     let days = |n: f64| n * 86_400.0;
-    assert!((value(&second, &series) - days(10.0)).abs() <= 5.0, "{text}");
+    assert!(
+        (value(&second, &series) - days(10.0)).abs() <= 5.0,
+        "{text}"
+    );
     assert!((value(&second, &next) - days(400.0)).abs() <= 5.0, "{text}");
     server.stop().await;
 }
@@ -429,7 +499,8 @@ async fn certificate_expiry_follows_the_published_snapshot() {
 /// The README's `[metrics]` example parses into the configuration and passes its checks.
 #[test]
 fn the_readme_example_is_a_valid_configuration() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
         .split("## Monitoring")
         .nth(1)
@@ -440,8 +511,7 @@ fn the_readme_example_is_a_valid_configuration() {
         .and_then(|rest| rest.split("```").next())
         .expect("the Monitoring section has a TOML example");
     let table: toml::Table = toml::from_str(example).unwrap();
-    let metrics: fedsts::config::MetricsConfig =
-        table["metrics"].clone().try_into().unwrap();
+    let metrics: fedsts::config::MetricsConfig = table["metrics"].clone().try_into().unwrap();
     assert!(metrics.problems().is_empty(), "{:?}", metrics.problems());
     assert_eq!(metrics.listen.as_deref(), Some("127.0.0.1:9464"));
     assert!(metrics.path.is_some() && !metrics.allow.is_empty());

@@ -131,11 +131,22 @@ mod tests {
     #[test]
     fn default_is_off_and_loopback_only() {
         let config = MetricsConfig::default();
-        assert_eq!((config.listen.as_deref(), config.path.as_deref()), (None, None));
+        assert_eq!(
+            (config.listen.as_deref(), config.path.as_deref()),
+            (None, None)
+        );
         assert!(keys(&config).is_empty());
         let networks = config.allowed_networks();
-        assert!(networks.iter().any(|n| n.contains("127.0.0.1".parse().unwrap())));
-        assert!(!networks.iter().any(|n| n.contains("10.0.0.1".parse().unwrap())));
+        assert!(
+            networks
+                .iter()
+                .any(|n| n.contains("127.0.0.1".parse().unwrap()))
+        );
+        assert!(
+            !networks
+                .iter()
+                .any(|n| n.contains("10.0.0.1".parse().unwrap()))
+        );
     }
 
     #[test]
@@ -145,7 +156,10 @@ mod tests {
             path: Some("/wsfed/metrics".into()),
             allow: vec!["10.0.0.0/33".into()],
         };
-        assert_eq!(keys(&config), ["metrics.listen", "metrics.path", "metrics.allow"]);
+        assert_eq!(
+            keys(&config),
+            ["metrics.listen", "metrics.path", "metrics.allow"]
+        );
         let empty = MetricsConfig {
             allow: Vec::new(),
             ..MetricsConfig::default()

@@ -397,9 +397,7 @@ impl HashQueue {
             .acquire_owned()
             .await
             .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))?;
-        self.meter
-            .wait
-            .observe(admitted_at.elapsed().as_secs_f64());
+        self.meter.wait.observe(admitted_at.elapsed().as_secs_f64());
         tokio::task::spawn_blocking(move || {
             let _held = (permit, admission);
             check()

@@ -30,8 +30,8 @@ use crate::protocol::wstrust::{self, FaultKind};
 use crate::secret::Secret;
 use crate::sts::{Endpoint, HttpReply, RequestInfo, Sts};
 use limits::{Admission, LogThrottle, Permit, Refused};
-use metrics::{Scrape, Scraper};
 pub use limits::{ConnectionLimits, raise_fd_limit};
+use metrics::{Scrape, Scraper};
 use stall::WriteTimeout;
 
 /// Largest request body we read on any endpoint (RSTs are under 4 KiB).
@@ -91,8 +91,8 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     let write_timeout = limits.write_timeout;
     let admission = Admission::new(limits, sts.policies().proxies.clone());
     let scrape = Arc::new(Scrape::new(sts.clone(), &metrics, Some(admission.clone())));
-    let metrics_task = metrics_listener
-        .map(|l| tokio::spawn(metrics::serve(l, scrape.clone(), write_timeout)));
+    let metrics_task =
+        metrics_listener.map(|l| tokio::spawn(metrics::serve(l, scrape.clone(), write_timeout)));
     let https_scrape = scrape.is_configured_on_https().then_some(scrape);
     let mut accepting = Accepting::new(&listener, "https");
     let mut refusals = LogThrottle::new(FLOOD_LOG_INTERVAL);

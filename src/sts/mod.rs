@@ -784,16 +784,19 @@ impl Sts {
         let mut probed = std::collections::BTreeSet::new();
         for app in self.apps.values() {
             let published = app.published();
-            let seconds_left = |c: &crate::crypto::Certificate| (c.not_after() - now).whole_seconds();
+            let seconds_left =
+                |c: &crate::crypto::Certificate| (c.not_after() - now).whole_seconds();
             metrics.set_certificate_expiry(
                 &app.name,
                 "current",
                 seconds_left(&published.signing.current.certificate),
             );
             match &published.signing.next {
-                Some(next) => {
-                    metrics.set_certificate_expiry(&app.name, "next", seconds_left(&next.certificate))
-                }
+                Some(next) => metrics.set_certificate_expiry(
+                    &app.name,
+                    "next",
+                    seconds_left(&next.certificate),
+                ),
                 None => metrics.clear_certificate_expiry(&app.name, "next"),
             }
             if probed.insert(app.directory_name.clone()) {
