@@ -81,6 +81,14 @@ struct CheckLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreCallLabels {
+    /// The `StateStore` method (`take_token`, `count_attempt`, `set_if_absent`, …).
+    operation: &'static str,
+    /// `ok` or `error`.
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LockoutLabels {
     /// `blocked`, `would_block` (log-only mode), `failure_counted`.
     event: &'static str,
@@ -132,6 +140,7 @@ pub struct Metrics {
     signed_out: Family<AppLabel, Counter>,
     requests: Family<EndpointLabel, Histogram>,
     password_checks: Family<CheckLabels, Histogram>,
+    state_store_calls: Family<StoreCallLabels, Histogram>,
     lockout: Family<LockoutLabels, Counter>,
     rate_limited: Family<ClassLabel, Counter>,
     open_connections: Gauge,
@@ -162,6 +171,7 @@ impl Metrics {
             signed_out: Family::default(),
             requests: Family::new_with_constructor(latency_histogram),
             password_checks: Family::new_with_constructor(latency_histogram),
+            state_store_calls: Family::new_with_constructor(latency_histogram),
             lockout: Family::default(),
             rate_limited: Family::default(),
             open_connections: Gauge::default(),
@@ -201,6 +211,11 @@ impl Metrics {
             "password_check_duration_seconds",
             "Time the directory took to check a password (queue wait included), by directory and result",
             self.password_checks.clone(),
+        );
+        r.register(
+            "state_store_duration_seconds",
+            "Time a state store call took (Redis round trip included), by operation and result",
+            self.state_store_calls.clone(),
         );
         r.register(
             "lockout_events",
@@ -301,6 +316,14 @@ impl Metrics {
                 directory: directory.clone(),
                 result,
             })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one state store call.
+    pub fn state_store_call(&self, operation: &'static str, ok: bool, took: Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.state_store_calls
+            .get_or_create(&StoreCallLabels { operation, result })
             .observe(took.as_secs_f64());
     }
 

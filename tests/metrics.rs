@@ -240,6 +240,20 @@ async fn counters_move_by_exactly_the_sign_ins_made() {
     );
     assert_eq!(value(&after, "fedsts_state_store_up"), 1.0);
     assert_eq!(
+        moved("fedsts_state_store_duration_seconds_count{operation=\"take_token\",result=\"ok\"}"),
+        0.0,
+        "rate limits are off in this test: no bucket was taken"
+    );
+    let store_calls: f64 = after
+        .iter()
+        .filter(|(s, _)| s.starts_with("fedsts_state_store_duration_seconds_count"))
+        .map(|(s, v)| v - value(&before, s))
+        .sum();
+    assert!(
+        store_calls >= 6.0,
+        "replay marks and lockout records of six sign-ins: {text}"
+    );
+    assert_eq!(
         value(&after, "fedsts_directory_up{directory=\"demo\"}"),
         1.0
     );

@@ -40,6 +40,7 @@ use crate::protocol::xml;
 use crate::protocol::xmldsig::XmlDsigError;
 use crate::secret::Secret;
 use crate::state::memory::MemoryStore;
+use crate::state::timed::TimedStore;
 use crate::state::{StateLeases, StateStore};
 
 mod active;
@@ -668,6 +669,8 @@ impl Sts {
                 metrics.register_queue(name, &queue);
             }
         }
+        let metrics = Arc::new(metrics);
+        let store: Arc<dyn StateStore> = Arc::new(TimedStore::new(store, metrics.clone()));
         let mut apps = BTreeMap::new();
         let wsfed = WsFed::new(session_key(config)?);
         let mut rollers = Vec::new();
@@ -710,7 +713,7 @@ impl Sts {
             lockout: lockout::Lockout::new(config.lockout.clone(), store.clone()),
             totp: TotpGuard::new(store.clone()),
             store,
-            metrics: Arc::new(metrics),
+            metrics,
         };
         Ok(Self {
             apps,
