@@ -47,13 +47,27 @@ pub struct Scrape {
 }
 
 /// The request context a scrape is judged on.
-pub struct Scraper<'a> {
+pub struct Scraper {
     /// Socket peer.
     pub peer: IpAddr,
-    /// Raw `X-Forwarded-For` (believed only from a trusted proxy).
-    pub forwarded_for: Option<&'a str>,
+    /// Every `X-Forwarded-For` line, joined (believed only from a trusted proxy).
+    pub forwarded_for: Option<String>,
     /// Raw `X-MS-Forwarded-Client-IP` (believed only when configured so).
-    pub ms_forwarded_client_ip: Option<&'a str>,
+    pub ms_forwarded_client_ip: Option<String>,
+}
+
+impl Scraper {
+    /// The scraper of a request from `peer` with `headers`.
+    pub fn of(peer: IpAddr, headers: &http::HeaderMap) -> Self {
+        Self {
+            peer,
+            forwarded_for: forwarded_chain(headers),
+            ms_forwarded_client_ip: headers
+                .get("x-ms-forwarded-client-ip")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
 }
 
 impl Scrape {
@@ -83,13 +97,13 @@ impl Scrape {
 
     /// The answer to a scrape: the text for an allowed client, 403 (and a throttled log line)
     /// for anyone else, 405 for a method other than GET.
-    pub async fn answer(&self, method: &http::Method, scraper: &Scraper<'_>) -> HttpReply {
+    pub async fn answer(&self, method: &http::Method, scraper: &Scraper) -> HttpReply {
         let client = self
             .proxies
             .client_addresses(
                 scraper.peer,
-                scraper.forwarded_for,
-                scraper.ms_forwarded_client_ip,
+                scraper.forwarded_for.as_deref(),
+                scraper.ms_forwarded_client_ip.as_deref(),
             )
             .client;
         if !self.allow.iter().any(|network| network.contains(client)) {
@@ -168,15 +182,7 @@ async fn connection(tcp: TcpStream, scrape: Arc<Scrape>, write_timeout: Duration
         let scrape = scrape.clone();
         async move {
             let reply = if req.uri().path() == LISTENER_PATH {
-                let forwarded_for = forwarded_chain(req.headers());
-                let scraper = Scraper {
-                    peer: peer.ip(),
-                    forwarded_for: forwarded_for.as_deref(),
-                    ms_forwarded_client_ip: req
-                        .headers()
-                        .get("x-ms-forwarded-client-ip")
-                        .and_then(|v| v.to_str().ok()),
-                };
+                let scraper = Scraper::of(peer.ip(), req.headers());
                 scrape.answer(req.method(), &scraper).await
             } else {
                 HttpReply::text(404, "this listener serves only GET /metrics\n")

@@ -275,15 +275,7 @@ async fn handle(
     device_certificate: Option<Arc<[u8]>>,
 ) -> (&'static str, Response<Full<Bytes>>) {
     if let Some(scrape) = scrape.filter(|s| s.is_https_path(req.uri().path())) {
-        let forwarded_for = forwarded_chain(req.headers());
-        let scraper = Scraper {
-            peer: peer.ip(),
-            forwarded_for: forwarded_for.as_deref(),
-            ms_forwarded_client_ip: req
-                .headers()
-                .get("x-ms-forwarded-client-ip")
-                .and_then(|v| v.to_str().ok()),
-        };
+        let scraper = Scraper::of(peer.ip(), req.headers());
         let reply = scrape.answer(req.method(), &scraper).await;
         return ("metrics", into_response(reply));
     }
