@@ -3,7 +3,7 @@
 //! the allow-list refuses other clients on the metrics listener and on the HTTPS path (a
 //! forged `X-Forwarded-For` does not help; a trusted proxy's does), a flood of distinct user
 //! names and paths leaves the set of series unchanged, and the signing-certificate gauge follows
-//! the app's `Published` snapshot when it is swapped.
+//! the app's `Published` snapshot when it is swapped; a killed Redis shows as a state store down.
 
 mod common;
 
@@ -529,4 +529,55 @@ fn the_readme_example_is_a_valid_configuration() {
     assert!(metrics.problems().is_empty(), "{:?}", metrics.problems());
     assert_eq!(metrics.listen.as_deref(), Some("127.0.0.1:9464"));
     assert!(metrics.path.is_some() && !metrics.allow.is_empty());
+}
+
+/// The state-store gauges against a real Redis: up while it answers, down (and the scrape still
+/// answered within the probe timeout) once it is killed, and its calls timed with their result.
+#[tokio::test]
+async fn redis_down_shows_as_state_store_down_and_failed_calls() {
+    let Some(mut redis) = common::redis::RedisServer::start() else {
+        return;
+    };
+    let store = fedsts::state::build(&fedsts::state::StateConfig {
+        redis_url: Some(redis.url()),
+        key_prefix: None,
+        max_memory_entries: None,
+    })
+    .unwrap();
+    let server = TestServer::start_with(Options {
+        store: Some(store),
+        configure: Box::new(|config, _| {
+            config.metrics.listen = Some("127.0.0.1:0".into());
+        }),
+        ..Options::default()
+    })
+    .await;
+    let url = server.app_url("trust/13/usernamemixed");
+    let ok = server
+        .post_soap(&path_of(&url), rst("13", &url, Some((ALICE, PASSWORD))))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let (text, up) = scrape(&server).await;
+    assert_eq!(value(&up, "fedsts_state_store_up"), 1.0, "{text}");
+    let took = "fedsts_state_store_duration_seconds_count{operation=\"take_token\",result=\"ok\"}";
+    assert_eq!(value(&up, took), 1.0, "one rate-limit bucket taken: {text}");
+
+    redis.stop();
+    let refused = server
+        .post_soap(&path_of(&url), rst("13", &url, Some((ALICE, PASSWORD))))
+        .await;
+    assert_eq!(refused.status, 500, "fail closed: {}", refused.body);
+    let started = std::time::Instant::now();
+    let (text, down) = scrape(&server).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(value(&down, "fedsts_state_store_up"), 0.0, "{text}");
+    let failed =
+        "fedsts_state_store_duration_seconds_count{operation=\"take_token\",result=\"error\"}";
+    assert_eq!(value(&down, failed), 1.0, "{text}");
+    let unavailable = format!(
+        "fedsts_tokens_refused_total{{app=\"{}\",endpoint=\"trust/13/usernamemixed\",reason=\"state_unavailable\"}}",
+        server.app_id
+    );
+    assert_eq!(value(&down, &unavailable), 1.0, "{text}");
+    server.stop().await;
 }
