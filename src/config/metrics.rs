@@ -94,6 +94,27 @@ impl MetricsConfig {
         problems
     }
 
+    /// A warning when the scrape is served and `allow` admits every address: the counters
+    /// tell which user names exist and how many sign-ins fail.
+    pub fn warning(&self) -> Option<ConfigProblem> {
+        let served = self.listen.is_some() || self.path.is_some();
+        let everyone = |network: &Cidr| {
+            ["0.0.0.1", "255.255.255.254", "::1", "ffff::1"]
+                .chunks(2)
+                .any(|ends| {
+                    ends.iter()
+                        .all(|ip| ip.parse().is_ok_and(|ip| network.contains(ip)))
+                })
+        };
+        (served && self.allowed_networks().iter().any(everyone)).then(|| {
+            ConfigProblem::new(
+                "metrics.allow",
+                "lets every address read the metrics, which count refusals by reason (unknown_user next to wrong_password)",
+                "list only the Prometheus servers' networks, e.g. [\"10.1.2.0/24\"]",
+            )
+        })
+    }
+
     /// The allow-list, parsed (entries that do not parse are [`Self::problems`]).
     pub fn allowed_networks(&self) -> Vec<Cidr> {
         self.allow
@@ -169,5 +190,26 @@ mod tests {
             assert!(path_problem(path).is_some(), "{path}");
         }
         assert_eq!(path_problem("/metrics"), None);
+    }
+
+    #[test]
+    fn an_allow_list_of_everyone_is_warned_about_when_served() {
+        let open = |allow: &str, listen: Option<&str>| MetricsConfig {
+            listen: listen.map(str::to_owned),
+            allow: vec![allow.to_owned()],
+            ..MetricsConfig::default()
+        };
+        assert!(
+            open("0.0.0.0/0", Some("127.0.0.1:9464"))
+                .warning()
+                .is_some()
+        );
+        assert!(open("::/0", Some("127.0.0.1:9464")).warning().is_some());
+        assert!(open("0.0.0.0/0", None).warning().is_none(), "not served");
+        assert!(
+            open("10.0.0.0/8", Some("127.0.0.1:9464"))
+                .warning()
+                .is_none()
+        );
     }
 }
