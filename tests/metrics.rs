@@ -510,20 +510,27 @@ async fn certificate_expiry_follows_the_published_snapshot() {
     server.stop().await;
 }
 
-/// The README's `[metrics]` example parses into the configuration and passes its checks.
-#[test]
-fn the_readme_example_is_a_valid_configuration() {
+/// The README's `[metrics]` example.
+fn readme_example() -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
         .split("## Monitoring")
         .nth(1)
         .expect("README has a Monitoring section");
-    let example = section
+    section
         .split("```toml\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .expect("the Monitoring section has a TOML example");
+        .expect("the Monitoring section has a TOML example")
+        .to_owned()
+}
+
+/// The README's `[metrics]` example parses into the configuration and passes its checks.
+#[test]
+fn the_readme_example_is_a_valid_configuration() {
+    let example = readme_example();
+    let example = example.as_str();
     let table: toml::Table = toml::from_str(example).unwrap();
     let metrics: fedsts::config::MetricsConfig = table["metrics"].clone().try_into().unwrap();
     assert!(metrics.problems().is_empty(), "{:?}", metrics.problems());
@@ -580,4 +587,68 @@ async fn redis_down_shows_as_state_store_down_and_failed_calls() {
     );
     assert_eq!(value(&down, &unavailable), 1.0, "{text}");
     server.stop().await;
+}
+
+/// `fedsts serve` (the real binary) with the README's `[metrics]` example (on a free port):
+/// the metrics listener answers loopback, and the process stops on SIGTERM.
+#[tokio::test]
+async fn fedsts_serve_with_the_readme_example_serves_the_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    let embedded = fedsts::first_run::prepare(dir.path(), &format!("127.0.0.1:{port}")).unwrap();
+    let app = &embedded.config.apps[0];
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, common::server::users_file()).unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\ntls_cert = {:?}\ntls_key = {:?}\n\n[[apps]]\nid = \"demo\"\ndomain = \"example.com\"\nissuer_uri = \"example.com\"\nsigning_cert = {:?}\nsigning_key = {:?}\ndirectory = \"local\"\n\n[directories.local]\nkind = \"file\"\npath = {:?}\n\n{}",
+        embedded.config.server.tls_cert,
+        embedded.config.server.tls_key,
+        app.signing_cert,
+        app.signing_key.as_ref().unwrap(),
+        users,
+        readme_example().replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}")),
+    );
+    let path = dir.path().join("fedsts.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fedsts"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(metrics_addr).await.is_err() {
+        if child.try_wait().unwrap().is_some() {
+            let mut log = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+            panic!("fedsts serve exited: {log}");
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics listener");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, content_type, body) = plain_get(LOOPBACK, metrics_addr, "/metrics", &[]).await;
+    let status_sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status_sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve ignored SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let samples = parse(&body);
+    assert_eq!(
+        value(&samples, "fedsts_directory_up{directory=\"local\"}"),
+        1.0,
+        "{body}"
+    );
+    let expiry = "fedsts_signing_certificate_expiry_seconds{app=\"demo\",certificate=\"current\"}";
+    assert!(value(&samples, expiry) > 0.0, "{body}");
 }
