@@ -144,6 +144,8 @@ fn main() {
         let setup = fedsts::server::Server {
             listener,
             health_listener: None,
+            metrics_listener: None,
+            metrics: config.metrics.clone(),
             tls,
             sts: sts.clone(),
             limits: fedsts::server::ConnectionLimits::resolve(&config.server.connections),

@@ -32,6 +32,9 @@ pub use ratelimit::RateLimitConfig;
 pub use rollover::RolloverConfig;
 pub use state::StateConfig;
 
+mod metrics;
+pub use metrics::MetricsConfig;
+
 /// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
 /// Token lifetime when the app does not say (1 h, like ADFS).
@@ -61,6 +64,9 @@ pub struct Config {
     /// The device CA; needed by any `[apps.device_trust]` policy.
     #[serde(default)]
     pub device_trust: Option<DeviceTrustConfig>,
+    /// The Prometheus scrape: its own listener and/or a path, and who may read it (off by default).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// `[server]`: where we listen and how we present ourselves.
@@ -504,6 +510,7 @@ impl Config {
     fn protection_problems(&self) -> Vec<ConfigProblem> {
         let mut problems = trusted_proxy_problems(&self.server.trusted_proxies);
         problems.extend(self.server.connections.problems());
+        problems.extend(self.metrics.problems());
         problems.extend(self.state.problems());
         problems.extend(self.lockout.problems());
         problems.extend(self.rate_limit.problems());

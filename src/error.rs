@@ -88,8 +88,12 @@ pub enum StsError {
 /// only read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// A short machine-readable reason for the log line and audit record.
-    pub log_reason: String,
+    /// The short machine-readable reason: the audit record's `reason` and the metrics label.
+    /// Written in this binary (a bounded set), never from the request.
+    pub reason: &'static str,
+    /// What the request got wrong or which part failed, appended to the reason in the log
+    /// line (may quote the request; never a metrics label).
+    pub detail: Option<String>,
     /// How a WS-Trust endpoint answers.
     pub active: ActiveAnswer,
     /// How a passive (browser) sign-in answers.
@@ -192,10 +196,19 @@ impl ActiveAnswer {
 }
 
 impl Outcome {
+    /// The reason as the log line and audit record write it: `reason` or `reason: detail`.
+    pub fn log_reason(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.reason),
+            None => self.reason.to_owned(),
+        }
+    }
+
     /// A credential failure: the generic fault text and the sign-in form again.
-    fn credentials(log_reason: impl Into<String>) -> Self {
+    fn credentials(reason: &'static str) -> Self {
         Self {
-            log_reason: log_reason.into(),
+            reason,
+            detail: None,
             active: ActiveAnswer::access_denied(),
             passive: PassiveAnswer::SignInFormAgain,
         }
@@ -221,12 +234,14 @@ impl StsError {
         };
         match self {
             StsError::Envelope(_) => Outcome {
-                log_reason: "malformed_envelope".into(),
+                reason: "malformed_envelope",
+                detail: None,
                 active: ActiveAnswer::fault(FaultKind::InvalidRequest, rejected()),
                 passive: not_accepted(),
             },
             StsError::Request(e) => Outcome {
-                log_reason: format!("invalid_request: {e}"),
+                reason: "invalid_request",
+                detail: Some(e.to_string()),
                 active: ActiveAnswer::fault(e.fault_kind(), rejected()),
                 passive: not_accepted(),
             },
@@ -241,7 +256,8 @@ impl StsError {
                 | A::LogonRestricted),
             )) => Outcome::credentials(failure.reason()),
             StsError::Directory(DirectoryError::Busy { retry_after_secs }) => Outcome {
-                log_reason: "password_queue_full".into(),
+                reason: "password_queue_full",
+                detail: None,
                 active: ActiveAnswer::Fault(FaultAnswer {
                     retry_after_secs: Some(*retry_after_secs),
                     ..FaultAnswer::new(
@@ -265,7 +281,8 @@ impl StsError {
             StsError::Directory(
                 e @ (DirectoryError::Unavailable(_) | DirectoryError::Invalid(_)),
             ) => Outcome {
-                log_reason: format!("directory_error: {e}"),
+                reason: "directory_error",
+                detail: Some(e.to_string()),
                 active: ActiveAnswer::server_failed(),
                 passive: PassiveAnswer::Page(ErrorPage::plain(
                     503,
@@ -275,7 +292,8 @@ impl StsError {
             },
             StsError::OutsideDomain { .. } => Outcome::credentials("upn_outside_domain"),
             StsError::Token(e @ SamlError::Signature(_)) => Outcome {
-                log_reason: format!("token_error: {e}"),
+                reason: "token_error",
+                detail: Some(e.to_string()),
                 active: ActiveAnswer::server_failed(),
                 passive: PassiveAnswer::Page(ErrorPage::plain(
                     500,
@@ -285,12 +303,14 @@ impl StsError {
             },
             // Windows refusals never reach a passive sign-in; the page is the generic one.
             StsError::Windows(WindowsClaimsError::RealmNotAccepted(realm)) => Outcome {
-                log_reason: format!("kerberos_realm_not_accepted: {realm}"),
+                reason: "kerberos_realm_not_accepted",
+                detail: Some(realm.clone()),
                 active: ActiveAnswer::access_denied(),
                 passive: not_accepted(),
             },
             StsError::Windows(e @ WindowsClaimsError::ComputerIncomplete(_)) => Outcome {
-                log_reason: format!("windows_claims: {e}"),
+                reason: "windows_claims",
+                detail: Some(e.to_string()),
                 active: ActiveAnswer::access_denied(),
                 passive: not_accepted(),
             },
@@ -300,7 +320,8 @@ impl StsError {
                     response,
                 }),
             ) => Outcome {
-                log_reason: refusal.reason().into(),
+                reason: refusal.reason(),
+                detail: None,
                 active: match response {
                     crate::config::ratelimit::Response::Http429 => ActiveAnswer::Plain {
                         status: 429,
@@ -331,7 +352,8 @@ impl StsError {
                     | ReplayKind::NegotiateToken,
                 ),
             ) => Outcome {
-                log_reason: refusal.reason().into(),
+                reason: refusal.reason(),
+                detail: None,
                 active: ActiveAnswer::fault(
                     FaultKind::InvalidRequest,
                     "The request was rejected: this message was already received.",
@@ -351,7 +373,8 @@ impl StsError {
                     | DeviceRefusal::Unreadable => "DeviceTrustRequired",
                 };
                 Outcome {
-                    log_reason: refusal.reason().into(),
+                    reason: refusal.reason(),
+                    detail: None,
                     active: ActiveAnswer::Fault(FaultAnswer {
                         subcode: FaultSubcode::DeviceTrust(subcode),
                         client_text: explanation.as_text(),
@@ -367,7 +390,8 @@ impl StsError {
                 }
             }
             StsError::Policy(refusal @ Refusal::StateUnavailable(_)) => Outcome {
-                log_reason: refusal.reason().into(),
+                reason: refusal.reason(),
+                detail: None,
                 active: ActiveAnswer::fault(
                     FaultKind::RequestFailed,
                     "The sign-in service cannot check account protection right now, so it refuses sign-ins; try again later.",
@@ -453,7 +477,7 @@ mod tests {
             panic!("{outcome:?}");
         };
         assert_eq!((page.status, page.retry_after_secs), (503, Some(3)));
-        assert_eq!(outcome.log_reason, "password_queue_full");
+        assert_eq!(outcome.reason, "password_queue_full");
     }
 
     #[test]
@@ -485,7 +509,7 @@ mod tests {
             (fault.subcode, fault.retry_after_secs),
             (FaultSubcode::Trust(FaultKind::RequestFailed), None)
         );
-        assert_eq!(plain.log_reason, "rate_limited");
+        assert_eq!(plain.reason, "rate_limited");
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
         lockout: Default::default(),
         rate_limit: Default::default(),
         device_trust: None,
+        metrics: Default::default(),
     };
     Ok(Embedded {
         config,

@@ -23,6 +23,7 @@ pub mod error;
 pub mod first_run;
 pub mod kerberos;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod powershell;

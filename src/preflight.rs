@@ -23,12 +23,13 @@ use crate::server::tls;
 /// federates a domain with Entra ID, whose Windows setup (OOBE Entra join, passive) and first
 /// Windows logon (active) cannot present a device certificate; and the users of a users file
 /// have password hashes of widely different cost; a signing certificate expires within the
-/// rollover window while automatic rollover is off.
+/// rollover window while automatic rollover is off; the metrics are served to every address.
 pub fn warnings(config: &Config) -> Vec<ConfigProblem> {
     let mut warnings: Vec<ConfigProblem> = tls_host_warning(config).into_iter().collect();
     warnings.extend(device_trust_warnings(config));
     warnings.extend(hash_cost_warnings(config));
     warnings.extend(rollover_warnings(config, OffsetDateTime::now_utc()));
+    warnings.extend(config.metrics.warning());
     warnings
 }
 

@@ -11,7 +11,9 @@ use std::path::Path;
 /// The rooms that depend on no upper room: the protocol rooms and these. `config` (the file
 /// schema) is one of them: every runtime room builds its types from it, so it may use only
 /// leaves itself.
-const LOWER: &[&str] = &["clock", "config", "net", "random", "secret", "crypto"];
+const LOWER: &[&str] = &[
+    "clock", "config", "net", "random", "secret", "crypto", "metrics",
+];
 
 /// What the configuration schema may use: leaves that use nothing of the crate.
 const CONFIG_MAY_USE: &[&str] = &["clock", "net", "secret"];

@@ -131,8 +131,11 @@ pub fn totp_reset(path: &Path, app_id: &str, upn: &str) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
-    AuditRecord::command(&app.id, "cli/user/totp-reset", upn, now)
-        .emit(Decision::TotpEnrolment, "reset");
+    AuditRecord::command(&app.id, "cli/user/totp-reset", upn, now).emit(
+        Decision::TotpEnrolment,
+        "reset",
+        None,
+    );
     let next = if app.passive.totp_self_enrolment {
         "the user sets up a new authenticator at the next sign-in that needs a code"
     } else {

@@ -512,6 +512,17 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
         },
         None => None,
     };
+    let metrics_listener = match &config.metrics.listen {
+        Some(listen) => match tokio::net::TcpListener::bind(listen.as_str()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return fail(format!(
+                    "metrics.listen: cannot listen on {listen}: {e} — choose a free port"
+                ));
+            }
+        },
+        None => None,
+    };
     let fd_limit = server::raise_fd_limit();
     let limits = server::ConnectionLimits::resolve(&config.server.connections);
     tracing::info!(
@@ -528,6 +539,8 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
     let server = server::Server {
         listener,
         health_listener,
+        metrics_listener,
+        metrics: config.metrics.clone(),
         tls,
         sts,
         limits,

@@ -17,13 +17,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher, Version};
 use async_trait::async_trait;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 
 use super::{AuthFailure, CheckPriority, Directory, DirectoryError, User};
+use crate::metrics::QueueMeter;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,14 +410,30 @@ struct HashQueue {
     capacity: usize,
     /// Places only familiar checks may take.
     reserve: usize,
+    /// Depth and wait, as the metrics show them.
+    meter: QueueMeter,
 }
 
 /// One admitted check; gives its place back when dropped (done, or the client went away).
-struct Admission(Arc<AtomicUsize>);
+struct Admission {
+    admitted: Arc<AtomicUsize>,
+    depth: Gauge,
+}
+
+impl Admission {
+    fn new(admitted: &Arc<AtomicUsize>, depth: &Gauge) -> Self {
+        depth.inc();
+        Self {
+            admitted: admitted.clone(),
+            depth: depth.clone(),
+        }
+    }
+}
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.depth.dec();
     }
 }
 
@@ -431,6 +450,7 @@ impl HashQueue {
             admitted: Arc::new(AtomicUsize::new(0)),
             capacity: running + waiting,
             reserve: waiting / 2,
+            meter: QueueMeter::default(),
         }
     }
 
@@ -441,7 +461,7 @@ impl HashQueue {
             CheckPriority::Other => self.capacity - self.reserve,
         };
         let before = self.admitted.fetch_add(1, Ordering::AcqRel);
-        let admission = Admission(self.admitted.clone());
+        let admission = Admission::new(&self.admitted, &self.meter.depth);
         // No log line here: the refusal's audit record says `password_queue_full`, and a second
         // line per shed request would double the log volume of a flood.
         if before >= limit {
@@ -459,12 +479,14 @@ impl HashQueue {
         check: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, DirectoryError> {
         let admission = self.admit(priority)?;
+        let admitted_at = Instant::now();
         let permit = self
             .running
             .clone()
             .acquire_owned()
             .await
             .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))?;
+        self.meter.wait.observe(admitted_at.elapsed().as_secs_f64());
         tokio::task::spawn_blocking(move || {
             let _held = (permit, admission);
             check()
@@ -576,6 +598,10 @@ impl Directory for FileDirectory {
             Some(upn) => self.lookup(upn).await,
             None => Ok(None),
         }
+    }
+
+    fn queue_meter(&self) -> Option<QueueMeter> {
+        Some(self.hashing.meter.clone())
     }
 
     async fn health(&self) -> Result<(), DirectoryError> {

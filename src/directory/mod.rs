@@ -148,6 +148,11 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     }
     /// Whether the directory can answer now.
     async fn health(&self) -> Result<(), DirectoryError>;
+    /// The gauges of the directory's own password-check queue, when it has one (the file
+    /// directory's hash queue), for the metrics registry.
+    fn queue_meter(&self) -> Option<crate::metrics::QueueMeter> {
+        None
+    }
     /// The base32 TOTP secret of an enabled user, when one is enrolled. Directories without
     /// second factors keep the default (none).
     async fn totp_secret(&self, _upn: &str) -> Result<Option<String>, DirectoryError> {

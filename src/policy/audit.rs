@@ -19,10 +19,12 @@
 //! them so none can forge a line.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::metrics::{self, ConfigName, Metrics};
 use crate::policy::RequestClass;
 use crate::policy::lockout::Location;
 
@@ -55,6 +57,16 @@ pub struct Signed<'a> {
 }
 
 impl Decision<'_> {
+    /// How the decision is counted; enrolment steps are not token decisions.
+    fn counted_as(self) -> Option<metrics::Decision> {
+        match self {
+            Decision::Issued(_) => Some(metrics::Decision::Issued),
+            Decision::Refused => Some(metrics::Decision::Refused),
+            Decision::SignedOut => Some(metrics::Decision::SignedOut),
+            Decision::TotpEnrolment => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Decision::Issued(_) => "issued",
@@ -73,9 +85,9 @@ pub struct AuditRecord {
     /// Correlation id (also in the fault text).
     pub correlation_id: String,
     /// App id.
-    pub app: String,
+    pub app: ConfigName,
     /// Endpoint, e.g. `trust/13/usernamemixed`.
-    pub endpoint: String,
+    pub endpoint: &'static str,
     /// Request class.
     pub request_class: RequestClass,
     /// Address the request is attributed to.
@@ -90,17 +102,19 @@ pub struct AuditRecord {
     pub lockout_log_only: bool,
     /// Device id from a verified device certificate.
     pub device_id: Option<String>,
+    /// Where the decision is counted (`fedsts_tokens_issued_total`, `…_refused_total`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl AuditRecord {
     /// The record of an admin command run on this host (`fedsts user totp-reset`): no client,
     /// so the address is loopback and the user agent names the command line.
-    pub fn command(app: &str, endpoint: &str, user: &str, now: OffsetDateTime) -> Self {
+    pub fn command(app: &str, endpoint: &'static str, user: &str, now: OffsetDateTime) -> Self {
         Self {
             time: now,
             correlation_id: uuid::Uuid::new_v4().to_string(),
-            app: app.to_owned(),
-            endpoint: endpoint.to_owned(),
+            app: std::sync::Arc::new(app.to_owned()),
+            endpoint,
             request_class: RequestClass::Other,
             client_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             user_agent: "fedsts command line".to_owned(),
@@ -108,12 +122,23 @@ impl AuditRecord {
             lockout_location: None,
             lockout_log_only: false,
             device_id: None,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
-    /// Writes the record with its decision (an issued one with its assertion id and signing key)
-    /// and reason.
-    pub fn emit(&self, decision: Decision<'_>, reason: &str) {
+    /// Writes the record with its decision (an issued one with its assertion id and signing key),
+    /// reason (`reason: detail` in the line when there is a detail), and counts the decision under
+    /// app, endpoint and reason: the reason is a `&'static str` so that no request text can become
+    /// a metrics label.
+    pub fn emit(&self, decision: Decision<'_>, reason: &'static str, detail: Option<&str>) {
+        if let Some(counted) = decision.counted_as() {
+            self.metrics
+                .decision(counted, &self.app, self.endpoint, reason);
+        }
+        let reason: std::borrow::Cow<'_, str> = match detail {
+            Some(detail) => format!("{reason}: {detail}").into(),
+            None => reason.into(),
+        };
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
         let (assertion_id, signing_key_sha256, signing_store) = match decision {
             Decision::Issued(signed) => (signed.assertion_id, signed.key_sha256, signed.store),
@@ -128,13 +153,13 @@ impl AuditRecord {
             time = %time,
             correlation_id = %self.correlation_id,
             app = %self.app,
-            endpoint = %self.endpoint,
+            endpoint = self.endpoint,
             request_class = self.request_class.as_str(),
             user = %user,
             client_ip = %self.client_ip,
             user_agent = %self.user_agent,
             decision = decision.as_str(),
-            reason,
+            reason = reason.as_ref(),
             assertion_id,
             device_id = self.device_id.as_deref().unwrap_or(""),
             lockout_location = self.lockout_location.map(Location::as_str).unwrap_or(""),

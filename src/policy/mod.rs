@@ -256,6 +256,8 @@ pub struct Policies {
     pub lockout: lockout::Lockout,
     /// TOTP reuse marks and wrong-code counters (passive step-up).
     pub totp: totp_guard::TotpGuard,
+    /// Where decisions, lockout and rate-limit events are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[cfg(test)]

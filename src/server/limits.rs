@@ -135,6 +135,11 @@ impl Admission {
         &self.limits
     }
 
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
     /// Takes a slot for a connection from `peer`; the slot is given back when the permit drops.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Permit, Refused> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.limits.max {

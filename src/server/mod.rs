@@ -4,6 +4,7 @@
 
 mod health;
 pub mod limits;
+pub mod metrics;
 pub mod router;
 mod stall;
 pub mod tls;
@@ -24,11 +25,13 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::MetricsConfig;
 use crate::protocol::wstrust::{self, FaultKind};
 use crate::secret::Secret;
 use crate::sts::{Endpoint, HttpReply, RequestInfo, Sts};
 use limits::{Admission, LogThrottle, Permit, Refused};
 pub use limits::{ConnectionLimits, raise_fd_limit};
+use metrics::{Scrape, Scraper};
 use stall::WriteTimeout;
 
 /// Largest request body we read on any endpoint (RSTs are under 4 KiB).
@@ -55,6 +58,10 @@ pub struct Server {
     pub listener: TcpListener,
     /// The plain-HTTP `GET /healthz` listener (`server.connections.health_listen`), if any.
     pub health_listener: Option<TcpListener>,
+    /// The plain-HTTP `GET /metrics` listener (`metrics.listen`), if any.
+    pub metrics_listener: Option<TcpListener>,
+    /// `[metrics]`: the scrape path on this listener and who may scrape.
+    pub metrics: MetricsConfig,
     /// TLS identity and client-certificate policy.
     pub tls: Arc<rustls::ServerConfig>,
     /// The service.
@@ -70,6 +77,8 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     let Server {
         listener,
         health_listener,
+        metrics_listener,
+        metrics,
         tls,
         sts,
         limits,
@@ -79,7 +88,12 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     let health =
         health_listener.map(|l| tokio::spawn(health::serve(l, sts.clone(), limits.write_timeout)));
     let rollover = tokio::spawn(rollover_ticks(sts.clone()));
+    let write_timeout = limits.write_timeout;
     let admission = Admission::new(limits, sts.policies().proxies.clone());
+    let scrape = Arc::new(Scrape::new(sts.clone(), &metrics, Some(admission.clone())));
+    let metrics_task =
+        metrics_listener.map(|l| tokio::spawn(metrics::serve(l, scrape.clone(), write_timeout)));
+    let https_scrape = scrape.is_configured_on_https().then_some(scrape);
     let mut accepting = Accepting::new(&listener, "https");
     let mut refusals = LogThrottle::new(FLOOD_LOG_INTERVAL);
     tokio::pin!(shutdown);
@@ -93,6 +107,7 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
                 let connection = Connection {
                     acceptor: acceptor.clone(),
                     sts: sts.clone(),
+                    scrape: https_scrape.clone(),
                     watcher: graceful.watcher(),
                     write_timeout: admission.limits().write_timeout,
                     _permit: permit,
@@ -102,7 +117,7 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
             Err(refused) => log_refusal(&mut refusals, refused, peer, &admission),
         }
     }
-    if let Some(task) = health {
+    for task in [health, metrics_task].into_iter().flatten() {
         task.abort();
     }
     rollover.abort();
@@ -193,6 +208,8 @@ impl<'a> Accepting<'a> {
 struct Connection {
     acceptor: TlsAcceptor,
     sts: Arc<Sts>,
+    /// The scrape, when `metrics.path` serves it on this listener.
+    scrape: Option<Arc<Scrape>>,
     watcher: Watcher,
     write_timeout: Duration,
     _permit: Permit,
@@ -214,11 +231,17 @@ impl Connection {
                 }
             };
         let device_certificate = verified_client_certificate(&tls_stream);
-        let sts = self.sts;
+        let (sts, scrape) = (self.sts, self.scrape);
         let service = service_fn(move |req| {
-            let sts = sts.clone();
+            let (sts, scrape) = (sts.clone(), scrape.clone());
             let device_certificate = device_certificate.clone();
-            async move { Ok::<_, Infallible>(handle(&sts, req, peer, device_certificate).await) }
+            async move {
+                let started = Instant::now();
+                let (endpoint, response) =
+                    handle(&sts, scrape.as_deref(), req, peer, device_certificate).await;
+                sts.metrics().request(endpoint, started.elapsed());
+                Ok::<_, Infallible>(response)
+            }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -243,17 +266,25 @@ fn verified_client_certificate<Io>(
         .map(|leaf| Arc::from(leaf.as_ref()))
 }
 
+/// Answers one HTTPS request; also returns the endpoint's name for the latency metric.
 async fn handle(
     sts: &Sts,
+    scrape: Option<&Scrape>,
     req: Request<Incoming>,
     peer: SocketAddr,
     device_certificate: Option<Arc<[u8]>>,
-) -> Response<Full<Bytes>> {
+) -> (&'static str, Response<Full<Bytes>>) {
+    if let Some(scrape) = scrape.filter(|s| s.is_https_path(req.uri().path())) {
+        let scraper = Scraper::of(peer.ip(), req.headers());
+        let reply = scrape.answer(req.method(), &scraper).await;
+        return ("metrics", into_response(reply));
+    }
     let adfs_app = sts
         .apps()
         .find(|a| a.config.adfs_paths)
         .map(|a| a.config.id.as_str());
     let endpoint = router::route_with_adfs(req.method(), req.uri().path(), adfs_app);
+    let name = endpoint.metric_name();
     let mut info = request_info(&req, peer.ip());
     info.device_certificate = device_certificate;
     if let Some(version) = router::soap_version(&endpoint) {
@@ -262,7 +293,7 @@ async fn handle(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         if !router::is_soap12(content_type) {
-            return into_response(unsupported_media_type(version, &info));
+            return (name, into_response(unsupported_media_type(version, &info)));
         }
     }
     let reply = match endpoint {
@@ -277,7 +308,7 @@ async fn handle(
             }
         },
     };
-    into_response(reply)
+    (name, into_response(reply))
 }
 
 fn request_info(req: &Request<Incoming>, client_ip: IpAddr) -> RequestInfo {

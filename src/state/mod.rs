@@ -14,6 +14,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod timed;
 
 use std::sync::Arc;
 

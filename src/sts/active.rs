@@ -4,7 +4,9 @@
 //! sign-in are in `guard`.
 
 use super::guard::SignInGuard;
-use super::{App, HttpReply, Issued, Refused, RequestInfo, Sts, sign, trust_reply, user_claims};
+use super::{
+    App, Endpoint, HttpReply, Issued, Refused, RequestInfo, Sts, sign, trust_reply, user_claims,
+};
 use crate::config::device::Flow;
 use crate::error::StsError;
 use crate::policy::Refusal;
@@ -30,8 +32,7 @@ impl Sts {
     ) -> HttpReply {
         let now = self.clock.now();
         let guard = SignInGuard::new(&self.policies, app, info, now, None, None);
-        let mut record =
-            guard.audit_record(format!("trust/{}/usernamemixed", version.path_segment()));
+        let mut record = guard.audit_record(Endpoint::usernamemixed_name(version));
         let active = ActiveRequest {
             guard,
             version,

@@ -16,6 +16,16 @@ use crate::policy::device;
 use crate::policy::lockout::{Attempt, Location, Verdict};
 use crate::policy::{ClientAddresses, Policies, Refusal, RequestClass, Signals};
 
+/// A password check's result as the latency metric labels it.
+fn check_result(authenticated: &Result<User, DirectoryError>) -> &'static str {
+    match authenticated {
+        Ok(_) => "accepted",
+        Err(DirectoryError::Rejected(_)) => "rejected",
+        Err(DirectoryError::Busy { .. }) => "busy",
+        Err(DirectoryError::Unavailable(_) | DirectoryError::Invalid(_)) => "error",
+    }
+}
+
 /// One sign-in request as the policies see it.
 pub(crate) struct SignInGuard<'a> {
     /// The service's policies.
@@ -63,10 +73,11 @@ impl<'a> SignInGuard<'a> {
     }
 
     /// The audit record of this request on `endpoint`, before its decision.
-    pub(crate) fn audit_record(&self, endpoint: impl Into<String>) -> AuditRecord {
+    pub(crate) fn audit_record(&self, endpoint: &'static str) -> AuditRecord {
         audit_record(
             self.app,
-            endpoint.into(),
+            &self.policies.metrics,
+            endpoint,
             self.info,
             self.now,
             self.addresses.client,
@@ -82,7 +93,10 @@ impl<'a> SignInGuard<'a> {
             .take(self.addresses.client, self.now)
             .await?
         {
-            Some(limited) => Err(Refusal::RateLimited(limited)),
+            Some(limited) => {
+                self.policies.metrics.rate_limited(self.class.as_str());
+                Err(Refusal::RateLimited(limited))
+            }
             None => Ok(()),
         }
     }
@@ -109,12 +123,18 @@ impl<'a> SignInGuard<'a> {
             .await
             .map_err(Refusal::from)?;
         record.lockout_location = Some(check.location);
+        let metrics = &self.policies.metrics;
+        let location = check.location.as_str();
         match check.verdict {
             Verdict::Blocked => {
+                metrics.lockout_event("blocked", location);
                 lockout.pad_refusal(started).await;
                 return Err(Refusal::Locked(check.location).into());
             }
-            Verdict::WouldBlock => record.lockout_log_only = true,
+            Verdict::WouldBlock => {
+                metrics.lockout_event("would_block", location);
+                record.lockout_log_only = true;
+            }
             Verdict::Open => {}
         }
         let checked_at = Instant::now();
@@ -127,12 +147,20 @@ impl<'a> SignInGuard<'a> {
             .directory
             .authenticate_ranked(typed, password, priority)
             .await;
+        metrics.password_check(
+            &self.app.directory_name,
+            check_result(&authenticated),
+            checked_at.elapsed(),
+        );
         if let Ok(user) = &authenticated {
             record.user.clone_from(&user.upn);
         }
         let attempt = match &authenticated {
             Ok(_) => Attempt::Success,
-            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => Attempt::WrongPassword,
+            Err(DirectoryError::Rejected(AuthFailure::WrongPassword)) => {
+                metrics.lockout_event("failure_counted", location);
+                Attempt::WrongPassword
+            }
             Err(_) => Attempt::NotCounted,
         };
         let hashed = matches!(

@@ -8,7 +8,7 @@ use crate::protocol::wstrust::TrustVersion;
 #[cfg(feature = "kerberos")]
 use {
     super::guard::SignInGuard,
-    super::{Issued, Refused, sign, trust_reply},
+    super::{Endpoint, Issued, Refused, sign, trust_reply},
     crate::error::StsError,
     crate::kerberos as wt,
     crate::policy::{Refusal, audit},
@@ -45,7 +45,7 @@ impl Sts {
         let (Some(kerberos), Some(acceptor)) = (&app.config.kerberos, &app.acceptor) else {
             return HttpReply::text(404, "windowstransport is not enabled for this app\n");
         };
-        let endpoint = format!("trust/{}/windowstransport", version.path_segment());
+        let endpoint = Endpoint::windowstransport_name(version);
         let now = self.clock.now();
         // The client's address as the trusted proxies report it: behind a reverse proxy the
         // socket peer is the proxy, which must not make the Internet look like the intranet.
@@ -53,12 +53,12 @@ impl Sts {
         let mut record = guard.audit_record(endpoint);
         let client = guard.addresses.client;
         if !kerberos.networks().iter().any(|n| n.contains(client)) {
-            record.emit(audit::Decision::Refused, "outside_allowed_networks");
+            record.emit(audit::Decision::Refused, "outside_allowed_networks", None);
             return HttpReply::text(403, "windowstransport is only served to the intranet\n");
         }
         let token = wt::negotiate_token(info.authorization.as_ref().map(|c| c.expose()));
         let Some(token) = token else {
-            record.emit(audit::Decision::Refused, "negotiate_challenge");
+            record.emit(audit::Decision::Refused, "negotiate_challenge", None);
             return negotiate_challenge();
         };
         if let Err(refusal) = guard.rate_limit().await {
@@ -74,11 +74,15 @@ impl Sts {
         let accepted = match accepted {
             Ok((token, Ok(accepted))) => (token, accepted),
             Ok((_, Err(e))) => {
-                record.emit(audit::Decision::Refused, &format!("kerberos: {e}"));
+                record.emit(audit::Decision::Refused, "kerberos", Some(&e.to_string()));
                 return negotiate_challenge();
             }
             Err(e) => {
-                record.emit(audit::Decision::Refused, &format!("kerberos task: {e}"));
+                record.emit(
+                    audit::Decision::Refused,
+                    "kerberos_task",
+                    Some(&e.to_string()),
+                );
                 return negotiate_challenge();
             }
         };

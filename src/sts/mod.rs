@@ -26,6 +26,7 @@ use crate::clock::Clock;
 use crate::config::{AppConfig, Config};
 use crate::crypto::{CryptoError, SigningIdentity};
 use crate::directory::{self, Directory, User};
+use crate::metrics::{ConfigName, Metrics};
 use crate::policy::audit::AuditRecord;
 use crate::policy::lockout;
 use crate::policy::ratelimit::RateLimiter;
@@ -41,6 +42,7 @@ use crate::protocol::xml;
 use crate::protocol::xmldsig::XmlDsigError;
 use crate::secret::Secret;
 use crate::state::memory::MemoryStore;
+use crate::state::timed::TimedStore;
 use crate::state::{StateLeases, StateStore};
 
 mod active;
@@ -106,6 +108,41 @@ pub enum Endpoint {
         /// Value of the `Allow` header.
         allow: String,
     },
+}
+
+impl Endpoint {
+    /// The endpoint's name in the request-latency metric: a fixed set, whatever the path (an
+    /// unknown path is `not_found`, an unknown app the endpoint it asked for).
+    pub fn metric_name(&self) -> &'static str {
+        match self {
+            Endpoint::Health => "healthz",
+            Endpoint::Mex { .. } => "mex",
+            Endpoint::UsernameMixed { version, .. } => Self::usernamemixed_name(*version),
+            Endpoint::WindowsTransport { version, .. } => Self::windowstransport_name(*version),
+            Endpoint::Commands { .. } => "commands",
+            Endpoint::Passive { .. } => "wsfed/passive",
+            Endpoint::Launch { .. } => "wsfed/launch",
+            Endpoint::FederationMetadata { .. } => "federationmetadata",
+            Endpoint::NotFound => "not_found",
+            Endpoint::MethodNotAllowed { .. } => "method_not_allowed",
+        }
+    }
+
+    /// The audit and metrics name of a usernamemixed endpoint.
+    pub fn usernamemixed_name(version: TrustVersion) -> &'static str {
+        match version {
+            TrustVersion::V13 => "trust/13/usernamemixed",
+            TrustVersion::V2005 => "trust/2005/usernamemixed",
+        }
+    }
+
+    /// The audit and metrics name of a windowstransport endpoint.
+    pub fn windowstransport_name(version: TrustVersion) -> &'static str {
+        match version {
+            TrustVersion::V13 => "trust/13/windowstransport",
+            TrustVersion::V2005 => "trust/2005/windowstransport",
+        }
+    }
 }
 
 /// What the STS needs to know about a request besides its body.
@@ -264,7 +301,7 @@ fn trust_reply(
 ) -> HttpReply {
     match result {
         Ok(issued) => {
-            record.emit(signed_by(&issued.assertion), "ok");
+            record.emit(signed_by(&issued.assertion), "ok", None);
             HttpReply::soap(
                 200,
                 wstrust::build_response(
@@ -278,7 +315,11 @@ fn trust_reply(
         }
         Err(refused) => {
             let outcome = refused.error.outcome();
-            record.emit(crate::policy::audit::Decision::Refused, &outcome.log_reason);
+            record.emit(
+                crate::policy::audit::Decision::Refused,
+                outcome.reason,
+                outcome.detail.as_deref(),
+            );
             HttpReply::refused(
                 &outcome.active,
                 version,
@@ -402,6 +443,10 @@ pub struct App {
     pub directory: Arc<dyn Directory>,
     /// Its URLs.
     pub urls: AppUrls,
+    /// Its id as a metrics label.
+    pub name: ConfigName,
+    /// Its directory's name as a metrics label.
+    pub directory_name: ConfigName,
     published: Swappable<Published>,
     mex_endpoints: MexEndpoints,
     mex_document: String,
@@ -433,6 +478,8 @@ impl App {
         let mex_document = mex::definitions(&mex_endpoints);
         let published = Swappable::new(publish(&config, &urls, signing)?);
         Ok(Self {
+            name: Arc::new(config.id.clone()),
+            directory_name: Arc::new(config.directory.clone()),
             config,
             directory,
             urls,
@@ -612,6 +659,14 @@ impl Sts {
         }
         let directories = directory::build(&config.directories)
             .map_err(|(key, source)| StartError::Directory { key, source })?;
+        let mut metrics = Metrics::new();
+        for (name, directory) in &directories {
+            if let Some(queue) = directory.queue_meter() {
+                metrics.register_queue(name, &queue);
+            }
+        }
+        let metrics = Arc::new(metrics);
+        let store: Arc<dyn StateStore> = Arc::new(TimedStore::new(store, metrics.clone()));
         let mut apps = BTreeMap::new();
         let wsfed = WsFed::new(session_key(config)?);
         let mut rollers = Vec::new();
@@ -653,6 +708,7 @@ impl Sts {
             lockout: lockout::Lockout::new(config.lockout.clone(), store.clone()),
             totp: TotpGuard::new(store.clone()),
             store,
+            metrics,
         };
         Ok(Self {
             apps,
@@ -709,6 +765,47 @@ impl Sts {
     /// The protection policies (for the passive path and the admin CLI).
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.policies.metrics
+    }
+
+    /// Sets the gauges a scrape reads from the current state: each app's signing certificates
+    /// (from the `Published` snapshot requests use, so an automatic rollover shows at once) and
+    /// the health of the state store and of each app's directory, each probe waited for at most
+    /// [`METRICS_PROBE_TIMEOUT`].
+    pub async fn refresh_metrics(&self) {
+        let metrics = self.metrics();
+        let now = self.clock.now();
+        let mut probed = std::collections::BTreeSet::new();
+        for app in self.apps.values() {
+            let published = app.published();
+            let seconds_left =
+                |c: &crate::crypto::Certificate| (c.not_after() - now).whole_seconds();
+            metrics.set_certificate_expiry(
+                &app.name,
+                "current",
+                seconds_left(&published.signing.current.certificate),
+            );
+            match &published.signing.next {
+                Some(next) => metrics.set_certificate_expiry(
+                    &app.name,
+                    "next",
+                    seconds_left(&next.certificate),
+                ),
+                None => metrics.clear_certificate_expiry(&app.name, "next"),
+            }
+            if probed.insert(app.directory_name.clone()) {
+                let started = std::time::Instant::now();
+                let up = probe(app.directory.health()).await;
+                metrics.set_directory_health(&app.directory_name, up, started.elapsed());
+            }
+        }
+        let started = std::time::Instant::now();
+        let up = probe(self.policies.store.health()).await;
+        metrics.set_state_store_health(up, started.elapsed());
     }
 
     /// Answers one request.
@@ -800,6 +897,17 @@ impl Sts {
     }
 }
 
+/// Longest a scrape waits for one health probe (directory, state store) before it counts it down.
+pub const METRICS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a health probe answered well within [`METRICS_PROBE_TIMEOUT`].
+async fn probe<E>(check: impl std::future::Future<Output = Result<(), E>>) -> bool {
+    matches!(
+        tokio::time::timeout(METRICS_PROBE_TIMEOUT, check).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Builds and signs the assertion for `claims` with the app's lifetime and key (one builder for
 /// the active and passive paths).
 pub(crate) fn sign(
@@ -827,7 +935,8 @@ pub(crate) fn signed_by(assertion: &SignedAssertion) -> crate::policy::audit::De
 /// The audit record of one request, before its decision.
 fn audit_record(
     app: &App,
-    endpoint: String,
+    metrics: &Arc<Metrics>,
+    endpoint: &'static str,
     info: &RequestInfo,
     now: OffsetDateTime,
     client_ip: IpAddr,
@@ -836,7 +945,7 @@ fn audit_record(
     AuditRecord {
         time: now,
         correlation_id: info.correlation_id.clone(),
-        app: app.config.id.clone(),
+        app: app.name.clone(),
         endpoint,
         request_class,
         client_ip,
@@ -845,6 +954,7 @@ fn audit_record(
         lockout_location: None,
         lockout_log_only: false,
         device_id: None,
+        metrics: metrics.clone(),
     }
 }
 

@@ -34,6 +34,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The plain-HTTP `/healthz` listener (`server.connections.health_listen`).
     pub health_addr: SocketAddr,
+    /// The plain-HTTP `/metrics` listener, when the test set `metrics.listen` (port 0: any).
+    pub metrics_addr: Option<SocketAddr>,
     pub base_url: String,
     pub app_id: String,
     pub config: Config,
@@ -108,9 +110,16 @@ impl TestServer {
         let tls = fedsts::server::tls::server_config_for(&config, options.clock).unwrap();
         let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let health_addr = health_listener.local_addr().unwrap();
+        let metrics_listener = match &config.metrics.listen {
+            Some(listen) => Some(TcpListener::bind(listen.as_str()).await.unwrap()),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr().unwrap());
         let setup = fedsts::server::Server {
             listener,
             health_listener: Some(health_listener),
+            metrics_listener,
+            metrics: config.metrics.clone(),
             tls,
             sts: sts.clone(),
             limits: fedsts::server::ConnectionLimits::resolve(&config.server.connections),
@@ -122,6 +131,7 @@ impl TestServer {
         Self {
             addr,
             health_addr,
+            metrics_addr,
             base_url: config.public_base().to_owned(),
             app_id: config.apps[0].id.clone(),
             tls_cert_path: config.server.tls_cert.clone(),

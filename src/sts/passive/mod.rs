@@ -406,8 +406,13 @@ impl Exchange<'_> {
     }
 
     /// Writes the audit record of a refusal.
-    fn refuse(&self, reason: &str) {
-        self.record.emit(Decision::Refused, reason);
+    fn refuse(&self, reason: &'static str) {
+        self.record.emit(Decision::Refused, reason, None);
+    }
+
+    /// Writes the audit record of a refusal with what was wrong (in the log line only).
+    fn refuse_with(&self, reason: &'static str, detail: &str) {
+        self.record.emit(Decision::Refused, reason, Some(detail));
     }
 }
 
@@ -452,7 +457,7 @@ impl WsFed {
                 self.sign_in(&mut exchange, call, &request, body).await
             }
             Err(error) => {
-                exchange.refuse(&format!("bad_request: {error}"));
+                exchange.refuse_with("bad_request", &error.to_string());
                 exchange.message(
                     400,
                     "Sign-in request not accepted",
@@ -473,7 +478,10 @@ impl WsFed {
         error: StsError,
     ) -> PageReply {
         let outcome = error.outcome();
-        exchange.refuse(&outcome.log_reason);
+        match &outcome.detail {
+            Some(detail) => exchange.refuse_with(outcome.reason, detail),
+            None => exchange.refuse(outcome.reason),
+        }
         match outcome.passive {
             PassiveAnswer::SignInFormAgain => {
                 self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401)
@@ -654,7 +662,7 @@ impl WsFed {
                 );
             }
         }
-        exchange.record.emit(Decision::SignedOut, "ok");
+        exchange.record.emit(Decision::SignedOut, "ok", None);
         match wreply {
             Some(url) => {
                 let mut reply = exchange.message(302, "Signed out", "You are signed out.");

@@ -459,7 +459,7 @@ impl WsFed {
         exchange: &mut Exchange<'_>,
         request: &SignIn,
         ticket: &MfaTicket,
-        reason: &str,
+        reason: &'static str,
     ) -> Next<'static> {
         exchange.refuse(reason);
         Next::Page(self.totp_form(exchange, request, ticket, Some(BAD_CODE)))
@@ -556,7 +556,9 @@ impl WsFed {
             Ok(a) => a,
             Err(e) => return Next::refused("", e),
         };
-        exchange.record.emit(crate::sts::signed_by(&assertion), via);
+        exchange
+            .record
+            .emit(crate::sts::signed_by(&assertion), via, None);
         let path = exchange.cookie_path();
         exchange.cookies.push(session::set_cookie(
             SESSION_COOKIE,
@@ -651,7 +653,7 @@ impl WsFed {
         } else {
             "started"
         };
-        exchange.record.emit(Decision::TotpEnrolment, reason);
+        exchange.record.emit(Decision::TotpEnrolment, reason, None);
         let ticket = EnrolmentTicket {
             mfa: MfaTicket {
                 app: app_id,
@@ -768,7 +770,9 @@ impl WsFed {
             }
             Err(e) => return Next::refused("", e),
         }
-        exchange.record.emit(Decision::TotpEnrolment, "completed");
+        exchange
+            .record
+            .emit(Decision::TotpEnrolment, "completed", None);
         if let Err(e) = exchange.guard.policies.totp.clear_wrong(upn).await {
             tracing::warn!(error = %e, "the wrong-code count of an enrolled user was not cleared");
         }
