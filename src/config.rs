@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod portal;
+
 pub use crate::autoroll::RolloverConfig;
 use crate::crypto::KeySource;
 pub use crate::crypto::pkcs11::Pkcs11Config;
@@ -22,6 +24,9 @@ use crate::policy::device::{AppDevicePolicy, DeviceTrustConfig};
 use crate::policy::lockout::LockoutConfig;
 use crate::policy::ratelimit::RateLimitConfig;
 use crate::state::StateConfig;
+pub use portal::{
+    AppPortalConfig, MAX_LOGO_BYTES, MAX_NAME_CHARS, MAX_NOTICE_BYTES, NoticeConfig, PortalConfig,
+};
 
 /// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
@@ -52,6 +57,9 @@ pub struct Config {
     /// The device CA; needed by any `[apps.device_trust]` policy.
     #[serde(default)]
     pub device_trust: Option<DeviceTrustConfig>,
+    /// The user portal at `GET /` (off by default).
+    #[serde(default)]
+    pub portal: PortalConfig,
 }
 
 /// `[server]`: where we listen and how we present ourselves.
@@ -193,6 +201,9 @@ pub struct AppConfig {
     /// `[apps.rollover]`: automatic token-signing certificate rollover (module `autoroll`).
     #[serde(default)]
     pub rollover: RolloverConfig,
+    /// `[apps.portal]`: the app's tile on the user portal.
+    #[serde(default)]
+    pub portal: AppPortalConfig,
 }
 
 /// Problems of `apps[index].rollover`.
@@ -430,9 +441,13 @@ impl Config {
             if let Some(kerberos) = &mut app.kerberos {
                 resolve(&mut kerberos.keytab);
             }
-            for next in [&mut app.next_signing_cert, &mut app.next_signing_key]
-                .into_iter()
-                .flatten()
+            for next in [
+                &mut app.next_signing_cert,
+                &mut app.next_signing_key,
+                &mut app.portal.logo,
+            ]
+            .into_iter()
+            .flatten()
             {
                 resolve(next);
             }
@@ -500,6 +515,68 @@ impl Config {
         }
         problems.extend(self.duplicate_problems());
         problems.extend(self.protection_problems());
+        problems.extend(self.portal_problems());
+        problems
+    }
+
+    /// Problems of `[portal]` and of every `[apps.portal]` (the logo files are read at start).
+    fn portal_problems(&self) -> Vec<ConfigProblem> {
+        let portal = &self.portal;
+        let mut problems = Vec::new();
+        let too_long = |name: &Option<String>| {
+            name.as_ref()
+                .is_some_and(|n| n.trim().is_empty() || n.chars().count() > MAX_NAME_CHARS)
+        };
+        if too_long(&portal.name) {
+            problems.push(ConfigProblem::new(
+                "portal.name",
+                "is empty or longer than 80 characters",
+                "write the organisation name users know, e.g. \"Example Inc.\"",
+            ));
+        }
+        if let Some(id) = &portal.default_app
+            && self.app(id).is_none()
+        {
+            problems.push(ConfigProblem::new(
+                "portal.default_app",
+                format!("no app has the id `{id}`"),
+                "name the id of an [[apps]] entry, or remove it for the first app",
+            ));
+        }
+        if portal.session_lifetime_secs == 0
+            || portal.session_lifetime_secs > MAX_SESSION_LIFETIME_SECS
+        {
+            problems.push(ConfigProblem::new(
+                "portal.session_lifetime_secs",
+                format!("{} is out of range", portal.session_lifetime_secs),
+                format!("use 1..={MAX_SESSION_LIFETIME_SECS} seconds (28800 = 8 h is the default)"),
+            ));
+        }
+        if let Some(notice) = &portal.notice {
+            if !portal::is_valid_notice_version(&notice.version) {
+                problems.push(ConfigProblem::new(
+                    "portal.notice.version",
+                    format!("`{}` is not a notice version", notice.version),
+                    "use 1 to 64 characters from A-Z a-z 0-9 . _ -, e.g. \"2026-12\"",
+                ));
+            }
+            if notice.text.trim().is_empty() || notice.text.len() > MAX_NOTICE_BYTES {
+                problems.push(ConfigProblem::new(
+                    "portal.notice.text",
+                    format!("is empty or longer than {MAX_NOTICE_BYTES} bytes"),
+                    "write the notice in plain text (a blank line starts a paragraph)",
+                ));
+            }
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            if too_long(&app.portal.tile_name) {
+                problems.push(ConfigProblem::new(
+                    format!("apps[{i}].portal.tile_name"),
+                    "is empty or longer than 80 characters",
+                    "write the name users know the app by, or remove it for the display name",
+                ));
+            }
+        }
         problems
     }
 

@@ -119,6 +119,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             passive: PassiveConfig::default(),
             rollover: Default::default(),
             adfs_paths: false,
+            portal: Default::default(),
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),
@@ -128,6 +129,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
         lockout: Default::default(),
         rate_limit: Default::default(),
         device_trust: None,
+        portal: Default::default(),
     };
     Ok(Embedded {
         config,

@@ -35,8 +35,12 @@ pub enum Decision {
     Issued,
     /// The request was refused.
     Refused,
-    /// A browser session was ended (passive sign-out).
+    /// A browser session was ended (passive or portal sign-out).
     SignedOut,
+    /// A portal session was started (no token).
+    SignedIn,
+    /// A user acknowledged the portal notice.
+    Acknowledged,
 }
 
 impl Decision {
@@ -45,6 +49,8 @@ impl Decision {
             Decision::Issued => "issued",
             Decision::Refused => "refused",
             Decision::SignedOut => "signed_out",
+            Decision::SignedIn => "signed_in",
+            Decision::Acknowledged => "acknowledged",
         }
     }
 }
@@ -86,7 +92,10 @@ impl AuditRecord {
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
         let (signing_key_sha256, signing_store) = match decision {
             Decision::Issued => (self.signing_key_sha256.as_str(), self.signing_store),
-            Decision::Refused | Decision::SignedOut => ("", ""),
+            Decision::Refused
+            | Decision::SignedOut
+            | Decision::SignedIn
+            | Decision::Acknowledged => ("", ""),
         };
         let time = self
             .time
