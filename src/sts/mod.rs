@@ -760,8 +760,11 @@ impl Sts {
             Endpoint::Launch { app } => self.passive(&app, Call::Launch, body, info).await,
             Endpoint::Portal { post } => match &self.portal {
                 Some(portal) => portal.handle(self, post, body, info).await,
-                None => HttpReply::text(404, "not found
-"),
+                None => HttpReply::text(
+                    404,
+                    "not found
+",
+                ),
             },
             Endpoint::UsernameMixed { app, version } => match self.app(&app) {
                 Some(a) => self.usernamemixed(a, version, body, info).await,

@@ -47,7 +47,9 @@ pub enum PortalError {
         source: std::io::Error,
     },
     /// A logo file is larger than [`MAX_LOGO_BYTES`].
-    #[error("{path}: larger than {MAX_LOGO_BYTES} bytes — use a smaller image (it is sent in every portal page)")]
+    #[error(
+        "{path}: larger than {MAX_LOGO_BYTES} bytes — use a smaller image (it is sent in every portal page)"
+    )]
     LogoTooLarge {
         /// The file.
         path: String,
@@ -161,15 +163,21 @@ impl Portal {
             .ok()
             .and_then(|text| passive::parse_form(text).ok());
         let Some(fields) = fields else {
-            return pages::reply(
-                400,
-                Vec::new(),
-                |n| pages::message(&self.name, "Request not accepted", "This form could not be read. Open the portal again.", n),
-            );
+            return pages::reply(400, Vec::new(), |n| {
+                pages::message(
+                    &self.name,
+                    "Request not accepted",
+                    "This form could not be read. Open the portal again.",
+                    n,
+                )
+            });
         };
         let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
         match field("step") {
-            "ack" => self.acknowledge(sts, info, field("csrf"), field("version"), now).await,
+            "ack" => {
+                self.acknowledge(sts, info, field("csrf"), field("version"), now)
+                    .await
+            }
             "signout" => self.sign_out(sts, info, field("csrf"), now).await,
             step => {
                 // The code form names the app whose directory holds the code (its ticket is
@@ -588,7 +596,10 @@ mod tests {
         let png = dir.path().join("logo.svg");
         std::fs::write(&png, b"\x89PNG\r\n\x1a\nrest").unwrap();
         let url = logo_data_url(&png).unwrap();
-        assert!(url.starts_with("data:image/png;base64,iVBORw0KGgo"), "{url}");
+        assert!(
+            url.starts_with("data:image/png;base64,iVBORw0KGgo"),
+            "{url}"
+        );
         let svg = dir.path().join("logo.png");
         std::fs::write(&svg, b"<svg onload=alert(1)>").unwrap();
         assert!(matches!(

@@ -377,7 +377,11 @@ fn csp(nonce: &str, form_action: &str, script: bool, data_images: bool) -> Strin
     } else {
         String::new()
     };
-    let images = if data_images { "https: data:" } else { "https:" };
+    let images = if data_images {
+        "https: data:"
+    } else {
+        "https:"
+    };
     format!(
         "default-src 'none'; style-src 'nonce-{nonce}';{script} img-src {images}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     )

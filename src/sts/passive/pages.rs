@@ -60,12 +60,7 @@ pub struct OwnForm<'a> {
 }
 
 /// A whole page: `lang`, viewport, the one style under the CSP nonce, logo, heading, content.
-pub(crate) fn document(
-    title: &str,
-    nonce: &str,
-    branding: &Branding<'_>,
-    content: &str,
-) -> String {
+pub(crate) fn document(title: &str, nonce: &str, branding: &Branding<'_>, content: &str) -> String {
     let logo = branding
         .logo_url
         .map(|url| format!(r#"<img src="{}" alt="">"#, escape(url)))

@@ -414,7 +414,11 @@ impl PortalSession {
 
     /// Marks the portal session signed out for every instance sharing `store`, until it
     /// would have expired anyway.
-    pub async fn revoke(&self, store: &dyn StateStore, now: OffsetDateTime) -> Result<(), StateError> {
+    pub async fn revoke(
+        &self,
+        store: &dyn StateStore,
+        now: OffsetDateTime,
+    ) -> Result<(), StateError> {
         let ttl = (self.expires - now).max(Duration::seconds(1));
         store
             .set_if_absent(&self.revocation_key(), "1", ttl, now)

@@ -278,7 +278,11 @@ impl WsFed {
     /// checked the password whose domain covers the user, after the portal notice was
     /// acknowledged, while the session is not revoked and the user is still in the directory.
     /// The app session it starts keeps the portal session's id (the portal's sign-out ends it).
-    async fn from_portal(&self, exchange: &mut Exchange<'_>, portal: PortalSession) -> Next<'static> {
+    async fn from_portal(
+        &self,
+        exchange: &mut Exchange<'_>,
+        portal: PortalSession,
+    ) -> Next<'static> {
         let app = exchange.guard.app;
         exchange.record.user = portal.upn.clone();
         if portal.directory != app.config.directory || !app.owns_upn(&portal.upn) {
