@@ -27,7 +27,7 @@ use super::passive::session::{
 };
 use super::passive::{self, Call, PortalLink};
 use super::{App, HttpReply, RequestInfo, Sts};
-use crate::config::{Config, MAX_LOGO_BYTES, NoticeConfig};
+use crate::config::{Config, ConfigProblem, MAX_LOGO_BYTES, NoticeConfig};
 use crate::policy::audit::{AuditRecord, Decision};
 use crate::state::StateStore;
 
@@ -511,6 +511,22 @@ impl Portal {
         record.emit(Decision::SignedOut, "ok", None);
         pages::reply(200, cookies, |n| pages::signed_out(&self.name, n))
     }
+}
+
+/// Problems of the portal's logo files, read as the start reads them (`check-config`).
+pub fn logo_problems(config: &Config) -> Vec<ConfigProblem> {
+    if !config.portal.enabled {
+        return Vec::new();
+    }
+    let problem = |(i, app): (usize, &crate::config::AppConfig)| {
+        let error = logo_data_url(app.portal.logo.as_ref()?).err()?;
+        Some(ConfigProblem::new(
+            format!("apps[{i}].portal.logo"),
+            error.to_string(),
+            "see [apps.portal] in README.md",
+        ))
+    };
+    config.apps.iter().enumerate().filter_map(problem).collect()
 }
 
 /// Revokes a portal session and the app sessions started from it.
