@@ -28,7 +28,7 @@ use fedsts::totp::{self, TotpKey};
 const RECEIVER: &str = "https://rp.test.invalid/login.srf";
 const DAVE: &str = "dave@example.com";
 const DAVE_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-/// A user of `sub.example.com`, in the second directory only.
+/// A user of `sub.example.com`, in both directories.
 const SAM: &str = "sam@sub.example.com";
 const SAM_PASSWORD: &str = "sam's own password";
 
@@ -54,6 +54,21 @@ fn portal_config(config: &mut Config, dir: &Path, notice: Option<&str>) {
         "dave-immutable",
         DAVE_SECRET,
     );
+    // sam is in both directories (with different passwords): only the one that checked the
+    // password may vouch for him.
+    let demo_users = std::fs::read_to_string(&users).unwrap();
+    let hash = demo_users
+        .split("password = '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    std::fs::write(
+        &users,
+        format!("{demo_users}\n[[users]]\nupn = \"{SAM}\"\nimmutable_id = \"sam-demo\"\npassword = '{hash}'\n"),
+    )
+    .unwrap();
     config
         .directories
         .insert("demo".into(), DirectoryConfig::File { path: users });
@@ -315,7 +330,8 @@ async fn a_portal_session_of_another_directory_is_refused() {
     let (_log, _guard) = AuditLog::capture();
     let server = portal_server(None, None).await;
     let mut browser = Browser::new(&server);
-    // sam is in the second directory, under sub.example.com, which demo's domain also covers.
+    // sam signs in through subapp (sub.example.com, the second directory); demo's domain covers
+    // him too and demo's directory knows him, but did not check his password.
     let home = portal_sign_in(&mut browser, SAM, SAM_PASSWORD).await;
     assert_eq!(tiles(&home), ["subapp"]);
     let own = get(&mut browser, "/wsfed/subapp/launch").await;
