@@ -530,3 +530,100 @@ async fn the_portal_asks_for_a_code_when_required_and_tiles_carry_it() {
     assert!(wresult.contains("http://schemas.microsoft.com/claims/multipleauthn"));
     server.stop().await;
 }
+
+/// The TOML block of README.md that starts with `# {marker}`.
+fn readme_block(marker: &str) -> String {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find(&format!("```toml\n# {marker}\n"))
+        .unwrap_or_else(|| panic!("README lost its {marker}"));
+    let body = &readme[start + "```toml\n".len()..];
+    body[..body.find("```").unwrap()].to_owned()
+}
+
+#[derive(serde::Deserialize)]
+struct PortalBlock {
+    portal: fedsts::config::PortalConfig,
+}
+
+#[derive(serde::Deserialize)]
+struct AppTileBlock {
+    apps: BTreeMap<String, fedsts::config::AppPortalConfig>,
+}
+
+/// README's "User portal" examples, read through the real schema, serve what they say.
+#[tokio::test]
+async fn the_readme_portal_example_serves() {
+    let (_log, _guard) = AuditLog::capture();
+    let portal: PortalBlock = toml::from_str(&readme_block("portal example")).unwrap();
+    let mut tile: AppTileBlock = toml::from_str(&readme_block("app tile example")).unwrap();
+    let mut app_portal = tile.apps.remove("portal").unwrap();
+    let server = TestServer::start_with(Options {
+        configure: Box::new(move |config, dir| {
+            portal_config(config, dir, None);
+            config.portal = portal.portal;
+            let logo = app_portal.logo.take().unwrap();
+            let copy = dir.join(&logo);
+            std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+            std::fs::copy(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/tile-logo.png"),
+                &copy,
+            )
+            .unwrap();
+            app_portal.logo = Some(copy);
+            config.apps[0].portal = app_portal;
+            assert!(config.problems().is_empty(), "{:?}", config.problems());
+        }),
+        ..Options::default()
+    })
+    .await;
+    let mut browser = Browser::new(&server);
+    let form_page = get(&mut browser, "/").await;
+    assert!(
+        form_page
+            .body
+            .contains("Sign in with your Example Inc. account.")
+    );
+    let notice = portal_sign_in(&mut browser, ALICE, PASSWORD).await;
+    assert!(
+        notice
+            .body
+            .contains("<p>From 1 January, passwords expire after 90 days.</p>")
+    );
+    let acknowledged = submit(&mut browser, &notice, Some("acknowledge"), &[]).await;
+    assert_eq!(acknowledged.status, 303);
+    let home = get(&mut browser, "/").await;
+    assert_eq!(tiles(&home), ["demo"]);
+    assert!(home.body.contains("<span>Microsoft 365</span>"));
+    assert!(home.body.contains("data:image/png;base64,"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_logo_stops_the_start_and_check_config_names_it() {
+    let (_log, _guard) = AuditLog::capture();
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = fedsts::first_run::prepare(dir.path(), "127.0.0.1:0").unwrap();
+    let mut config = embedded.config;
+    let svg = dir.path().join("logo.svg");
+    std::fs::write(
+        &svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><script/></svg>",
+    )
+    .unwrap();
+    config.portal.enabled = true;
+    config.apps[0].portal.logo = Some(svg);
+    let problems = fedsts::preflight::check(&config, time::OffsetDateTime::now_utc());
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.key == "apps[0].portal.logo" && p.problem.contains("not a PNG")),
+        "{problems:?}"
+    );
+    let started = fedsts::sts::Sts::from_config(&config, Arc::new(SystemClock));
+    let error = started
+        .err()
+        .expect("a bad logo stops the start")
+        .to_string();
+    assert!(error.starts_with("apps[0].portal.logo: "), "{error}");
+}
