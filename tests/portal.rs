@@ -621,9 +621,6 @@ async fn a_bad_logo_stops_the_start_and_check_config_names_it() {
         "{problems:?}"
     );
     let started = fedsts::sts::Sts::from_config(&config, Arc::new(SystemClock));
-    let error = started
-        .err()
-        .expect("a bad logo stops the start")
-        .to_string();
+    let error = started.expect_err("a bad logo stops the start").to_string();
     assert!(error.starts_with("apps[0].portal.logo: "), "{error}");
 }

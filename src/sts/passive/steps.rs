@@ -241,7 +241,7 @@ impl WsFed {
             return self.app_session(exchange, session).await;
         }
         match self.portal_session(exchange) {
-            Some(portal) => self.from_portal(exchange, portal).await,
+            Some(portal) => self.portal_single_sign_on(exchange, portal).await,
             None => Next::form(&request.username_hint, None, 200),
         }
     }
@@ -278,7 +278,7 @@ impl WsFed {
     /// checked the password whose domain covers the user, after the portal notice was
     /// acknowledged, while the session is not revoked and the user is still in the directory.
     /// The app session it starts keeps the portal session's id (the portal's sign-out ends it).
-    async fn from_portal(
+    async fn portal_single_sign_on(
         &self,
         exchange: &mut Exchange<'_>,
         portal: PortalSession,
