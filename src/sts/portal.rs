@@ -613,7 +613,7 @@ mod tests {
         std::fs::write(&png, b"\x89PNG\r\n\x1a\nrest").unwrap();
         let url = logo_data_url(&png).unwrap();
         assert!(
-            url.starts_with("data:image/png;base64,iVBORw0KGgo"),
+            url.starts_with("data:image/png;base64,iVBORw0KGg"),
             "{url}"
         );
         let svg = dir.path().join("logo.png");
