@@ -624,3 +624,54 @@ async fn a_bad_logo_stops_the_start_and_check_config_names_it() {
     let error = started.expect_err("a bad logo stops the start").to_string();
     assert!(error.starts_with("apps[0].portal.logo: "), "{error}");
 }
+
+/// A device CA certificate (PEM) no client here has a certificate from.
+fn device_ca_pem() -> String {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem()
+}
+
+#[tokio::test]
+async fn device_trust_holds_at_the_portal() {
+    let (log, _guard) = AuditLog::capture();
+    let server = TestServer::start_with(Options {
+        configure: Box::new(|config, dir| {
+            portal_config(config, dir, None);
+            let ca_file = dir.join("device-ca.pem");
+            std::fs::write(&ca_file, device_ca_pem()).unwrap();
+            config.device_trust = Some(fedsts::policy::device::DeviceTrustConfig {
+                ca_file,
+                crl_file: None,
+            });
+            config.apps[0].device_trust = Some(fedsts::policy::device::AppDevicePolicy {
+                flows: vec![fedsts::policy::Flow::Passive],
+                users: vec![ALICE.into()],
+                groups: vec![],
+            });
+        }),
+        ..Options::default()
+    })
+    .await;
+    let mut browser = Browser::new(&server);
+    let form_page = get(&mut browser, "/").await;
+    let refused = submit(
+        &mut browser,
+        &form_page,
+        None,
+        &[("username", ALICE), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("id=\"admin-actions\""));
+    assert!(!browser.jar.contains_key("fedsts_portal"));
+    let refusal = log
+        .records()
+        .into_iter()
+        .find(|r| r["endpoint"] == "portal/signin" && r["decision"] == "refused")
+        .unwrap();
+    assert_eq!(refusal["user"], ALICE);
+    server.stop().await;
+}

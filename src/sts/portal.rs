@@ -612,10 +612,7 @@ mod tests {
         let png = dir.path().join("logo.svg");
         std::fs::write(&png, b"\x89PNG\r\n\x1a\nrest").unwrap();
         let url = logo_data_url(&png).unwrap();
-        assert!(
-            url.starts_with("data:image/png;base64,iVBORw0KGg"),
-            "{url}"
-        );
+        assert!(url.starts_with("data:image/png;base64,iVBORw0KGg"), "{url}");
         let svg = dir.path().join("logo.png");
         std::fs::write(&svg, b"<svg onload=alert(1)>").unwrap();
         assert!(matches!(
