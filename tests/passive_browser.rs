@@ -7,6 +7,8 @@
 //! (signature against our signing certificate, audience, lifetime) and checks the issuer.
 //!
 //! Also writes the sign-in page screenshot to `target/signin.png` (README: docs/signin.png).
+//! `browser_uses_the_portal` takes the user portal through the same browser and receiver and
+//! writes `target/portal.png` and `target/portal-notice.png` (README: docs/).
 
 mod common;
 

@@ -223,6 +223,12 @@ async fn sign_in_tiles_single_sign_on_and_sign_out() {
         !inputs(&form_page.body).contains_key("wa"),
         "no WS-Federation fields"
     );
+    // A form we cannot read: 400, nothing else happens.
+    for body in ["step=a&step=b", "username=%zz", "\u{0}%ff"] {
+        let bad = browser.send("POST", "/", body.to_owned()).await;
+        assert_eq!(bad.status, 400, "{body}");
+    }
+    assert!(!browser.jar.contains_key("fedsts_portal"));
 
     // Wrong password: the form again, no session.
     let wrong = submit(

@@ -163,6 +163,7 @@ impl Portal {
             .ok()
             .and_then(|text| passive::parse_form(text).ok());
         let Some(fields) = fields else {
+            tracing::info!(correlation_id = %info.correlation_id, "portal: the posted form is not URL-encoded UTF-8 without duplicates; refused (400)");
             return pages::reply(400, Vec::new(), |n| {
                 pages::message(
                     &self.name,
@@ -419,9 +420,10 @@ impl Portal {
         })
     }
 
-    fn see_portal(cookies: Vec<String>) -> HttpReply {
+    /// A redirect to the portal page.
+    fn see_portal(&self, cookies: Vec<String>) -> HttpReply {
         let mut reply = pages::reply(303, cookies, |n| {
-            pages::message("", "Continue", "Continue to the portal.", n)
+            pages::message(&self.name, "Continue", "Continue to the portal.", n)
         });
         reply.headers.push(("location", "/".to_owned()));
         reply
@@ -442,7 +444,7 @@ impl Portal {
             Err(reply) => return reply,
         };
         let Some((mut session, home)) = live else {
-            return Self::see_portal(Vec::new());
+            return self.see_portal(Vec::new());
         };
         let mut record = self.record(sts, home, info, now, "portal/notice");
         record.user.clone_from(&session.upn);
@@ -453,7 +455,7 @@ impl Portal {
         let Some(notice) = self.notice.as_ref().filter(|n| n.version == version) else {
             // An older page: the current notice is shown again.
             record.emit(Decision::Refused, "notice_version_stale", None);
-            return Self::see_portal(Vec::new());
+            return self.see_portal(Vec::new());
         };
         let key = ack_key(notice, &session.upn);
         let ttl = Duration::days(NOTICE_ACK_DAYS);
@@ -464,7 +466,7 @@ impl Portal {
         }
         record.emit(Decision::Acknowledged, &notice.version, None);
         session.notice.clone_from(&notice.version);
-        Self::see_portal(vec![self.session_cookie(&session, now)])
+        self.see_portal(vec![self.session_cookie(&session, now)])
     }
 
     /// Ends the portal session (revocation mark, shared through the store) and the app
