@@ -1070,6 +1070,42 @@ path = "users.toml"
     }
 
     #[test]
+    fn portal_problems_name_their_keys() {
+        let text = format!(
+            "{EXAMPLE}\n[portal]\nenabled = true\nname = \" \"\ndefault_app = \"nope\"\nsession_lifetime_secs = 0\n[portal.notice]\nversion = \"v 1\"\ntext = \"\"\n"
+        )
+        .replace(
+            "directory = \"local\"\n",
+            "directory = \"local\"\n[apps.portal]\ntile_name = \"\"\n",
+        );
+        let config = Config::parse(&text, Path::new("/etc/fedsts")).unwrap();
+        let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "portal.name",
+                "portal.default_app",
+                "portal.session_lifetime_secs",
+                "portal.notice.version",
+                "portal.notice.text",
+                "apps[0].portal.tile_name",
+            ]
+        );
+        let fine = Config::parse(
+            &format!("{EXAMPLE}\n[portal]\nenabled = true\n[portal.notice]\nversion = \"2026-12\"\ntext = \"Hello\"\n"),
+            Path::new("/etc/fedsts"),
+        )
+        .unwrap();
+        assert!(fine.problems().is_empty(), "{:?}", fine.problems());
+        assert!(
+            !Config::parse(EXAMPLE, Path::new("."))
+                .unwrap()
+                .portal
+                .enabled
+        );
+    }
+
+    #[test]
     fn app_ids_and_domains() {
         assert!(is_valid_app_id("a-b_C9"));
         assert!(!is_valid_app_id(""));
