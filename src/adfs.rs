@@ -482,6 +482,7 @@ fn imported_app(request: &ImportRequest<'_>, entra: &EntraFederation) -> AppConf
         passive: Default::default(),
         adfs_paths: true,
         rollover: Default::default(),
+        portal: Default::default(),
     }
 }
 

@@ -34,6 +34,10 @@ pub use state::StateConfig;
 
 mod metrics;
 pub use metrics::MetricsConfig;
+mod portal;
+pub use portal::{
+    AppPortalConfig, MAX_LOGO_BYTES, MAX_NAME_CHARS, MAX_NOTICE_BYTES, NoticeConfig, PortalConfig,
+};
 
 /// Longest token lifetime we allow (8 h); Entra and ADFS use 1 h.
 pub const MAX_TOKEN_LIFETIME_SECS: u64 = 8 * 3600;
@@ -67,6 +71,9 @@ pub struct Config {
     /// The Prometheus scrape: its own listener and/or a path, and who may read it (off by default).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The user portal at `GET /` (off by default).
+    #[serde(default)]
+    pub portal: PortalConfig,
 }
 
 /// `[server]`: where we listen and how we present ourselves.
@@ -208,6 +215,9 @@ pub struct AppConfig {
     /// `[apps.rollover]`: automatic token-signing certificate rollover (module `autoroll`).
     #[serde(default)]
     pub rollover: RolloverConfig,
+    /// `[apps.portal]`: the app's tile on the user portal.
+    #[serde(default)]
+    pub portal: AppPortalConfig,
 }
 
 /// Where Entra ID receives passive sign-in responses.
@@ -420,9 +430,13 @@ impl Config {
             if let Some(kerberos) = &mut app.kerberos {
                 resolve(&mut kerberos.keytab);
             }
-            for next in [&mut app.next_signing_cert, &mut app.next_signing_key]
-                .into_iter()
-                .flatten()
+            for next in [
+                &mut app.next_signing_cert,
+                &mut app.next_signing_key,
+                &mut app.portal.logo,
+            ]
+            .into_iter()
+            .flatten()
             {
                 resolve(next);
             }
@@ -503,6 +517,68 @@ impl Config {
         }
         problems.extend(self.duplicate_problems());
         problems.extend(self.protection_problems());
+        problems.extend(self.portal_problems());
+        problems
+    }
+
+    /// Problems of `[portal]` and of every `[apps.portal]` (the logo files are read at start).
+    fn portal_problems(&self) -> Vec<ConfigProblem> {
+        let portal = &self.portal;
+        let mut problems = Vec::new();
+        let too_long = |name: &Option<String>| {
+            name.as_ref()
+                .is_some_and(|n| n.trim().is_empty() || n.chars().count() > MAX_NAME_CHARS)
+        };
+        if too_long(&portal.name) {
+            problems.push(ConfigProblem::new(
+                "portal.name",
+                "is empty or longer than 80 characters",
+                "write the organisation name users know, e.g. \"Example Inc.\"",
+            ));
+        }
+        if let Some(id) = &portal.default_app
+            && self.app(id).is_none()
+        {
+            problems.push(ConfigProblem::new(
+                "portal.default_app",
+                format!("no app has the id `{id}`"),
+                "name the id of an [[apps]] entry, or remove it for the first app",
+            ));
+        }
+        if portal.session_lifetime_secs == 0
+            || portal.session_lifetime_secs > MAX_SESSION_LIFETIME_SECS
+        {
+            problems.push(ConfigProblem::new(
+                "portal.session_lifetime_secs",
+                format!("{} is out of range", portal.session_lifetime_secs),
+                format!("use 1..={MAX_SESSION_LIFETIME_SECS} seconds (28800 = 8 h is the default)"),
+            ));
+        }
+        if let Some(notice) = &portal.notice {
+            if !portal::is_valid_notice_version(&notice.version) {
+                problems.push(ConfigProblem::new(
+                    "portal.notice.version",
+                    format!("`{}` is not a notice version", notice.version),
+                    "use 1 to 64 characters from A-Z a-z 0-9 . _ -, e.g. \"2026-12\"",
+                ));
+            }
+            if notice.text.trim().is_empty() || notice.text.len() > MAX_NOTICE_BYTES {
+                problems.push(ConfigProblem::new(
+                    "portal.notice.text",
+                    format!("is empty or longer than {MAX_NOTICE_BYTES} bytes"),
+                    "write the notice in plain text (a blank line starts a paragraph)",
+                ));
+            }
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            if too_long(&app.portal.tile_name) {
+                problems.push(ConfigProblem::new(
+                    format!("apps[{i}].portal.tile_name"),
+                    "is empty or longer than 80 characters",
+                    "write the name users know the app by, or remove it for the display name",
+                ));
+            }
+        }
         problems
     }
 
@@ -963,6 +1039,42 @@ path = "users.toml"
         assert!(shown[0].starts_with("apps[1].domain: `example.com` is already used by apps[0]"));
         assert!(
             shown[1].starts_with("apps[1].issuer_uri: `example.com` is already used by apps[0]")
+        );
+    }
+
+    #[test]
+    fn portal_problems_name_their_keys() {
+        let text = format!(
+            "{EXAMPLE}\n[portal]\nenabled = true\nname = \" \"\ndefault_app = \"nope\"\nsession_lifetime_secs = 0\n[portal.notice]\nversion = \"v 1\"\ntext = \"\"\n"
+        )
+        .replace(
+            "directory = \"local\"\n",
+            "directory = \"local\"\n[apps.portal]\ntile_name = \"\"\n",
+        );
+        let config = Config::parse(&text, Path::new("/etc/fedsts")).unwrap();
+        let keys: Vec<String> = config.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "portal.name",
+                "portal.default_app",
+                "portal.session_lifetime_secs",
+                "portal.notice.version",
+                "portal.notice.text",
+                "apps[0].portal.tile_name",
+            ]
+        );
+        let fine = Config::parse(
+            &format!("{EXAMPLE}\n[portal]\nenabled = true\n[portal.notice]\nversion = \"2026-12\"\ntext = \"Hello\"\n"),
+            Path::new("/etc/fedsts"),
+        )
+        .unwrap();
+        assert!(fine.problems().is_empty(), "{:?}", fine.problems());
+        assert!(
+            !Config::parse(EXAMPLE, Path::new("."))
+                .unwrap()
+                .portal
+                .enabled
         );
     }
 

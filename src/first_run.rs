@@ -202,6 +202,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             passive: PassiveConfig::default(),
             rollover: Default::default(),
             adfs_paths: false,
+            portal: Default::default(),
         }],
         directories: BTreeMap::from([(
             "demo".to_owned(),
@@ -212,6 +213,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
         rate_limit: Default::default(),
         device_trust: None,
         metrics: Default::default(),
+        portal: Default::default(),
     };
     Ok(Embedded {
         config,

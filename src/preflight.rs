@@ -144,6 +144,7 @@ pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
     let mut problems = config.problems();
     problems.extend(check_tls(config, now));
     problems.extend(check_device_ca(config));
+    problems.extend(crate::sts::portal::logo_problems(config));
     for (i, app) in config.apps.iter().enumerate() {
         match app.signing_key_source() {
             Some(KeySource::PemFile(key)) => {

@@ -13,6 +13,8 @@
 //!
 //! Also writes the sign-in page screenshot to `target/signin.png` (README: docs/signin.png) and
 //! the enrolment page to `target/totp-enrol.png` (README: docs/totp-enrol.png).
+//! `browser_uses_the_portal` takes the user portal through the same browser and receiver and
+//! writes `target/portal.png` and `target/portal-notice.png` (README: docs/).
 
 mod common;
 
@@ -511,6 +513,122 @@ async fn browser_enrols_a_totp_authenticator_from_the_qr_page() {
     browser.type_into("#totp", &code).await;
     browser.click("button[type=submit]").await;
     assert_accepted(&browser.receiver_result().await, WCTX, true);
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+/// A user of `eu.example.com`, which two apps cover (two tiles).
+const PAT: &str = "pat@eu.example.com";
+
+/// The user portal in Chromium: sign in at `/`, acknowledge the notice, see the tiles (logo,
+/// name), open one (IdP-initiated, no second password; the receiver validates the token), come
+/// back to the tiles, sign out. Screenshots: `target/portal-notice.png`, `target/portal.png`
+/// (README: docs/portal-notice.png, docs/portal.png).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_uses_the_portal() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let signing_copy = dir.path().join("signing.pem");
+    let (_receiver, receiver_port) = start_receiver(dir.path(), &signing_copy, "example.com");
+    let reply_url = format!("https://127.0.0.1:{receiver_port}/");
+    let server = TestServer::start_with(Options {
+        clock: Arc::new(SystemClock),
+        configure: Box::new(move |config, server_dir| {
+            let users = users_file_with_totp_user(
+                server_dir,
+                "portal-users.toml",
+                PAT,
+                "pat-immutable",
+                DAVE_SECRET,
+            );
+            config.directories.insert(
+                "demo".into(),
+                fedsts::config::DirectoryConfig::File { path: users },
+            );
+            let demo = &mut config.apps[0];
+            demo.passive.reply_url = reply_url.clone();
+            demo.portal.tile_name = Some("Microsoft 365".into());
+            demo.portal.logo =
+                Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/tile-logo.png"));
+            let mut europe = demo.clone();
+            europe.id = "europe".into();
+            europe.domain = "eu.example.com".into();
+            europe.issuer_uri = "urn:europe".into();
+            europe.portal.tile_name = Some("Microsoft 365 (Europe)".into());
+            europe.portal.logo = None;
+            config.apps.push(europe);
+            config.portal.enabled = true;
+            config.portal.name = Some("Example Inc.".into());
+            config.portal.notice = Some(fedsts::config::NoticeConfig {
+                version: "2026-12".into(),
+                text: "From 1 January, passwords expire after 90 days.\n\nChange yours before then from this portal: Change your password.".into(),
+            });
+        }),
+        ..Options::default()
+    })
+    .await;
+    std::fs::copy(&server.signing_cert_path, &signing_copy).unwrap();
+
+    let driver_port = common::free_port();
+    let _chromedriver = Process(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let browser = WebDriver::start(driver_port, &dir.path().join("profile")).await;
+    let portal = format!("{}/", server.base_url);
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target).unwrap();
+
+    browser.go(&portal).await;
+    assert_eq!(
+        browser.text(".hint").await,
+        "Sign in with your Example Inc. account."
+    );
+    browser.type_into("#username", PAT).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+
+    // The notice first, until it is acknowledged.
+    assert!(
+        browser
+            .text("#notice")
+            .await
+            .starts_with("From 1 January, passwords expire after 90 days.")
+    );
+    browser.screenshot(&target.join("portal-notice.png")).await;
+    browser.click("#acknowledge button").await;
+
+    // Two apps cover eu.example.com: two tiles, in name order.
+    let tiles = browser.text("#tiles").await;
+    assert_eq!(tiles, "Microsoft 365\nMicrosoft 365 (Europe)", "{tiles}");
+    browser.screenshot(&target.join("portal.png")).await;
+    browser.click("a.tile[href$='/wsfed/demo/launch']").await;
+    let result = browser.receiver_result().await;
+    assert_accepted(&result, "", false);
+    assert_eq!(
+        result["claims"]["http://schemas.xmlsoap.org/claims/UPN"], PAT,
+        "{result}"
+    );
+
+    // Back at the portal: still signed in, no notice again; then sign-out.
+    browser.go(&portal).await;
+    browser.find("#tiles").await;
+    browser.click("#signout button").await;
+    assert!(
+        browser
+            .text("#message")
+            .await
+            .starts_with("You are signed out of the portal")
+    );
+    browser.go(&portal).await;
+    browser.find("#password").await;
 
     browser.quit().await;
     server.stop().await;

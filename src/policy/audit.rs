@@ -38,10 +38,14 @@ pub enum Decision<'a> {
     Issued(Signed<'a>),
     /// The request was refused.
     Refused,
-    /// A browser session was ended (passive sign-out).
+    /// A browser session was ended (passive or portal sign-out).
     SignedOut,
     /// A step of a TOTP enrolment (`started`, `completed`, `reset`); its refusals are `Refused`.
     TotpEnrolment,
+    /// A portal session was started (no token).
+    SignedIn,
+    /// A user acknowledged the portal notice.
+    Acknowledged,
 }
 
 /// An issued assertion and the key that signed it, taken from the signed assertion itself:
@@ -63,7 +67,7 @@ impl Decision<'_> {
             Decision::Issued(_) => Some(metrics::Decision::Issued),
             Decision::Refused => Some(metrics::Decision::Refused),
             Decision::SignedOut => Some(metrics::Decision::SignedOut),
-            Decision::TotpEnrolment => None,
+            Decision::TotpEnrolment | Decision::SignedIn | Decision::Acknowledged => None,
         }
     }
 
@@ -73,6 +77,8 @@ impl Decision<'_> {
             Decision::Refused => "refused",
             Decision::SignedOut => "signed_out",
             Decision::TotpEnrolment => "totp_enrolment",
+            Decision::SignedIn => "signed_in",
+            Decision::Acknowledged => "acknowledged",
         }
     }
 }
@@ -142,7 +148,11 @@ impl AuditRecord {
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
         let (assertion_id, signing_key_sha256, signing_store) = match decision {
             Decision::Issued(signed) => (signed.assertion_id, signed.key_sha256, signed.store),
-            Decision::Refused | Decision::SignedOut | Decision::TotpEnrolment => ("", "", ""),
+            Decision::Refused
+            | Decision::SignedOut
+            | Decision::TotpEnrolment
+            | Decision::SignedIn
+            | Decision::Acknowledged => ("", "", ""),
         };
         let time = self
             .time

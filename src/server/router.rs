@@ -5,7 +5,8 @@
 //! `GET /healthz`, `GET|POST /wsfed/{app}/mex`, `POST /wsfed/{app}/trust/{13|2005}/usernamemixed`,
 //! `POST /wsfed/{app}/trust/{13|2005}/windowstransport`, `GET /wsfed/{app}/commands`,
 //! `GET|POST /wsfed/{app}` (passive sign-in and sign-out), `GET /wsfed/{app}/launch`,
-//! `GET /wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`.
+//! `GET /wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`, `GET|POST /` (the
+//! user portal; the STS answers 404 when it is off).
 //!
 //! The one app with `adfs_paths = true` is also reached through the ADFS layout (any case, as
 //! http.sys matches it): `/adfs/ls/`, `/adfs/services/trust/mex`,
@@ -23,6 +24,13 @@ pub fn route(method: &Method, path: &str) -> Endpoint {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         ["healthz"] => only(method, &[Method::GET], Endpoint::Health),
+        [""] => only(
+            method,
+            &[Method::GET, Method::POST],
+            Endpoint::Portal {
+                post: method == Method::POST,
+            },
+        ),
         ["wsfed", app, rest @ ..] if is_valid_app_id(app) => app_route(method, app, rest),
         _ => Endpoint::NotFound,
     }
@@ -243,7 +251,8 @@ mod tests {
             Endpoint::NotFound
         );
         assert_eq!(route(&Method::GET, "/wsfed/a%2Fb/mex"), Endpoint::NotFound);
-        assert_eq!(route(&Method::GET, "/"), Endpoint::NotFound);
+        assert_eq!(route(&Method::GET, "/"), Endpoint::Portal { post: false });
+        assert_eq!(route(&Method::POST, "/"), Endpoint::Portal { post: true });
         assert_eq!(
             route(&Method::GET, "/wsfed/a/trust/13/usernamemixed"),
             Endpoint::MethodNotAllowed {

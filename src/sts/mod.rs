@@ -49,6 +49,7 @@ mod active;
 pub(crate) mod guard;
 mod kerberos;
 pub mod passive;
+pub mod portal;
 
 use passive::session::SessionKey;
 use passive::{Call, WsFed};
@@ -91,6 +92,11 @@ pub enum Endpoint {
         /// Whether the parameters are in a form body (POST) rather than the query.
         post: bool,
     },
+    /// `GET|POST /`: the user portal (404 unless `[portal] enabled`).
+    Portal {
+        /// Whether a form was posted.
+        post: bool,
+    },
     /// `GET /wsfed/{app}/launch`: IdP-initiated sign-in (a portal tile).
     Launch {
         /// App id.
@@ -122,6 +128,7 @@ impl Endpoint {
             Endpoint::Commands { .. } => "commands",
             Endpoint::Passive { .. } => "wsfed/passive",
             Endpoint::Launch { .. } => "wsfed/launch",
+            Endpoint::Portal { .. } => "portal",
             Endpoint::FederationMetadata { .. } => "federationmetadata",
             Endpoint::NotFound => "not_found",
             Endpoint::MethodNotAllowed { .. } => "method_not_allowed",
@@ -615,6 +622,14 @@ pub enum StartError {
         /// Cause.
         source: crate::directory::DirectoryError,
     },
+    /// The portal could not be built (a logo file).
+    #[error("{key}: {source}")]
+    Portal {
+        /// Config key.
+        key: String,
+        /// Cause.
+        source: portal::PortalError,
+    },
     /// An app names a directory that is not configured.
     #[error("{key}: no directory named {name}")]
     UnknownDirectory {
@@ -636,6 +651,8 @@ pub struct Sts {
     timestamp_policy: TimestampPolicy,
     policies: Policies,
     wsfed: WsFed,
+    /// The user portal, when `[portal] enabled`.
+    portal: Option<portal::Portal>,
 }
 
 impl Sts {
@@ -668,7 +685,10 @@ impl Sts {
         let metrics = Arc::new(metrics);
         let store: Arc<dyn StateStore> = Arc::new(TimedStore::new(store, metrics.clone()));
         let mut apps = BTreeMap::new();
-        let wsfed = WsFed::new(session_key(config)?);
+        let key = session_key(config)?;
+        let wsfed = WsFed::new(key.clone(), portal::link(config));
+        let portal = portal::Portal::build(config, key)
+            .map_err(|(key, source)| StartError::Portal { key, source })?;
         let mut rollers = Vec::new();
         for (i, app) in config.apps.iter().enumerate() {
             let directory = directories.get(&app.directory).cloned().ok_or_else(|| {
@@ -718,6 +738,7 @@ impl Sts {
             timestamp_policy,
             policies,
             wsfed,
+            portal,
         })
     }
 
@@ -828,6 +849,14 @@ impl Sts {
                 self.passive(&app, call, body, info).await
             }
             Endpoint::Launch { app } => self.passive(&app, Call::Launch, body, info).await,
+            Endpoint::Portal { post } => match &self.portal {
+                Some(portal) => portal.handle(self, post, body, info).await,
+                None => HttpReply::text(
+                    404,
+                    "not found
+",
+                ),
+            },
             Endpoint::UsernameMixed { app, version } => match self.app(&app) {
                 Some(a) => self.usernamemixed(a, version, body, info).await,
                 None => HttpReply::text(404, "no such app\n"),

@@ -32,7 +32,10 @@ use crate::protocol::ns::MICROSOFT_ONLINE;
 use crate::protocol::wstrust;
 
 use pages::{Branding, NewAuthenticator, OwnForm};
-use session::{EnrolmentTicket, FORM_COOKIE, MfaTicket, SESSION_COOKIE, Session, SessionKey};
+use session::{
+    EnrolmentTicket, FORM_COOKIE, MfaTicket, PORTAL_BINDING, PORTAL_COOKIE, PORTAL_FORM_COOKIE,
+    PortalSession, SESSION_COOKIE, Session, SessionKey,
+};
 
 /// `wa` of a sign-in request.
 pub const WSIGNIN: &str = "wsignin1.0";
@@ -138,9 +141,20 @@ pub enum WsFedRequest {
     },
 }
 
+/// Whom a sign-in is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// A token for the app, posted to the reply target (passive WS-Federation).
+    App,
+    /// A portal session (the user portal at `/`): the same steps, a different ending.
+    Portal,
+}
+
 /// A checked sign-in request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignIn {
+    /// Whom the sign-in is for.
+    pub audience: Audience,
     /// `wtrealm` as sent.
     pub realm: String,
     /// `wctx`, echoed byte for byte.
@@ -160,8 +174,26 @@ pub struct SignIn {
 }
 
 impl SignIn {
+    /// A portal sign-in: no WS-Federation parameters; a TOTP code when `mfa_required`.
+    fn portal(mfa_required: bool) -> Self {
+        Self {
+            audience: Audience::Portal,
+            realm: String::new(),
+            wctx: String::new(),
+            wreply: None,
+            wauth: None,
+            reply_to: String::new(),
+            mfa_required,
+            fresh: false,
+            username_hint: String::new(),
+        }
+    }
+
     /// Hidden fields that carry the request through our forms.
     fn carried_fields(&self) -> Vec<(&'static str, String)> {
+        if self.audience == Audience::Portal {
+            return Vec::new();
+        }
         let mut fields = vec![
             ("wa", WSIGNIN.to_owned()),
             ("wtrealm", self.realm.clone()),
@@ -216,6 +248,7 @@ fn sign_in_request(
     let wauth = get("wauth").filter(|w| !w.is_empty()).map(str::to_owned);
     let mfa_asked = wauth.as_deref().is_some_and(|w| w.contains(MULTIPLE_AUTHN));
     Ok(SignIn {
+        audience: Audience::App,
         realm: realm.to_owned(),
         wctx: wctx.to_owned(),
         reply_to: wreply
@@ -242,10 +275,41 @@ fn origin_of(url: &str) -> String {
     format!("https://{authority}")
 }
 
-/// Passive sign-in for every app: the cookie key.
+/// Passive sign-in for every app: the cookie key and what the apps need to know of the portal.
 #[derive(Debug)]
 pub struct WsFed {
     key: SessionKey,
+    portal: PortalLink,
+}
+
+/// What passive sign-in needs to know of the user portal: whether its sessions count (single
+/// sign-on from a tile), the notice version they must have acknowledged, and how the portal's
+/// own sign-in behaves.
+#[derive(Clone, Debug)]
+pub struct PortalLink {
+    /// `[portal] enabled`.
+    pub enabled: bool,
+    /// `[portal.notice] version`: a portal session that did not acknowledge it signs in to no app.
+    pub notice_version: Option<String>,
+    /// Portal session lifetime.
+    pub lifetime: Duration,
+    /// The organisation name on the portal's sign-in pages.
+    pub name: String,
+    /// `[portal] require_mfa`.
+    pub require_mfa: bool,
+}
+
+impl PortalLink {
+    /// No portal: portal cookies are never honoured.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            notice_version: None,
+            lifetime: Duration::ZERO,
+            name: String::new(),
+            require_mfa: false,
+        }
+    }
 }
 
 /// Signs the federation metadata of an app publishing `signing` (current, next, previous).
@@ -309,15 +373,87 @@ impl PageReply {
     }
 }
 
-fn csp(nonce: &str, form_action: &str, script: bool) -> String {
+fn csp(nonce: &str, form_action: &str, script: bool, data_images: bool) -> String {
     let script = if script {
         format!(" script-src 'nonce-{nonce}';")
     } else {
         String::new()
     };
+    let images = if data_images {
+        "https: data:"
+    } else {
+        "https:"
+    };
     format!(
-        "default-src 'none'; style-src 'nonce-{nonce}';{script} img-src https:; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'nonce-{nonce}';{script} img-src {images}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     )
+}
+
+/// A fresh CSP nonce; without a generator it is empty, so CSP then allows no script (fails
+/// closed) and the page's own buttons still work.
+fn csp_nonce() -> String {
+    crate::random::token(16).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "no CSP nonce; page served without script");
+        String::new()
+    })
+}
+
+/// A page of the portal with the sign-in page's headers (CSP, frame, referrer, cache): no
+/// script, forms post to ourselves, images also from `data:` URLs (the tile logos read at
+/// start). `render` gets the CSP nonce.
+pub(crate) fn portal_page(
+    status: u16,
+    cookies: Vec<String>,
+    location: Option<String>,
+    render: impl FnOnce(&str) -> String,
+) -> HttpReply {
+    let nonce = csp_nonce();
+    PageReply {
+        status,
+        body: render(&nonce),
+        csp: csp(&nonce, "'self'", false, true),
+        cookies,
+        location,
+        retry_after: None,
+    }
+    .into_http()
+}
+
+/// Where one sign-in lives: the app's passive endpoint, or the portal.
+struct Scope {
+    /// Form action and cookie path.
+    path: String,
+    /// The form nonce cookie.
+    form_cookie: &'static str,
+    /// What CSRF tokens and form nonces are bound to (the app id, or [`PORTAL_BINDING`]).
+    binding: String,
+    /// How long the session lives.
+    lifetime: Duration,
+    /// The name on the pages, when not the app's.
+    display_name: Option<String>,
+}
+
+impl Scope {
+    fn app(app: &App) -> Self {
+        let secs = i64::try_from(app.config.passive.session_lifetime_secs).unwrap_or(28_800);
+        Self {
+            path: app.urls.passive_path(),
+            form_cookie: FORM_COOKIE,
+            binding: app.config.id.clone(),
+            lifetime: Duration::seconds(secs),
+            display_name: None,
+        }
+    }
+
+    fn portal(link: &PortalLink) -> Self {
+        Self {
+            path: "/".to_owned(),
+            form_cookie: PORTAL_FORM_COOKIE,
+            binding: PORTAL_BINDING.to_owned(),
+            lifetime: link.lifetime,
+            display_name: Some(link.name.clone()),
+        }
+    }
 }
 
 /// Per-request state of one passive call.
@@ -331,25 +467,32 @@ struct Exchange<'a> {
     cookies: Vec<String>,
     /// The id of the live session this request renews (single sign-on), if any.
     session_id: Option<String>,
+    /// The app's passive endpoint or the portal.
+    scope: Scope,
 }
 
 impl Exchange<'_> {
     fn branding(&self) -> Branding<'_> {
-        Branding {
-            display_name: self.guard.app.config.display_name(),
-            logo_url: self.guard.app.config.passive.logo_url.as_deref(),
+        match &self.scope.display_name {
+            Some(name) => Branding {
+                display_name: name,
+                logo_url: None,
+            },
+            None => Branding {
+                display_name: self.guard.app.config.display_name(),
+                logo_url: self.guard.app.config.passive.logo_url.as_deref(),
+            },
         }
     }
 
-    /// How long a session cookie of this app lives (`passive.session_lifetime_secs`).
+    /// How long a session cookie of this scope lives (`passive.session_lifetime_secs`, or the
+    /// portal's).
     fn session_lifetime(&self) -> Duration {
-        let secs =
-            i64::try_from(self.guard.app.config.passive.session_lifetime_secs).unwrap_or(28_800);
-        Duration::seconds(secs)
+        self.scope.lifetime
     }
 
     fn cookie_path(&self) -> String {
-        self.guard.app.urls.passive_path()
+        self.scope.path.clone()
     }
 
     /// Whether users of this app without a TOTP secret may enrol one while signing in
@@ -376,17 +519,12 @@ impl Exchange<'_> {
         script: bool,
         render: impl FnOnce(&Branding<'_>, &str) -> String,
     ) -> PageReply {
-        // Without a generator the nonce is empty: CSP then allows no script (fails closed)
-        // and the page's own submit button still works.
-        let nonce = crate::random::token(16).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "no CSP nonce; page served without script");
-            String::new()
-        });
+        let nonce = csp_nonce();
         let body = render(&self.branding(), &nonce);
         PageReply {
             status,
             body,
-            csp: csp(&nonce, form_action, script),
+            csp: csp(&nonce, form_action, script, false),
             cookies: std::mem::take(&mut self.cookies),
             location: None,
             retry_after: None,
@@ -417,9 +555,36 @@ impl Exchange<'_> {
 }
 
 impl WsFed {
-    /// Passive sign-in with this cookie key.
-    pub fn new(key: SessionKey) -> Self {
-        Self { key }
+    /// Passive sign-in with this cookie key, honouring portal sessions as `portal` says.
+    pub fn new(key: SessionKey, portal: PortalLink) -> Self {
+        Self { key, portal }
+    }
+
+    /// The portal's sign-in (showing the form, or a posted password or code form): the steps of
+    /// passive sign-in through `app`, the app chosen for the name, ending in a portal session.
+    pub(crate) async fn portal_sign_in(
+        &self,
+        policies: &Policies,
+        app: &App,
+        call: Call,
+        body: &[u8],
+        info: &RequestInfo,
+        now: OffsetDateTime,
+    ) -> HttpReply {
+        let request = SignIn::portal(self.portal.require_mfa || app.config.passive.require_mfa);
+        let guard = SignInGuard::new(policies, app, info, now, None, None);
+        let record = guard.audit_record("portal/signin");
+        let mut exchange = Exchange {
+            guard,
+            record,
+            nonce: None,
+            cookies: Vec::new(),
+            session_id: None,
+            scope: Scope::portal(&self.portal),
+        };
+        self.sign_in(&mut exchange, call, &request, body)
+            .await
+            .into_http()
     }
 
     /// Answers one passive call, under the service's protection policies.
@@ -450,6 +615,7 @@ impl WsFed {
             nonce: None,
             cookies: Vec::new(),
             session_id: None,
+            scope: Scope::app(app),
         };
         let reply = match parsed {
             Ok(WsFedRequest::SignOut { wreply }) => self.sign_out(&mut exchange, wreply).await,
@@ -519,14 +685,13 @@ impl WsFed {
             return Some(nonce);
         }
         let expires = exchange.guard.now + Duration::seconds(session::FORM_LIFETIME_SECS);
-        let sealed = self
+        let binding = &exchange.scope.binding;
+        let sealed = self.key.form_nonce(binding, expires)?;
+        let nonce = self
             .key
-            .form_nonce(&exchange.guard.app.config.id, expires)?;
-        let nonce =
-            self.key
-                .open_form_nonce(&exchange.guard.app.config.id, &sealed, exchange.guard.now)?;
+            .open_form_nonce(binding, &sealed, exchange.guard.now)?;
         exchange.cookies.push(session::set_cookie(
-            FORM_COOKIE,
+            exchange.scope.form_cookie,
             &sealed,
             &exchange.cookie_path(),
             session::FORM_LIFETIME_SECS,
@@ -540,9 +705,20 @@ impl WsFed {
         if exchange.nonce.is_some() {
             return exchange.nonce.clone();
         }
-        let sealed = session::cookie_value(exchange.guard.info.cookie.as_deref(), FORM_COOKIE)?;
+        let cookies = exchange.guard.info.cookie.as_deref();
+        let sealed = session::cookie_value(cookies, exchange.scope.form_cookie)?;
         self.key
-            .open_form_nonce(&exchange.guard.app.config.id, sealed, exchange.guard.now)
+            .open_form_nonce(&exchange.scope.binding, sealed, exchange.guard.now)
+    }
+
+    /// The portal session in this request's cookies, when the portal is on and the cookie is
+    /// ours and unexpired (revocation is checked by the caller).
+    fn portal_session(&self, exchange: &Exchange<'_>) -> Option<PortalSession> {
+        if !self.portal.enabled {
+            return None;
+        }
+        let sealed = session::cookie_value(exchange.guard.info.cookie.as_deref(), PORTAL_COOKIE)?;
+        self.key.open_portal(sealed, exchange.guard.now)
     }
 
     fn session(&self, exchange: &Exchange<'_>) -> Option<Session> {
@@ -563,11 +739,8 @@ impl WsFed {
             return random_failure(exchange);
         };
         let mut hidden = request.carried_fields();
-        hidden.push((
-            "csrf",
-            self.key.csrf_token(&exchange.guard.app.config.id, &nonce),
-        ));
-        let action = exchange.guard.app.urls.passive_path();
+        hidden.push(("csrf", self.key.csrf_token(&exchange.scope.binding, &nonce)));
+        let action = exchange.cookie_path();
         exchange.page(status, |b, n| {
             let form = OwnForm {
                 action: &action,
@@ -585,9 +758,16 @@ impl WsFed {
         error: Option<&str>,
     ) -> PageReply {
         let mut hidden = request.carried_fields();
-        hidden.push(("csrf", self.key.csrf_token(&ticket.app, &ticket.nonce)));
+        hidden.push((
+            "csrf",
+            self.key.csrf_token(&exchange.scope.binding, &ticket.nonce),
+        ));
         hidden.push(("mfa_ticket", self.key.seal_ticket(ticket)));
-        let action = exchange.guard.app.urls.passive_path();
+        if request.audience == Audience::Portal {
+            // Which app's directory holds the code; the ticket is bound to it.
+            hidden.push(("app", ticket.app.clone()));
+        }
+        let action = exchange.cookie_path();
         let status = if error.is_some() { 401 } else { 200 };
         let offer_new_authenticator = exchange.self_enrolment();
         exchange.page(status, |b, n| {
@@ -648,19 +828,32 @@ impl WsFed {
         exchange
             .cookies
             .push(session::set_cookie(FORM_COOKIE, "", &path, 0, "Strict"));
+        let store = &*exchange.guard.policies.store;
+        let now = exchange.guard.now;
+        let mut revoked = Ok(());
         if let Some(session) = self.session(exchange) {
             exchange.record.user = session.upn.clone();
-            let store = &*exchange.guard.policies.store;
-            let lifetime = exchange.session_lifetime();
-            if let Err(e) = session.revoke(store, lifetime, exchange.guard.now).await {
-                tracing::warn!(error = %e, "sign-out could not revoke the session");
-                exchange.refuse("state_unavailable");
-                return exchange.message(
-                    503,
-                    "Sign-out not completed",
-                    "This browser's session cookie is removed, but the sign-in service could not end the session on the server right now. Try signing out again in a few minutes.",
-                );
-            }
+            revoked = session
+                .revoke(store, exchange.session_lifetime(), now)
+                .await;
+        }
+        // Signing out of an app (Entra's sign-out) also ends the portal session, which would
+        // otherwise sign the browser straight back in.
+        if let Some(portal) = self.portal_session(exchange) {
+            exchange
+                .cookies
+                .push(session::set_cookie(PORTAL_COOKIE, "", "/", 0, "Lax"));
+            exchange.record.user = portal.upn.clone();
+            revoked = revoked.and(portal.revoke(store, now).await);
+        }
+        if let Err(e) = revoked {
+            tracing::warn!(error = %e, "sign-out could not revoke the session");
+            exchange.refuse("state_unavailable");
+            return exchange.message(
+                503,
+                "Sign-out not completed",
+                "This browser's session cookie is removed, but the sign-in service could not end the session on the server right now. Try signing out again in a few minutes.",
+            );
         }
         exchange.record.emit(Decision::SignedOut, "ok", None);
         match wreply {

@@ -35,7 +35,14 @@ cursor:pointer}.error{color:#a50e0e;background:#fce8e6;border-left:4px solid #a5
 padding:.6rem .8rem;margin:0 0 1rem}.hint{color:#3c4043;margin:.25rem 0 0}\
 .qr{display:block;margin:1rem auto;width:240px;height:240px;border:1px solid #c4c7cc}\
 .key{font:1.05rem/1.6 ui-monospace,monospace;letter-spacing:.05em;overflow-wrap:anywhere}\
-button.secondary{color:#0b57d0;background:#fff;border:2px solid #0b57d0;margin-left:.5rem}";
+button.secondary{color:#0b57d0;background:#fff;border:2px solid #0b57d0;margin-left:.5rem}\
+a{color:#0b57d0}a:focus{outline:3px solid #0b57d0;outline-offset:2px}\
+.tiles{list-style:none;padding:0;margin:1rem 0;display:grid;\
+grid-template-columns:repeat(auto-fill,minmax(10rem,1fr));gap:.75rem}.tile{display:flex;\
+flex-direction:column;align-items:center;gap:.5rem;padding:1rem .5rem;border:1px solid #5f6368;\
+border-radius:8px;color:#1b1b1b;text-decoration:none;font-weight:600;text-align:center}\
+.tile:hover{border-color:#0b57d0;background:#eef3fd}.tile img{margin:0}\
+.notice{border-left:4px solid #0b57d0;background:#eef3fd;padding:.1rem 1rem;margin:1rem 0}";
 
 /// What every page of an app shows.
 #[derive(Clone, Debug)]
@@ -55,7 +62,8 @@ pub struct OwnForm<'a> {
     pub hidden: &'a [(&'a str, String)],
 }
 
-fn document(title: &str, nonce: &str, branding: &Branding<'_>, content: &str) -> String {
+/// A whole page: `lang`, viewport, the one style under the CSP nonce, logo, heading, content.
+pub(crate) fn document(title: &str, nonce: &str, branding: &Branding<'_>, content: &str) -> String {
     let logo = branding
         .logo_url
         .map(|url| format!(r#"<img src="{}" alt="">"#, escape(url)))

@@ -26,6 +26,13 @@ use crate::state::{StateError, StateStore};
 pub const SESSION_COOKIE: &str = "fedsts_session";
 /// Name of the form nonce cookie (scoped to `/wsfed/{app}`).
 pub const FORM_COOKIE: &str = "fedsts_form";
+/// Name of the portal session cookie (scoped to `/`, so an app's passive flow sees it too).
+pub const PORTAL_COOKIE: &str = "fedsts_portal";
+/// Name of the portal's form nonce cookie (scoped to `/`).
+pub const PORTAL_FORM_COOKIE: &str = "fedsts_portal_form";
+/// What the portal's forms and form nonces are bound to instead of an app id (`/` is never
+/// an app id).
+pub const PORTAL_BINDING: &str = "/";
 /// How long a sign-in form (and its nonce cookie) stays usable.
 pub const FORM_LIFETIME_SECS: i64 = 30 * 60;
 /// How long a user has to type the TOTP code after the password.
@@ -187,6 +194,18 @@ impl SessionKey {
         (session.app == app && session.expires > now).then_some(session)
     }
 
+    /// Seals a portal session (its own MAC purpose: a portal cookie never opens as an app
+    /// session, nor the other way round).
+    pub fn seal_portal(&self, session: &PortalSession) -> String {
+        self.seal("portal", &session.payload())
+    }
+
+    /// The portal session in a cookie value, when it is ours and not expired.
+    pub fn open_portal(&self, sealed: &str, now: OffsetDateTime) -> Option<PortalSession> {
+        let session = PortalSession::from_payload(&self.open("portal", sealed)?)?;
+        (session.expires > now).then_some(session)
+    }
+
     /// Seals an MFA ticket.
     pub fn seal_ticket(&self, ticket: &MfaTicket) -> String {
         self.seal("mfa", &ticket.payload())
@@ -308,9 +327,21 @@ impl Session {
         lifetime: Duration,
         now: OffsetDateTime,
     ) -> Result<(), StateError> {
+        Self::revoke_id(store, &self.app, &self.id, lifetime, now).await
+    }
+
+    /// Marks the session `id` of `app` signed out (the portal's sign-out ends the app sessions
+    /// its tiles started, which carry the portal session's id).
+    pub async fn revoke_id(
+        store: &dyn StateStore,
+        app: &str,
+        id: &str,
+        lifetime: Duration,
+        now: OffsetDateTime,
+    ) -> Result<(), StateError> {
         let ttl = lifetime.max(Duration::seconds(1));
         store
-            .set_if_absent(&self.revocation_key(), "1", ttl, now)
+            .set_if_absent(&format!("session_revoked:{app}:{id}"), "1", ttl, now)
             .await
             .map(|_| ())
     }
@@ -347,6 +378,109 @@ impl Session {
                 "pwd" => false,
                 _ => return None,
             },
+            expires: instant(expires)?,
+        })
+    }
+}
+
+/// A browser signed in to the portal: who, which directory checked the password, since when,
+/// whether a second factor was used, which notice version the user acknowledged, until when.
+///
+/// An app's passive flow accepts it (single sign-on from a tile) only when the app uses the
+/// same directory and its domain covers the UPN, the notice is acknowledged, and the id is not
+/// revoked; the app session it starts keeps the portal session's id, so the portal's sign-out
+/// ends it too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortalSession {
+    /// Random id of this sign-in, the handle of its revocation.
+    pub id: String,
+    /// The user's UPN as the directory spells it.
+    pub upn: String,
+    /// Name of the `[directories.NAME]` entry that checked the password.
+    pub directory: String,
+    /// When the password was checked.
+    pub authenticated_at: OffsetDateTime,
+    /// Whether a TOTP code was checked.
+    pub mfa: bool,
+    /// The notice version the user acknowledged (empty: none yet).
+    pub notice: String,
+    /// End of the session.
+    pub expires: OffsetDateTime,
+}
+
+impl PortalSession {
+    /// A new portal session with a random id; `None` when the system random generator fails.
+    pub fn start(
+        upn: &str,
+        directory: &str,
+        authenticated_at: OffsetDateTime,
+        mfa: bool,
+        expires: OffsetDateTime,
+    ) -> Option<Self> {
+        Some(Self {
+            id: random_text()?,
+            upn: upn.to_owned(),
+            directory: directory.to_owned(),
+            authenticated_at,
+            mfa,
+            notice: String::new(),
+            expires,
+        })
+    }
+
+    /// State-store key of this session's revocation mark.
+    fn revocation_key(&self) -> String {
+        format!("portal_revoked:{}", self.id)
+    }
+
+    /// Marks the portal session signed out for every instance sharing `store`, until it
+    /// would have expired anyway.
+    pub async fn revoke(
+        &self,
+        store: &dyn StateStore,
+        now: OffsetDateTime,
+    ) -> Result<(), StateError> {
+        let ttl = (self.expires - now).max(Duration::seconds(1));
+        store
+            .set_if_absent(&self.revocation_key(), "1", ttl, now)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the portal session was signed out (on any instance sharing `store`).
+    pub async fn is_revoked(
+        &self,
+        store: &dyn StateStore,
+        now: OffsetDateTime,
+    ) -> Result<bool, StateError> {
+        Ok(store.get(&self.revocation_key(), now).await?.is_some())
+    }
+
+    fn payload(&self) -> String {
+        join(&[
+            &self.id,
+            &self.upn,
+            &self.directory,
+            &self.authenticated_at.unix_timestamp().to_string(),
+            if self.mfa { "mfa" } else { "pwd" },
+            &self.notice,
+            &self.expires.unix_timestamp().to_string(),
+        ])
+    }
+
+    fn from_payload(payload: &str) -> Option<Self> {
+        let [id, upn, directory, at, mfa, notice, expires] = fields::<7>(payload)?;
+        Some(Self {
+            id: id.to_owned(),
+            upn: upn.to_owned(),
+            directory: directory.to_owned(),
+            authenticated_at: instant(at)?,
+            mfa: match mfa {
+                "mfa" => true,
+                "pwd" => false,
+                _ => return None,
+            },
+            notice: notice.to_owned(),
             expires: instant(expires)?,
         })
     }

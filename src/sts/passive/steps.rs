@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 
 use time::{Duration, OffsetDateTime};
 
-use super::session::{self, EnrolmentTicket, MfaTicket, SESSION_COOKIE, Session};
+use super::session::{
+    self, EnrolmentTicket, MfaTicket, PORTAL_COOKIE, PortalSession, SESSION_COOKIE, Session,
+    SessionKey,
+};
 use super::{
-    BAD_CODE, BAD_CREDENTIALS, Call, Exchange, MAX_CREDENTIAL_BYTES, PageReply, SignIn, WSIGNIN,
-    WsFed, origin_of, pages, parse_form, random_failure,
+    Audience, BAD_CODE, BAD_CREDENTIALS, Call, Exchange, MAX_CREDENTIAL_BYTES, PageReply, SignIn,
+    WSIGNIN, WsFed, origin_of, pages, parse_form, random_failure,
 };
 use crate::config::device::Flow;
 use crate::directory::{DirectoryError, User};
@@ -53,7 +56,8 @@ use crate::totp::{self, TotpKey};
 ///      │ otherwise
 ///      └─────────────────────────► Issue: device trust (403), session cookie, signed
 ///                                  assertion, auto-post to the reply target
-///                                  (one audit record: issued)
+///                                  (one audit record: issued); for the portal: the
+///                                  portal session cookie, 303 to `/` (signed_in)
 ///
 ///   Code with then=enrol, the code right ─► Enrol (replacing the checked secret)
 ///
@@ -66,6 +70,11 @@ use crate::totp::{self, TotpKey};
 ///   spent once, stored while the user's secret is still what it replaces (else 409)
 ///   (audit: completed) ─► Authenticated with mfa = true
 /// ```
+///
+/// Session looks at the app's own session first, then a portal session (a tile's single
+/// sign-on, accepted only for an app on the same directory whose domain covers the user, once
+/// the portal notice is acknowledged). The portal's own sign-in runs the same steps with
+/// [`Audience::Portal`]: its Session step is the form.
 ///
 /// Every refusal on the way is one audit record; credential failures of every kind show the
 /// password form again with one message ([`StsError::outcome`] decides which).
@@ -258,13 +267,24 @@ impl WsFed {
         }
     }
 
-    /// A live session (single sign-on) that is not revoked and whose user is still in the
-    /// directory and the domain; otherwise the password form.
+    /// A live session (single sign-on) of the app, else of the portal, that is not revoked and
+    /// whose user is still in the directory and the domain; otherwise the password form. (The
+    /// portal shows its own sessions before it comes here: for it, this is the form.)
     async fn session_step(&self, exchange: &mut Exchange<'_>, request: &SignIn) -> Next<'static> {
-        let live = self.session(exchange).filter(|_| !request.fresh);
-        let Some(session) = live else {
+        if request.fresh || request.audience == Audience::Portal {
             return Next::form(&request.username_hint, None, 200);
-        };
+        }
+        if let Some(session) = self.session(exchange) {
+            return self.app_session(exchange, session).await;
+        }
+        match self.portal_session(exchange) {
+            Some(portal) => self.portal_single_sign_on(exchange, portal).await,
+            None => Next::form(&request.username_hint, None, 200),
+        }
+    }
+
+    /// The app's own session: not revoked, its user still in the directory and domain.
+    async fn app_session(&self, exchange: &mut Exchange<'_>, session: Session) -> Next<'static> {
         let store = &*exchange.guard.policies.store;
         match session.is_revoked(store, exchange.guard.now).await {
             Ok(false) => {}
@@ -291,6 +311,54 @@ impl WsFed {
         }
     }
 
+    /// Single sign-on from a portal session (a tile): only for an app on the directory that
+    /// checked the password whose domain covers the user, after the portal notice was
+    /// acknowledged, while the session is not revoked and the user is still in the directory.
+    /// The app session it starts keeps the portal session's id (the portal's sign-out ends it).
+    async fn portal_single_sign_on(
+        &self,
+        exchange: &mut Exchange<'_>,
+        portal: PortalSession,
+    ) -> Next<'static> {
+        let app = exchange.guard.app;
+        exchange.record.user = portal.upn.clone();
+        if portal.directory != app.config.directory || !app.owns_upn(&portal.upn) {
+            exchange.refuse("portal_session_not_for_app");
+            return Next::form("", None, 200);
+        }
+        let acknowledged = self
+            .portal
+            .notice_version
+            .as_deref()
+            .is_none_or(|version| version == portal.notice);
+        if !acknowledged {
+            exchange.refuse("portal_notice_not_acknowledged");
+            return Next::form("", None, 200);
+        }
+        let store = &*exchange.guard.policies.store;
+        match portal.is_revoked(store, exchange.guard.now).await {
+            Ok(false) => {}
+            Ok(true) => {
+                exchange.refuse("session_signed_out");
+                return Next::form("", None, 200);
+            }
+            Err(e) => return Next::refused("", Refusal::from(e)),
+        }
+        match app.directory.lookup(&portal.upn).await {
+            Ok(Some(user)) if app.owns_upn(&user.upn) => {
+                exchange.session_id = Some(portal.id);
+                Next::Step(Step::Authenticated(SignedIn {
+                    user,
+                    authenticated_at: portal.authenticated_at,
+                    mfa: portal.mfa,
+                    via: "portal",
+                }))
+            }
+            Ok(_) => Next::form("", None, 200),
+            Err(e) => Next::refused("", e),
+        }
+    }
+
     /// One of our forms was posted: its CSRF token must match the browser's nonce; then the
     /// code form or the password form.
     fn posted(
@@ -301,10 +369,9 @@ impl WsFed {
         let mut take = |name: &str| fields.remove(name).unwrap_or_default();
         let nonce = self.cookie_nonce(exchange);
         let csrf = take("csrf");
-        let csrf_ok = nonce.as_deref().is_some_and(|n| {
-            self.key
-                .csrf_matches(&exchange.guard.app.config.id, n, &csrf)
-        });
+        let csrf_ok = nonce
+            .as_deref()
+            .is_some_and(|n| self.key.csrf_matches(&exchange.scope.binding, n, &csrf));
         if !csrf_ok {
             exchange.refuse("csrf_mismatch");
             return Next::form(
@@ -539,6 +606,9 @@ impl WsFed {
         {
             return Next::refused(&user.upn, refusal);
         }
+        if request.audience == Audience::Portal {
+            return Self::portal_issue(exchange, &self.key, signed_in);
+        }
         let now = exchange.guard.now;
         let lifetime = exchange.session_lifetime();
         let Some(session) = Session::start(
@@ -578,6 +648,40 @@ impl WsFed {
                 pages::auto_post(b, &reply_to, &fields, n)
             }),
         )
+    }
+
+    /// The portal's ending: a portal session cookie (bound to the directory that checked the
+    /// password) and a redirect to the portal page (one audit record: signed_in).
+    fn portal_issue(
+        exchange: &mut Exchange<'_>,
+        key: &SessionKey,
+        signed_in: &SignedIn,
+    ) -> Next<'static> {
+        let now = exchange.guard.now;
+        let lifetime = exchange.session_lifetime();
+        let Some(session) = PortalSession::start(
+            &signed_in.user.upn,
+            &exchange.guard.app.config.directory,
+            signed_in.authenticated_at,
+            signed_in.mfa,
+            now + lifetime,
+        ) else {
+            exchange.refuse("random_unavailable");
+            return Next::Page(random_failure(exchange));
+        };
+        exchange
+            .record
+            .emit(Decision::SignedIn, signed_in.via, None);
+        exchange.cookies.push(session::set_cookie(
+            PORTAL_COOKIE,
+            &key.seal_portal(&session),
+            "/",
+            lifetime.whole_seconds(),
+            "Lax",
+        ));
+        let mut page = exchange.message(303, "Signed in", "You are signed in.");
+        page.location = Some("/".to_owned());
+        Next::Page(page)
     }
 
     /// The user, their secret as stored and as a key, when they have a usable one.
