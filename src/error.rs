@@ -138,6 +138,14 @@ pub enum PassiveAnswer {
     /// Credential failures of every kind (wrong password, unknown or disabled user, locked
     /// account, other domain) show the sign-in form again with one generic message.
     SignInFormAgain,
+    /// The change-password form (again) with this message: the password is right but has
+    /// expired or must be changed, or the directory's policy refused the new one.
+    PasswordChangeForm {
+        /// HTTP status.
+        status: u16,
+        /// The message above the form, in plain words.
+        text: &'static str,
+    },
     /// Everything else shows its page.
     Page(ErrorPage),
 }
@@ -208,6 +216,7 @@ impl StsError {
     /// decides its fault, HTTP status, page, client text and log reason.
     pub fn outcome(&self) -> Outcome {
         use crate::directory::AuthFailure as A;
+        use crate::directory::PasswordRule as R;
         use crate::policy::lockout::Location;
         use crate::policy::replay::ReplayKind;
         // The request itself is wrong: say exactly what, on both wires.
@@ -235,11 +244,61 @@ impl StsError {
                 | A::WrongPassword
                 | A::Disabled
                 | A::Locked
-                | A::PasswordExpired
                 | A::AccountExpired
-                | A::MustChangePassword
                 | A::LogonRestricted),
             )) => Outcome::credentials(failure.reason()),
+            // Only a right password gets this far (AD says 532/773 only then): a browser is
+            // offered the change form instead of a dead end; WS-Trust clients cannot change
+            // a password and get the generic fault.
+            StsError::Directory(DirectoryError::Rejected(
+                failure @ (A::PasswordExpired | A::MustChangePassword),
+            )) => Outcome {
+                log_reason: failure.reason().into(),
+                active: ActiveAnswer::access_denied(),
+                passive: PassiveAnswer::PasswordChangeForm {
+                    status: 200,
+                    text: match failure {
+                        A::PasswordExpired => {
+                            "Your password has expired. Choose a new password to continue signing in."
+                        }
+                        _ => "You must change your password before you sign in. Choose a new password to continue.",
+                    },
+                },
+            },
+            StsError::Directory(DirectoryError::NewPasswordRefused(rule)) => Outcome {
+                log_reason: format!("new_password_refused: {}", rule.reason()),
+                active: ActiveAnswer::server_failed(),
+                passive: PassiveAnswer::PasswordChangeForm {
+                    status: 400,
+                    text: match rule {
+                        R::History => {
+                            "The new password was used before. Choose a password you have not used recently."
+                        }
+                        R::Complexity => {
+                            "The new password is not complex enough. Mix upper- and lower-case letters, digits and symbols, and do not use your name."
+                        }
+                        R::TooShort => "The new password is too short. Choose a longer password.",
+                        R::TooYoung => {
+                            "Your password was changed too recently to change it again. Try again later, or ask your administrator."
+                        }
+                        R::Unchanged => {
+                            "The new password must be different from the current password."
+                        }
+                        R::Policy => {
+                            "The new password does not meet the password rules: it may be too short, too simple, or one you used before. Choose another password."
+                        }
+                    },
+                },
+            },
+            StsError::Directory(e @ DirectoryError::ChangeNotSupported(_)) => Outcome {
+                log_reason: format!("password_change_unsupported: {e}"),
+                active: ActiveAnswer::server_failed(),
+                passive: PassiveAnswer::Page(ErrorPage::plain(
+                    403,
+                    "Password change unavailable",
+                    "The password of this account cannot be changed here. Ask your administrator to change it.",
+                )),
+            },
             StsError::Directory(DirectoryError::Busy { retry_after_secs }) => Outcome {
                 log_reason: "password_queue_full".into(),
                 active: ActiveAnswer::Fault(FaultAnswer {

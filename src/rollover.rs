@@ -1,5 +1,6 @@
-//! File edits made by the command line: `fedsts rollover` (promote an app's next token-signing
-//! pair to current) and `fedsts user totp-enroll` (store a new TOTP secret in the users file).
+//! File edits: `fedsts rollover` (promote an app's next token-signing pair to current), and the
+//! one users-file edit ([`edit_user`]) behind `fedsts user totp-enroll` and the file directory's
+//! password change.
 //!
 //! Every edit keeps what it replaces as `<file>.<UTC time>.bak` and writes through a temporary
 //! file and a rename, so a failure leaves the old files in place. Nothing is changed unless every
@@ -183,6 +184,21 @@ pub fn store_totp_secret(
     secret_base32: &str,
     now: OffsetDateTime,
 ) -> Result<PathBuf, EditError> {
+    edit_user(users_path, upn, now, |user| {
+        user.insert("totp_secret", toml_edit::value(secret_base32));
+    })
+}
+
+/// The one edit of a users file: applies `edit` to the `[[users]]` table of `upn`
+/// (case-insensitive), keeps the old file as a backup and writes the new one through a rename.
+/// Comments and the other entries stay as they were. Returns the backup path. Callers that
+/// edit at run time serialize their edits (the file directory holds one lock around this).
+pub fn edit_user(
+    users_path: &Path,
+    upn: &str,
+    now: OffsetDateTime,
+    edit: impl FnOnce(&mut toml_edit::Table),
+) -> Result<PathBuf, EditError> {
     let text = read(users_path)?;
     let mut document = parse_toml(users_path, &text)?;
     let users = document
@@ -205,7 +221,7 @@ pub fn store_totp_secret(
                 users_path.display()
             ))
         })?;
-    user.insert("totp_secret", toml_edit::value(secret_base32));
+    edit(user);
     let backup = back_up(users_path, now)?;
     replace_file(users_path, document.to_string().as_bytes())?;
     Ok(backup)

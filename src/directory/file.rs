@@ -11,11 +11,18 @@
 //! sam_account_name = "alice"                         # optional; Kerberos principal name
 //! object_guid = "base64 of 16 bytes"                 # optional; computers (hybrid join)
 //! object_sid = "S-1-5-21-…"                          # optional; computers (hybrid join)
+//! password_expires_at = "2027-01-31T00:00:00Z"       # optional; RFC 3339, refused from then on
+//! must_change_password = true                        # optional; sign-in offers the change form
 //! ```
+//!
+//! A password change (the change page, or a sign-in with an expired password) rehashes with
+//! the current argon2id parameters, drops `password_expires_at` and `must_change_password`, and
+//! rewrites the file through [`crate::rollover::edit_user`] (backup kept), one edit at a time;
+//! the loaded users are updated at once, so the new password works without a restart.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::phc::{Output, PasswordHash};
@@ -23,7 +30,7 @@ use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher, Version};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{AuthFailure, CheckPriority, Directory, DirectoryError, User};
+use super::{AuthFailure, CheckPriority, Directory, DirectoryError, PasswordChange, User};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +58,10 @@ struct UserEntry {
     #[serde(default)]
     object_sid: Option<String>,
     totp_secret: Option<String>,
+    #[serde(default)]
+    password_expires_at: Option<String>,
+    #[serde(default)]
+    must_change_password: bool,
 }
 
 fn enabled_by_default() -> bool {
@@ -64,11 +75,19 @@ struct StoredUser {
     cost: Option<HashCost>,
     enabled: bool,
     totp_secret: Option<String>,
+    /// A correct password is refused as [`AuthFailure::MustChangePassword`].
+    must_change_password: bool,
 }
 
-/// Users loaded from a TOML file at start.
+/// Users loaded from a TOML file at start (and updated by password changes).
 pub struct FileDirectory {
-    users: HashMap<String, Arc<StoredUser>>,
+    /// Lower-cased UPN → user. Written only under `edits`, after the file was.
+    users: RwLock<HashMap<String, Arc<StoredUser>>>,
+    /// The users file, when loaded from one (edits need it).
+    path: Option<PathBuf>,
+    /// Held across one users-file edit and the update of `users` that follows it, so
+    /// concurrent edits neither lose one another nor leave memory and file apart.
+    edits: tokio::sync::Mutex<()>,
     /// Lower-cased `sam_account_name` → lower-cased UPN.
     accounts: HashMap<String, String>,
     /// Verified instead of a real hash for unknown users, so they cost the same time: made with
@@ -84,7 +103,7 @@ pub struct FileDirectory {
 impl std::fmt::Debug for FileDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileDirectory")
-            .field("users", &self.users.len())
+            .field("users", &self.len())
             .finish()
     }
 }
@@ -106,8 +125,10 @@ impl FileDirectory {
                 path.display()
             ))
         })?;
-        Self::parse(&text)
-            .map_err(|e| DirectoryError::Invalid(format!("users file {}: {e}", path.display())))
+        let mut directory = Self::parse(&text)
+            .map_err(|e| DirectoryError::Invalid(format!("users file {}: {e}", path.display())))?;
+        directory.path = Some(path.to_path_buf());
+        Ok(directory)
     }
 
     /// Parses the users file text.
@@ -134,7 +155,9 @@ impl FileDirectory {
         let costs: Vec<Option<HashCost>> = users.values().map(|u| u.cost).collect();
         let dummy_hash = dummy_hash(dummy_cost(&costs)).map_err(|e| e.to_string())?;
         Ok(Self {
-            users,
+            users: RwLock::new(users),
+            path: None,
+            edits: tokio::sync::Mutex::new(()),
             accounts,
             dummy_hash,
             hashing: HashQueue::per_core(),
@@ -149,13 +172,64 @@ impl FileDirectory {
 
     /// Number of users loaded.
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.read_users().len()
     }
 
     /// Whether the file has no users.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.read_users().is_empty()
     }
+
+    fn read_users(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StoredUser>>> {
+        self.users
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn user(&self, upn: &str) -> Option<Arc<StoredUser>> {
+        self.read_users().get(&upn.to_lowercase()).cloned()
+    }
+
+    /// Applies `edit` to the users-file entry of `upn` and then to the loaded users (the
+    /// entry is read back from the written file), one edit at a time. The one path of every
+    /// run-time edit of the users file.
+    pub async fn edit_user(
+        &self,
+        upn: &str,
+        now: time::OffsetDateTime,
+        edit: impl FnOnce(&mut toml_edit::Table) + Send + 'static,
+    ) -> Result<(), DirectoryError> {
+        let path = self.path.clone().ok_or_else(|| {
+            DirectoryError::ChangeNotSupported("the users were not loaded from a file".into())
+        })?;
+        let _one_edit = self.edits.lock().await;
+        let key = upn.to_lowercase();
+        let reloaded = tokio::task::spawn_blocking(move || {
+            crate::rollover::edit_user(&path, &key, now, edit)
+                .map_err(|e| DirectoryError::Unavailable(format!("users file edit: {e}")))?;
+            reload_user(&path, &key)
+        })
+        .await
+        .map_err(|e| DirectoryError::Unavailable(format!("users file edit: {e}")))??;
+        self.users
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(upn.to_lowercase(), Arc::new(reloaded));
+        Ok(())
+    }
+}
+
+/// The entry of `key` (a lower-cased UPN) as the users file at `path` now has it.
+fn reload_user(path: &Path, key: &str) -> Result<StoredUser, DirectoryError> {
+    let invalid = |e: String| DirectoryError::Invalid(format!("users file {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    let file: UsersFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let entry = file
+        .users
+        .into_iter()
+        .find(|u| u.upn.to_lowercase() == key)
+        .ok_or_else(|| invalid(format!("the edited user {key} is gone")))?;
+    stored_user(entry).map_err(invalid)
 }
 
 fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
@@ -179,8 +253,21 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             format!("totp_secret: {e} — enrol again with `fedsts user totp-enroll`")
         })?;
     }
+    let password_expires_at = entry
+        .password_expires_at
+        .as_deref()
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                    format!(
+                        "password_expires_at `{text}`: {e} — write an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                    )
+                })
+        })
+        .transpose()?;
     Ok(StoredUser {
         totp_secret: entry.totp_secret,
+        must_change_password: entry.must_change_password,
         user: User {
             upn: entry.upn,
             immutable_id: entry.immutable_id,
@@ -189,6 +276,7 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             sam_account_name: entry.sam_account_name,
             object_guid: entry.object_guid,
             object_sid: entry.object_sid,
+            password_expires_at,
         },
         cost: HashCost::of(&hash),
         hash,
@@ -453,7 +541,7 @@ impl Directory for FileDirectory {
         password: &str,
         priority: CheckPriority,
     ) -> Result<User, DirectoryError> {
-        let stored = self.users.get(&username.to_lowercase()).cloned();
+        let stored = self.user(username);
         let (hash, cost) = match &stored {
             Some(s) => (&s.hash, s.cost),
             None => (&self.dummy_hash, self.dummy_cost()),
@@ -471,14 +559,16 @@ impl Directory for FileDirectory {
             None => Err(DirectoryError::Rejected(AuthFailure::UnknownUser)),
             Some(_) if !matches => Err(DirectoryError::Rejected(AuthFailure::WrongPassword)),
             Some(s) if !s.enabled => Err(DirectoryError::Rejected(AuthFailure::Disabled)),
+            Some(s) if s.must_change_password => {
+                Err(DirectoryError::Rejected(AuthFailure::MustChangePassword))
+            }
             Some(s) => Ok(s.user.clone()),
         }
     }
 
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError> {
         Ok(self
-            .users
-            .get(&upn.to_lowercase())
+            .user(upn)
             .filter(|s| s.enabled)
             .map(|s| s.user.clone()))
     }
@@ -496,10 +586,42 @@ impl Directory for FileDirectory {
 
     async fn totp_secret(&self, upn: &str) -> Result<Option<String>, DirectoryError> {
         Ok(self
-            .users
-            .get(&upn.to_lowercase())
+            .user(upn)
             .filter(|s| s.enabled)
             .and_then(|s| s.totp_secret.clone()))
+    }
+
+    /// Checks the old password again (the caller's check may be a moment old), hashes the new
+    /// one with the current parameters on the hash queue, and writes it through
+    /// [`FileDirectory::edit_user`].
+    async fn change_password(&self, change: &PasswordChange<'_>) -> Result<(), DirectoryError> {
+        if change.new_password == change.old_password {
+            return Err(DirectoryError::NewPasswordRefused(
+                super::PasswordRule::Unchanged,
+            ));
+        }
+        let user = match self
+            .authenticate(change.username, change.old_password)
+            .await
+        {
+            Ok(user) => user,
+            Err(DirectoryError::Rejected(AuthFailure::MustChangePassword)) => self
+                .user(change.username)
+                .map(|s| s.user.clone())
+                .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?,
+            Err(e) => return Err(e),
+        };
+        let new_password = change.new_password.to_owned();
+        let hash = self
+            .hashing
+            .run(CheckPriority::Other, move || hash_password(&new_password))
+            .await??;
+        self.edit_user(&user.upn, change.now, move |entry| {
+            entry.insert("password", toml_edit::value(hash));
+            entry.remove("password_expires_at");
+            entry.remove("must_change_password");
+        })
+        .await
     }
 }
 

@@ -37,6 +37,8 @@ pub enum Decision {
     Refused,
     /// A browser session was ended (passive sign-out).
     SignedOut,
+    /// A user changed their password (the change page or a sign-in with an expired one).
+    PasswordChanged,
 }
 
 impl Decision {
@@ -45,6 +47,7 @@ impl Decision {
             Decision::Issued => "issued",
             Decision::Refused => "refused",
             Decision::SignedOut => "signed_out",
+            Decision::PasswordChanged => "password_changed",
         }
     }
 }
@@ -86,7 +89,7 @@ impl AuditRecord {
         let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
         let (signing_key_sha256, signing_store) = match decision {
             Decision::Issued => (self.signing_key_sha256.as_str(), self.signing_store),
-            Decision::Refused | Decision::SignedOut => ("", ""),
+            Decision::Refused | Decision::SignedOut | Decision::PasswordChanged => ("", ""),
         };
         let time = self
             .time

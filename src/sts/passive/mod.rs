@@ -14,6 +14,7 @@
 
 pub mod metadata;
 pub mod pages;
+mod password;
 pub mod session;
 mod steps;
 
@@ -329,9 +330,22 @@ struct Exchange<'a> {
     cookies: Vec<String>,
     /// The id of the live session this request renews (single sign-on), if any.
     session_id: Option<String>,
+    /// The path the form nonce cookie is scoped to: the endpoint whose forms it protects.
+    nonce_path: String,
 }
 
-impl Exchange<'_> {
+impl<'a> Exchange<'a> {
+    fn new(guard: SignInGuard<'a>, record: AuditRecord, nonce_path: String) -> Self {
+        Self {
+            guard,
+            record,
+            nonce: None,
+            cookies: Vec::new(),
+            session_id: None,
+            nonce_path,
+        }
+    }
+
     fn branding(&self) -> Branding<'_> {
         Branding {
             display_name: self.guard.app.config.display_name(),
@@ -431,13 +445,7 @@ impl WsFed {
             _ => "wsfed/signin",
         };
         let record = guard.audit_record(endpoint);
-        let mut exchange = Exchange {
-            guard,
-            record,
-            nonce: None,
-            cookies: Vec::new(),
-            session_id: None,
-        };
+        let mut exchange = Exchange::new(guard, record, app.urls.passive_path());
         let reply = match parsed {
             Ok(WsFedRequest::SignOut { wreply }) => self.sign_out(&mut exchange, wreply).await,
             Ok(WsFedRequest::SignIn(request)) => {
@@ -469,6 +477,13 @@ impl WsFed {
         match outcome.passive {
             PassiveAnswer::SignInFormAgain => {
                 self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401)
+            }
+            PassiveAnswer::PasswordChangeForm { status, text } => {
+                let target = password::ChangeTarget {
+                    action: exchange.guard.app.urls.passive_path(),
+                    carried: request.carried_fields(),
+                };
+                self.change_form(exchange, &target, username, Some(text), status)
             }
             PassiveAnswer::Page(page) => exchange.error_page(&page),
         }
@@ -512,12 +527,20 @@ impl WsFed {
         exchange.cookies.push(session::set_cookie(
             FORM_COOKIE,
             &sealed,
-            &exchange.cookie_path(),
+            &exchange.nonce_path,
             session::FORM_LIFETIME_SECS,
             "Strict",
         ));
         exchange.nonce = Some(nonce.clone());
         Some(nonce)
+    }
+
+    /// Whether a posted CSRF token is the one of this browser's form nonce.
+    fn csrf_ok(&self, exchange: &Exchange<'_>, csrf: &str) -> bool {
+        self.cookie_nonce(exchange).is_some_and(|n| {
+            self.key
+                .csrf_matches(&exchange.guard.app.config.id, &n, csrf)
+        })
     }
 
     fn cookie_nonce(&self, exchange: &Exchange<'_>) -> Option<String> {
