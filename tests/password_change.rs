@@ -345,3 +345,53 @@ async fn expiry_claims_only_with_the_switch_and_a_known_expiry() {
     assert_eq!(log.reasons(), ["password", "password", "password"]);
     off.stop().await;
 }
+
+/// README's "Password change" example, read through the real parsers: the app switch is a
+/// field of `[[apps]]`, the users-file entry must change its password and knows its expiry.
+#[tokio::test]
+async fn the_readme_example_parses_and_means_what_it_says() {
+    use fedsts::directory::{AuthFailure, Directory, DirectoryError};
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("<!-- tested password change config: begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- tested password change config: end -->").next())
+        .expect("README lost its password change markers");
+    let toml_text = block
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let (app, users) = toml_text.split_once("# users file\n").unwrap();
+    let app: toml::Value = toml::from_str(&app.replace("# …\n", "")).unwrap();
+    assert_eq!(app["apps"][0]["password_expiry_claims"].as_bool(), Some(true));
+    // The same table, completed with the keys the example leaves out, is a valid app.
+    let mut table = app["apps"][0].as_table().unwrap().clone();
+    for (key, value) in [
+        ("domain", "contoso.com"),
+        ("issuer_uri", "http://contoso.com/adfs/services/trust/"),
+        ("signing_cert", "signing.crt"),
+        ("signing_key", "signing.key"),
+        ("directory", "corp"),
+    ] {
+        table.insert(key.into(), toml::Value::String(value.into()));
+    }
+    let parsed: fedsts::config::AppConfig = toml::Value::Table(table).try_into().unwrap();
+    assert!(parsed.password_expiry_claims);
+    let hash = hash_password(PASSWORD).unwrap();
+    let directory =
+        fedsts::directory::file::FileDirectory::parse(&users.replace("HASH", &hash)).unwrap();
+    let refused = directory.authenticate("erin@contoso.com", PASSWORD).await;
+    assert!(
+        matches!(
+            refused,
+            Err(DirectoryError::Rejected(AuthFailure::MustChangePassword))
+        ),
+        "{refused:?}"
+    );
+    let erin = directory.lookup("erin@contoso.com").await.unwrap().unwrap();
+    assert_eq!(
+        erin.password_expires_at,
+        Some(time::macros::datetime!(2027-01-31 00:00:00 UTC))
+    );
+}

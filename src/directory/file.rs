@@ -931,6 +931,81 @@ password = "{h}"
         }
     }
 
+    /// Concurrent changes of two users both land, in the file and in memory: the edit lock
+    /// keeps one from writing over the other's file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_are_serialized_and_take_effect_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let cheap = hash_with("old", 8, 1, 1);
+        std::fs::write(
+            &path,
+            format!(
+                "{}must_change_password = true\npassword_expires_at = \"2020-01-01T00:00:00Z\"\n",
+                users_file(&[cheap.clone(), cheap])
+            ),
+        )
+        .unwrap();
+        let d = Arc::new(FileDirectory::load(&path).unwrap());
+        assert!(matches!(
+            d.authenticate("u1@b.c", "old").await,
+            Err(DirectoryError::Rejected(AuthFailure::MustChangePassword))
+        ));
+        let now = time::macros::datetime!(2026-01-02 03:04:05 UTC);
+        let tasks: Vec<_> = ["u0@b.c", "u1@b.c"]
+            .into_iter()
+            .map(|upn| {
+                let d = d.clone();
+                tokio::spawn(async move {
+                    d.change_password(&PasswordChange {
+                        username: upn,
+                        old_password: "old",
+                        new_password: "new",
+                        now,
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        for upn in ["u0@b.c", "u1@b.c"] {
+            let user = d.authenticate(upn, "new").await.unwrap();
+            assert_eq!(user.password_expires_at, None);
+            assert!(d.authenticate(upn, "old").await.is_err());
+        }
+        let reloaded = FileDirectory::load(&path).unwrap();
+        for upn in ["u0@b.c", "u1@b.c"] {
+            assert!(reloaded.authenticate(upn, "new").await.is_ok(), "{upn} in the file");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("must_change_password") && !text.contains("password_expires_at"));
+        assert!(path.with_extension("toml.20260102T030405Z.bak").exists());
+        // Parsed users (no file) cannot be edited.
+        let parsed = FileDirectory::parse(&users_file(&[hash_with("old", 8, 1, 1)])).unwrap();
+        let refused = parsed
+            .change_password(&PasswordChange {
+                username: "u0@b.c",
+                old_password: "old",
+                new_password: "new",
+                now,
+            })
+            .await;
+        assert!(matches!(refused, Err(DirectoryError::ChangeNotSupported(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn a_bad_expiry_is_explained() {
+        let h = hash_with("x", 8, 1, 1);
+        let err = FileDirectory::parse(&format!(
+            "[[users]]\nupn='a@b.c'\nimmutable_id='x'\npassword='{h}'\npassword_expires_at='tomorrow'\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("users[0]: password_expires_at `tomorrow`"), "{err}");
+        assert!(err.contains("RFC 3339"), "{err}");
+    }
+
     #[test]
     fn hash_is_argon2id_phc() {
         let h = hash_password("pw").unwrap();

@@ -1485,6 +1485,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ad_password_expiry_reads_filetime_and_never_expires() {
+        // 2024-01-01T00:00:00Z as FILETIME.
+        let at = filetime_expiry("133485408000000000").unwrap();
+        assert_eq!(at, time::macros::datetime!(2024-01-01 00:00:00 UTC));
+        assert_eq!(filetime_expiry("9223372036854775807"), None, "never expires");
+        assert_eq!(filetime_expiry("0"), None, "must change now / no policy");
+        assert_eq!(filetime_expiry("-1"), None);
+        assert_eq!(filetime_expiry("soon"), None);
+    }
+
+    #[test]
+    fn policy_refusals_are_named_from_samba_openldap_and_windows_texts() {
+        let samba = |rest: &str| {
+            format!("0000052D: Constraint violation - check_password_restrictions: {rest}")
+        };
+        let table = [
+            (samba("the password was already used (in history)!"), PasswordRule::History),
+            (samba("the password is too short. It should be equal or longer than 7 characters!"), PasswordRule::TooShort),
+            (samba("the password does not meet the complexity criteria!"), PasswordRule::Complexity),
+            (samba("password is too young to change!"), PasswordRule::TooYoung),
+            ("Password is in history of old passwords".to_owned(), PasswordRule::History),
+            ("Password fails quality checking policy".to_owned(), PasswordRule::Complexity),
+            ("Password is too young to change".to_owned(), PasswordRule::TooYoung),
+            ("0000052D: AtrErr: DSID-03191083, #1:\n\t0: 0000052D: DSID-03191083, problem 1005 (CONSTRAINT_ATT_TYPE), data 0, Att 9005a (unicodePwd)".to_owned(), PasswordRule::Policy),
+        ];
+        for (text, rule) in table {
+            assert_eq!(password_rule(&text), rule, "{text}");
+        }
+        assert!(is_wrong_old_password(
+            "00000056: Constraint violation - check_password_restrictions: the old password specified doesn't match!"
+        ));
+        assert!(is_wrong_old_password("0000056B: wrong password"));
+        assert!(!is_wrong_old_password(&samba("history")));
+    }
+
+    #[test]
+    fn unicode_pwd_is_quoted_utf16le() {
+        assert_eq!(unicode_pwd("ä1"), [0x22, 0, 0xe4, 0, 0x31, 0, 0x22, 0]);
+    }
+
+    #[test]
     fn ad_sub_codes_map_to_reasons() {
         let text = |code: &str| {
             format!(
