@@ -261,7 +261,9 @@ impl StsError {
                         A::PasswordExpired => {
                             "Your password has expired. Choose a new password to continue signing in."
                         }
-                        _ => "You must change your password before you sign in. Choose a new password to continue.",
+                        _ => {
+                            "You must change your password before you sign in. Choose a new password to continue."
+                        }
                     },
                 },
             },

@@ -59,7 +59,10 @@ fn add_mike(users: &Path) {
     let mike = text[start..end]
         .replace(DAVE, MIKE)
         .replace("dave-immutable", "mike-immutable")
-        .replace(&format!("totp_secret = \"{DAVE_SECRET}\""), "must_change_password = true");
+        .replace(
+            &format!("totp_secret = \"{DAVE_SECRET}\""),
+            "must_change_password = true",
+        );
     std::fs::write(users, format!("{text}\n{mike}")).unwrap();
 }
 
@@ -447,7 +450,9 @@ async fn browser_signs_in_through_passive_wsfed() {
     browser.screenshot(&screenshot).await;
     browser.type_into("#old_password", PASSWORD).await;
     browser.type_into("#new_password", "a new pässword").await;
-    browser.type_into("#confirm_password", "a new pässword").await;
+    browser
+        .type_into("#confirm_password", "a new pässword")
+        .await;
     browser.click("button[type=submit]").await;
     assert_accepted(&browser.receiver_result().await, WCTX, false);
 

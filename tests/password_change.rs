@@ -153,7 +153,9 @@ async fn the_change_page_rewrites_the_users_file_and_the_new_password_works_at_o
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
     let (server, users_path) = server(clock, |_| {}).await;
     let mut browser = browser(&server, "198.51.100.7");
-    let page = browser.send("GET", &page_path(&server), String::new()).await;
+    let page = browser
+        .send("GET", &page_path(&server), String::new())
+        .await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains(r#"<label for="new_password">"#));
     assert!(page.body.contains(r#"autocomplete="new-password""#));
@@ -163,14 +165,30 @@ async fn the_change_page_rewrites_the_users_file_and_the_new_password_works_at_o
 
     // A forged form (no cookie) and two different new passwords change nothing.
     let mut stranger = Browser::new(&server);
-    let forged = change(&mut stranger, &page, ALICE, PASSWORD, NEW_PASSWORD, NEW_PASSWORD).await;
+    let forged = change(
+        &mut stranger,
+        &page,
+        ALICE,
+        PASSWORD,
+        NEW_PASSWORD,
+        NEW_PASSWORD,
+    )
+    .await;
     assert_eq!(forged.status, 403, "{}", forged.body);
     let differ = change(&mut browser, &page, ALICE, PASSWORD, NEW_PASSWORD, "other").await;
     assert_eq!(differ.status, 400);
     assert!(differ.body.contains("are not the same"), "{}", differ.body);
     let before = std::fs::read_to_string(&users_path).unwrap();
 
-    let changed = change(&mut browser, &page, ALICE, PASSWORD, NEW_PASSWORD, NEW_PASSWORD).await;
+    let changed = change(
+        &mut browser,
+        &page,
+        ALICE,
+        PASSWORD,
+        NEW_PASSWORD,
+        NEW_PASSWORD,
+    )
+    .await;
     assert_eq!(changed.status, 200, "{}", changed.body);
     assert!(changed.body.contains("Your password was changed."));
 
@@ -270,17 +288,36 @@ async fn a_password_that_must_change_or_has_expired_is_changed_during_sign_in() 
         assert_eq!(fields["wctx"], WCTX, "the sign-in request is carried");
         assert_eq!(fields["username"], user);
         // A wrong current password: the change form again, nothing changed.
-        let wrong = change(&mut browser, &offered, user, "guess", NEW_PASSWORD, NEW_PASSWORD).await;
+        let wrong = change(
+            &mut browser,
+            &offered,
+            user,
+            "guess",
+            NEW_PASSWORD,
+            NEW_PASSWORD,
+        )
+        .await;
         assert_eq!(wrong.status, 401);
         assert!(wrong.body.contains(GENERIC));
         assert_eq!(inputs(&wrong.body)["step"], "change");
-        let finished =
-            change(&mut browser, &wrong, user, PASSWORD, NEW_PASSWORD, NEW_PASSWORD).await;
+        let finished = change(
+            &mut browser,
+            &wrong,
+            user,
+            PASSWORD,
+            NEW_PASSWORD,
+            NEW_PASSWORD,
+        )
+        .await;
         assert_response_page(&finished, RECEIVER, WCTX);
     }
     let users = std::fs::read_to_string(&users_path).unwrap();
     assert!(!users.contains("must_change_password"), "{users}");
-    assert_eq!(users.matches("password_expires_at").count(), 1, "grace's stays");
+    assert_eq!(
+        users.matches("password_expires_at").count(),
+        1,
+        "grace's stays"
+    );
     assert_generic_failure(&sign_in(&server, "198.51.100.9", ERIN, PASSWORD).await);
     let reasons = log.reasons();
     let expected = [
@@ -323,7 +360,9 @@ async fn expiry_claims_only_with_the_switch_and_a_known_expiry() {
     }
     let value = |name: &str| {
         wresult
-            .split(&format!(r#"AttributeName="{name}" {ns}><saml:AttributeValue>"#))
+            .split(&format!(
+                r#"AttributeName="{name}" {ns}><saml:AttributeValue>"#
+            ))
             .nth(1)
             .and_then(|rest| rest.split('<').next())
             .unwrap()
@@ -355,7 +394,10 @@ async fn the_readme_example_parses_and_means_what_it_says() {
     let block = readme
         .split("<!-- tested password change config: begin -->")
         .nth(1)
-        .and_then(|rest| rest.split("<!-- tested password change config: end -->").next())
+        .and_then(|rest| {
+            rest.split("<!-- tested password change config: end -->")
+                .next()
+        })
         .expect("README lost its password change markers");
     let toml_text = block
         .split("```toml\n")
@@ -364,7 +406,10 @@ async fn the_readme_example_parses_and_means_what_it_says() {
         .unwrap();
     let (app, users) = toml_text.split_once("# users file\n").unwrap();
     let app: toml::Value = toml::from_str(&app.replace("# …\n", "")).unwrap();
-    assert_eq!(app["apps"][0]["password_expiry_claims"].as_bool(), Some(true));
+    assert_eq!(
+        app["apps"][0]["password_expiry_claims"].as_bool(),
+        Some(true)
+    );
     // The same table, completed with the keys the example leaves out, is a valid app.
     let mut table = app["apps"][0].as_table().unwrap().clone();
     for (key, value) in [

@@ -65,7 +65,10 @@ timeout_secs = 2
         .change_password(&change(alice, "wrong", NEW_PASSWORD))
         .await;
     assert!(
-        matches!(wrong, Err(DirectoryError::Rejected(AuthFailure::WrongPassword))),
+        matches!(
+            wrong,
+            Err(DirectoryError::Rejected(AuthFailure::WrongPassword))
+        ),
         "{wrong:?}"
     );
     directory
@@ -123,7 +126,9 @@ async fn ad_changes_passwords_as_the_user_and_names_each_policy_refusal() {
     let ad = LdapDirectory::new(&ad_config(&dc)).unwrap();
     let bob = "bob@contoso.test";
     let before = ad.lookup(bob).await.unwrap().unwrap();
-    let expires = before.password_expires_at.expect("Samba computes an expiry");
+    let expires = before
+        .password_expires_at
+        .expect("Samba computes an expiry");
     assert!(expires > time::OffsetDateTime::now_utc() + time::Duration::days(30));
 
     ad.change_password(&change(bob, samba::USER_PASSWORD, NEW_PASSWORD))
@@ -160,7 +165,10 @@ async fn ad_changes_passwords_as_the_user_and_names_each_policy_refusal() {
         ),
         PasswordRule::Complexity
     );
-    assert!(ad.authenticate(bob, NEW_PASSWORD).await.is_ok(), "unchanged");
+    assert!(
+        ad.authenticate(bob, NEW_PASSWORD).await.is_ok(),
+        "unchanged"
+    );
 }
 
 async fn ad_server(dc: &SambaDc, expiry_claims: bool) -> TestServer {
@@ -180,7 +188,13 @@ async fn ad_server(dc: &SambaDc, expiry_claims: bool) -> TestServer {
     .await
 }
 
-async fn post_change(browser: &mut Browser<'_>, page: &Page, user: &str, old: &str, new: &str) -> Page {
+async fn post_change(
+    browser: &mut Browser<'_>,
+    page: &Page,
+    user: &str,
+    old: &str,
+    new: &str,
+) -> Page {
     let mut fields: BTreeMap<String, String> = inputs(&page.body);
     for (name, value) in [
         ("username", user),
@@ -257,8 +271,9 @@ async fn ad_must_change_user_changes_during_sign_in_and_refusals_read_in_plain_w
     .await;
     assert_eq!(back.status, 400, "{}", back.body);
     assert!(
-        back.body
-            .contains("The new password was used before. Choose a password you have not used recently."),
+        back.body.contains(
+            "The new password was used before. Choose a password you have not used recently."
+        ),
         "{}",
         back.body
     );

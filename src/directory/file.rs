@@ -22,8 +22,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher, Version};
@@ -221,7 +221,8 @@ impl FileDirectory {
 
 /// The entry of `key` (a lower-cased UPN) as the users file at `path` now has it.
 fn reload_user(path: &Path, key: &str) -> Result<StoredUser, DirectoryError> {
-    let invalid = |e: String| DirectoryError::Invalid(format!("users file {}: {e}", path.display()));
+    let invalid =
+        |e: String| DirectoryError::Invalid(format!("users file {}: {e}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
     let file: UsersFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
     let entry = file
@@ -567,10 +568,7 @@ impl Directory for FileDirectory {
     }
 
     async fn lookup(&self, upn: &str) -> Result<Option<User>, DirectoryError> {
-        Ok(self
-            .user(upn)
-            .filter(|s| s.enabled)
-            .map(|s| s.user.clone()))
+        Ok(self.user(upn).filter(|s| s.enabled).map(|s| s.user.clone()))
     }
 
     async fn lookup_account(&self, sam_account_name: &str) -> Result<Option<User>, DirectoryError> {
@@ -977,7 +975,10 @@ password = "{h}"
         }
         let reloaded = FileDirectory::load(&path).unwrap();
         for upn in ["u0@b.c", "u1@b.c"] {
-            assert!(reloaded.authenticate(upn, "new").await.is_ok(), "{upn} in the file");
+            assert!(
+                reloaded.authenticate(upn, "new").await.is_ok(),
+                "{upn} in the file"
+            );
         }
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("must_change_password") && !text.contains("password_expires_at"));
@@ -992,7 +993,10 @@ password = "{h}"
                 now,
             })
             .await;
-        assert!(matches!(refused, Err(DirectoryError::ChangeNotSupported(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(DirectoryError::ChangeNotSupported(_))),
+            "{refused:?}"
+        );
     }
 
     #[test]
@@ -1002,7 +1006,10 @@ password = "{h}"
             "[[users]]\nupn='a@b.c'\nimmutable_id='x'\npassword='{h}'\npassword_expires_at='tomorrow'\n"
         ))
         .unwrap_err();
-        assert!(err.contains("users[0]: password_expires_at `tomorrow`"), "{err}");
+        assert!(
+            err.contains("users[0]: password_expires_at `tomorrow`"),
+            "{err}"
+        );
         assert!(err.contains("RFC 3339"), "{err}");
     }
 

@@ -1072,7 +1072,10 @@ impl LdapDirectory {
             .await
             .map_err(|e| unavailable(format!("root DSE: {e}")))?;
         if result.rc != 0 {
-            return Err(unavailable(format!("root DSE: rc {} {}", result.rc, result.text)));
+            return Err(unavailable(format!(
+                "root DSE: rc {} {}",
+                result.rc, result.text
+            )));
         }
         let root = entries.into_iter().next().map(SearchEntry::construct);
         let lists = |attr: &str, oid: &str| {
@@ -1139,7 +1142,10 @@ impl LdapDirectory {
                 ldap.with_timeout(self.settings.timeout)
                     .modify(
                         &dn,
-                        vec![ldap3::Mod::Delete(attr.clone(), old), ldap3::Mod::Add(attr, new)],
+                        vec![
+                            ldap3::Mod::Delete(attr.clone(), old),
+                            ldap3::Mod::Add(attr, new),
+                        ],
                     )
                     .await
             }
@@ -1489,7 +1495,11 @@ mod tests {
         // 2024-01-01T00:00:00Z as FILETIME.
         let at = filetime_expiry("133485408000000000").unwrap();
         assert_eq!(at, time::macros::datetime!(2024-01-01 00:00:00 UTC));
-        assert_eq!(filetime_expiry("9223372036854775807"), None, "never expires");
+        assert_eq!(
+            filetime_expiry("9223372036854775807"),
+            None,
+            "never expires"
+        );
         assert_eq!(filetime_expiry("0"), None, "must change now / no policy");
         assert_eq!(filetime_expiry("-1"), None);
         assert_eq!(filetime_expiry("soon"), None);

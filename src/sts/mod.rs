@@ -988,7 +988,9 @@ pub(crate) fn user_claims(
 /// password expires, in how many whole days, and where to change it; none unless
 /// `password_expiry_claims` is on and the directory knows an expiry.
 fn password_expiry_claims(app: &App, user: &User, now: OffsetDateTime) -> Vec<ClaimAttribute> {
-    let Some(expires) = user.password_expires_at.filter(|_| app.config.password_expiry_claims)
+    let Some(expires) = user
+        .password_expires_at
+        .filter(|_| app.config.password_expiry_claims)
     else {
         return Vec::new();
     };

@@ -152,8 +152,16 @@ pub fn change_password(
     message: Option<&str>,
     nonce: &str,
 ) -> String {
-    let user_focus = if username.is_empty() { " autofocus" } else { "" };
-    let old_focus = if username.is_empty() { "" } else { " autofocus" };
+    let user_focus = if username.is_empty() {
+        " autofocus"
+    } else {
+        ""
+    };
+    let old_focus = if username.is_empty() {
+        ""
+    } else {
+        " autofocus"
+    };
     let content = format!(
         concat!(
             "<p class=\"hint\">Change the password of your {name} account.</p>{error}",
