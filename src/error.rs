@@ -455,6 +455,61 @@ mod tests {
         }
     }
 
+    /// An expired or must-change password: the generic fault on WS-Trust (nothing says the
+    /// password was right), the change form in a browser; policy refusals each in plain words.
+    #[test]
+    fn expired_passwords_offer_the_change_form_and_policy_refusals_are_explained() {
+        use crate::directory::PasswordRule;
+        let generic = fault_xml(
+            &StsError::Directory(DirectoryError::Rejected(AuthFailure::WrongPassword)),
+            TrustVersion::V13,
+        );
+        for failure in [
+            AuthFailure::PasswordExpired,
+            AuthFailure::MustChangePassword,
+        ] {
+            let error = StsError::Directory(DirectoryError::Rejected(failure));
+            assert_eq!(fault_xml(&error, TrustVersion::V13), generic);
+            let outcome = error.outcome();
+            assert_eq!(outcome.log_reason, failure.reason());
+            assert!(
+                matches!(
+                    outcome.passive,
+                    PassiveAnswer::PasswordChangeForm { status: 200, .. }
+                ),
+                "{outcome:?}"
+            );
+        }
+        let mut texts = Vec::new();
+        for rule in [
+            PasswordRule::History,
+            PasswordRule::Complexity,
+            PasswordRule::TooShort,
+            PasswordRule::TooYoung,
+            PasswordRule::Unchanged,
+            PasswordRule::Policy,
+        ] {
+            let outcome = StsError::Directory(DirectoryError::NewPasswordRefused(rule)).outcome();
+            assert_eq!(
+                outcome.log_reason,
+                format!("new_password_refused: {}", rule.reason())
+            );
+            match outcome.passive {
+                PassiveAnswer::PasswordChangeForm { status: 400, text } => texts.push(text),
+                other => panic!("{other:?}"),
+            }
+        }
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), 6, "one sentence per rule");
+        let unsupported =
+            StsError::Directory(DirectoryError::ChangeNotSupported("no TLS".into())).outcome();
+        assert!(matches!(
+            unsupported.passive,
+            PassiveAnswer::Page(ErrorPage { status: 403, .. })
+        ));
+    }
+
     #[test]
     fn credential_failures_are_indistinguishable_on_the_wire() {
         let texts: Vec<String> = [

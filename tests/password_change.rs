@@ -440,3 +440,87 @@ async fn the_readme_example_parses_and_means_what_it_says() {
         Some(time::macros::datetime!(2027-01-31 00:00:00 UTC))
     );
 }
+
+/// Each POST of the change page takes a token from the client address's bucket: past the
+/// burst it is a 429 page and the password is not looked at (fails without the rate limit:
+/// the third POST would be checked and counted as a wrong password).
+#[tokio::test]
+async fn change_page_posts_are_rate_limited() {
+    let (log, _guard) = AuditLog::capture();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let (server, _) = server(clock, |c| {
+        c.rate_limit.burst = 2;
+        c.rate_limit.requests_per_minute = 1;
+    })
+    .await;
+    for _ in 0..2 {
+        let guessed = change_on_page(&server, "203.0.113.9", ALICE, "guess", NEW_PASSWORD).await;
+        assert_generic_failure(&guessed);
+    }
+    let limited = change_on_page(&server, "203.0.113.9", ALICE, "guess", NEW_PASSWORD).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(!common::passive::header(&limited, "retry-after").is_empty());
+    // Showing the form is not limited; another address has its own bucket.
+    let elsewhere = change_on_page(&server, "198.51.100.20", ALICE, PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    assert_eq!(
+        log.reasons(),
+        ["wrong_password", "wrong_password", "rate_limited", "ok"]
+    );
+    server.stop().await;
+}
+
+/// Over usernamemixed, asked for SAML 2.0, the claims are `Attribute Name="<namespace>/<name>"`
+/// as ADFS writes them in SAML 2.0; in SAML 1.1 namespace and name are apart.
+#[tokio::test]
+async fn expiry_claims_in_saml_2_0_and_1_1_usernamemixed_tokens() {
+    let (_log, _guard) = AuditLog::capture();
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let now = clock.now();
+    let (server, _) = server(clock, |c| c.apps[0].password_expiry_claims = true).await;
+    let url = server.app_url("trust/13/usernamemixed");
+    let request = |saml2: bool| {
+        let body = common::wstrust::rst13(
+            &url,
+            GRACE,
+            PASSWORD,
+            now,
+            Some(&common::wstrust::message_id()),
+        );
+        if saml2 {
+            body.replace(
+                "<wst:KeyType>",
+                "<wst:TokenType>urn:oasis:names:tc:SAML:2.0:assertion</wst:TokenType><wst:KeyType>",
+            )
+        } else {
+            body
+        }
+    };
+    let path = common::wstrust::path_of(&url);
+    let saml2 = server.post_soap(&path, request(true)).await;
+    assert_eq!(saml2.status, 200, "{}", saml2.body);
+    for name in [
+        "passwordexpirationtime",
+        "passwordexpirationdays",
+        "passwordchangeurl",
+    ] {
+        assert!(
+            saml2.body.contains(&format!(
+                r#"Attribute Name="http://schemas.microsoft.com/ws/2012/01/{name}"><saml:AttributeValue>"#
+            )),
+            "{name}: {}",
+            saml2.body
+        );
+    }
+    let saml11 = server.post_soap(&path, request(false)).await;
+    assert_eq!(saml11.status, 200, "{}", saml11.body);
+    assert_eq!(
+        common::wstrust::saml_attribute(&saml11.body, "passwordexpirationdays").as_deref(),
+        Some("10")
+    );
+    assert_eq!(
+        common::wstrust::saml_attribute(&saml11.body, "passwordchangeurl"),
+        Some(server.app_url("password"))
+    );
+    server.stop().await;
+}

@@ -143,8 +143,8 @@ pub fn sign_in(
     document("Sign in", nonce, branding, &content)
 }
 
-/// The change-password form: user name, current password, the new one twice. `message` is an
-/// error (`role="alert"`) or, with `notice`, the reason the form is shown (expired password).
+/// The change-password form: user name, current password, the new one twice. `message` says
+/// why the form is shown (again): an expired password, a refusal, a policy rule.
 pub fn change_password(
     branding: &Branding<'_>,
     form: &OwnForm<'_>,
