@@ -57,15 +57,34 @@ fn stamp(now: OffsetDateTime) -> String {
     )
 }
 
-fn backup_path(path: &Path, now: OffsetDateTime) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{}.bak", stamp(now)));
-    PathBuf::from(name)
+/// How many backups of one file one second may have (run-time edits: password changes).
+const BACKUPS_PER_SECOND: u32 = 100;
+
+/// `<file>.<stamp>.bak`, or `<file>.<stamp>.<n>.bak` when edits in the same second made that one
+/// already: a backup is never overwritten, so the state before the first edit survives.
+fn backup_path(path: &Path, now: OffsetDateTime) -> Result<PathBuf, EditError> {
+    let stamp = stamp(now);
+    (1..=BACKUPS_PER_SECOND)
+        .map(|n| {
+            let mut name = path.as_os_str().to_owned();
+            match n {
+                1 => name.push(format!(".{stamp}.bak")),
+                _ => name.push(format!(".{stamp}.{n}.bak")),
+            }
+            PathBuf::from(name)
+        })
+        .find(|candidate| !candidate.exists())
+        .ok_or_else(|| {
+            EditError::Refused(format!(
+                "{}: {BACKUPS_PER_SECOND} backups in one second already — try again in a second",
+                path.display()
+            ))
+        })
 }
 
-/// Copies `path` to its backup name (permissions included) and returns that name.
+/// Copies `path` to a new backup name (permissions included) and returns that name.
 fn back_up(path: &Path, now: OffsetDateTime) -> Result<PathBuf, EditError> {
-    let backup = backup_path(path, now);
+    let backup = backup_path(path, now)?;
     std::fs::copy(path, &backup).map_err(io(path))?;
     Ok(backup)
 }
@@ -246,6 +265,11 @@ mod tests {
         assert!(edited.starts_with("# keep me\n"));
         assert!(edited.ends_with("upn = \"B@x.com\"\nimmutable_id = \"2\"\npassword = \"p\"\ntotp_secret = \"ABCDEFGHIJKLMNOP\"\n"), "{edited}");
         assert_eq!(edited.matches("totp_secret").count(), 1);
+        // A second edit in the same second keeps the first backup.
+        let second = store_totp_secret(&path, "a@x.com", "ABCDEFGHIJKLMNOP", now).unwrap();
+        assert_eq!(second, dir.path().join("users.toml.20260102T030405Z.2.bak"));
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), edited);
         let missing = store_totp_secret(&path, "c@x.com", "ABCDEFGHIJKLMNOP", now).unwrap_err();
         assert!(
             missing.to_string().contains("no user `c@x.com`"),
