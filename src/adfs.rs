@@ -475,6 +475,7 @@ fn imported_app(request: &ImportRequest<'_>, entra: &EntraFederation) -> AppConf
         signing_pkcs11: None,
         directory: request.directory.to_owned(),
         token_lifetime_secs: crate::config::DEFAULT_TOKEN_LIFETIME_SECS,
+        password_expiry_claims: false,
         kerberos: None,
         device_trust: None,
         next_signing_cert: None,

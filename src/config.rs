@@ -190,6 +190,11 @@ pub struct AppConfig {
     /// Assertion lifetime in seconds (default 3600, at most 28800).
     #[serde(default = "default_token_lifetime")]
     pub token_lifetime_secs: u64,
+    /// Add ADFS's password-expiry claims (`passwordexpirationtime`, `passwordexpirationdays`,
+    /// `passwordchangeurl`) to tokens of users whose directory knows when the password expires,
+    /// so Entra and Office warn the user in time (default off).
+    #[serde(default)]
+    pub password_expiry_claims: bool,
     /// `[apps.kerberos]`: enables windowstransport (needs the `kerberos` cargo feature).
     #[serde(default)]
     pub kerberos: Option<KerberosConfig>,

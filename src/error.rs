@@ -142,6 +142,14 @@ pub enum PassiveAnswer {
     /// Credential failures of every kind (wrong password, unknown or disabled user, locked
     /// account, other domain) show the sign-in form again with one generic message.
     SignInFormAgain,
+    /// The change-password form (again) with this message: the password is right but has
+    /// expired or must be changed, or the directory's policy refused the new one.
+    PasswordChangeForm {
+        /// HTTP status.
+        status: u16,
+        /// The message above the form, in plain words.
+        text: &'static str,
+    },
     /// Everything else shows its page.
     Page(ErrorPage),
 }
@@ -221,6 +229,7 @@ impl StsError {
     /// decides its fault, HTTP status, page, client text and log reason.
     pub fn outcome(&self) -> Outcome {
         use crate::directory::AuthFailure as A;
+        use crate::directory::PasswordRule as R;
         use crate::policy::lockout::Location;
         use crate::policy::replay::ReplayKind;
         // The request itself is wrong: say exactly what, on both wires.
@@ -250,11 +259,66 @@ impl StsError {
                 | A::WrongPassword
                 | A::Disabled
                 | A::Locked
-                | A::PasswordExpired
                 | A::AccountExpired
-                | A::MustChangePassword
                 | A::LogonRestricted),
             )) => Outcome::credentials(failure.reason()),
+            // Only a right password gets this far (AD says 532/773 only then): a browser is
+            // offered the change form instead of a dead end; WS-Trust clients cannot change
+            // a password and get the generic fault.
+            StsError::Directory(DirectoryError::Rejected(
+                failure @ (A::PasswordExpired | A::MustChangePassword),
+            )) => Outcome {
+                reason: failure.reason(),
+                detail: None,
+                active: ActiveAnswer::access_denied(),
+                passive: PassiveAnswer::PasswordChangeForm {
+                    status: 200,
+                    text: match failure {
+                        A::PasswordExpired => {
+                            "Your password has expired. Choose a new password to continue signing in."
+                        }
+                        _ => {
+                            "You must change your password before you sign in. Choose a new password to continue."
+                        }
+                    },
+                },
+            },
+            StsError::Directory(DirectoryError::NewPasswordRefused(rule)) => Outcome {
+                reason: "new_password_refused",
+                detail: Some(rule.reason().to_owned()),
+                active: ActiveAnswer::server_failed(),
+                passive: PassiveAnswer::PasswordChangeForm {
+                    status: 400,
+                    text: match rule {
+                        R::History => {
+                            "The new password was used before. Choose a password you have not used recently."
+                        }
+                        R::Complexity => {
+                            "The new password is not complex enough. Mix upper- and lower-case letters, digits and symbols, and do not use your name."
+                        }
+                        R::TooShort => "The new password is too short. Choose a longer password.",
+                        R::TooYoung => {
+                            "Your password was changed too recently to change it again. Try again later, or ask your administrator."
+                        }
+                        R::Unchanged => {
+                            "The new password must be different from the current password."
+                        }
+                        R::Policy => {
+                            "The new password does not meet the password rules: it may be too short, too simple, or one you used before. Choose another password."
+                        }
+                    },
+                },
+            },
+            StsError::Directory(e @ DirectoryError::ChangeNotSupported(_)) => Outcome {
+                reason: "password_change_unsupported",
+                detail: Some(e.to_string()),
+                active: ActiveAnswer::server_failed(),
+                passive: PassiveAnswer::Page(ErrorPage::plain(
+                    403,
+                    "Password change unavailable",
+                    "The password of this account cannot be changed here. Ask your administrator to change it.",
+                )),
+            },
             StsError::Directory(DirectoryError::Busy { retry_after_secs }) => Outcome {
                 reason: "password_queue_full",
                 detail: None,
@@ -416,6 +480,61 @@ mod tests {
             ActiveAnswer::Fault(fault) => fault.to_fault(version, "cid", None).to_xml(),
             plain => panic!("not a fault: {plain:?}"),
         }
+    }
+
+    /// An expired or must-change password: the generic fault on WS-Trust (nothing says the
+    /// password was right), the change form in a browser; policy refusals each in plain words.
+    #[test]
+    fn expired_passwords_offer_the_change_form_and_policy_refusals_are_explained() {
+        use crate::directory::PasswordRule;
+        let generic = fault_xml(
+            &StsError::Directory(DirectoryError::Rejected(AuthFailure::WrongPassword)),
+            TrustVersion::V13,
+        );
+        for failure in [
+            AuthFailure::PasswordExpired,
+            AuthFailure::MustChangePassword,
+        ] {
+            let error = StsError::Directory(DirectoryError::Rejected(failure));
+            assert_eq!(fault_xml(&error, TrustVersion::V13), generic);
+            let outcome = error.outcome();
+            assert_eq!(outcome.log_reason(), failure.reason());
+            assert!(
+                matches!(
+                    outcome.passive,
+                    PassiveAnswer::PasswordChangeForm { status: 200, .. }
+                ),
+                "{outcome:?}"
+            );
+        }
+        let mut texts = Vec::new();
+        for rule in [
+            PasswordRule::History,
+            PasswordRule::Complexity,
+            PasswordRule::TooShort,
+            PasswordRule::TooYoung,
+            PasswordRule::Unchanged,
+            PasswordRule::Policy,
+        ] {
+            let outcome = StsError::Directory(DirectoryError::NewPasswordRefused(rule)).outcome();
+            assert_eq!(
+                outcome.log_reason(),
+                format!("new_password_refused: {}", rule.reason())
+            );
+            match outcome.passive {
+                PassiveAnswer::PasswordChangeForm { status: 400, text } => texts.push(text),
+                other => panic!("{other:?}"),
+            }
+        }
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), 6, "one sentence per rule");
+        let unsupported =
+            StsError::Directory(DirectoryError::ChangeNotSupported("no TLS".into())).outcome();
+        assert!(matches!(
+            unsupported.passive,
+            PassiveAnswer::Page(ErrorPage { status: 403, .. })
+        ));
     }
 
     #[test]

@@ -195,6 +195,7 @@ pub fn prepare(dir: &Path, listen: &str) -> Result<Embedded, DefaultsError> {
             signing_pkcs11: None,
             directory: "demo".into(),
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            password_expiry_claims: false,
             kerberos: None,
             device_trust: None,
             next_signing_cert: None,

@@ -1,6 +1,6 @@
-//! File edits made by the command line: `fedsts rollover` (promote an app's next token-signing
-//! pair to current), `fedsts user totp-enroll` / `totp-reset` (store or remove a TOTP secret in
-//! the users file) and the secret a user enrols during sign-in (`directory::file`).
+//! File edits: `fedsts rollover` (promote an app's next token-signing pair to current), and the
+//! one users-file edit ([`edit_user`]) behind `fedsts user totp-enroll` / `totp-reset`, the secret
+//! a user enrols during sign-in and the file directory's password change.
 //!
 //! Every edit keeps what it replaces as `<file>.<UTC time>.bak` and writes through a temporary
 //! file and a rename, so a failure leaves the old files in place. Nothing is changed unless every
@@ -57,15 +57,34 @@ fn stamp(now: OffsetDateTime) -> String {
     )
 }
 
-fn backup_path(path: &Path, now: OffsetDateTime) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{}.bak", stamp(now)));
-    PathBuf::from(name)
+/// How many backups of one file one second may have (run-time edits: password changes).
+const BACKUPS_PER_SECOND: u32 = 100;
+
+/// `<file>.<stamp>.bak`, or `<file>.<stamp>.<n>.bak` when edits in the same second made that one
+/// already: a backup is never overwritten, so the state before the first edit survives.
+fn backup_path(path: &Path, now: OffsetDateTime) -> Result<PathBuf, EditError> {
+    let stamp = stamp(now);
+    (1..=BACKUPS_PER_SECOND)
+        .map(|n| {
+            let mut name = path.as_os_str().to_owned();
+            match n {
+                1 => name.push(format!(".{stamp}.bak")),
+                _ => name.push(format!(".{stamp}.{n}.bak")),
+            }
+            PathBuf::from(name)
+        })
+        .find(|candidate| !candidate.exists())
+        .ok_or_else(|| {
+            EditError::Refused(format!(
+                "{}: {BACKUPS_PER_SECOND} backups in one second already — try again in a second",
+                path.display()
+            ))
+        })
 }
 
-/// Copies `path` to its backup name (permissions included) and returns that name.
+/// Copies `path` to a new backup name (permissions included) and returns that name.
 fn back_up(path: &Path, now: OffsetDateTime) -> Result<PathBuf, EditError> {
-    let backup = backup_path(path, now);
+    let backup = backup_path(path, now)?;
     std::fs::copy(path, &backup).map_err(io(path))?;
     Ok(backup)
 }
@@ -207,9 +226,12 @@ pub fn remove_totp_secret(
     })
 }
 
-/// Applies `edit` to the `[[users]]` table of `upn` (case-insensitive) and writes the file
-/// back, keeping a backup; nothing is written when the user is missing or `edit` refuses.
-fn edit_user(
+/// The one edit of a users file: applies `edit` to the `[[users]]` table of `upn`
+/// (case-insensitive), keeps the old file as a backup and writes the new one through a rename.
+/// Comments and the other entries stay as they were. Returns the backup path; nothing is
+/// written when the user is missing or `edit` refuses. Callers that edit at run time serialize
+/// their edits (the file directory holds one lock around this).
+pub fn edit_user(
     users_path: &Path,
     upn: &str,
     now: OffsetDateTime,
@@ -262,6 +284,11 @@ mod tests {
         assert!(edited.starts_with("# keep me\n"));
         assert!(edited.ends_with("upn = \"B@x.com\"\nimmutable_id = \"2\"\npassword = \"p\"\ntotp_secret = \"ABCDEFGHIJKLMNOP\"\n"), "{edited}");
         assert_eq!(edited.matches("totp_secret").count(), 1);
+        // A second edit in the same second keeps the first backup.
+        let second = store_totp_secret(&path, "a@x.com", "ABCDEFGHIJKLMNOP", now).unwrap();
+        assert_eq!(second, dir.path().join("users.toml.20260102T030405Z.2.bak"));
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), edited);
         let missing = store_totp_secret(&path, "c@x.com", "ABCDEFGHIJKLMNOP", now).unwrap_err();
         assert!(
             missing.to_string().contains("no user `c@x.com`"),
@@ -270,7 +297,12 @@ mod tests {
         let later = datetime!(2026-01-02 03:04:06 UTC);
         remove_totp_secret(&path, "B@x.com", later).unwrap();
         let reset = std::fs::read_to_string(&path).unwrap();
-        assert!(!reset.contains("totp_secret"), "{reset}");
+        // a@x.com keeps the secret the same-second edit gave it; B's is gone.
+        assert_eq!(reset.matches("totp_secret").count(), 1, "{reset}");
+        assert!(
+            reset.ends_with("upn = \"B@x.com\"\nimmutable_id = \"2\"\npassword = \"p\"\n"),
+            "{reset}"
+        );
         let again = remove_totp_secret(&path, "b@x.com", later).unwrap_err();
         assert!(again.to_string().contains("nothing to reset"), "{again}");
     }

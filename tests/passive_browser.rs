@@ -6,15 +6,18 @@
 //! (`tests/browser/receiver.js`) that validates `wresult` with Auth0's passport-wsfed-saml2
 //! (signature against our signing certificate, audience, lifetime) and checks the issuer.
 //!
+//! A user who must change the password gets the change form, changes it and is signed in.
+//!
 //! A second test enrols a TOTP authenticator during sign-in (`passive.totp_self_enrolment`):
 //! the browser reads the key off the QR page, types the first code, and the receiver gets a
 //! token with MFA; ZBar (`zbarimg`, what reads QR codes on Linux) decodes the QR code in the
 //! screenshot to the page's `otpauth://` URI.
 //!
 //! Also writes the sign-in page screenshot to `target/signin.png` (README: docs/signin.png) and
-//! the enrolment page to `target/totp-enrol.png` (README: docs/totp-enrol.png).
-//! `browser_uses_the_portal` takes the user portal through the same browser and receiver and
-//! writes `target/portal.png` and `target/portal-notice.png` (README: docs/).
+//! the change form's to `target/password-change.png` (README: docs/password-change.png), the enrolment page to
+//! `target/totp-enrol.png` (README: docs/totp-enrol.png). `browser_uses_the_portal` takes the user
+//! portal through the same browser and receiver and writes `target/portal.png` and
+//! `target/portal-notice.png` (README: docs/).
 
 mod common;
 
@@ -40,6 +43,8 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 const MULTIPLE_AUTHN: &str = "http://schemas.microsoft.com/claims/multipleauthn";
 /// A user covered by a passive device-trust policy.
 const ERIN: &str = "erin@example.com";
+/// A user who must change the password at the next sign-in.
+const MIKE: &str = "mike@example.com";
 
 /// Adds erin (dave's password hash and secret) to a users file.
 fn add_erin(users: &Path) {
@@ -49,6 +54,24 @@ fn add_erin(users: &Path) {
         .replace(DAVE, ERIN)
         .replace("dave-immutable", "erin-immutable");
     std::fs::write(users, format!("{text}\n{erin}")).unwrap();
+}
+
+/// Adds mike (dave's password hash, no secret) who must change his password.
+fn add_mike(users: &Path) {
+    let text = std::fs::read_to_string(users).unwrap();
+    let dave_at = text.find(&format!("upn = \"{DAVE}\"")).unwrap();
+    let start = text[..dave_at].rfind("[[users]]").unwrap();
+    let end = text[dave_at..]
+        .find("[[users]]")
+        .map_or(text.len(), |n| dave_at + n);
+    let mike = text[start..end]
+        .replace(DAVE, MIKE)
+        .replace("dave-immutable", "mike-immutable")
+        .replace(
+            &format!("totp_secret = \"{DAVE_SECRET}\""),
+            "must_change_password = true",
+        );
+    std::fs::write(users, format!("{text}\n{mike}")).unwrap();
 }
 
 /// A device CA certificate (PEM) no device here has a certificate from.
@@ -330,6 +353,7 @@ async fn browser_signs_in_through_passive_wsfed() {
                 DAVE_SECRET,
             );
             add_erin(&users);
+            add_mike(&users);
             config.directories.insert(
                 "demo".into(),
                 fedsts::config::DirectoryConfig::File { path: users },
@@ -436,6 +460,28 @@ async fn browser_signs_in_through_passive_wsfed() {
     assert!(browser.text("#message").await.starts_with(
         "Windows setup (joining this PC to Microsoft Entra ID) and the first sign-in to Windows happen before the device has its company certificate"
     ));
+
+    // A password that must be changed: the change form, then the sign-in goes on.
+    browser.go(&format!("{passive}?wa=wsignout1.0")).await;
+    browser.go(&sign_in(&[("username", MIKE)])).await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser.find("#new_password").await;
+    assert!(
+        browser
+            .text("#error")
+            .await
+            .starts_with("You must change your password before you sign in.")
+    );
+    let screenshot = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/password-change.png");
+    browser.screenshot(&screenshot).await;
+    browser.type_into("#old_password", PASSWORD).await;
+    browser.type_into("#new_password", "a new pässword").await;
+    browser
+        .type_into("#confirm_password", "a new pässword")
+        .await;
+    browser.click("button[type=submit]").await;
+    assert_accepted(&browser.receiver_result().await, WCTX, false);
 
     browser.quit().await;
     server.stop().await;

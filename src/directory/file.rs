@@ -11,7 +11,14 @@
 //! sam_account_name = "alice"                         # optional; Kerberos principal name
 //! object_guid = "base64 of 16 bytes"                 # optional; computers (hybrid join)
 //! object_sid = "S-1-5-21-…"                          # optional; computers (hybrid join)
+//! password_expires_at = "2027-01-31T00:00:00Z"       # optional; RFC 3339, refused from then on
+//! must_change_password = true                        # optional; sign-in offers the change form
 //! ```
+//!
+//! A password change (the change page, or a sign-in with an expired password) rehashes with
+//! the current argon2id parameters, drops `password_expires_at` and `must_change_password`, and
+//! rewrites the file through [`crate::rollover::edit_user`] (backup kept), one edit at a time;
+//! the loaded users are updated at once, so the new password works without a restart.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +32,7 @@ use async_trait::async_trait;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 
-use super::{AuthFailure, CheckPriority, Directory, DirectoryError, User};
+use super::{AuthFailure, CheckPriority, Directory, DirectoryError, PasswordChange, User};
 use crate::metrics::QueueMeter;
 
 #[derive(Deserialize)]
@@ -54,6 +61,10 @@ struct UserEntry {
     #[serde(default)]
     object_sid: Option<String>,
     totp_secret: Option<String>,
+    #[serde(default)]
+    password_expires_at: Option<String>,
+    #[serde(default)]
+    must_change_password: bool,
 }
 
 fn enabled_by_default() -> bool {
@@ -68,16 +79,19 @@ struct StoredUser {
     cost: Option<HashCost>,
     enabled: bool,
     totp_secret: Option<String>,
+    /// A correct password is refused as [`AuthFailure::MustChangePassword`].
+    must_change_password: bool,
 }
 
-/// Users loaded from a TOML file at start; a secret a user enrols during sign-in is written
-/// back to the file and replaces the user's entry here.
+/// Users loaded from a TOML file at start; run-time edits (a password change, a secret a user
+/// enrols during sign-in) are written back to the file and replace the user's entry here.
 pub struct FileDirectory {
-    /// Lower-cased UPN → user; replaced entry by entry by [`Directory::store_totp_secret`].
+    /// Lower-cased UPN → user. Written only under `edits`, after the file was.
     users: RwLock<HashMap<String, Arc<StoredUser>>>,
-    /// The users file, when loaded from one (edits at run time go there).
+    /// The users file, when loaded from one (edits need it).
     path: Option<PathBuf>,
-    /// Serializes the run-time edits of the users file (read, change, rename).
+    /// Held across one users-file edit and the update of `users` that follows it, so
+    /// concurrent edits neither lose one another nor leave memory and file apart.
     edits: tokio::sync::Mutex<()>,
     /// Lower-cased `sam_account_name` → lower-cased UPN.
     accounts: HashMap<String, String>,
@@ -234,6 +248,37 @@ impl FileDirectory {
             .insert(upn.to_lowercase(), Arc::new(updated));
         Ok(true)
     }
+
+    /// Applies `edit` to the users-file entry of `upn` and then to the loaded users (the
+    /// entry is read back from the written file), one edit at a time. The one path of every
+    /// run-time edit of the users file.
+    pub async fn edit_user(
+        &self,
+        upn: &str,
+        now: time::OffsetDateTime,
+        edit: impl FnOnce(&mut toml_edit::Table) + Send + 'static,
+    ) -> Result<(), DirectoryError> {
+        let path = self.path.clone().ok_or_else(|| {
+            DirectoryError::ChangeNotSupported("the users were not loaded from a file".into())
+        })?;
+        let _one_edit = self.edits.lock().await;
+        let key = upn.to_lowercase();
+        let reloaded = tokio::task::spawn_blocking(move || {
+            crate::rollover::edit_user(&path, &key, now, |entry| {
+                edit(entry);
+                Ok(())
+            })
+            .map_err(|e| DirectoryError::Unavailable(format!("users file edit: {e}")))?;
+            reload_user(&path, &key)
+        })
+        .await
+        .map_err(|e| DirectoryError::Unavailable(format!("users file edit: {e}")))??;
+        self.users
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(upn.to_lowercase(), Arc::new(reloaded));
+        Ok(())
+    }
 }
 
 /// The TOTP secret of `upn` as the users file at `path` holds it now.
@@ -248,6 +293,20 @@ fn secret_in_file(path: &Path, upn: &str) -> Result<Option<String>, DirectoryErr
         .into_iter()
         .find(|u| u.upn.to_lowercase() == wanted)
         .and_then(|u| u.totp_secret))
+}
+
+/// The entry of `key` (a lower-cased UPN) as the users file at `path` now has it.
+fn reload_user(path: &Path, key: &str) -> Result<StoredUser, DirectoryError> {
+    let invalid =
+        |e: String| DirectoryError::Invalid(format!("users file {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    let file: UsersFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let entry = file
+        .users
+        .into_iter()
+        .find(|u| u.upn.to_lowercase() == key)
+        .ok_or_else(|| invalid(format!("the edited user {key} is gone")))?;
+    stored_user(entry).map_err(invalid)
 }
 
 fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
@@ -271,8 +330,21 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             format!("totp_secret: {e} — enrol again with `fedsts user totp-enroll`")
         })?;
     }
+    let password_expires_at = entry
+        .password_expires_at
+        .as_deref()
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                    format!(
+                        "password_expires_at `{text}`: {e} — write an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                    )
+                })
+        })
+        .transpose()?;
     Ok(StoredUser {
         totp_secret: entry.totp_secret,
+        must_change_password: entry.must_change_password,
         user: User {
             upn: entry.upn,
             immutable_id: entry.immutable_id,
@@ -281,6 +353,7 @@ fn stored_user(entry: UserEntry) -> Result<StoredUser, String> {
             sam_account_name: entry.sam_account_name,
             object_guid: entry.object_guid,
             object_sid: entry.object_sid,
+            password_expires_at,
         },
         cost: HashCost::of(&hash),
         hash,
@@ -582,6 +655,9 @@ impl Directory for FileDirectory {
             None => Err(DirectoryError::Rejected(AuthFailure::UnknownUser)),
             Some(_) if !matches => Err(DirectoryError::Rejected(AuthFailure::WrongPassword)),
             Some(s) if !s.enabled => Err(DirectoryError::Rejected(AuthFailure::Disabled)),
+            Some(s) if s.must_change_password => {
+                Err(DirectoryError::Rejected(AuthFailure::MustChangePassword))
+            }
             Some(s) => Ok(s.user.clone()),
         }
     }
@@ -623,6 +699,39 @@ impl Directory for FileDirectory {
         now: time::OffsetDateTime,
     ) -> Result<bool, DirectoryError> {
         self.enrol(upn, replacing, secret, now).await
+    }
+
+    /// Checks the old password again (the caller's check may be a moment old), hashes the new
+    /// one with the current parameters on the hash queue, and writes it through
+    /// [`FileDirectory::edit_user`].
+    async fn change_password(&self, change: &PasswordChange<'_>) -> Result<(), DirectoryError> {
+        if change.new_password == change.old_password {
+            return Err(DirectoryError::NewPasswordRefused(
+                super::PasswordRule::Unchanged,
+            ));
+        }
+        let user = match self
+            .authenticate(change.username, change.old_password)
+            .await
+        {
+            Ok(user) => user,
+            Err(DirectoryError::Rejected(AuthFailure::MustChangePassword)) => self
+                .stored(change.username)
+                .map(|s| s.user.clone())
+                .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))?,
+            Err(e) => return Err(e),
+        };
+        let new_password = change.new_password.to_owned();
+        let hash = self
+            .hashing
+            .run(CheckPriority::Other, move || hash_password(&new_password))
+            .await??;
+        self.edit_user(&user.upn, change.now, move |entry| {
+            entry.insert("password", toml_edit::value(hash));
+            entry.remove("password_expires_at");
+            entry.remove("must_change_password");
+        })
+        .await
     }
 }
 
@@ -981,6 +1090,90 @@ password = "{h}"
                 .await
                 .unwrap()
         );
+    }
+
+    /// Concurrent changes of two users both land, in the file and in memory: the edit lock
+    /// keeps one from writing over the other's file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_are_serialized_and_take_effect_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let cheap = hash_with("old", 8, 1, 1);
+        std::fs::write(
+            &path,
+            format!(
+                "{}must_change_password = true\npassword_expires_at = \"2020-01-01T00:00:00Z\"\n",
+                users_file(&[cheap.clone(), cheap])
+            ),
+        )
+        .unwrap();
+        let d = Arc::new(FileDirectory::load(&path).unwrap());
+        assert!(matches!(
+            d.authenticate("u1@b.c", "old").await,
+            Err(DirectoryError::Rejected(AuthFailure::MustChangePassword))
+        ));
+        let now = time::macros::datetime!(2026-01-02 03:04:05 UTC);
+        let tasks: Vec<_> = ["u0@b.c", "u1@b.c"]
+            .into_iter()
+            .map(|upn| {
+                let d = d.clone();
+                tokio::spawn(async move {
+                    d.change_password(&PasswordChange {
+                        username: upn,
+                        old_password: "old",
+                        new_password: "new",
+                        now,
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        for upn in ["u0@b.c", "u1@b.c"] {
+            let user = d.authenticate(upn, "new").await.unwrap();
+            assert_eq!(user.password_expires_at, None);
+            assert!(d.authenticate(upn, "old").await.is_err());
+        }
+        let reloaded = FileDirectory::load(&path).unwrap();
+        for upn in ["u0@b.c", "u1@b.c"] {
+            assert!(
+                reloaded.authenticate(upn, "new").await.is_ok(),
+                "{upn} in the file"
+            );
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("must_change_password") && !text.contains("password_expires_at"));
+        assert!(path.with_extension("toml.20260102T030405Z.bak").exists());
+        // Parsed users (no file) cannot be edited.
+        let parsed = FileDirectory::parse(&users_file(&[hash_with("old", 8, 1, 1)])).unwrap();
+        let refused = parsed
+            .change_password(&PasswordChange {
+                username: "u0@b.c",
+                old_password: "old",
+                new_password: "new",
+                now,
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(DirectoryError::ChangeNotSupported(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_expiry_is_explained() {
+        let h = hash_with("x", 8, 1, 1);
+        let err = FileDirectory::parse(&format!(
+            "[[users]]\nupn='a@b.c'\nimmutable_id='x'\npassword='{h}'\npassword_expires_at='tomorrow'\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("users[0]: password_expires_at `tomorrow`"),
+            "{err}"
+        );
+        assert!(err.contains("RFC 3339"), "{err}");
     }
 
     #[test]

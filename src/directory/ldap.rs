@@ -32,7 +32,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOpt
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::names::{NameLookup, SignInNames};
-use super::{AuthFailure, Directory, DirectoryError, User};
+use super::{AuthFailure, Directory, DirectoryError, PasswordChange, PasswordRule, User};
 use crate::config::LdapConfig;
 
 mod bind_cost;
@@ -43,6 +43,16 @@ pub use probe::ProbeReport;
 const RC_INVALID_CREDENTIALS: u32 = 49;
 /// LDAP result code `noSuchObject`.
 const RC_NO_SUCH_OBJECT: u32 = 32;
+/// `constraintViolation`: AD and OpenLDAP's ppolicy refuse a new password with it.
+const RC_CONSTRAINT_VIOLATION: u32 = 19;
+/// The Password Modify extended operation (RFC 3062), as `supportedExtension` lists it.
+const PASSWORD_MODIFY_OID: &str = "1.3.6.1.4.1.4203.1.11.1";
+/// `LDAP_CAP_ACTIVE_DIRECTORY_OID` in `supportedCapabilities`: the server is AD (or Samba).
+const ACTIVE_DIRECTORY_OID: &str = "1.2.840.113556.1.4.800";
+/// The computed expiry of an AD password (FILETIME).
+const PASSWORD_EXPIRY_ATTR: &str = "msDS-UserPasswordExpiryTimeComputed";
+/// Seconds from 1601-01-01 (FILETIME's epoch) to 1970-01-01.
+const FILETIME_UNIX_OFFSET_SECS: i64 = 11_644_473_600;
 /// AD `userAccountControl` flag ACCOUNTDISABLE.
 const UAC_ACCOUNT_DISABLE: u64 = 0x2;
 /// AD's transitive-membership matching rule (LDAP_MATCHING_RULE_IN_CHAIN).
@@ -127,6 +137,53 @@ fn ad_sub_code(diagnostic: &str) -> Option<String> {
     (!code.is_empty()).then(|| code.to_ascii_lowercase())
 }
 
+/// When an AD password expires, from `msDS-UserPasswordExpiryTimeComputed` (FILETIME: 100 ns
+/// since 1601). `0` (must change now, or no policy) and `0x7FFFFFFFFFFFFFFF` (never expires)
+/// and anything unreadable are `None`: no expiry claim rather than a wrong one.
+pub fn filetime_expiry(text: &str) -> Option<time::OffsetDateTime> {
+    let ticks: i64 = text.trim().parse().ok()?;
+    if ticks <= 0 || ticks == i64::MAX {
+        return None;
+    }
+    let unix = ticks / 10_000_000 - FILETIME_UNIX_OFFSET_SECS;
+    time::OffsetDateTime::from_unix_timestamp(unix).ok()
+}
+
+/// Which policy rule refused a new password, from a `constraintViolation` diagnostic: Samba's
+/// texts name the rule, OpenLDAP's ppolicy has its own sentences, Windows AD says only
+/// `0000052D` (then [`PasswordRule::Policy`]).
+pub fn password_rule(diagnostic: &str) -> PasswordRule {
+    let text = diagnostic.to_ascii_lowercase();
+    if text.contains("history") {
+        PasswordRule::History
+    } else if text.contains("too young") || text.contains("minimum password age") {
+        PasswordRule::TooYoung
+    } else if text.contains("too short") {
+        PasswordRule::TooShort
+    } else if text.contains("complexity") || text.contains("quality") {
+        PasswordRule::Complexity
+    } else if text.contains("not being changed") {
+        PasswordRule::Unchanged
+    } else {
+        PasswordRule::Policy
+    }
+}
+
+/// Whether a `constraintViolation` on a password change says the *old* password was wrong
+/// (AD `00000056` / `0000056B`), not that the new one broke a rule.
+fn is_wrong_old_password(diagnostic: &str) -> bool {
+    let text = diagnostic.trim_start().to_ascii_lowercase();
+    text.starts_with("00000056:") || text.starts_with("0000056b:")
+}
+
+/// An AD `unicodePwd` value: the password in double quotes, UTF-16LE.
+fn unicode_pwd(password: &str) -> Vec<u8> {
+    format!("\"{password}\"")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect()
+}
+
 /// The ImmutableID from the raw value of `attr` (see [`LdapConfig::immutable_id_attr`]).
 pub fn immutable_id_from(attr: &str, raw: &[u8]) -> Result<String, String> {
     if attr.eq_ignore_ascii_case("objectGUID") || attr.eq_ignore_ascii_case("mS-DS-ConsistencyGuid")
@@ -163,6 +220,15 @@ pub fn sid_to_string(raw: &[u8]) -> Option<String> {
         text.push_str(&format!("-{value}"));
     }
     Some(text)
+}
+
+/// How a server changes passwords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChangeMethod {
+    /// RFC 3062 Password Modify extended operation.
+    PasswordModify,
+    /// AD: delete the old `unicodePwd` value, add the new one, in one modify.
+    UnicodePwd,
 }
 
 /// Settings fixed at start, derived from [`LdapConfig`].
@@ -496,6 +562,7 @@ impl LdapDirectory {
         ];
         if c.user_account_control {
             attrs.push("userAccountControl");
+            attrs.push(PASSWORD_EXPIRY_ATTR);
         }
         attrs
     }
@@ -592,6 +659,8 @@ impl LdapDirectory {
             sam_account_name: first_text(entry, &c.sam_account_name_attr),
             object_guid,
             object_sid,
+            password_expires_at: first_text(entry, PASSWORD_EXPIRY_ATTR)
+                .and_then(|v| filetime_expiry(&v)),
         })
     }
 
@@ -647,6 +716,136 @@ impl LdapDirectory {
             return Err(DirectoryError::Rejected(AuthFailure::Disabled));
         }
         self.to_user(ldap, &entry).await
+    }
+
+    /// The DN of the account `username` names (search as the service account, or the
+    /// `bind_dn_template`); `UnknownUser` when none.
+    async fn dn_of(&self, ldap: &mut Ldap, username: &str) -> Result<String, DirectoryError> {
+        let c = &self.settings.config;
+        if let Some(template) = &c.bind_dn_template {
+            return Ok(template.replace("{upn}", &escape_dn_value(username)));
+        }
+        self.bind_service(ldap).await?;
+        let filter = match SignInNames::of(c).lookup(username) {
+            NameLookup::Upn(upn) => self.filter_for(&c.user_filter, "{upn}", upn),
+            NameLookup::Account(sam) => self.filter_for(&c.account_filter, "{sam}", sam),
+        };
+        self.find_one(ldap, &filter)
+            .await?
+            .map(|entry| entry.dn)
+            .ok_or(DirectoryError::Rejected(AuthFailure::UnknownUser))
+    }
+
+    /// What the server offers for a password change, from its root DSE.
+    async fn change_method(&self, ldap: &mut Ldap) -> Result<ChangeMethod, DirectoryError> {
+        let ldap3::SearchResult(entries, result) = ldap
+            .with_timeout(self.settings.timeout)
+            .search(
+                "",
+                Scope::Base,
+                "(objectClass=*)",
+                vec!["supportedExtension", "supportedCapabilities"],
+            )
+            .await
+            .map_err(|e| unavailable(format!("root DSE: {e}")))?;
+        if result.rc != 0 {
+            return Err(unavailable(format!(
+                "root DSE: rc {} {}",
+                result.rc, result.text
+            )));
+        }
+        let root = entries.into_iter().next().map(SearchEntry::construct);
+        let lists = |attr: &str, oid: &str| {
+            root.as_ref()
+                .and_then(|e| values_of(&e.attrs, attr))
+                .is_some_and(|values| values.iter().any(|v| v == oid))
+        };
+        if lists("supportedCapabilities", ACTIVE_DIRECTORY_OID) {
+            let c = &self.settings.config;
+            if !(c.url.starts_with("ldaps://") || c.starttls) {
+                return Err(DirectoryError::ChangeNotSupported(
+                    "Active Directory changes passwords only over TLS: use ldaps:// or starttls"
+                        .into(),
+                ));
+            }
+            Ok(ChangeMethod::UnicodePwd)
+        } else if lists("supportedExtension", PASSWORD_MODIFY_OID) {
+            Ok(ChangeMethod::PasswordModify)
+        } else {
+            Err(DirectoryError::ChangeNotSupported(
+                "the server advertises neither the Password Modify operation nor Active Directory"
+                    .into(),
+            ))
+        }
+    }
+
+    /// One password change on `ldap`: the method the server offers, bound as the user. An AD
+    /// user whose password has expired or must be changed cannot bind, so that change is made
+    /// bound as the service account: AD grants every account the right to *change* (not reset)
+    /// a password, and the delete of the old value makes the DC check it.
+    async fn change_on(
+        &self,
+        ldap: &mut Ldap,
+        change: &PasswordChange<'_>,
+    ) -> Result<(), DirectoryError> {
+        let dn = self.dn_of(ldap, change.username).await?;
+        let method = self.change_method(ldap).await?;
+        match (method, self.bind_user(ldap, &dn, change.old_password).await) {
+            (_, Ok(())) => {}
+            (
+                ChangeMethod::UnicodePwd,
+                Err(DirectoryError::Rejected(
+                    AuthFailure::PasswordExpired | AuthFailure::MustChangePassword,
+                )),
+            ) => self.bind_service(ldap).await?,
+            (_, Err(e)) => return Err(e),
+        }
+        let result = match method {
+            ChangeMethod::PasswordModify => {
+                let exop = ldap3::exop::PasswordModify {
+                    user_id: None,
+                    old_pass: Some(change.old_password),
+                    new_pass: Some(change.new_password),
+                };
+                ldap.with_timeout(self.settings.timeout)
+                    .extended(exop)
+                    .await
+                    .map(|r| r.1)
+            }
+            ChangeMethod::UnicodePwd => {
+                let old = std::collections::HashSet::from([unicode_pwd(change.old_password)]);
+                let new = std::collections::HashSet::from([unicode_pwd(change.new_password)]);
+                let attr = b"unicodePwd".to_vec();
+                ldap.with_timeout(self.settings.timeout)
+                    .modify(
+                        &dn,
+                        vec![
+                            ldap3::Mod::Delete(attr.clone(), old),
+                            ldap3::Mod::Add(attr, new),
+                        ],
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| unavailable(format!("password change: {e}")))?;
+        match result.rc {
+            0 => {
+                tracing::info!(dn, "LDAP password changed");
+                Ok(())
+            }
+            RC_CONSTRAINT_VIOLATION if is_wrong_old_password(&result.text) => {
+                Err(DirectoryError::Rejected(AuthFailure::WrongPassword))
+            }
+            RC_CONSTRAINT_VIOLATION => {
+                let rule = password_rule(&result.text);
+                tracing::info!(dn, reason = rule.reason(), text = %result.text, "LDAP password change refused by policy");
+                Err(DirectoryError::NewPasswordRefused(rule))
+            }
+            rc => Err(unavailable(format!(
+                "password change: rc {rc} {}",
+                result.text
+            ))),
+        }
     }
 
     /// Returns the connection to the pool unless the work hit an outage (then it is dropped,
@@ -937,6 +1136,19 @@ impl Directory for LdapDirectory {
         result
     }
 
+    async fn change_password(&self, change: &PasswordChange<'_>) -> Result<(), DirectoryError> {
+        if change.old_password.is_empty() || change.new_password.is_empty() {
+            return Err(DirectoryError::Rejected(AuthFailure::WrongPassword));
+        }
+        if !Self::is_searchable(change.username) {
+            return Err(DirectoryError::Rejected(AuthFailure::UnknownUser));
+        }
+        let mut pooled = self.checkout().await?;
+        let result = self.change_on(&mut pooled.ldap, change).await;
+        self.finish(pooled, &result);
+        result
+    }
+
     async fn health(&self) -> Result<(), DirectoryError> {
         if let Some(answer) = self.cached_health() {
             return answer;
@@ -954,6 +1166,51 @@ impl Directory for LdapDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ad_password_expiry_reads_filetime_and_never_expires() {
+        // 2024-01-01T00:00:00Z as FILETIME.
+        let at = filetime_expiry("133485408000000000").unwrap();
+        assert_eq!(at, time::macros::datetime!(2024-01-01 00:00:00 UTC));
+        assert_eq!(
+            filetime_expiry("9223372036854775807"),
+            None,
+            "never expires"
+        );
+        assert_eq!(filetime_expiry("0"), None, "must change now / no policy");
+        assert_eq!(filetime_expiry("-1"), None);
+        assert_eq!(filetime_expiry("soon"), None);
+    }
+
+    #[test]
+    fn policy_refusals_are_named_from_samba_openldap_and_windows_texts() {
+        let samba = |rest: &str| {
+            format!("0000052D: Constraint violation - check_password_restrictions: {rest}")
+        };
+        let table = [
+            (samba("the password was already used (in history)!"), PasswordRule::History),
+            (samba("the password is too short. It should be equal or longer than 7 characters!"), PasswordRule::TooShort),
+            (samba("the password does not meet the complexity criteria!"), PasswordRule::Complexity),
+            (samba("password is too young to change!"), PasswordRule::TooYoung),
+            ("Password is in history of old passwords".to_owned(), PasswordRule::History),
+            ("Password fails quality checking policy".to_owned(), PasswordRule::Complexity),
+            ("Password is too young to change".to_owned(), PasswordRule::TooYoung),
+            ("0000052D: AtrErr: DSID-03191083, #1:\n\t0: 0000052D: DSID-03191083, problem 1005 (CONSTRAINT_ATT_TYPE), data 0, Att 9005a (unicodePwd)".to_owned(), PasswordRule::Policy),
+        ];
+        for (text, rule) in table {
+            assert_eq!(password_rule(&text), rule, "{text}");
+        }
+        assert!(is_wrong_old_password(
+            "00000056: Constraint violation - check_password_restrictions: the old password specified doesn't match!"
+        ));
+        assert!(is_wrong_old_password("0000056B: wrong password"));
+        assert!(!is_wrong_old_password(&samba("history")));
+    }
+
+    #[test]
+    fn unicode_pwd_is_quoted_utf16le() {
+        assert_eq!(unicode_pwd("ä1"), [0x22, 0, 0xe4, 0, 0x31, 0, 0x22, 0]);
+    }
 
     #[test]
     fn ad_sub_codes_map_to_reasons() {

@@ -37,6 +37,11 @@ pub struct User {
     pub object_guid: Option<String>,
     /// AD `objectSid` as `S-1-5-…` (hybrid-join `primarysid`), when known.
     pub object_sid: Option<String>,
+    /// When the password expires, when the directory knows (AD
+    /// `msDS-UserPasswordExpiryTimeComputed`, the file directory's `password_expires_at`);
+    /// `None` for a password that never expires. A sign-in at or after it is refused as
+    /// [`AuthFailure::PasswordExpired`] and offered the change form.
+    pub password_expires_at: Option<time::OffsetDateTime>,
 }
 
 /// Why a password check failed. Logged; never shown on the wire, where every
@@ -96,6 +101,59 @@ pub enum DirectoryError {
     /// The directory's configuration or data is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// The directory's password policy refused the new password (the old one was right).
+    #[error("the new password was refused: {}", .0.reason())]
+    NewPasswordRefused(PasswordRule),
+    /// This directory cannot change passwords (an LDAP server without the Password Modify
+    /// operation, Active Directory without TLS).
+    #[error("this directory cannot change passwords: {0}")]
+    ChangeNotSupported(String),
+}
+
+/// Which rule of a directory's password policy refused a new password, as far as the
+/// directory says (Windows AD says only `52D`, so most of its refusals are [`Self::Policy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordRule {
+    /// Used before (password history).
+    History,
+    /// Not complex enough (character classes, parts of the user's name).
+    Complexity,
+    /// Shorter than the minimum length.
+    TooShort,
+    /// The current password was set too recently to change (minimum age).
+    TooYoung,
+    /// The same as the old password.
+    Unchanged,
+    /// Some rule of the policy; the directory did not say which.
+    Policy,
+}
+
+impl PasswordRule {
+    /// A short machine-readable reason for logs and audit records.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PasswordRule::History => "password_in_history",
+            PasswordRule::Complexity => "password_not_complex",
+            PasswordRule::TooShort => "password_too_short",
+            PasswordRule::TooYoung => "password_too_young",
+            PasswordRule::Unchanged => "password_unchanged",
+            PasswordRule::Policy => "password_policy",
+        }
+    }
+}
+
+/// A password change asked of a directory: the typed sign-in name (resolved as
+/// [`Directory::authenticate`] resolves it), the current and the new password, and the
+/// service clock's time (backup names).
+pub struct PasswordChange<'a> {
+    /// As typed on the form.
+    pub username: &'a str,
+    /// The current password (already checked through `sts::guard`).
+    pub old_password: &'a str,
+    /// The new password.
+    pub new_password: &'a str,
+    /// Now, from the service clock.
+    pub now: time::OffsetDateTime,
 }
 
 /// How a password check ranks when checks queue up. A flood of sign-ins from new addresses
@@ -176,6 +234,11 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
                 .into(),
         ))
     }
+    /// Replaces the user's password: the directory checks the old one again where it can
+    /// (AD and LDAP do, as the user) and applies its own policy
+    /// ([`DirectoryError::NewPasswordRefused`]). Callers check the old password through
+    /// `sts::guard` first, so a wrong one counts toward the lockout.
+    async fn change_password(&self, change: &PasswordChange<'_>) -> Result<(), DirectoryError>;
 }
 
 /// Directories by name, built from `[directories.NAME]`.

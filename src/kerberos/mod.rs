@@ -263,6 +263,7 @@ mod tests {
             sam_account_name: Some("PC1$".into()),
             object_guid: None,
             object_sid: None,
+            password_expires_at: None,
         }
     }
 

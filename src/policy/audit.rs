@@ -46,6 +46,8 @@ pub enum Decision<'a> {
     SignedIn,
     /// A user acknowledged the portal notice.
     Acknowledged,
+    /// A user changed their password (the change page or a sign-in with an expired one).
+    PasswordChanged,
 }
 
 /// An issued assertion and the key that signed it, taken from the signed assertion itself:
@@ -67,7 +69,10 @@ impl Decision<'_> {
             Decision::Issued(_) => Some(metrics::Decision::Issued),
             Decision::Refused => Some(metrics::Decision::Refused),
             Decision::SignedOut => Some(metrics::Decision::SignedOut),
-            Decision::TotpEnrolment | Decision::SignedIn | Decision::Acknowledged => None,
+            Decision::TotpEnrolment
+            | Decision::SignedIn
+            | Decision::Acknowledged
+            | Decision::PasswordChanged => None,
         }
     }
 
@@ -79,6 +84,7 @@ impl Decision<'_> {
             Decision::TotpEnrolment => "totp_enrolment",
             Decision::SignedIn => "signed_in",
             Decision::Acknowledged => "acknowledged",
+            Decision::PasswordChanged => "password_changed",
         }
     }
 }
@@ -152,7 +158,8 @@ impl AuditRecord {
             | Decision::SignedOut
             | Decision::TotpEnrolment
             | Decision::SignedIn
-            | Decision::Acknowledged => ("", "", ""),
+            | Decision::Acknowledged
+            | Decision::PasswordChanged => ("", "", ""),
         };
         let time = self
             .time

@@ -217,6 +217,7 @@ mod tests {
             sam_account_name: None,
             object_guid: None,
             object_sid: None,
+            password_expires_at: None,
         }
     }
 

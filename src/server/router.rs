@@ -5,6 +5,7 @@
 //! `GET /healthz`, `GET|POST /wsfed/{app}/mex`, `POST /wsfed/{app}/trust/{13|2005}/usernamemixed`,
 //! `POST /wsfed/{app}/trust/{13|2005}/windowstransport`, `GET /wsfed/{app}/commands`,
 //! `GET|POST /wsfed/{app}` (passive sign-in and sign-out), `GET /wsfed/{app}/launch`,
+//! `GET|POST /wsfed/{app}/password` (change password),
 //! `GET /wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`, `GET|POST /` (the
 //! user portal; the STS answers 404 when it is off).
 //!
@@ -99,6 +100,14 @@ fn app_route(method: &Method, app: &str, rest: &[&str]) -> Endpoint {
             },
         ),
         ["launch"] => only(method, &[Method::GET], Endpoint::Launch { app }),
+        ["password"] => only(
+            method,
+            &[Method::GET, Method::POST],
+            Endpoint::PasswordChange {
+                app,
+                post: method == Method::POST,
+            },
+        ),
         ["federationmetadata", "2007-06", "federationmetadata.xml"] => {
             only(method, &[Method::GET], Endpoint::FederationMetadata { app })
         }
@@ -215,6 +224,13 @@ mod tests {
                 "/wsfed/a/federationmetadata/2007-06/federationmetadata.xml"
             ),
             Endpoint::FederationMetadata { app: "a".into() }
+        );
+        assert_eq!(
+            route(&Method::POST, "/wsfed/a/password"),
+            Endpoint::PasswordChange {
+                app: "a".into(),
+                post: true
+            }
         );
         assert_eq!(
             route(&Method::POST, "/wsfed/a/launch"),

@@ -104,7 +104,7 @@ impl Sts {
             });
         }
         guard.device(Flow::Active, &user, record)?;
-        let claims = user_claims(app, &user, now, false);
+        let claims = user_claims(app, &user, now, false, now);
         Ok(sign(app, &claims, request.token_type, now)?)
     }
 }

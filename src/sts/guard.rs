@@ -20,9 +20,13 @@ use crate::policy::{ClientAddresses, Policies, Refusal, RequestClass, Signals};
 fn check_result(authenticated: &Result<User, DirectoryError>) -> &'static str {
     match authenticated {
         Ok(_) => "accepted",
-        Err(DirectoryError::Rejected(_)) => "rejected",
+        Err(DirectoryError::Rejected(_) | DirectoryError::NewPasswordRefused(_)) => "rejected",
         Err(DirectoryError::Busy { .. }) => "busy",
-        Err(DirectoryError::Unavailable(_) | DirectoryError::Invalid(_)) => "error",
+        Err(
+            DirectoryError::Unavailable(_)
+            | DirectoryError::Invalid(_)
+            | DirectoryError::ChangeNotSupported(_),
+        ) => "error",
     }
 }
 
@@ -177,7 +181,38 @@ impl<'a> SignInGuard<'a> {
             .settle(username, addresses, &check, attempt, self.now)
             .await
             .map_err(Refusal::from)?;
-        Ok(authenticated?)
+        let user = authenticated?;
+        // The directory said the password is right; one whose expiry (as the directory
+        // reported it) has passed is still refused, on the service clock.
+        if user.password_expires_at.is_some_and(|at| at <= self.now) {
+            return Err(DirectoryError::Rejected(AuthFailure::PasswordExpired).into());
+        }
+        Ok(user)
+    }
+
+    /// The current password of a password change: the same lockout-counted check as a
+    /// sign-in ([`Self::authenticate`]: a wrong one counts toward the lockout, a locked
+    /// account is refused), where a password that is right but expired or must be changed is
+    /// what the change is for. The account must be of the app's domain. Returns the name the
+    /// change is asked for (the UPN found, or the canonical name when the directory gave none).
+    pub(crate) async fn current_password(
+        &self,
+        typed: &str,
+        password: &str,
+        record: &mut AuditRecord,
+    ) -> Result<String, StsError> {
+        let upn = match self.authenticate(typed, password, record).await {
+            Ok(user) => user.upn,
+            Err(StsError::Directory(DirectoryError::Rejected(
+                AuthFailure::PasswordExpired | AuthFailure::MustChangePassword,
+            ))) => record.user.clone(),
+            Err(e) => return Err(e),
+        };
+        if !self.app.owns_upn(&upn) {
+            let domain = self.app.config.domain.clone();
+            return Err(StsError::OutsideDomain { domain });
+        }
+        Ok(upn)
     }
 
     /// Device trust for an authenticated user on a `flow` endpoint; the device id (also of a

@@ -35,7 +35,7 @@ use crate::policy::totp_guard::TotpGuard;
 use crate::policy::{Policies, RequestClass, TrustedProxies};
 use crate::powershell::{self, FederationSettings};
 use crate::protocol::mex::{self, MexEndpoints};
-use crate::protocol::saml::{self, AuthnMethod, Claims, Issuance, SignedAssertion};
+use crate::protocol::saml::{self, AuthnMethod, ClaimAttribute, Claims, Issuance, SignedAssertion};
 use crate::protocol::soap;
 use crate::protocol::wstrust::{self, TimestampPolicy, TrustVersion};
 use crate::protocol::xml;
@@ -102,6 +102,13 @@ pub enum Endpoint {
         /// App id.
         app: String,
     },
+    /// `GET|POST /wsfed/{app}/password`: the change-password page.
+    PasswordChange {
+        /// App id.
+        app: String,
+        /// Whether the form was posted.
+        post: bool,
+    },
     /// `GET /wsfed/{app}/federationmetadata/2007-06/federationmetadata.xml`.
     FederationMetadata {
         /// App id.
@@ -129,6 +136,7 @@ impl Endpoint {
             Endpoint::Passive { .. } => "wsfed/passive",
             Endpoint::Launch { .. } => "wsfed/launch",
             Endpoint::Portal { .. } => "portal",
+            Endpoint::PasswordChange { .. } => "wsfed/password",
             Endpoint::FederationMetadata { .. } => "federationmetadata",
             Endpoint::NotFound => "not_found",
             Endpoint::MethodNotAllowed { .. } => "method_not_allowed",
@@ -344,6 +352,8 @@ fn trust_reply(
 pub struct AppUrls {
     base: String,
     path: String,
+    /// `/wsfed/{id}`, also for the app that advertises the ADFS layout.
+    own_path: String,
     /// `public_url` without a trailing slash, when the app advertises the ADFS layout.
     adfs_base: Option<String>,
 }
@@ -357,6 +367,7 @@ impl AppUrls {
         Self {
             base: format!("{}/wsfed/{id}", public_base.trim_end_matches('/')),
             path: format!("/wsfed/{id}"),
+            own_path: format!("/wsfed/{id}"),
             adfs_base: None,
         }
     }
@@ -375,6 +386,14 @@ impl AppUrls {
     /// IdP-initiated sign-in (portal tile) URL.
     pub fn launch(&self) -> String {
         format!("{}/launch", self.base)
+    }
+    /// The change-password page (always under our own layout; ADFS's is not served).
+    pub fn password_change(&self) -> String {
+        format!("{}/password", self.base)
+    }
+    /// Path of the change-password page on this server (its form action and cookie scope).
+    pub fn password_change_path(&self) -> String {
+        format!("{}/password", self.own_path)
     }
     /// Passive WS-Federation sign-in (and sign-out) URL.
     pub fn passive(&self) -> String {
@@ -851,11 +870,15 @@ impl Sts {
             Endpoint::Launch { app } => self.passive(&app, Call::Launch, body, info).await,
             Endpoint::Portal { post } => match &self.portal {
                 Some(portal) => portal.handle(self, post, body, info).await,
-                None => HttpReply::text(
-                    404,
-                    "not found
-",
-                ),
+                None => HttpReply::text(404, "not found\n"),
+            },
+            Endpoint::PasswordChange { app, post } => match self.app(&app) {
+                Some(a) => {
+                    self.wsfed
+                        .password_page(&self.policies, a, post, body, info, self.clock.now())
+                        .await
+                }
+                None => HttpReply::text(404, "no such app\n"),
             },
             Endpoint::UsernameMixed { app, version } => match self.app(&app) {
                 Some(a) => self.usernamemixed(a, version, body, info).await,
@@ -1089,12 +1112,14 @@ fn signing_material(
 }
 
 /// Claims for a user who signed in with a password (active endpoints and passive sign-in),
-/// with `multipleauthn` only when a second factor was really checked.
+/// with `multipleauthn` only when a second factor was really checked, and the password-expiry
+/// claims where the app asks for them.
 pub(crate) fn user_claims(
     app: &App,
     user: &User,
-    now: OffsetDateTime,
+    authenticated_at: OffsetDateTime,
     mfa_performed: bool,
+    now: OffsetDateTime,
 ) -> Claims {
     Claims {
         issuer: app.config.issuer_uri.clone(),
@@ -1102,8 +1127,33 @@ pub(crate) fn user_claims(
         immutable_id: user.immutable_id.clone(),
         upn: user.upn.clone(),
         authn_method: AuthnMethod::Password,
-        authn_instant: now,
+        authn_instant: authenticated_at,
         mfa_performed,
-        extra_attributes: Vec::new(),
+        extra_attributes: password_expiry_claims(app, user, now),
     }
+}
+
+/// ADFS's password-expiry claims (docs/protocol-notes.md#password-expiry-claims): when the
+/// password expires, in how many whole days, and where to change it; none unless
+/// `password_expiry_claims` is on and the directory knows an expiry.
+fn password_expiry_claims(app: &App, user: &User, now: OffsetDateTime) -> Vec<ClaimAttribute> {
+    let Some(expires) = user
+        .password_expires_at
+        .filter(|_| app.config.password_expiry_claims)
+    else {
+        return Vec::new();
+    };
+    let claim = |name: &str, value: String| ClaimAttribute {
+        namespace: crate::kerberos::NS_WS_2012_01.to_owned(),
+        name: name.to_owned(),
+        values: vec![value],
+    };
+    vec![
+        claim("passwordexpirationtime", saml::format_instant(expires)),
+        claim(
+            "passwordexpirationdays",
+            (expires - now).whole_days().max(0).to_string(),
+        ),
+        claim("passwordchangeurl", app.urls.password_change()),
+    ]
 }

@@ -383,7 +383,7 @@ fn rewrite_conf(copy: &Path, template: &Path, address: &str) {
             &format!("interfaces = {address}/8"),
         );
     let tls = format!(
-        "[global]\n\ttls enabled = yes\n\ttls keyfile = {d}/private/tls.key\n\ttls certfile = {d}/private/tls.pem\n\ttls cafile = \n",
+        "[global]\n\ttls enabled = yes\n\ttls keyfile = {d}/private/tls.key\n\ttls certfile = {d}/private/tls.pem\n\ttls cafile = \n\told password allowed period = 0\n",
         d = copy.display()
     );
     conf = conf.replacen("[global]\n", &tls, 1);

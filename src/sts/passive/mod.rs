@@ -16,6 +16,7 @@
 
 pub mod metadata;
 pub mod pages;
+mod password;
 pub mod session;
 mod steps;
 
@@ -423,6 +424,8 @@ pub(crate) fn portal_page(
 struct Scope {
     /// Form action and cookie path.
     path: String,
+    /// The path the form nonce cookie is scoped to: the endpoint whose forms it protects.
+    nonce_path: String,
     /// The form nonce cookie.
     form_cookie: &'static str,
     /// What CSRF tokens and form nonces are bound to (the app id, or [`PORTAL_BINDING`]).
@@ -438,6 +441,7 @@ impl Scope {
         let secs = i64::try_from(app.config.passive.session_lifetime_secs).unwrap_or(28_800);
         Self {
             path: app.urls.passive_path(),
+            nonce_path: app.urls.passive_path(),
             form_cookie: FORM_COOKIE,
             binding: app.config.id.clone(),
             lifetime: Duration::seconds(secs),
@@ -448,10 +452,19 @@ impl Scope {
     fn portal(link: &PortalLink) -> Self {
         Self {
             path: "/".to_owned(),
+            nonce_path: "/".to_owned(),
             form_cookie: PORTAL_FORM_COOKIE,
             binding: PORTAL_BINDING.to_owned(),
             lifetime: link.lifetime,
             display_name: Some(link.name.clone()),
+        }
+    }
+
+    /// The app's change-password page: the app's sign-in, its form nonce scoped to the page.
+    fn password_page(app: &App) -> Self {
+        Self {
+            nonce_path: app.urls.password_change_path(),
+            ..Self::app(app)
         }
     }
 }
@@ -471,7 +484,18 @@ struct Exchange<'a> {
     scope: Scope,
 }
 
-impl Exchange<'_> {
+impl<'a> Exchange<'a> {
+    fn new(guard: SignInGuard<'a>, record: AuditRecord, scope: Scope) -> Self {
+        Self {
+            guard,
+            record,
+            nonce: None,
+            cookies: Vec::new(),
+            session_id: None,
+            scope,
+        }
+    }
+
     fn branding(&self) -> Branding<'_> {
         match &self.scope.display_name {
             Some(name) => Branding {
@@ -574,14 +598,7 @@ impl WsFed {
         let request = SignIn::portal(self.portal.require_mfa || app.config.passive.require_mfa);
         let guard = SignInGuard::new(policies, app, info, now, None, None);
         let record = guard.audit_record("portal/signin");
-        let mut exchange = Exchange {
-            guard,
-            record,
-            nonce: None,
-            cookies: Vec::new(),
-            session_id: None,
-            scope: Scope::portal(&self.portal),
-        };
+        let mut exchange = Exchange::new(guard, record, Scope::portal(&self.portal));
         self.sign_in(&mut exchange, call, &request, body)
             .await
             .into_http()
@@ -609,14 +626,7 @@ impl WsFed {
             _ => "wsfed/signin",
         };
         let record = guard.audit_record(endpoint);
-        let mut exchange = Exchange {
-            guard,
-            record,
-            nonce: None,
-            cookies: Vec::new(),
-            session_id: None,
-            scope: Scope::app(app),
-        };
+        let mut exchange = Exchange::new(guard, record, Scope::app(app));
         let reply = match parsed {
             Ok(WsFedRequest::SignOut { wreply }) => self.sign_out(&mut exchange, wreply).await,
             Ok(WsFedRequest::SignIn(request)) => {
@@ -651,6 +661,13 @@ impl WsFed {
         match outcome.passive {
             PassiveAnswer::SignInFormAgain => {
                 self.password_form(exchange, request, username, Some(BAD_CREDENTIALS), 401)
+            }
+            PassiveAnswer::PasswordChangeForm { status, text } => {
+                let target = password::ChangeTarget {
+                    action: exchange.guard.app.urls.passive_path(),
+                    carried: request.carried_fields(),
+                };
+                self.change_form(exchange, &target, username, Some(text), status)
             }
             PassiveAnswer::Page(page) => exchange.error_page(&page),
         }
@@ -693,12 +710,18 @@ impl WsFed {
         exchange.cookies.push(session::set_cookie(
             exchange.scope.form_cookie,
             &sealed,
-            &exchange.cookie_path(),
+            &exchange.scope.nonce_path,
             session::FORM_LIFETIME_SECS,
             "Strict",
         ));
         exchange.nonce = Some(nonce.clone());
         Some(nonce)
+    }
+
+    /// Whether a posted CSRF token is the one of this browser's form nonce.
+    fn csrf_ok(&self, exchange: &Exchange<'_>, csrf: &str) -> bool {
+        self.cookie_nonce(exchange)
+            .is_some_and(|n| self.key.csrf_matches(&exchange.scope.binding, &n, csrf))
     }
 
     fn cookie_nonce(&self, exchange: &Exchange<'_>) -> Option<String> {

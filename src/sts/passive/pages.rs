@@ -1,6 +1,6 @@
-//! Server-rendered HTML of passive sign-in: the password form, the TOTP form, the TOTP
-//! enrolment page (QR code as inline SVG), the auto-submit response form and short message
-//! pages.
+//! Server-rendered HTML of passive sign-in: the password form, the change-password form, the
+//! TOTP form, the TOTP enrolment page (QR code as inline SVG), the auto-submit response form and
+//! short message pages.
 //!
 //! Pages work without JavaScript (the response form has a `<noscript>` button), use labels and a
 //! natural focus order, keep text contrast above WCAG AA, and carry their only inline style and
@@ -153,6 +153,56 @@ pub fn sign_in(
         password_focus = password_focus,
     );
     document("Sign in", nonce, branding, &content)
+}
+
+/// The change-password form: user name, current password, the new one twice. `message` says
+/// why the form is shown (again): an expired password, a refusal, a policy rule.
+pub fn change_password(
+    branding: &Branding<'_>,
+    form: &OwnForm<'_>,
+    username: &str,
+    message: Option<&str>,
+    nonce: &str,
+) -> String {
+    let user_focus = if username.is_empty() {
+        " autofocus"
+    } else {
+        ""
+    };
+    let old_focus = if username.is_empty() {
+        ""
+    } else {
+        " autofocus"
+    };
+    let content = format!(
+        concat!(
+            "<p class=\"hint\">Change the password of your {name} account.</p>{error}",
+            "<form method=\"post\" action=\"{action}\" autocomplete=\"on\">{hidden}",
+            "<input type=\"hidden\" name=\"step\" value=\"change\">",
+            "<label for=\"username\">User name</label>",
+            "<input type=\"email\" id=\"username\" name=\"username\" value=\"{username}\" ",
+            "autocomplete=\"username\" required spellcheck=\"false\"{described}{user_focus}>",
+            "<label for=\"old_password\">Current password</label>",
+            "<input type=\"password\" id=\"old_password\" name=\"old_password\" ",
+            "autocomplete=\"current-password\" required{described}{old_focus}>",
+            "<label for=\"new_password\">New password</label>",
+            "<input type=\"password\" id=\"new_password\" name=\"new_password\" ",
+            "autocomplete=\"new-password\" required{described}>",
+            "<label for=\"confirm_password\">New password again</label>",
+            "<input type=\"password\" id=\"confirm_password\" name=\"confirm_password\" ",
+            "autocomplete=\"new-password\" required{described}>",
+            "<button type=\"submit\">Change password</button></form>"
+        ),
+        name = escape(branding.display_name),
+        error = error_block(message),
+        action = escape(form.action),
+        hidden = hidden_inputs(form.hidden),
+        username = escape(username),
+        described = described_by(message),
+        user_focus = user_focus,
+        old_focus = old_focus,
+    );
+    document("Change password", nonce, branding, &content)
 }
 
 /// The TOTP code form shown after the password (or on step-up from a session); with

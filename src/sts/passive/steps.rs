@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use time::{Duration, OffsetDateTime};
 
+use super::password::{ChangeForm, ChangeTarget};
 use super::session::{
     self, EnrolmentTicket, MfaTicket, PORTAL_COOKIE, PortalSession, SESSION_COOKIE, Session,
     SessionKey,
@@ -46,6 +47,11 @@ use crate::totp::{self, TotpKey};
 ///               │                  code in the drift window,    record, domain
 ///               │                  spent once (wrong or         (refused: form, 401)
 ///               │                  replayed: code form again)        │
+///               │                        │        expired or must change: change form
+///               │                        │        step=change: ChangePassword (current
+///               │                        │        password through the guard, lockout
+///               │                        │        counted; the directory's change; refused:
+///               │                        │        change form again) ─► Password (new one)
 ///               ▼                        │ mfa = true                │
 ///   Authenticated ◄──────────────────────┴───────────────────────────┘
 ///      │ MFA asked and not done yet
@@ -97,6 +103,8 @@ enum Step<'b> {
         /// As typed.
         password: Secret,
     },
+    /// The change-password form was posted (offered for an expired password).
+    ChangePassword(ChangeForm),
     /// The code form was posted (its ticket is an MFA ticket).
     Code {
         /// Nonce, ticket and code.
@@ -217,6 +225,7 @@ impl WsFed {
                     self.password_step(exchange, &username, password.expose())
                         .await
                 }
+                Step::ChangePassword(form) => self.change_step(exchange, request, form).await,
                 Step::Code { form, then_enrol } => {
                     self.code_step(exchange, request, &form, then_enrol).await
                 }
@@ -366,13 +375,8 @@ impl WsFed {
         exchange: &mut Exchange<'_>,
         mut fields: BTreeMap<String, String>,
     ) -> Next<'static> {
-        let mut take = |name: &str| fields.remove(name).unwrap_or_default();
-        let nonce = self.cookie_nonce(exchange);
-        let csrf = take("csrf");
-        let csrf_ok = nonce
-            .as_deref()
-            .is_some_and(|n| self.key.csrf_matches(&exchange.scope.binding, n, &csrf));
-        if !csrf_ok {
+        let csrf = fields.remove("csrf").unwrap_or_default();
+        if !self.csrf_ok(exchange, &csrf) {
             exchange.refuse("csrf_mismatch");
             return Next::form(
                 "",
@@ -380,7 +384,13 @@ impl WsFed {
                 403,
             );
         }
-        match take("step").as_str() {
+        let nonce = self.cookie_nonce(exchange);
+        let step = fields.remove("step").unwrap_or_default();
+        if step == "change" {
+            return Next::Step(Step::ChangePassword(ChangeForm::take(&mut fields)));
+        }
+        let mut take = |name: &str| fields.remove(name).unwrap_or_default();
+        match step.as_str() {
             "totp" => {
                 return Next::Step(Step::Code {
                     form: CodeForm {
@@ -440,6 +450,30 @@ impl WsFed {
                 Next::refused(username, StsError::OutsideDomain { domain })
             }
             Err(e) => Next::refused(username, e),
+        }
+    }
+
+    /// A change of an expired password during sign-in: on success the sign-in goes on with
+    /// the new password (checked again, like any sign-in); a refusal shows the change form
+    /// again, still carrying the sign-in request.
+    async fn change_step(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &SignIn,
+        form: ChangeForm,
+    ) -> Next<'static> {
+        match self.change_password(exchange, &form).await {
+            Ok(upn) => Next::Step(Step::Password {
+                username: upn,
+                password: form.new_password,
+            }),
+            Err(refusal) => {
+                let target = ChangeTarget {
+                    action: exchange.guard.app.urls.passive_path(),
+                    carried: request.carried_fields(),
+                };
+                Next::Page(self.change_refused(exchange, &target, &form.username, refusal))
+            }
         }
     }
 
@@ -914,6 +948,6 @@ fn issue(
     mfa: bool,
     now: OffsetDateTime,
 ) -> Result<SignedAssertion, saml::SamlError> {
-    let claims = crate::sts::user_claims(app, user, authenticated_at, mfa);
+    let claims = crate::sts::user_claims(app, user, authenticated_at, mfa, now);
     crate::sts::sign(app, &claims, TokenType::Saml11, now)
 }
