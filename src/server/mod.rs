@@ -24,6 +24,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::autoroll::Swappable;
 use crate::protocol::wstrust::{self, FaultKind};
 use crate::secret::Secret;
 use crate::sts::{Endpoint, HttpReply, RequestInfo, Sts};
@@ -55,12 +56,43 @@ pub struct Server {
     pub listener: TcpListener,
     /// The plain-HTTP `GET /healthz` listener (`server.connections.health_listen`), if any.
     pub health_listener: Option<TcpListener>,
-    /// TLS identity and client-certificate policy.
-    pub tls: Arc<rustls::ServerConfig>,
-    /// The service.
-    pub sts: Arc<Sts>,
+    /// The service and its TLS identity; a reload (`crate::reload`) replaces them.
+    pub serving: Arc<Serving>,
     /// Connection caps and write timeout.
     pub limits: ConnectionLimits,
+}
+
+/// What the listener serves now, replaced as a whole by a reload: each TLS handshake takes the
+/// TLS configuration of the moment it starts (an open connection keeps its certificate), each
+/// request the service of the moment it arrives.
+pub type Serving = Swappable<Service>;
+
+/// One configuration in service: the STS and the TLS identity built from the same file.
+#[derive(Debug)]
+pub struct Service {
+    /// The service.
+    pub sts: Arc<Sts>,
+    /// TLS identity and client-certificate policy.
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+impl Server {
+    /// A server of `sts` with TLS configuration `tls` (not yet listening for reloads: the
+    /// caller keeps [`Server::serving`] to replace them).
+    pub fn new(
+        listener: TcpListener,
+        health_listener: Option<TcpListener>,
+        sts: Arc<Sts>,
+        tls: Arc<rustls::ServerConfig>,
+        limits: ConnectionLimits,
+    ) -> Self {
+        Self {
+            listener,
+            health_listener,
+            serving: Arc::new(Serving::new(Service { sts, tls })),
+            limits,
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` completes, then lets in-flight requests finish (up to a
@@ -70,16 +102,16 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     let Server {
         listener,
         health_listener,
-        tls,
-        sts,
+        serving,
         limits,
     } = server;
-    let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let health =
-        health_listener.map(|l| tokio::spawn(health::serve(l, sts.clone(), limits.write_timeout)));
-    let rollover = tokio::spawn(rollover_ticks(sts.clone()));
-    let admission = Admission::new(limits, sts.policies().proxies.clone());
+    let health = health_listener
+        .map(|l| tokio::spawn(health::serve(l, serving.clone(), limits.write_timeout)));
+    let rollover = tokio::spawn(rollover_ticks(serving.clone()));
+    // The trusted proxies are restart-only (`crate::reload`): the caps judge addresses by the
+    // list the server started with.
+    let admission = Admission::new(limits, serving.get().sts.policies().proxies.clone());
     let mut accepting = Accepting::new(&listener, "https");
     let mut refusals = LogThrottle::new(FLOOD_LOG_INTERVAL);
     tokio::pin!(shutdown);
@@ -91,8 +123,8 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
         match admission.admit(peer.ip()) {
             Ok(permit) => {
                 let connection = Connection {
-                    acceptor: acceptor.clone(),
-                    sts: sts.clone(),
+                    acceptor: TlsAcceptor::from(serving.get().tls.clone()),
+                    serving: serving.clone(),
                     watcher: graceful.watcher(),
                     write_timeout: admission.limits().write_timeout,
                     _permit: permit,
@@ -115,12 +147,14 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     }
 }
 
-/// Runs the automatic rollover at start and then every `TICK_INTERVAL`.
-async fn rollover_ticks(sts: Arc<Sts>) {
+/// Runs the automatic rollover at start and then every `TICK_INTERVAL`, on the service in
+/// service at each tick.
+async fn rollover_ticks(serving: Arc<Serving>) {
     let mut interval = tokio::time::interval(crate::autoroll::TICK_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        let sts = serving.get().sts.clone();
         sts.rollover_tick().await;
     }
 }
@@ -189,10 +223,12 @@ impl<'a> Accepting<'a> {
     }
 }
 
-/// One admitted HTTPS connection; its slot under the caps is held until it ends.
+/// One admitted HTTPS connection; its slot under the caps is held until it ends. Its TLS
+/// identity is the one in service when it was accepted; each of its requests is answered by the
+/// service in service when that request arrives.
 struct Connection {
     acceptor: TlsAcceptor,
-    sts: Arc<Sts>,
+    serving: Arc<Serving>,
     watcher: Watcher,
     write_timeout: Duration,
     _permit: Permit,
@@ -214,9 +250,9 @@ impl Connection {
                 }
             };
         let device_certificate = verified_client_certificate(&tls_stream);
-        let sts = self.sts;
+        let serving = self.serving;
         let service = service_fn(move |req| {
-            let sts = sts.clone();
+            let sts = serving.get().sts.clone();
             let device_certificate = device_certificate.clone();
             async move { Ok::<_, Infallible>(handle(&sts, req, peer, device_certificate).await) }
         });

@@ -611,15 +611,35 @@ impl Sts {
         clock: Arc<dyn Clock>,
         store: Arc<dyn StateStore>,
     ) -> Result<Self, StartError> {
-        let problems = config.problems();
-        if !problems.is_empty() {
-            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            return Err(StartError::Config(text.join("\n")));
-        }
+        refuse_problems(config)?;
+        let wsfed = WsFed::new(session_key(config)?);
+        Self::build(config, clock, store, wsfed)
+    }
+
+    /// The service for a re-read `config` (SIGHUP, `crate::reload`): new apps, directories
+    /// (users files re-read), signing material and policy settings, over the same state store
+    /// (lockout counters, replay marks, rate buckets, TOTP marks survive), the same clock and the
+    /// same browser session key (signed-in browsers stay signed in). Nothing is shared with
+    /// `self` that a request could change, so requests still running on `self` finish on it.
+    pub fn reloaded(&self, config: &Config) -> Result<Self, StartError> {
+        refuse_problems(config)?;
+        Self::build(
+            config,
+            self.clock.clone(),
+            self.policies.store.clone(),
+            self.wsfed.clone(),
+        )
+    }
+
+    fn build(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn StateStore>,
+        wsfed: WsFed,
+    ) -> Result<Self, StartError> {
         let directories = directory::build(&config.directories)
             .map_err(|(key, source)| StartError::Directory { key, source })?;
         let mut apps = BTreeMap::new();
-        let wsfed = WsFed::new(session_key(config)?);
         let mut rollers = Vec::new();
         for (i, app) in config.apps.iter().enumerate() {
             let identity = load_identity(i, app)?;
@@ -850,6 +870,16 @@ fn audit_record(
 /// The assertion lifetime of an app.
 pub(crate) fn token_lifetime(app: &App) -> time::Duration {
     time::Duration::seconds(i64::try_from(app.config.token_lifetime_secs).unwrap_or(3600))
+}
+
+/// Refuses a configuration with problems, all of them in one error.
+fn refuse_problems(config: &Config) -> Result<(), StartError> {
+    let problems = config.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    Err(StartError::Config(text.join("\n")))
 }
 
 /// The browser session key: from `server.session_key` (made on first start), or a random

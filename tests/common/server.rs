@@ -108,13 +108,13 @@ impl TestServer {
         let tls = fedsts::server::tls::server_config_for(&config, options.clock).unwrap();
         let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let health_addr = health_listener.local_addr().unwrap();
-        let setup = fedsts::server::Server {
+        let setup = fedsts::server::Server::new(
             listener,
-            health_listener: Some(health_listener),
+            Some(health_listener),
+            sts.clone(),
             tls,
-            sts: sts.clone(),
-            limits: fedsts::server::ConnectionLimits::resolve(&config.server.connections),
-        };
+            fedsts::server::ConnectionLimits::resolve(&config.server.connections),
+        );
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(fedsts::server::serve(setup, async {
             let _ = rx.await;

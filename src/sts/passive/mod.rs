@@ -240,8 +240,8 @@ fn origin_of(url: &str) -> String {
     format!("https://{authority}")
 }
 
-/// Passive sign-in for every app: the cookie key.
-#[derive(Debug)]
+/// Passive sign-in for every app: the cookie key (kept across a reload).
+#[derive(Clone, Debug)]
 pub struct WsFed {
     key: SessionKey,
 }
