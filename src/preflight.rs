@@ -167,7 +167,13 @@ fn check_with_notice(config: &Config, now: OffsetDateTime, notice: Duration) -> 
     for (i, app) in config.apps.iter().enumerate() {
         match app.signing_key_source() {
             Some(KeySource::PemFile(key)) => {
-                problems.extend(check_signing(i, "signing", (&app.signing_cert, key), now, notice));
+                problems.extend(check_signing(
+                    i,
+                    "signing",
+                    (&app.signing_cert, key),
+                    now,
+                    notice,
+                ));
             }
             // Offline: the certificate only; `--online` / `fedsts keys check` log into the token.
             Some(KeySource::Pkcs11(_)) => {

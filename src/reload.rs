@@ -107,7 +107,12 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader of the server serving `config`, which was loaded from `path`.
-    pub fn new(path: PathBuf, config: Config, serving: Arc<Serving>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        config: Config,
+        serving: Arc<Serving>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         // Only the change summary uses the table: an unreadable file leaves it empty.
         let table = std::fs::read_to_string(&path)
             .ok()
@@ -272,50 +277,11 @@ fn without_source_lines(message: &str) -> String {
 /// trusted proxies they started with; the session key and the state store hold what must
 /// survive a reload (sessions; lockout counters, replay marks, rate buckets).
 pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<ConfigProblem> {
-    let (old_server, new_server) = (&running.server, &new.server);
-    let (old_caps, new_caps) = (&old_server.connections, &new_server.connections);
-    let (old_state, new_state) = (&running.state, &new.state);
-    let checks = [
-        (
-            "server.listen",
-            running.listen_addr().ok() != new.listen_addr().ok(),
-        ),
-        ("server.connections.max", old_caps.max != new_caps.max),
-        (
-            "server.connections.max_per_address",
-            old_caps.max_per_address != new_caps.max_per_address,
-        ),
-        (
-            "server.connections.write_timeout_secs",
-            old_caps.write_timeout_secs != new_caps.write_timeout_secs,
-        ),
-        (
-            "server.connections.health_listen",
-            old_caps.health_listen != new_caps.health_listen,
-        ),
-        (
-            "server.trusted_proxies",
-            old_server.trusted_proxies != new_server.trusted_proxies,
-        ),
-        (
-            "server.trust_ms_forwarded_client_ip",
-            old_server.trust_ms_forwarded_client_ip != new_server.trust_ms_forwarded_client_ip,
-        ),
-        (
-            "server.session_key",
-            old_server.session_key != new_server.session_key,
-        ),
-        ("state.redis_url", old_state.redis_url != new_state.redis_url),
-        ("state.key_prefix", old_state.prefix() != new_state.prefix()),
-        (
-            "state.max_memory_entries",
-            old_state.max_memory_entries != new_state.max_memory_entries,
-        ),
-    ];
-    checks
+    restart_only_values(running)
         .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(key, _)| {
+        .zip(restart_only_values(new))
+        .filter(|((_, before), (_, after))| before != after)
+        .map(|((key, _), _)| {
             ConfigProblem::new(
                 key,
                 "changed, and it takes effect only at a restart (restart needed)",
@@ -323,6 +289,44 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<ConfigProblem
             )
         })
         .collect()
+}
+
+/// Each restart-only key with its value as written after defaults (compared, never logged).
+fn restart_only_values(config: &Config) -> [(&'static str, String); 11] {
+    let server = &config.server;
+    let caps = &server.connections;
+    let state = &config.state;
+    [
+        ("server.listen", format!("{:?}", config.listen_addr().ok())),
+        ("server.connections.max", format!("{:?}", caps.max)),
+        (
+            "server.connections.max_per_address",
+            format!("{:?}", caps.max_per_address),
+        ),
+        (
+            "server.connections.write_timeout_secs",
+            format!("{:?}", caps.write_timeout_secs),
+        ),
+        (
+            "server.connections.health_listen",
+            format!("{:?}", caps.health_listen),
+        ),
+        (
+            "server.trusted_proxies",
+            format!("{:?}", server.trusted_proxies),
+        ),
+        (
+            "server.trust_ms_forwarded_client_ip",
+            format!("{:?}", server.trust_ms_forwarded_client_ip),
+        ),
+        ("server.session_key", format!("{:?}", server.session_key)),
+        ("state.redis_url", format!("{:?}", state.redis_url)),
+        ("state.key_prefix", state.prefix().to_owned()),
+        (
+            "state.max_memory_entries",
+            format!("{:?}", state.max_memory_entries),
+        ),
+    ]
 }
 
 /// The files the configuration names, by key, with a SHA-256 of their content (`None`:
@@ -480,10 +484,7 @@ mod tests {
         let new = table(
             "[server]\nlisten = \"a\"\nextra = 1\n[[apps]]\nid = \"x\"\nlife = 2\n[[apps]]\nid = \"y\"\n",
         );
-        assert_eq!(
-            changed_keys(&old, &new),
-            ["apps[0].life", "server.extra"]
-        );
+        assert_eq!(changed_keys(&old, &new), ["apps[0].life", "server.extra"]);
         let fewer = table("[server]\nlisten = \"a\"\n[[apps]]\nid = \"x\"\nlife = 1\n");
         assert_eq!(changed_keys(&old, &fewer), ["apps"]);
         assert!(changed_keys(&old, &old).is_empty());
@@ -497,7 +498,10 @@ mod tests {
             .parse::<toml::Table>()
             .unwrap_err()
             .to_string();
-        assert!(quoted.contains("s3cr3t-pin"), "the parser quotes the line: {quoted}");
+        assert!(
+            quoted.contains("s3cr3t-pin"),
+            "the parser quotes the line: {quoted}"
+        );
         let cleaned = without_source_lines(&quoted);
         assert!(!cleaned.contains("s3cr3t-pin"), "{cleaned}");
         assert!(cleaned.contains("line 1"), "{cleaned}");

@@ -375,8 +375,12 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> {
-    async move { tokio::task::spawn_blocking(f).await.unwrap() }
+/// [`Served::reload`] off the async threads (it sleeps while it polls the log).
+async fn reload(served: &Arc<Served>) -> String {
+    let served = served.clone();
+    tokio::task::spawn_blocking(move || served.reload())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,11 +405,7 @@ async fn a_rotated_tls_certificate_is_served_to_new_connections_with_no_failed_r
         replace_file(&served.path(name), &bytes);
     }
     let served = Arc::new(served);
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     assert!(log.contains("reload: done"), "{log}");
     assert!(
         log.contains("server.tls_cert") && log.contains("server.tls_key"),
@@ -413,14 +413,21 @@ async fn a_rotated_tls_certificate_is_served_to_new_connections_with_no_failed_r
     );
 
     // New connections now see the new certificate, while the load goes on.
-    let fresh = served.client().sign_in(&served.to(), LOAD_USER).await.unwrap();
+    let fresh = served
+        .client()
+        .sign_in(&served.to(), LOAD_USER)
+        .await
+        .unwrap();
     assert_eq!(fresh.status, 200);
     assert_eq!(fresh.certificate, new_der);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let path = served.url_path();
     let body = common::wstrust::rst("13", &served.to(), Some(LOAD_USER));
     let (status, _) = Client::sign_in_on(&mut kept, path, body).await.unwrap();
-    assert_eq!(status, 200, "the connection opened before the reload still serves");
+    assert_eq!(
+        status, 200,
+        "the connection opened before the reload still serves"
+    );
     stop.store(true, Ordering::Relaxed);
 
     let mut total = Tally::default();
@@ -430,7 +437,11 @@ async fn a_rotated_tls_certificate_is_served_to_new_connections_with_no_failed_r
         total.failures.extend(tally.failures);
         total.certificates.extend(tally.certificates);
     }
-    assert!(total.failures.is_empty(), "failed requests: {:?}", total.failures);
+    assert!(
+        total.failures.is_empty(),
+        "failed requests: {:?}",
+        total.failures
+    );
     assert!(total.ok >= CLIENTS, "the load made {} requests", total.ok);
     let (old, new): (Vec<_>, Vec<_>) = total.certificates.iter().partition(|c| **c == old_der);
     assert!(
@@ -457,11 +468,7 @@ async fn a_changed_password_applies_after_a_reload_with_no_failed_request() {
     let load = start_load(&served, stop.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     write_users(served.dir.path(), ALICE_NEW);
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     assert!(log.contains("reload: done"), "{log}");
     assert!(log.contains("directories.local.path"), "{log}");
 
@@ -480,7 +487,11 @@ async fn a_changed_password_applies_after_a_reload_with_no_failed_request() {
     let mut requests = 0;
     for task in load {
         let tally = task.await.unwrap();
-        assert!(tally.failures.is_empty(), "failed requests: {:?}", tally.failures);
+        assert!(
+            tally.failures.is_empty(),
+            "failed requests: {:?}",
+            tally.failures
+        );
         requests += tally.ok;
     }
     assert!(requests >= CLIENTS, "the load made {requests} requests");
@@ -498,11 +509,7 @@ async fn a_broken_config_is_refused_by_key_and_the_old_one_keeps_serving() {
         "directory = \"local\"\ntoken_lifetime_secs = 0",
     );
     served.write_config(&broken);
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     assert!(
         log.contains("reload refused") && log.contains("apps[0].token_lifetime_secs"),
         "{log}"
@@ -516,11 +523,7 @@ async fn a_broken_config_is_refused_by_key_and_the_old_one_keeps_serving() {
         "{}\n[state]\nredis_url = \"redis://:{secret}@127.0.0.1\n",
         served.config_text
     ));
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     assert_eq!(log.matches("reload refused").count(), 2, "{log}");
     assert!(log.contains("line "), "the refusal names the line: {log}");
     assert!(!log.contains(secret), "{log}");
@@ -535,11 +538,7 @@ async fn a_broken_config_is_refused_by_key_and_the_old_one_keeps_serving() {
         "tls_key = \"tls.key\"",
         &format!("tls_key = \"{}\"", other.path().join("tls.key").display()),
     ));
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     assert_eq!(log.matches("reload refused").count(), 3, "{log}");
     assert!(log.contains("server.tls_key"), "{log}");
     let answer = client.sign_in(&to, LOAD_USER).await.unwrap();
@@ -548,11 +547,7 @@ async fn a_broken_config_is_refused_by_key_and_the_old_one_keeps_serving() {
 
     // Fixed: the next reload is taken.
     served.write_config(&served.config_text);
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     assert!(log.contains("reload: done"), "{log}");
 }
 
@@ -565,15 +560,12 @@ async fn a_restart_only_change_is_refused_with_its_name() {
         &format!("listen = \"127.0.0.1:{other_port}\""),
     ) + "\n[state]\nkey_prefix = \"elsewhere\"\n";
     served.write_config(&moved);
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     for key in ["server.listen", "state.key_prefix"] {
         assert!(
-            log.lines()
-                .any(|l| l.contains("reload refused") && l.contains(key) && l.contains("restart needed")),
+            log.lines().any(|l| l.contains("reload refused")
+                && l.contains(key)
+                && l.contains("restart needed")),
             "{key} is named: {log}"
         );
     }
@@ -627,17 +619,45 @@ async fn replay_marks_survive_a_reload() {
     let body = common::wstrust::rst("13", &to, Some(LOAD_USER));
     let first = client.send(&to, body.clone()).await.unwrap();
     assert_eq!(first.status, 200, "{}", first.body);
-    let log = blocking({
-        let served = served.clone();
-        move || served.reload()
-    })
-    .await;
+    let log = reload(&served).await;
     assert!(log.contains("reload: done"), "{log}");
     let again = client.send(&to, body).await.unwrap();
-    assert_ne!(again.status, 200, "the same request after the reload is a replay");
+    assert_ne!(
+        again.status, 200,
+        "the same request after the reload is a replay"
+    );
     assert!(
         served.log().contains("replay_message_id"),
         "{}",
         served.log()
     );
+}
+
+/// The README's list of restart-only keys is what a reload refuses: a file changing every one of
+/// them is refused with each of their names, and no other.
+#[test]
+fn the_readme_lists_every_restart_only_key() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("## Reloading").nth(1).unwrap();
+    let bullet = section.split("**Restart-only keys**").nth(1).unwrap();
+    let bullet = bullet.split("\n- ").next().unwrap();
+    let listed_text = bullet.split("never silently ignored:").nth(1).unwrap();
+    let listed: std::collections::BTreeSet<&str> =
+        listed_text.split('`').skip(1).step_by(2).collect();
+
+    let running = fedsts::config::Config::parse(&config_text(8443), Path::new("/srv")).unwrap();
+    let changed = config_text(8444).replace(
+        "[rate_limit]",
+        "trusted_proxies = [\"10.0.0.1\"]\ntrust_ms_forwarded_client_ip = true\nsession_key = \"other.key\"\n\n[server.connections]\nmax = 9\nmax_per_address = 9\nwrite_timeout_secs = 9\nhealth_listen = \"127.0.0.1:9\"\n\n[state]\nredis_url = \"redis://127.0.0.1:9/0\"\nkey_prefix = \"other\"\nmax_memory_entries = 9\n\n[rate_limit]",
+    );
+    let changed = fedsts::config::Config::parse(&changed, Path::new("/srv")).unwrap();
+    let refused: std::collections::BTreeSet<String> =
+        fedsts::reload::restart_only_changes(&running, &changed)
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+    let refused: std::collections::BTreeSet<&str> = refused.iter().map(String::as_str).collect();
+    assert_eq!(listed, refused);
+    assert!(fedsts::reload::restart_only_changes(&running, &running).is_empty());
 }

@@ -56,7 +56,7 @@ pub struct Server {
     pub listener: TcpListener,
     /// The plain-HTTP `GET /healthz` listener (`server.connections.health_listen`), if any.
     pub health_listener: Option<TcpListener>,
-    /// The service and its TLS identity; a reload (`crate::reload`) replaces them.
+    /// The service and its TLS identity; a reload (SIGHUP) replaces them.
     pub serving: Arc<Serving>,
     /// Connection caps and write timeout.
     pub limits: ConnectionLimits,
@@ -109,7 +109,7 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     let health = health_listener
         .map(|l| tokio::spawn(health::serve(l, serving.clone(), limits.write_timeout)));
     let rollover = tokio::spawn(rollover_ticks(serving.clone()));
-    // The trusted proxies are restart-only (`crate::reload`): the caps judge addresses by the
+    // The trusted proxies are restart-only at a reload: the caps judge addresses by the
     // list the server started with.
     let admission = Admission::new(limits, serving.get().sts.policies().proxies.clone());
     let mut accepting = Accepting::new(&listener, "https");

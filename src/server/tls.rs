@@ -411,6 +411,23 @@ mod tests {
     }
 
     #[test]
+    fn with_device_trust_a_reload_resumes_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = ecdsa_files(dir.path());
+        // The device CA may be any CA certificate: no client here presents one.
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\npublic_url = \"https://localhost\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\n[device_trust]\nca_file = \"tls.crt\"\n";
+        let config = Config::parse(text, dir.path()).unwrap();
+        let clock = Arc::new(crate::clock::SystemClock);
+        let old = server_config_for(&config, clock.clone()).unwrap();
+        let returning = client_trusting(&[&cert]);
+        assert_eq!(handshake(&returning, &old), HandshakeKind::Full);
+        assert_eq!(handshake(&returning, &old), HandshakeKind::Resumed);
+        // After a reload every client certificate is verified again (against a new CRL, say).
+        let reloaded = reloaded_server_config(&config, clock, &old).unwrap();
+        assert_eq!(handshake(&returning, &reloaded), HandshakeKind::Full);
+    }
+
+    #[test]
     fn an_ecdsa_certificate_serves_and_clients_resume_beyond_a_stateful_cache() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = ecdsa_files(dir.path());

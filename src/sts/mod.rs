@@ -388,7 +388,7 @@ impl AppUrls {
 }
 
 /// What an app signs with and publishes: its signing material and the documents built from
-/// it. Read per request and replaced as a whole (rollover, later SIGHUP reload).
+/// it. Read per request and replaced as a whole by rollover (a reload builds new apps instead).
 #[derive(Debug)]
 pub struct Published {
     /// Current (signs), next and previous pairs.
@@ -616,7 +616,7 @@ impl Sts {
         Self::build(config, clock, store, wsfed)
     }
 
-    /// The service for a re-read `config` (SIGHUP, `crate::reload`): new apps, directories
+    /// The service for a re-read `config` (SIGHUP, the `reload` room): new apps, directories
     /// (users files re-read), signing material and policy settings, over the same state store
     /// (lockout counters, replay marks, rate buckets, TOTP marks survive), the same clock and the
     /// same browser session key (signed-in browsers stay signed in). Nothing is shared with
