@@ -33,7 +33,7 @@ use crate::config::{Config, ConfigError, ConfigProblem, DirectoryConfig};
 use crate::preflight;
 use crate::server::tls::{self, TlsError};
 use crate::server::{Service, Serving};
-use crate::sts::StartError;
+use crate::sts::{StartError, Sts};
 
 /// Most changed keys one log line names; the rest are counted.
 const MAX_KEYS_LOGGED: usize = 40;
@@ -140,8 +140,12 @@ impl Reloader {
             keys: changed_keys(&self.running.table, &prepared.running.table),
             files: changed_files(&self.running.files, &prepared.running.files),
         };
+        let replaced = self.serving.get();
         self.serving.replace(prepared.service);
         self.running = prepared.running;
+        // When no request holds the old service any more, it is dropped here, off the async
+        // threads: closing PKCS#11 sessions waits for their worker threads.
+        tokio::task::spawn_blocking(move || drop(replaced));
         Ok(changes)
     }
 
@@ -247,6 +251,7 @@ fn prepare(
     }
     let sts = current.sts.reloaded(&config)?;
     let tls = tls::reloaded_server_config(&config, clock, &current.tls)?;
+    warn_unpublished_signing(&config, &current.sts, &sts);
     Ok(Prepared {
         service: Service {
             sts: Arc::new(sts),
@@ -254,6 +259,31 @@ fn prepare(
         },
         running: Running::new(config, table),
     })
+}
+
+/// Warns for each app whose new signing certificate the running one never published (as
+/// current, next or previous): Entra ID refuses its tokens until it is told (the commands page).
+/// Not a refusal: the admin may have told Entra already.
+fn warn_unpublished_signing(config: &Config, running: &Sts, reloaded: &Sts) {
+    for (i, app) in config.apps.iter().enumerate() {
+        let (Some(before), Some(after)) = (running.app(&app.id), reloaded.app(&app.id)) else {
+            continue;
+        };
+        let signing = after.published().signing.current.certificate.base64();
+        if !before
+            .published()
+            .signing
+            .published_certificates()
+            .contains(&signing)
+        {
+            tracing::warn!(
+                key = %format!("apps[{i}].signing_cert"),
+                app = %app.id,
+                "reload: the new token-signing certificate was not published before (not the next certificate) — Entra ID refuses its tokens until you run the commands page (fedsts commands --app {})",
+                app.id
+            );
+        }
+    }
 }
 
 /// The TOML parser's message without the lines that quote the file: the quoted line may hold a

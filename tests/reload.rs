@@ -1,7 +1,8 @@
 //! Reload without downtime, on a real `fedsts serve` process driven by SIGHUP: under load from a
 //! few concurrent clients (bounded in count and time, loopback only), a rotated TLS certificate
 //! is served to new connections and a changed password applies, with no failed request; a
-//! broken or restart-only change is refused by key and the running configuration keeps serving;
+//! token-signing pair replaced in place signs the next token; a broken or restart-only change is
+//! refused by key and the running configuration keeps serving;
 //! a burst of SIGHUPs makes at most two reloads; replay marks survive a reload.
 
 mod common;
@@ -471,6 +472,7 @@ async fn a_changed_password_applies_after_a_reload_with_no_failed_request() {
     let log = reload(&served).await;
     assert!(log.contains("reload: done"), "{log}");
     assert!(log.contains("directories.local.path"), "{log}");
+    assert!(!log.contains("was not published before"), "{log}");
 
     let refused = client.sign_in(&to, (ALICE, ALICE_OLD)).await.unwrap();
     assert_ne!(refused.status, 200, "the old password is refused");
@@ -495,6 +497,47 @@ async fn a_changed_password_applies_after_a_reload_with_no_failed_request() {
         requests += tally.ok;
     }
     assert!(requests >= CLIENTS, "the load made {requests} requests");
+}
+
+/// The certificate in the assertion's signature, base64.
+fn signing_certificate_of(body: &str) -> &str {
+    let start = body.find("X509Certificate>").unwrap() + "X509Certificate>".len();
+    let end = start + body[start..].find('<').unwrap();
+    &body[start..end]
+}
+
+fn base64_of(path: &Path) -> String {
+    fedsts::crypto::Certificate::from_pem(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .base64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_signing_pair_replaced_in_place_signs_after_a_reload() {
+    let served = Arc::new(Served::start());
+    let client = served.client();
+    let to = served.to();
+    let before = client.sign_in(&to, LOAD_USER).await.unwrap();
+    assert_eq!(before.status, 200, "{}", before.body);
+    let old = base64_of(&served.path("signing.crt"));
+    assert_eq!(signing_certificate_of(&before.body), old);
+
+    write_pair(served.dir.path(), "signing", "reload test token signing");
+    let new = base64_of(&served.path("signing.crt"));
+    assert_ne!(new, old);
+    let log = reload(&served).await;
+    assert!(log.contains("reload: done"), "{log}");
+    assert!(
+        log.contains("apps[0].signing_cert") && log.contains("apps[0].signing_key"),
+        "{log}"
+    );
+    assert!(
+        log.contains("was not published before"),
+        "a certificate Entra was never shown is warned about: {log}"
+    );
+    let after = client.sign_in(&to, LOAD_USER).await.unwrap();
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(signing_certificate_of(&after.body), new);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
