@@ -507,6 +507,21 @@ mod tests {
     }
 
     #[test]
+    fn twenty_pulls_during_a_reload_queue_one_more_reload() {
+        let (trigger, mut triggers) = trigger();
+        for _ in 0..20 {
+            trigger.pull();
+        }
+        assert!(triggers.0.try_recv().is_ok(), "one reload is queued");
+        assert!(triggers.0.try_recv().is_err(), "and only one");
+        trigger.pull();
+        assert!(
+            triggers.0.try_recv().is_ok(),
+            "a pull after it queues the next"
+        );
+    }
+
+    #[test]
     fn changed_keys_name_each_changed_value_by_its_dotted_key() {
         let old = table(
             "[server]\nlisten = \"a\"\n[[apps]]\nid = \"x\"\nlife = 1\n[[apps]]\nid = \"y\"\n",

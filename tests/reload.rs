@@ -3,7 +3,8 @@
 //! is served to new connections and a changed password applies, with no failed request; a
 //! token-signing pair replaced in place signs the next token; a broken or restart-only change is
 //! refused by key and the running configuration keeps serving;
-//! a burst of SIGHUPs makes at most two reloads; replay marks survive a reload.
+//! a burst of SIGHUPs makes at most two reloads; replay marks and browser sessions survive a
+//! reload.
 
 mod common;
 
@@ -703,4 +704,42 @@ fn the_readme_lists_every_restart_only_key() {
     let refused: std::collections::BTreeSet<&str> = refused.iter().map(String::as_str).collect();
     assert_eq!(listed, refused);
     assert!(fedsts::reload::restart_only_changes(&running, &running).is_empty());
+}
+
+/// A browser signed in before a reload is still signed in after it: the session key is kept
+/// (in process: the same `Sts::reloaded` a SIGHUP runs, on a server the test holds).
+#[tokio::test]
+async fn a_signed_in_browser_stays_signed_in_across_a_reload() {
+    use common::passive::{Browser, assert_response_page, inputs, sign_in_query};
+    use common::server::{ALICE as SERVER_ALICE, Options, PASSWORD, TestServer};
+    // No key file: the key is random in memory, so only carrying it keeps the session.
+    let server = TestServer::start_with(Options {
+        configure: Box::new(|config, _| config.server.session_key = None),
+        ..Options::default()
+    })
+    .await;
+    let mut browser = Browser::new(&server);
+    let form = browser.get(&sign_in_query(&[])).await;
+    assert!(inputs(&form.body).contains_key("password"), "{}", form.body);
+    let signed_in = browser.sign_in(&form, SERVER_ALICE, PASSWORD).await;
+    assert_response_page(
+        &signed_in,
+        fedsts::config::MICROSOFT_ONLINE_REPLY_URL,
+        common::passive::WCTX,
+    );
+    assert!(browser.jar.contains_key("fedsts_session"));
+
+    server.reload(&server.config);
+    let again = browser.get(&sign_in_query(&[])).await;
+    assert!(
+        !inputs(&again.body).contains_key("password"),
+        "no password form after the reload: {}",
+        again.body
+    );
+    assert_response_page(
+        &again,
+        fedsts::config::MICROSOFT_ONLINE_REPLY_URL,
+        common::passive::WCTX,
+    );
+    server.stop().await;
 }
