@@ -127,7 +127,7 @@ impl Reloader {
     }
 
     /// Re-reads, checks and swaps in the configuration; on `Err` nothing changed.
-    pub async fn reload(&mut self) -> Result<Changes, ReloadError> {
+    async fn reload(&mut self) -> Result<Changes, ReloadError> {
         let path = self.path.clone();
         let running = self.running.config.clone();
         let current = self.serving.get();
@@ -150,7 +150,7 @@ impl Reloader {
     }
 
     /// [`Self::reload`] with its log lines: started, then what changed or why it was refused.
-    pub async fn reload_and_log(&mut self) {
+    async fn reload_and_log(&mut self) {
         tracing::info!(config = %self.path.display(), "reload: started");
         match self.reload().await {
             Ok(changes) => log_success(&changes),
@@ -422,7 +422,7 @@ fn changed_files(
 }
 
 /// Dotted keys whose value differs between two parsed files (`apps[0].id`, `server.listen`).
-pub fn changed_keys(old: &toml::Table, new: &toml::Table) -> Vec<String> {
+fn changed_keys(old: &toml::Table, new: &toml::Table) -> Vec<String> {
     let mut keys = Vec::new();
     diff_tables("", old, new, &mut keys);
     keys

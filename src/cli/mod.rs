@@ -40,7 +40,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server. Without --config and without ./fedsts.toml it runs on embedded
-    /// defaults: self-signed certificates under certs/ and a demo user.
+    /// defaults: self-signed certificates under certs/ and a demo user. SIGHUP (systemctl
+    /// reload) re-reads the configuration file, users files and certificates without downtime.
     Serve {
         /// Configuration file.
         #[arg(long)]
