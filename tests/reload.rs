@@ -743,3 +743,57 @@ async fn a_signed_in_browser_stays_signed_in_across_a_reload() {
     );
     server.stop().await;
 }
+
+/// On embedded defaults there is no file to re-read: a SIGHUP is logged and ignored, and the
+/// server keeps running (without a handler, SIGHUP's default action would end the process).
+#[test]
+fn a_hangup_on_embedded_defaults_is_logged_and_the_server_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let log_path = dir.path().join("serve.log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("FEDSTS_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let started = Instant::now();
+    loop {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "serve exited early"
+        );
+        if line.starts_with("fedsts listening") {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "no banner");
+    }
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for _ in stdout.lines() {}
+    });
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    while !log().contains("reload refused: SIGHUP") {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the SIGHUP ended the server: {}",
+            log()
+        );
+        assert!(started.elapsed() < DEADLINE, "{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "{}", log());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
