@@ -619,8 +619,8 @@ impl Sts {
     /// The service for a re-read `config` (SIGHUP, the `reload` room): new apps, directories
     /// (users files re-read), signing material and policy settings, over the same state store
     /// (lockout counters, replay marks, rate buckets, TOTP marks survive), the same clock and the
-    /// same browser session key (signed-in browsers stay signed in). Nothing is shared with
-    /// `self` that a request could change, so requests still running on `self` finish on it.
+    /// same browser session key (signed-in browsers stay signed in). Requests still running on
+    /// `self` finish on it; the store is the only state both share.
     pub fn reloaded(&self, config: &Config) -> Result<Self, StartError> {
         refuse_problems(config)?;
         Self::build(
