@@ -141,15 +141,13 @@ fn main() {
         let tls = fedsts::server::tls::server_config(&config.server.tls_cert, &config.server.tls_key)
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let setup = fedsts::server::Server {
+        let setup = fedsts::server::Server::new(
             listener,
-            health_listener: None,
-            metrics_listener: None,
-            metrics: config.metrics.clone(),
+            None,
+            sts.clone(),
             tls,
-            sts: sts.clone(),
-            limits: fedsts::server::ConnectionLimits::resolve(&config.server.connections),
-        };
+            fedsts::server::ConnectionLimits::resolve(&config.server.connections),
+        );
         let server = tokio::spawn(fedsts::server::serve(setup, async {
             let _ = stopped.await;
         }));

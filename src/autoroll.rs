@@ -404,9 +404,9 @@ impl SigningSet {
 pub struct Swappable<T>(RwLock<Arc<T>>);
 
 impl<T> Swappable<T> {
-    /// A holder serving `value`.
-    pub fn new(value: T) -> Self {
-        Self(RwLock::new(Arc::new(value)))
+    /// A holder serving `value` (owned, or already shared).
+    pub fn new(value: impl Into<Arc<T>>) -> Self {
+        Self(RwLock::new(value.into()))
     }
 
     /// The value to use for one request.
@@ -417,9 +417,10 @@ impl<T> Swappable<T> {
         }
     }
 
-    /// Serves `value` from now on.
-    pub fn replace(&self, value: T) {
-        let value = Arc::new(value);
+    /// Serves `value` (owned, or already shared) from now on; whoever holds the old one keeps
+    /// it until they drop it.
+    pub fn replace(&self, value: impl Into<Arc<T>>) {
+        let value = value.into();
         match self.0.write() {
             Ok(mut slot) => *slot = value,
             Err(poisoned) => *poisoned.into_inner() = value,

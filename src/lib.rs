@@ -30,6 +30,7 @@ pub mod powershell;
 pub mod preflight;
 pub mod protocol;
 pub mod random;
+pub mod reload;
 pub mod rollover;
 pub mod secret;
 pub mod server;

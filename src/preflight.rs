@@ -141,23 +141,42 @@ const EXPIRY_WARNING: Duration = Duration::days(30);
 
 /// Every problem of the configuration at `now`.
 pub fn check(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
+    check_with_notice(config, now, EXPIRY_WARNING)
+}
+
+/// The problems that stop a server from serving `config` (what a reload refuses): [`check`]
+/// without the notice of certificates that are valid but expire within 30 days, since a
+/// reload is how a renewed certificate goes into service and must not be refused for the one it
+/// replaces.
+pub fn check_serving(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
+    check_with_notice(config, now, Duration::ZERO)
+}
+
+/// [`check`], reporting certificates that expire within `notice`.
+fn check_with_notice(config: &Config, now: OffsetDateTime, notice: Duration) -> Vec<ConfigProblem> {
     let mut problems = config.problems();
-    problems.extend(check_tls(config, now));
+    problems.extend(check_tls(config, now, notice));
     problems.extend(check_device_ca(config));
     problems.extend(crate::sts::portal::logo_problems(config));
     for (i, app) in config.apps.iter().enumerate() {
         match app.signing_key_source() {
             Some(KeySource::PemFile(key)) => {
-                problems.extend(check_signing(i, "signing", &app.signing_cert, key, now));
+                problems.extend(check_signing(
+                    i,
+                    "signing",
+                    (&app.signing_cert, key),
+                    now,
+                    notice,
+                ));
             }
             // Offline: the certificate only; `--online` / `fedsts keys check` log into the token.
             Some(KeySource::Pkcs11(_)) => {
-                problems.extend(check_certificate_file(i, &app.signing_cert, now));
+                problems.extend(check_certificate_file(i, &app.signing_cert, now, notice));
             }
             None => {}
         }
         if let (Some(cert), Some(key)) = (&app.next_signing_cert, &app.next_signing_key) {
-            problems.extend(check_signing(i, "next_signing", cert, key, now));
+            problems.extend(check_signing(i, "next_signing", (cert, key), now, notice));
             if same_certificate(&app.signing_cert, cert) {
                 problems.push(ConfigProblem::new(
                     format!("apps[{i}].next_signing_cert"),
@@ -286,7 +305,7 @@ fn check_device_ca(config: &Config) -> Vec<ConfigProblem> {
     }
 }
 
-fn check_tls(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
+fn check_tls(config: &Config, now: OffsetDateTime, notice: Duration) -> Vec<ConfigProblem> {
     if let Err(e) = tls::server_config(&config.server.tls_cert, &config.server.tls_key) {
         return vec![ConfigProblem::new(
             "server.tls_cert",
@@ -298,7 +317,7 @@ fn check_tls(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
         .map_err(|e| e.to_string())
         .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
     {
-        Ok(cert) => validity_problems("server.tls_cert", &cert, now),
+        Ok(cert) => validity_problems("server.tls_cert", &cert, now, notice),
         Err(e) => vec![ConfigProblem::new(
             "server.tls_cert",
             e,
@@ -311,15 +330,16 @@ fn check_tls(config: &Config, now: OffsetDateTime) -> Vec<ConfigProblem> {
 fn check_signing(
     index: usize,
     field: &str,
-    cert: &Path,
-    key: &Path,
+    (cert, key): (&Path, &Path),
     now: OffsetDateTime,
+    notice: Duration,
 ) -> Vec<ConfigProblem> {
     match SigningIdentity::from_pem_files(cert, key) {
         Ok(identity) => validity_problems(
             &format!("apps[{index}].{field}_cert"),
             &identity.certificate,
             now,
+            notice,
         ),
         Err(e) => vec![ConfigProblem::new(
             format!("apps[{index}].{field}_key"),
@@ -332,13 +352,18 @@ fn check_signing(
 }
 
 /// The current signing certificate of an app whose key is in a token: readable and valid now.
-fn check_certificate_file(index: usize, cert: &Path, now: OffsetDateTime) -> Vec<ConfigProblem> {
+fn check_certificate_file(
+    index: usize,
+    cert: &Path,
+    now: OffsetDateTime,
+    notice: Duration,
+) -> Vec<ConfigProblem> {
     let key = format!("apps[{index}].signing_cert");
     match std::fs::read_to_string(cert)
         .map_err(|e| format!("cannot read {}: {e}", cert.display()))
         .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
     {
-        Ok(certificate) => validity_problems(&key, &certificate, now),
+        Ok(certificate) => validity_problems(&key, &certificate, now, notice),
         Err(e) => vec![ConfigProblem::new(
             key,
             e,
@@ -432,7 +457,12 @@ fn same_certificate(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn validity_problems(key: &str, cert: &Certificate, now: OffsetDateTime) -> Vec<ConfigProblem> {
+fn validity_problems(
+    key: &str,
+    cert: &Certificate,
+    now: OffsetDateTime,
+    notice: Duration,
+) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
     if cert.not_before() > now {
         problems.push(ConfigProblem::new(
@@ -447,7 +477,7 @@ fn validity_problems(key: &str, cert: &Certificate, now: OffsetDateTime) -> Vec<
             format!("certificate expired at {}", cert.not_after()),
             "issue a new certificate (for token signing, publish it to Entra ID first)",
         ));
-    } else if cert.not_after() - now < EXPIRY_WARNING {
+    } else if cert.not_after() - now < notice {
         problems.push(ConfigProblem::new(
             key,
             format!("certificate expires soon, at {}", cert.not_after()),

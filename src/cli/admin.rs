@@ -41,7 +41,7 @@ pub fn roll_over(path: &Path, app_id: &str) -> ExitCode {
     let (Some(next_cert), Some(next_key)) = (app.next_signing_cert, app.next_signing_key) else {
         return fail(format!(
             "app `{app_id}` has no next signing pair — set next_signing_cert and next_signing_key \
-             in its [[apps]] table, publish it (restart, then run section B of the commands page), \
+             in its [[apps]] table, publish it (reload or restart fedsts, then run section B of the commands page), \
              and roll over once Entra ID has it"
         ));
     };
@@ -65,7 +65,7 @@ pub fn roll_over(path: &Path, app_id: &str) -> ExitCode {
         println!("kept {}", backup.display());
     }
     println!(
-        "promoted the next signing pair of app {app_id}; restart fedsts to sign with it, then tell \
+        "promoted the next signing pair of app {app_id}; reload (systemctl reload fedsts) or restart fedsts to sign with it, then tell \
          Entra ID (section B below):\n"
     );
     print_commands(path, app_id)
@@ -111,7 +111,7 @@ pub fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
         backup.display()
     );
     println!(
-        "restart fedsts to load it, then scan the code below or add this URI to an authenticator app:"
+        "reload (systemctl reload fedsts) or restart fedsts to load it, then scan the code below or add this URI to an authenticator app:"
     );
     println!("{uri}");
     if let Some(qr) = totp::terminal_qr(&uri) {

@@ -22,6 +22,7 @@ use crate::directory::file::hash_password;
 use crate::first_run;
 use crate::preflight;
 use crate::protocol::wstrust::TrustVersion;
+use crate::reload;
 use crate::server;
 use crate::state;
 use crate::sts::{App, Sts};
@@ -39,7 +40,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server. Without --config and without ./fedsts.toml it runs on embedded
-    /// defaults: self-signed certificates under certs/ and a demo user.
+    /// defaults: self-signed certificates under certs/ and a demo user. SIGHUP (systemctl
+    /// reload) re-reads the configuration file, users files and certificates without downtime.
     Serve {
         /// Configuration file.
         #[arg(long)]
@@ -448,8 +450,8 @@ pub(crate) fn print_commands(path: &Path, app_id: &str) -> ExitCode {
 fn serve(config_path: Option<PathBuf>, listen: &str) -> ExitCode {
     let local = PathBuf::from("fedsts.toml");
     let config_path = config_path.or_else(|| local.exists().then_some(local));
-    let (config, demo_password) = match config_path {
-        Some(path) => match Config::load(&path) {
+    let (config, demo_password) = match &config_path {
+        Some(path) => match Config::load(path) {
             Ok(c) => (c, None),
             Err(e) => return fail(e),
         },
@@ -470,10 +472,15 @@ fn serve(config_path: Option<PathBuf>, listen: &str) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(serve_config(config, demo_password))
+    runtime.block_on(serve_config(config, config_path, demo_password))
 }
 
-async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode {
+/// Serves `config`; with `config_path` (the file it was loaded from) SIGHUP reloads it.
+async fn serve_config(
+    config: Config,
+    config_path: Option<PathBuf>,
+    demo_password: Option<String>,
+) -> ExitCode {
     let store = match state::build(&config.state) {
         Ok(s) => s,
         Err(e) => return fail(format!("state.redis_url: {e}")),
@@ -535,25 +542,49 @@ async fn serve_config(config: Config, demo_password: Option<String>) -> ExitCode
         Ok(s) => s,
         Err(e) => return fail(format!("cannot listen for SIGTERM: {e}")),
     };
-    print_banner(&config, &sts, demo_password.as_deref());
-    let server = server::Server {
-        listener,
-        health_listener,
-        metrics_listener,
-        metrics: config.metrics.clone(),
-        tls,
-        sts,
-        limits,
+    let banner = banner(&config, &sts, demo_password.as_deref());
+    let server = server::Server::new(listener, health_listener, sts, tls, limits)
+        .with_metrics(metrics_listener, config.metrics.clone());
+    let reloads = match config_path {
+        Some(path) => {
+            let serving = server.serving.clone();
+            let reloader = reload::Reloader::new(path, config, serving, Arc::new(SystemClock));
+            let (trigger, triggers) = reload::trigger();
+            tokio::spawn(reloader.run(triggers));
+            Some(trigger)
+        }
+        None => None,
     };
+    match reload_signal(reloads) {
+        Ok(hangups) => drop(tokio::spawn(hangups)),
+        Err(e) => return fail(format!("cannot listen for SIGHUP: {e}")),
+    }
+    print_banner(&banner);
     server::serve(server, shutdown).await;
     ExitCode::SUCCESS
 }
 
+/// Pulls `trigger` on every SIGHUP (see [`reload::on_hangup`]).
+#[cfg(unix)]
+fn reload_signal(
+    trigger: Option<reload::Trigger>,
+) -> Result<impl std::future::Future<Output = ()>, std::io::Error> {
+    reload::on_hangup(trigger)
+}
+
+/// No SIGHUP: nothing reloads.
+#[cfg(not(unix))]
+fn reload_signal(
+    _trigger: Option<reload::Trigger>,
+) -> Result<impl std::future::Future<Output = ()>, std::io::Error> {
+    Ok(async {})
+}
+
 /// Writes the start banner. A closed standard output (a supervisor that stopped reading) is not
 /// an error worth dying for: the server keeps running.
-fn print_banner(config: &Config, sts: &Sts, demo_password: Option<&str>) {
+fn print_banner(banner: &str) {
     use std::io::Write as _;
-    let _ = std::io::stdout().write_all(banner(config, sts, demo_password).as_bytes());
+    let _ = std::io::stdout().write_all(banner.as_bytes());
 }
 
 /// The start banner: where we listen, every app's URLs, and the demo credentials if any.

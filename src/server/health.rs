@@ -13,9 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::limits::{Admission, ConnectionLimits, LogThrottle, Permit};
 use super::stall::WriteTimeout;
-use super::{Accepting, FLOOD_LOG_INTERVAL, HEADER_READ_TIMEOUT, into_response};
+use super::{Accepting, FLOOD_LOG_INTERVAL, HEADER_READ_TIMEOUT, Serving, into_response};
 use crate::policy::TrustedProxies;
-use crate::sts::{Endpoint, HttpReply, RequestInfo, Sts};
+use crate::sts::{Endpoint, HttpReply, RequestInfo};
 
 /// Most health connections open at once.
 const MAX_HEALTH_CONNECTIONS: usize = 16;
@@ -23,7 +23,7 @@ const MAX_HEALTH_CONNECTIONS: usize = 16;
 const HEALTH_CONNECTION_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Serves `GET /healthz` on `listener` until the task is aborted.
-pub(super) async fn serve(listener: TcpListener, sts: Arc<Sts>, write_timeout: Duration) {
+pub(super) async fn serve(listener: TcpListener, serving: Arc<Serving>, write_timeout: Duration) {
     let limits = ConnectionLimits {
         max: MAX_HEALTH_CONNECTIONS,
         max_per_address: MAX_HEALTH_CONNECTIONS,
@@ -36,7 +36,7 @@ pub(super) async fn serve(listener: TcpListener, sts: Arc<Sts>, write_timeout: D
         let (tcp, peer) = accepting.next().await;
         match admission.admit(peer.ip()) {
             Ok(permit) => {
-                tokio::spawn(connection(tcp, sts.clone(), write_timeout, permit));
+                tokio::spawn(connection(tcp, serving.clone(), write_timeout, permit));
             }
             Err(_) => {
                 if let Some(held_back) = refusals.allow(Instant::now()) {
@@ -51,10 +51,15 @@ pub(super) async fn serve(listener: TcpListener, sts: Arc<Sts>, write_timeout: D
     }
 }
 
-async fn connection(tcp: TcpStream, sts: Arc<Sts>, write_timeout: Duration, _permit: Permit) {
+async fn connection(
+    tcp: TcpStream,
+    serving: Arc<Serving>,
+    write_timeout: Duration,
+    _permit: Permit,
+) {
     let peer = tcp.peer_addr().ok();
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let sts = sts.clone();
+        let sts = serving.get().sts.clone();
         async move {
             let reply = if req.method() == http::Method::GET && req.uri().path() == "/healthz" {
                 let info = RequestInfo::new(

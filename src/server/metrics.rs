@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::Serving;
 use super::limits::{Admission, ConnectionLimits, LogThrottle, Permit};
 use super::stall::WriteTimeout;
 use super::{Accepting, FLOOD_LOG_INTERVAL, HEADER_READ_TIMEOUT, forwarded_chain, into_response};
@@ -23,7 +24,7 @@ use crate::config::MetricsConfig;
 use crate::metrics::CONTENT_TYPE;
 use crate::net::Cidr;
 use crate::policy::TrustedProxies;
-use crate::sts::{HttpReply, Sts};
+use crate::sts::HttpReply;
 
 /// Most metrics connections open at once on the metrics listener.
 const MAX_METRICS_CONNECTIONS: usize = 8;
@@ -35,7 +36,8 @@ pub const LISTENER_PATH: &str = "/metrics";
 /// Who may scrape, and the one-at-a-time gate.
 #[derive(Debug)]
 pub struct Scrape {
-    sts: Arc<Sts>,
+    /// The service a reload may replace: each scrape reads the one serving now.
+    serving: Arc<Serving>,
     allow: Vec<Cidr>,
     proxies: TrustedProxies,
     /// The path on the HTTPS listener, when configured.
@@ -71,11 +73,16 @@ impl Scraper {
 }
 
 impl Scrape {
-    /// The scrape of `sts` as `config` allows it, counting the HTTPS connections of `https`.
-    pub fn new(sts: Arc<Sts>, config: &MetricsConfig, https: Option<Arc<Admission>>) -> Self {
-        let proxies = sts.policies().proxies.clone();
+    /// The scrape of the service `serving` holds as `config` allows it, counting the HTTPS
+    /// connections of `https`. Who may scrape is fixed at start (`metrics.*` is restart-only).
+    pub fn new(
+        serving: Arc<Serving>,
+        config: &MetricsConfig,
+        https: Option<Arc<Admission>>,
+    ) -> Self {
+        let proxies = serving.get().sts.policies().proxies.clone();
         Self {
-            sts,
+            serving,
             allow: config.allowed_networks(),
             proxies,
             path: config.path.clone(),
@@ -116,11 +123,12 @@ impl Scrape {
             return reply;
         }
         let _one = self.one_at_a_time.lock().await;
-        let metrics = self.sts.metrics();
+        let sts = self.serving.get().sts.clone();
+        let metrics = sts.metrics();
         if let Some(https) = &self.https {
             metrics.set_open_connections(https.open());
         }
-        self.sts.refresh_metrics().await;
+        sts.refresh_metrics().await;
         HttpReply {
             status: 200,
             content_type: CONTENT_TYPE,

@@ -25,6 +25,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::autoroll::Swappable;
 use crate::config::MetricsConfig;
 use crate::protocol::wstrust::{self, FaultKind};
 use crate::secret::Secret;
@@ -62,12 +63,55 @@ pub struct Server {
     pub metrics_listener: Option<TcpListener>,
     /// `[metrics]`: the scrape path on this listener and who may scrape.
     pub metrics: MetricsConfig,
-    /// TLS identity and client-certificate policy.
-    pub tls: Arc<rustls::ServerConfig>,
-    /// The service.
-    pub sts: Arc<Sts>,
+    /// The service and its TLS identity; a reload (SIGHUP) replaces them.
+    pub serving: Arc<Serving>,
     /// Connection caps and write timeout.
     pub limits: ConnectionLimits,
+}
+
+/// What the listener serves now, replaced as a whole by a reload: each TLS handshake takes the
+/// TLS configuration of the moment it starts (an open connection keeps its certificate), each
+/// request the service of the moment it arrives.
+pub type Serving = Swappable<Service>;
+
+/// One configuration in service: the STS and the TLS identity built from the same file.
+#[derive(Debug)]
+pub struct Service {
+    /// The service.
+    pub sts: Arc<Sts>,
+    /// TLS identity and client-certificate policy.
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+impl Server {
+    /// A server of `sts` with TLS configuration `tls` (not yet listening for reloads: the
+    /// caller keeps [`Server::serving`] to replace them).
+    pub fn new(
+        listener: TcpListener,
+        health_listener: Option<TcpListener>,
+        sts: Arc<Sts>,
+        tls: Arc<rustls::ServerConfig>,
+        limits: ConnectionLimits,
+    ) -> Self {
+        Self {
+            listener,
+            health_listener,
+            metrics_listener: None,
+            metrics: MetricsConfig::default(),
+            serving: Arc::new(Serving::new(Service { sts, tls })),
+            limits,
+        }
+    }
+
+    /// The same server with the Prometheus scrape on `listener` (`metrics.listen`) and/or the
+    /// HTTPS path `config` names.
+    pub fn with_metrics(self, listener: Option<TcpListener>, config: MetricsConfig) -> Self {
+        Self {
+            metrics_listener: listener,
+            metrics: config,
+            ..self
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` completes, then lets in-flight requests finish (up to a
@@ -79,18 +123,22 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
         health_listener,
         metrics_listener,
         metrics,
-        tls,
-        sts,
+        serving,
         limits,
     } = server;
-    let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let health =
-        health_listener.map(|l| tokio::spawn(health::serve(l, sts.clone(), limits.write_timeout)));
-    let rollover = tokio::spawn(rollover_ticks(sts.clone()));
+    let health = health_listener
+        .map(|l| tokio::spawn(health::serve(l, serving.clone(), limits.write_timeout)));
+    let rollover = tokio::spawn(rollover_ticks(serving.clone()));
     let write_timeout = limits.write_timeout;
-    let admission = Admission::new(limits, sts.policies().proxies.clone());
-    let scrape = Arc::new(Scrape::new(sts.clone(), &metrics, Some(admission.clone())));
+    // The trusted proxies are restart-only at a reload: the caps judge addresses by the
+    // list the server started with.
+    let admission = Admission::new(limits, serving.get().sts.policies().proxies.clone());
+    let scrape = Arc::new(Scrape::new(
+        serving.clone(),
+        &metrics,
+        Some(admission.clone()),
+    ));
     let metrics_task =
         metrics_listener.map(|l| tokio::spawn(metrics::serve(l, scrape.clone(), write_timeout)));
     let https_scrape = scrape.is_configured_on_https().then_some(scrape);
@@ -105,8 +153,8 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
         match admission.admit(peer.ip()) {
             Ok(permit) => {
                 let connection = Connection {
-                    acceptor: acceptor.clone(),
-                    sts: sts.clone(),
+                    acceptor: TlsAcceptor::from(serving.get().tls.clone()),
+                    serving: serving.clone(),
                     scrape: https_scrape.clone(),
                     watcher: graceful.watcher(),
                     write_timeout: admission.limits().write_timeout,
@@ -130,12 +178,14 @@ pub async fn serve(server: Server, shutdown: impl Future<Output = ()>) {
     }
 }
 
-/// Runs the automatic rollover at start and then every `TICK_INTERVAL`.
-async fn rollover_ticks(sts: Arc<Sts>) {
+/// Runs the automatic rollover at start and then every `TICK_INTERVAL`, on the service in
+/// service at each tick.
+async fn rollover_ticks(serving: Arc<Serving>) {
     let mut interval = tokio::time::interval(crate::autoroll::TICK_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        let sts = serving.get().sts.clone();
         sts.rollover_tick().await;
     }
 }
@@ -204,10 +254,12 @@ impl<'a> Accepting<'a> {
     }
 }
 
-/// One admitted HTTPS connection; its slot under the caps is held until it ends.
+/// One admitted HTTPS connection; its slot under the caps is held until it ends. Its TLS
+/// identity is the one in service when it was accepted; each of its requests is answered by the
+/// service in service when that request arrives.
 struct Connection {
     acceptor: TlsAcceptor,
-    sts: Arc<Sts>,
+    serving: Arc<Serving>,
     /// The scrape, when `metrics.path` serves it on this listener.
     scrape: Option<Arc<Scrape>>,
     watcher: Watcher,
@@ -231,9 +283,9 @@ impl Connection {
                 }
             };
         let device_certificate = verified_client_certificate(&tls_stream);
-        let (sts, scrape) = (self.sts, self.scrape);
+        let (serving, scrape) = (self.serving, self.scrape);
         let service = service_fn(move |req| {
-            let (sts, scrape) = (sts.clone(), scrape.clone());
+            let (sts, scrape) = (serving.get().sts.clone(), scrape.clone());
             let device_certificate = device_certificate.clone();
             async move {
                 let started = Instant::now();

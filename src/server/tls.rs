@@ -82,7 +82,7 @@ pub enum TlsError {
 /// Loads the PEM chain and key and builds a rustls server configuration without client
 /// certificates.
 pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    build(cert_path, key_path, None)
+    build(cert_path, key_path, None).map(Arc::new)
 }
 
 /// The server configuration for `config`: with the device-CA client verifier when
@@ -91,6 +91,26 @@ pub fn server_config_for(
     config: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    build_for(config, clock).map(Arc::new)
+}
+
+/// The server configuration for a re-read `config` (a reload): the files are read again, and
+/// the session-ticket keys of `previous` are kept, so clients resume across the reload instead
+/// of all making full handshakes at once. With `[device_trust]` nothing is carried: every
+/// client certificate is verified again against the CA and CRL just read.
+pub fn reloaded_server_config(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    previous: &ServerConfig,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut fresh = build_for(config, clock)?;
+    if config.device_trust.is_none() && previous.ticketer.enabled() {
+        fresh.ticketer = previous.ticketer.clone();
+    }
+    Ok(Arc::new(fresh))
+}
+
+fn build_for(config: &Config, clock: Arc<dyn Clock>) -> Result<ServerConfig, TlsError> {
     let verifier = match &config.device_trust {
         Some(device) => Some(device_verifier(device, clock)?),
         None => None,
@@ -246,7 +266,7 @@ fn build(
     cert_path: &Path,
     key_path: &Path,
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+) -> Result<ServerConfig, TlsError> {
     let chain = load_chain(cert_path)?;
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Key {
         path: key_path.display().to_string(),
@@ -271,7 +291,7 @@ fn build(
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
             .map_err(|e| TlsError::Rejected(format!("cannot make TLS session ticket keys: {e}")))?;
     }
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -343,6 +363,68 @@ mod tests {
         }
         assert!(!client.is_handshaking() && !server.is_handshaking());
         client.handshake_kind().unwrap()
+    }
+
+    /// A client with its own session cache that trusts every one of `certs`.
+    fn client_trusting(certs: &[&Path]) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        for cert in certs {
+            for der in load_chain(cert).unwrap() {
+                roots.add(der).unwrap();
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[test]
+    fn a_reload_serves_the_new_certificate_and_keeps_the_ticket_keys() {
+        let (old_dir, new_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (old_cert, old_key) = ecdsa_files(old_dir.path());
+        let (new_cert, _) = ecdsa_files(new_dir.path());
+        let old = server_config(&old_cert, &old_key).unwrap();
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\npublic_url = \"https://localhost\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\n";
+        let config = Config::parse(text, new_dir.path()).unwrap();
+        let clock = Arc::new(crate::clock::SystemClock);
+        let returning = client_trusting(&[&old_cert, &new_cert]);
+        assert_eq!(handshake(&returning, &old), HandshakeKind::Full);
+
+        let reloaded = reloaded_server_config(&config, clock.clone(), &old).unwrap();
+        // Only the new certificate is trusted: a full handshake completes only if it is served.
+        assert_eq!(
+            handshake(&client_trusting(&[&new_cert]), &reloaded),
+            HandshakeKind::Full
+        );
+        assert_eq!(handshake(&returning, &reloaded), HandshakeKind::Resumed);
+
+        // Built afresh (not carried), the ticket keys are new and the returning client is not
+        // resumed: what every client would go through on every reload.
+        let rebuilt = server_config_for(&config, clock).unwrap();
+        let another = client_trusting(&[&old_cert, &new_cert]);
+        assert_eq!(handshake(&another, &old), HandshakeKind::Full);
+        assert_eq!(handshake(&another, &rebuilt), HandshakeKind::Full);
+    }
+
+    #[test]
+    fn with_device_trust_a_reload_resumes_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = ecdsa_files(dir.path());
+        // The device CA may be any CA certificate: no client here presents one.
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\npublic_url = \"https://localhost\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\n[device_trust]\nca_file = \"tls.crt\"\n";
+        let config = Config::parse(text, dir.path()).unwrap();
+        let clock = Arc::new(crate::clock::SystemClock);
+        let old = server_config_for(&config, clock.clone()).unwrap();
+        let returning = client_trusting(&[&cert]);
+        assert_eq!(handshake(&returning, &old), HandshakeKind::Full);
+        assert_eq!(handshake(&returning, &old), HandshakeKind::Resumed);
+        // After a reload every client certificate is verified again (against a new CRL, say).
+        let reloaded = reloaded_server_config(&config, clock, &old).unwrap();
+        assert_eq!(handshake(&returning, &reloaded), HandshakeKind::Full);
     }
 
     #[test]

@@ -449,7 +449,7 @@ impl AppUrls {
 }
 
 /// What an app signs with and publishes: its signing material and the documents built from
-/// it. Read per request and replaced as a whole (rollover, later SIGHUP reload).
+/// it. Read per request and replaced as a whole by rollover (a reload builds new apps instead).
 #[derive(Debug)]
 pub struct Published {
     /// Current (signs), next and previous pairs.
@@ -672,6 +672,8 @@ pub struct Sts {
     wsfed: WsFed,
     /// The user portal, when `[portal] enabled`.
     portal: Option<portal::Portal>,
+    /// The state store without this service's latency metric around it, for a reload to carry.
+    untimed_store: Arc<dyn StateStore>,
 }
 
 impl Sts {
@@ -688,11 +690,34 @@ impl Sts {
         clock: Arc<dyn Clock>,
         store: Arc<dyn StateStore>,
     ) -> Result<Self, StartError> {
-        let problems = config.problems();
-        if !problems.is_empty() {
-            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            return Err(StartError::Config(text.join("\n")));
-        }
+        refuse_problems(config)?;
+        Self::build(config, clock, store, session_key(config)?)
+    }
+
+    /// The service for a re-read `config` (SIGHUP, the `reload` room): new apps, directories
+    /// (users files re-read), signing material and policy settings, over the same state store
+    /// (lockout counters, replay marks, rate buckets, TOTP marks survive), the same clock and the
+    /// same browser session key (signed-in browsers and portal sessions stay signed in). Requests
+    /// still running on `self` finish on it; the store is the only state both share. The metrics
+    /// start again (the directories and their queues are new): Prometheus reads the counters'
+    /// reset as a restart.
+    pub fn reloaded(&self, config: &Config) -> Result<Self, StartError> {
+        refuse_problems(config)?;
+        Self::build(
+            config,
+            self.clock.clone(),
+            self.untimed_store.clone(),
+            self.wsfed.key().clone(),
+        )
+    }
+
+    fn build(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn StateStore>,
+        key: SessionKey,
+    ) -> Result<Self, StartError> {
+        let untimed_store = store.clone();
         let directories = directory::build(&config.directories)
             .map_err(|(key, source)| StartError::Directory { key, source })?;
         let mut metrics = Metrics::new();
@@ -704,7 +729,6 @@ impl Sts {
         let metrics = Arc::new(metrics);
         let store: Arc<dyn StateStore> = Arc::new(TimedStore::new(store, metrics.clone()));
         let mut apps = BTreeMap::new();
-        let key = session_key(config)?;
         let wsfed = WsFed::new(key.clone(), portal::link(config));
         let portal = portal::Portal::build(config, key)
             .map_err(|(key, source)| StartError::Portal { key, source })?;
@@ -758,6 +782,7 @@ impl Sts {
             policies,
             wsfed,
             portal,
+            untimed_store,
         })
     }
 
@@ -1013,6 +1038,16 @@ fn audit_record(
 /// The assertion lifetime of an app.
 pub(crate) fn token_lifetime(app: &App) -> time::Duration {
     time::Duration::seconds(i64::try_from(app.config.token_lifetime_secs).unwrap_or(3600))
+}
+
+/// Refuses a configuration with problems, all of them in one error.
+fn refuse_problems(config: &Config) -> Result<(), StartError> {
+    let problems = config.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    Err(StartError::Config(text.join("\n")))
 }
 
 /// The browser session key: from `server.session_key` (made on first start), or a random

@@ -42,6 +42,8 @@ pub struct TestServer {
     pub tls_cert_path: PathBuf,
     pub signing_cert_path: PathBuf,
     pub sts: Arc<Sts>,
+    /// What the listener serves; [`TestServer::reload`] replaces it.
+    pub serving: Arc<fedsts::server::Serving>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -115,15 +117,15 @@ impl TestServer {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().map(|l| l.local_addr().unwrap());
-        let setup = fedsts::server::Server {
+        let setup = fedsts::server::Server::new(
             listener,
-            health_listener: Some(health_listener),
-            metrics_listener,
-            metrics: config.metrics.clone(),
+            Some(health_listener),
+            sts.clone(),
             tls,
-            sts: sts.clone(),
-            limits: fedsts::server::ConnectionLimits::resolve(&config.server.connections),
-        };
+            fedsts::server::ConnectionLimits::resolve(&config.server.connections),
+        )
+        .with_metrics(metrics_listener, config.metrics.clone());
+        let serving = setup.serving.clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(fedsts::server::serve(setup, async {
             let _ = rx.await;
@@ -137,11 +139,29 @@ impl TestServer {
             tls_cert_path: config.server.tls_cert.clone(),
             signing_cert_path: config.apps[0].signing_cert.clone(),
             sts,
+            serving,
             config,
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// Serves `config` from now on as a SIGHUP reload does: a service rebuilt over the same
+    /// state store and session key, and the TLS configuration read again.
+    pub fn reload(&self, config: &Config) {
+        let current = self.serving.get();
+        let sts = current.sts.reloaded(config).unwrap();
+        let tls = fedsts::server::tls::reloaded_server_config(
+            config,
+            Arc::new(SystemClock),
+            &current.tls,
+        )
+        .unwrap();
+        self.serving.replace(fedsts::server::Service {
+            sts: Arc::new(sts),
+            tls,
+        });
     }
 
     /// Full URL of a path under the app, e.g. `app_url("mex")`.

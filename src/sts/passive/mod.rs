@@ -276,8 +276,9 @@ fn origin_of(url: &str) -> String {
     format!("https://{authority}")
 }
 
-/// Passive sign-in for every app: the cookie key and what the apps need to know of the portal.
-#[derive(Debug)]
+/// Passive sign-in for every app: the cookie key (kept across a reload) and what the apps need
+/// to know of the portal.
+#[derive(Clone, Debug)]
 pub struct WsFed {
     key: SessionKey,
     portal: PortalLink,
@@ -582,6 +583,11 @@ impl WsFed {
     /// Passive sign-in with this cookie key, honouring portal sessions as `portal` says.
     pub fn new(key: SessionKey, portal: PortalLink) -> Self {
         Self { key, portal }
+    }
+
+    /// The cookie key (a reload keeps it, so browsers stay signed in).
+    pub fn key(&self) -> &SessionKey {
+        &self.key
     }
 
     /// The portal's sign-in (showing the form, or a posted password or code form): the steps of
