@@ -681,3 +681,62 @@ async fn device_trust_holds_at_the_portal() {
     assert_eq!(refusal["user"], ALICE);
     server.stop().await;
 }
+
+/// The portal whose `other` directory says sam's password expires `days` (and an hour) from now,
+/// with `portal.password_notice_days = notice_days`.
+async fn expiring_server(days: i64, notice_days: u32) -> TestServer {
+    TestServer::start_with(Options {
+        clock: Arc::new(SystemClock),
+        store: None,
+        configure: Box::new(move |config, dir| {
+            portal_config(config, dir, None);
+            config.portal.password_notice_days = notice_days;
+            let expires = time::OffsetDateTime::now_utc()
+                + time::Duration::days(days)
+                + time::Duration::hours(1);
+            let expires = expires
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            let other = dir.join("other-users.toml");
+            let text = std::fs::read_to_string(&other).unwrap();
+            std::fs::write(
+                &other,
+                format!("{text}password_expires_at = \"{expires}\"\n"),
+            )
+            .unwrap();
+        }),
+    })
+    .await
+}
+
+/// Issue 15's notice N days ahead: the tiles page says when the directory's expiry is within
+/// `portal.password_notice_days`, links the change page, and says nothing earlier or when off.
+#[tokio::test]
+async fn the_tiles_page_warns_of_a_password_that_expires_soon() {
+    // Every test of this binary captures: see common::audit on the callsite cache.
+    let (_log, _guard) = AuditLog::capture();
+    for (days, notice_days, warned) in [(5, 14, true), (30, 14, false), (5, 0, false)] {
+        let server = expiring_server(days, notice_days).await;
+        let mut browser = Browser::new(&server);
+        let home = portal_sign_in(&mut browser, SAM, SAM_PASSWORD).await;
+        assert_eq!(tiles(&home), ["subapp"], "{}", home.body);
+        assert_eq!(
+            home.body.contains("id=\"password-expiry\""),
+            warned,
+            "{days} days, notice from {notice_days}: {}",
+            home.body
+        );
+        if warned {
+            assert!(
+                home.body.contains("Your password expires in 5 days"),
+                "{}",
+                home.body
+            );
+            assert!(
+                home.body
+                    .contains("/wsfed/subapp/password\" id=\"change-password\"")
+            );
+        }
+        server.stop().await;
+    }
+}

@@ -41,6 +41,11 @@ pub struct PortalConfig {
     /// `[portal.notice]`: a text every user acknowledges once per version.
     #[serde(default)]
     pub notice: Option<NoticeConfig>,
+    /// Show "your password expires in N days" on the tiles page from this many days before the
+    /// directory's expiry (`msDS-UserPasswordExpiryTimeComputed`, the users file's
+    /// `password_expires_at`); 0: never. Default 14, as Windows warns at logon.
+    #[serde(default = "default_password_notice_days")]
+    pub password_notice_days: u32,
 }
 
 impl Default for PortalConfig {
@@ -52,8 +57,16 @@ impl Default for PortalConfig {
             require_mfa: false,
             session_lifetime_secs: DEFAULT_PORTAL_SESSION_SECS,
             notice: None,
+            password_notice_days: DEFAULT_PASSWORD_NOTICE_DAYS,
         }
     }
+}
+
+/// Days before a password expires that the portal starts saying so.
+pub const DEFAULT_PASSWORD_NOTICE_DAYS: u32 = 14;
+
+fn default_password_notice_days() -> u32 {
+    DEFAULT_PASSWORD_NOTICE_DAYS
 }
 
 fn default_session_lifetime() -> u64 {

@@ -28,6 +28,7 @@ use super::passive::session::{
 use super::passive::{self, Call, PortalLink};
 use super::{App, HttpReply, RequestInfo, Sts};
 use crate::config::{Config, ConfigProblem, MAX_LOGO_BYTES, NoticeConfig};
+use crate::directory::User;
 use crate::policy::audit::{AuditRecord, Decision};
 use crate::state::StateStore;
 
@@ -79,6 +80,8 @@ pub struct Portal {
     /// The app that checks names without a domain.
     default_app: String,
     notice: Option<NoticeConfig>,
+    /// From how long before a password expires the tiles page says so (zero: never).
+    password_notice: Duration,
     tiles: BTreeMap<String, Tile>,
     key: SessionKey,
 }
@@ -142,6 +145,7 @@ impl Portal {
             name: organisation_name(config),
             default_app,
             notice: portal.notice.clone(),
+            password_notice: Duration::days(i64::from(portal.password_notice_days)),
             tiles,
             key,
         }))
@@ -223,7 +227,10 @@ impl Portal {
         let default = sts.apps.get(&self.default_app);
         let live = self.live_session(sts, info, now).await;
         match live {
-            Ok(Some((session, home))) => self.home(sts, info, session, home, now).await,
+            Ok(Some((session, home, user))) => {
+                let expiry = self.password_expiry_notice(&user, now);
+                self.home(sts, info, session, home, expiry, now).await
+            }
             Ok(None) => match default {
                 Some(app) => {
                     sts.wsfed
@@ -244,7 +251,7 @@ impl Portal {
         sts: &'s Sts,
         info: &RequestInfo,
         now: OffsetDateTime,
-    ) -> Result<Option<(PortalSession, &'s App)>, HttpReply> {
+    ) -> Result<Option<(PortalSession, &'s App, User)>, HttpReply> {
         let Some(session) = self.cookie_session(info, now) else {
             return Ok(None);
         };
@@ -266,7 +273,7 @@ impl Portal {
             }
         }
         match home.directory.lookup(&session.upn).await {
-            Ok(Some(user)) if user.upn == session.upn => Ok(Some((session, home))),
+            Ok(Some(user)) if user.upn == session.upn => Ok(Some((session, home, user))),
             Ok(_) => Ok(None),
             Err(e) => {
                 tracing::warn!(error = %e, "portal: cannot look the user up");
@@ -303,13 +310,34 @@ impl Portal {
         })
     }
 
-    /// The notice (until this version is acknowledged), else the tiles.
+    /// "Your password expires …" when the directory says it does within
+    /// `portal.password_notice_days` (an expired one cannot have signed in: the change form came
+    /// first).
+    fn password_expiry_notice(&self, user: &User, now: OffsetDateTime) -> Option<String> {
+        let expires = user.password_expires_at?;
+        let left = expires - now;
+        if self.password_notice.is_zero() || left > self.password_notice || left.is_negative() {
+            return None;
+        }
+        let date = expires.date();
+        Some(match left.whole_days() {
+            0 => format!("Your password expires today ({date}, UTC). Change it now."),
+            1 => format!("Your password expires tomorrow ({date}, UTC). Change it now."),
+            days => format!(
+                "Your password expires in {days} days ({date}, UTC). Change it before then."
+            ),
+        })
+    }
+
+    /// The notice (until this version is acknowledged), else the tiles (with the password
+    /// expiry notice, when there is one).
     async fn home(
         &self,
         sts: &Sts,
         info: &RequestInfo,
         mut session: PortalSession,
         home: &App,
+        password_expiry: Option<String>,
         now: OffsetDateTime,
     ) -> HttpReply {
         let mut cookies = Vec::new();
@@ -355,7 +383,8 @@ impl Portal {
             organisation: &self.name,
             upn: &session.upn,
             tiles: &tiles,
-            password_href: format!("/wsfed/{}/password", home.config.id),
+            password_href: home.urls.password_change_path(),
+            password_expiry: password_expiry.as_deref(),
             csrf: &csrf,
         };
         pages::reply(200, cookies, |n| pages::home(&view, n))
@@ -443,7 +472,7 @@ impl Portal {
             Ok(live) => live,
             Err(reply) => return reply,
         };
-        let Some((mut session, home)) = live else {
+        let Some((mut session, home, _)) = live else {
             return self.see_portal(Vec::new());
         };
         let mut record = self.record(sts, home, info, now, "portal/notice");

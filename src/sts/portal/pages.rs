@@ -40,6 +40,8 @@ pub(super) struct HomeView<'a> {
     pub tiles: &'a [TileView<'a>],
     /// The change-password page of the user's app.
     pub password_href: String,
+    /// "Your password expires in N days", when it soon does.
+    pub password_expiry: Option<&'a str>,
     /// The CSRF token of the sign-out form.
     pub csrf: &'a str,
 }
@@ -96,11 +98,18 @@ pub(super) fn home(view: &HomeView<'_>, nonce: &str) -> String {
     };
     let content = format!(
         concat!(
-            "{signed_in}{tiles}",
+            "{signed_in}{expiry}{tiles}",
             "<p><a href=\"{password}\" id=\"change-password\">Change your password</a></p>",
             "{sign_out}"
         ),
         signed_in = signed_in_as(view.upn),
+        expiry = view
+            .password_expiry
+            .map(|text| format!(
+                r#"<div class="notice" id="password-expiry" role="status"><p>{}</p></div>"#,
+                escape(text)
+            ))
+            .unwrap_or_default(),
         tiles = tiles,
         password = escape(&view.password_href),
         sign_out = sign_out_form(view.csrf),
@@ -178,6 +187,7 @@ mod tests {
                 upn: "a<b@example.com",
                 tiles: &tiles,
                 password_href: "/wsfed/a/password".into(),
+                password_expiry: Some("Your password expires in 3 days <soon>"),
                 csrf: "t\"k",
             },
             "N",
@@ -185,6 +195,7 @@ mod tests {
         assert!(html.contains("<html lang=\"en\">"));
         assert!(html.contains("<span>Mail &lt;&amp;&gt;</span>"));
         assert!(html.contains("a&lt;b@example.com"));
+        assert!(html.contains(">Your password expires in 3 days &lt;soon&gt;</p>"));
         assert!(html.contains(r#"value="t&quot;k""#));
         assert!(html.contains(r#"<img src="data:image/png;base64,AA==" alt="" height="48">"#));
         assert!(!html.contains("<script"));
