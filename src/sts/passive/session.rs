@@ -339,11 +339,7 @@ impl Session {
         lifetime: Duration,
         now: OffsetDateTime,
     ) -> Result<(), StateError> {
-        let ttl = lifetime.max(Duration::seconds(1));
-        store
-            .set_if_absent(&format!("session_revoked:{app}:{id}"), "1", ttl, now)
-            .await
-            .map(|_| ())
+        mark_revoked(store, &format!("session_revoked:{app}:{id}"), lifetime, now).await
     }
 
     /// Whether the session was signed out (on any instance sharing `store`).
@@ -352,7 +348,7 @@ impl Session {
         store: &dyn StateStore,
         now: OffsetDateTime,
     ) -> Result<bool, StateError> {
-        Ok(store.get(&self.revocation_key(), now).await?.is_some())
+        is_marked_revoked(store, &self.revocation_key(), now).await
     }
 
     fn payload(&self) -> String {
@@ -440,11 +436,7 @@ impl PortalSession {
         store: &dyn StateStore,
         now: OffsetDateTime,
     ) -> Result<(), StateError> {
-        let ttl = (self.expires - now).max(Duration::seconds(1));
-        store
-            .set_if_absent(&self.revocation_key(), "1", ttl, now)
-            .await
-            .map(|_| ())
+        mark_revoked(store, &self.revocation_key(), self.expires - now, now).await
     }
 
     /// Whether the portal session was signed out (on any instance sharing `store`).
@@ -453,7 +445,7 @@ impl PortalSession {
         store: &dyn StateStore,
         now: OffsetDateTime,
     ) -> Result<bool, StateError> {
-        Ok(store.get(&self.revocation_key(), now).await?.is_some())
+        is_marked_revoked(store, &self.revocation_key(), now).await
     }
 
     fn payload(&self) -> String {
@@ -561,6 +553,27 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, same_site: 
     format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite={same_site}"
     )
+}
+
+/// Writes the sign-out mark `key` (an app or portal session's), kept `lifetime` (at least a
+/// second), for every instance sharing `store`; a mark already there stays.
+async fn mark_revoked(
+    store: &dyn StateStore,
+    key: &str,
+    lifetime: Duration,
+    now: OffsetDateTime,
+) -> Result<(), StateError> {
+    let ttl = lifetime.max(Duration::seconds(1));
+    store.set_if_absent(key, "1", ttl, now).await.map(|_| ())
+}
+
+/// Whether the sign-out mark `key` is in `store`.
+async fn is_marked_revoked(
+    store: &dyn StateStore,
+    key: &str,
+    now: OffsetDateTime,
+) -> Result<bool, StateError> {
+    Ok(store.get(key, now).await?.is_some())
 }
 
 #[cfg(test)]
