@@ -508,28 +508,20 @@ async fn serve_config(
             ));
         }
     };
-    let health_listener = match &config.server.connections.health_listen {
-        Some(health) => match tokio::net::TcpListener::bind(health.as_str()).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                return fail(format!(
-                    "server.connections.health_listen: cannot listen on {health}: {e} — choose a free port"
-                ));
-            }
-        },
-        None => None,
+    let health_listener = match bind_optional(
+        "server.connections.health_listen",
+        config.server.connections.health_listen.as_deref(),
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => return fail(e),
     };
-    let metrics_listener = match &config.metrics.listen {
-        Some(listen) => match tokio::net::TcpListener::bind(listen.as_str()).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                return fail(format!(
-                    "metrics.listen: cannot listen on {listen}: {e} — choose a free port"
-                ));
-            }
-        },
-        None => None,
-    };
+    let metrics_listener =
+        match bind_optional("metrics.listen", config.metrics.listen.as_deref()).await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
     let fd_limit = server::raise_fd_limit();
     let limits = server::ConnectionLimits::resolve(&config.server.connections);
     tracing::info!(
@@ -562,6 +554,20 @@ async fn serve_config(
     print_banner(&banner);
     server::serve(server, shutdown).await;
     ExitCode::SUCCESS
+}
+
+/// The extra listener `key` names, when it names one; the error names the key.
+async fn bind_optional(
+    key: &str,
+    addr: Option<&str>,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|e| format!("{key}: cannot listen on {addr}: {e} — choose a free port"))
 }
 
 /// Pulls `trigger` on every SIGHUP (see [`reload::on_hangup`]).
