@@ -42,7 +42,7 @@ fn issue(body: &[u8], identity: &SigningIdentity, now: OffsetDateTime) -> String
         mfa_performed: false,
         extra_attributes: Vec::new(),
     };
-    let issuance = Issuance::new(now, time::Duration::hours(1));
+    let issuance = Issuance::new(now, time::Duration::hours(1)).unwrap();
     let assertion =
         saml::build_signed_assertion(&claims, request.token_type, &issuance, identity).unwrap();
     wstrust::build_response(

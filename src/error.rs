@@ -355,7 +355,7 @@ impl StsError {
                 )),
             },
             StsError::OutsideDomain { .. } => Outcome::credentials("upn_outside_domain"),
-            StsError::Token(e @ SamlError::Signature(_)) => Outcome {
+            StsError::Token(e @ (SamlError::Signature(_) | SamlError::Random(_))) => Outcome {
                 reason: "token_error",
                 detail: Some(e.to_string()),
                 active: ActiveAnswer::server_failed(),

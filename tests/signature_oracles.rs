@@ -64,7 +64,8 @@ impl Fixture {
                 values: vec!["false".into()],
             }],
         };
-        let issuance = Issuance::new(datetime!(2026-03-01 10:00 UTC), time::Duration::hours(1));
+        let issuance =
+            Issuance::new(datetime!(2026-03-01 10:00 UTC), time::Duration::hours(1)).unwrap();
         build_signed_assertion(&claims, token_type, &issuance, &self.identity).unwrap()
     }
 

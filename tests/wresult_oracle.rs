@@ -37,7 +37,7 @@ fn wresult(identity: &SigningIdentity, issued_at: OffsetDateTime) -> String {
         mfa_performed: false,
         extra_attributes: Vec::new(),
     };
-    let issuance = Issuance::new(issued_at, Duration::hours(1));
+    let issuance = Issuance::new(issued_at, Duration::hours(1)).unwrap();
     let assertion =
         saml::build_signed_assertion(&claims, TokenType::Saml11, &issuance, identity).unwrap();
     wstrust::build_wsfed_wresult(&assertion, issued_at)

@@ -124,7 +124,7 @@ impl AuditRecord {
     pub fn command(app: &str, endpoint: &'static str, user: &str, now: OffsetDateTime) -> Self {
         Self {
             time: now,
-            correlation_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: crate::random::correlation_id(),
             app: std::sync::Arc::new(app.to_owned()),
             endpoint,
             request_class: RequestClass::Other,

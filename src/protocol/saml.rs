@@ -35,6 +35,9 @@ pub enum SamlError {
     /// Signing the assertion failed.
     #[error("could not sign the SAML assertion: {0}")]
     Signature(#[from] XmlDsigError),
+    /// No random assertion id: the generator failed (no token without a fresh id).
+    #[error("could not make a random assertion id: {0}")]
+    Random(#[from] crate::random::RandomError),
 }
 
 /// How the user authenticated.
@@ -225,12 +228,12 @@ pub struct Issuance {
 
 impl Issuance {
     /// A fresh random `_uuid` id, issued at `now`, valid for `lifetime`.
-    pub fn new(now: OffsetDateTime, lifetime: Duration) -> Self {
-        Self {
-            assertion_id: format!("_{}", uuid::Uuid::new_v4()),
+    pub fn new(now: OffsetDateTime, lifetime: Duration) -> Result<Self, SamlError> {
+        Ok(Self {
+            assertion_id: format!("_{}", crate::random::uuid()?),
             issue_instant: now,
             lifetime,
-        }
+        })
     }
 }
 
@@ -644,13 +647,15 @@ mod tests {
     #[test]
     fn new_issuance_has_an_underscore_uuid_id() {
         let now = datetime!(2026-03-01 10:00 UTC);
-        let issuance = Issuance::new(now, Duration::minutes(60));
+        let issuance = Issuance::new(now, Duration::minutes(60)).unwrap();
         assert_eq!(issuance.assertion_id.len(), 37);
         assert!(issuance.assertion_id.starts_with('_'));
         assert!(uuid::Uuid::parse_str(&issuance.assertion_id[1..]).is_ok());
         assert_eq!(issuance.issue_instant, now);
         assert_ne!(
-            Issuance::new(now, Duration::minutes(60)).assertion_id,
+            Issuance::new(now, Duration::minutes(60))
+                .unwrap()
+                .assertion_id,
             issuance.assertion_id
         );
     }

@@ -63,7 +63,7 @@ async fn connection(
         async move {
             let reply = if req.method() == http::Method::GET && req.uri().path() == "/healthz" {
                 let info = RequestInfo::new(
-                    uuid::Uuid::new_v4().to_string(),
+                    crate::random::correlation_id(),
                     peer.map_or(std::net::Ipv4Addr::LOCALHOST.into(), |p| p.ip()),
                 );
                 sts.handle(Endpoint::Health, &[], &info).await

@@ -993,7 +993,7 @@ pub(crate) fn sign(
     token_type: saml::TokenType,
     now: OffsetDateTime,
 ) -> Result<SignedAssertion, saml::SamlError> {
-    let issuance = Issuance::new(now, token_lifetime(app));
+    let issuance = Issuance::new(now, token_lifetime(app))?;
     let published = app.published();
     saml::build_signed_assertion(claims, token_type, &issuance, &published.signing.current)
 }
