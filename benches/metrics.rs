@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedsts::crypto::{Certificate, SigningIdentity, SoftwareSigner, generate_self_signed};
-use fedsts::metrics::{Decision, Metrics};
+use fedsts::metrics::{Counted, Metrics};
 
 /// What one usernamemixed sign-in counts.
 fn count_one_sign_in(metrics: &Metrics, app: &Arc<String>, directory: &Arc<String>) {
     metrics.password_check(directory, "accepted", Duration::from_millis(30));
-    metrics.decision(Decision::Issued, app, "trust/13/usernamemixed", "ok");
+    metrics.decision(Counted::Issued, app, "trust/13/usernamemixed", "ok");
     metrics.request("trust/13/usernamemixed", Duration::from_millis(35));
 }
 
@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
         "rate_limited",
         "account_locked_unfamiliar",
     ] {
-        metrics.decision(Decision::Refused, &app, "trust/13/usernamemixed", reason);
+        metrics.decision(Counted::Refused, &app, "trust/13/usernamemixed", reason);
     }
 
     let mut group = c.benchmark_group("metrics");

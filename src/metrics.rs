@@ -104,7 +104,7 @@ struct ClassLabel {
 
 /// What a token decision is counted as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Counted {
     /// A token was issued.
     Issued,
     /// The request was refused.
@@ -279,23 +279,23 @@ impl Metrics {
     /// Counts one token decision (called by the audit record, once per decision).
     pub fn decision(
         &self,
-        decision: Decision,
+        decision: Counted,
         app: &ConfigName,
         endpoint: &'static str,
         reason: &'static str,
     ) {
         match decision {
-            Decision::Issued => self.issued.get_or_create(&IssuedLabels {
+            Counted::Issued => self.issued.get_or_create(&IssuedLabels {
                 app: app.clone(),
                 endpoint,
                 reason,
             }),
-            Decision::Refused => self.refused.get_or_create(&DecisionLabels {
+            Counted::Refused => self.refused.get_or_create(&DecisionLabels {
                 app: app.clone(),
                 endpoint,
                 reason,
             }),
-            Decision::SignedOut => self
+            Counted::SignedOut => self
                 .signed_out
                 .get_or_create(&AppLabel { app: app.clone() }),
         }
@@ -411,10 +411,10 @@ mod tests {
     fn decisions_count_per_label_set_and_render_as_prometheus_text() {
         let metrics = Metrics::new();
         let app: ConfigName = Arc::new("contoso".into());
-        metrics.decision(Decision::Issued, &app, "trust/13/usernamemixed", "ok");
-        metrics.decision(Decision::Issued, &app, "trust/13/usernamemixed", "ok");
-        metrics.decision(Decision::Refused, &app, "wsfed/signin", "wrong_password");
-        metrics.decision(Decision::SignedOut, &app, "wsfed/signout", "ok");
+        metrics.decision(Counted::Issued, &app, "trust/13/usernamemixed", "ok");
+        metrics.decision(Counted::Issued, &app, "trust/13/usernamemixed", "ok");
+        metrics.decision(Counted::Refused, &app, "wsfed/signin", "wrong_password");
+        metrics.decision(Counted::SignedOut, &app, "wsfed/signout", "ok");
         metrics.request("trust/13/usernamemixed", Duration::from_millis(30));
         let text = metrics.encode();
         assert_eq!(

@@ -9,8 +9,8 @@ use super::{fail, print_commands};
 use crate::adfs;
 use crate::config::{AppConfig, Config, ConfigProblem, DirectoryConfig};
 use crate::crypto::Certificate;
+use crate::file_edit::{self, SigningFiles};
 use crate::policy::audit::{AuditRecord, Decision};
-use crate::rollover::{self, SigningFiles};
 use crate::secret::Secret;
 use crate::totp;
 
@@ -56,11 +56,11 @@ pub fn roll_over(path: &Path, app_id: &str) -> ExitCode {
         next_cert,
         next_key,
     };
-    let report = match rollover::promote_next(path, app_id, &files, time::OffsetDateTime::now_utc())
-    {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
+    let report =
+        match file_edit::promote_next(path, app_id, &files, time::OffsetDateTime::now_utc()) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
     for backup in &report.backups {
         println!("kept {}", backup.display());
     }
@@ -95,7 +95,7 @@ pub fn totp_enroll(path: &Path, app_id: &str, upn: &str) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let backup = match rollover::store_totp_secret(
+    let backup = match file_edit::store_totp_secret(
         &users_path,
         upn,
         &secret.to_base32(),
@@ -127,7 +127,7 @@ pub fn totp_reset(path: &Path, app_id: &str, upn: &str) -> ExitCode {
         Err(e) => return fail(e),
     };
     let now = time::OffsetDateTime::now_utc();
-    let backup = match rollover::remove_totp_secret(&users_path, upn, now) {
+    let backup = match file_edit::remove_totp_secret(&users_path, upn, now) {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
@@ -142,7 +142,7 @@ pub fn totp_reset(path: &Path, app_id: &str, upn: &str) -> ExitCode {
         "enrol a new one with `fedsts user totp-enroll`"
     };
     println!(
-        "removed the TOTP secret of {upn} from {} (previous file kept as {}); restart fedsts to load it, then {next}",
+        "removed the TOTP secret of {upn} from {} (previous file kept as {}); reload (systemctl reload fedsts) or restart fedsts to load it, then {next}",
         users_path.display(),
         backup.display()
     );

@@ -17,7 +17,7 @@
 //!
 //! A password change (the change page, or a sign-in with an expired password) rehashes with
 //! the current argon2id parameters, drops `password_expires_at` and `must_change_password`, and
-//! rewrites the file through [`crate::rollover::edit_user`] (backup kept), one edit at a time;
+//! rewrites the file through [`crate::file_edit::edit_user`] (backup kept), one edit at a time;
 //! the loaded users are updated at once, so the new password works without a restart.
 
 use std::collections::HashMap;
@@ -229,7 +229,7 @@ impl FileDirectory {
             if on_disk.as_deref().map(crate::totp::fingerprint) != expected {
                 return Ok(false);
             }
-            crate::rollover::store_totp_secret(&path, &file_upn, &text, now)
+            crate::file_edit::store_totp_secret(&path, &file_upn, &text, now)
                 .map(|_| true)
                 .map_err(|e| {
                     DirectoryError::Unavailable(format!("cannot store the TOTP secret: {e}"))
@@ -264,7 +264,7 @@ impl FileDirectory {
         let _one_edit = self.edits.lock().await;
         let key = upn.to_lowercase();
         let reloaded = tokio::task::spawn_blocking(move || {
-            crate::rollover::edit_user(&path, &key, now, |entry| {
+            crate::file_edit::edit_user(&path, &key, now, |entry| {
                 edit(entry);
                 Ok(())
             })

@@ -64,11 +64,11 @@ pub struct Signed<'a> {
 
 impl Decision<'_> {
     /// How the decision is counted; enrolment steps are not token decisions.
-    fn counted_as(self) -> Option<metrics::Decision> {
+    fn counted_as(self) -> Option<metrics::Counted> {
         match self {
-            Decision::Issued(_) => Some(metrics::Decision::Issued),
-            Decision::Refused => Some(metrics::Decision::Refused),
-            Decision::SignedOut => Some(metrics::Decision::SignedOut),
+            Decision::Issued(_) => Some(metrics::Counted::Issued),
+            Decision::Refused => Some(metrics::Counted::Refused),
+            Decision::SignedOut => Some(metrics::Counted::SignedOut),
             Decision::TotpEnrolment
             | Decision::SignedIn
             | Decision::Acknowledged
