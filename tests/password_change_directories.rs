@@ -39,13 +39,8 @@ fn rejected(result: Result<fedsts::directory::User, DirectoryError>) -> AuthFail
     }
 }
 
-#[tokio::test]
-async fn slapd_changes_a_password_with_the_password_modify_operation() {
-    if !slapd::available() {
-        return;
-    }
-    let server = Slapd::start();
-    let config: LdapConfig = toml::from_str(&format!(
+fn slapd_config(server: &Slapd) -> LdapConfig {
+    toml::from_str(&format!(
         r#"
 url = "{url}"
 bind_dn = "{ADMIN_DN}"
@@ -58,8 +53,16 @@ timeout_secs = 2
 "#,
         url = server.url
     ))
-    .unwrap();
-    let directory = LdapDirectory::new(&config).unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn slapd_changes_a_password_with_the_password_modify_operation() {
+    if !slapd::available() {
+        return;
+    }
+    let server = Slapd::start();
+    let directory = LdapDirectory::new(&slapd_config(&server)).unwrap();
     let alice = "alice@example.com";
     // A wrong current password changes nothing (the bind as the user is refused).
     let wrong = directory
@@ -83,6 +86,65 @@ timeout_secs = 2
     let user = directory.authenticate(alice, NEW_PASSWORD).await.unwrap();
     assert_eq!(user.upn, alice);
     assert_eq!(user.password_expires_at, None, "slapd reports no expiry");
+}
+
+/// The same change through the HTTP change page and a passive sign-in, against slapd: what a
+/// user of an OpenLDAP directory does (the directory call above is only the last step of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slapd_user_changes_the_password_on_the_change_page_and_signs_in_with_it() {
+    if !slapd::available() {
+        return;
+    }
+    let slapd = Slapd::start();
+    let config = slapd_config(&slapd);
+    let directory = LdapDirectory::new(&config).unwrap();
+    let server = TestServer::start_with(Options {
+        configure: Box::new(move |fedsts, _| {
+            fedsts.apps[0].domain = "example.com".into();
+            fedsts.apps[0].passive.reply_url = RECEIVER.into();
+            let name = fedsts.apps[0].directory.clone();
+            fedsts
+                .directories
+                .insert(name, DirectoryConfig::Ldap(Box::new(config)));
+        }),
+        ..Options::default()
+    })
+    .await;
+    let alice = "alice@example.com";
+    let page_path = format!("/wsfed/{}/password", server.app_id);
+    let mut browser = Browser::new(&server);
+    let page = changed_form(&mut browser, &page_path).await;
+    let wrong = post_change(&mut browser, &page, alice, "wrong", NEW_PASSWORD).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(
+        !wrong.body.contains("Your password was changed."),
+        "{}",
+        wrong.body
+    );
+    assert!(
+        directory.authenticate(alice, USER_PASSWORD).await.is_ok(),
+        "a wrong current password changes nothing"
+    );
+
+    let page = changed_form(&mut browser, &page_path).await;
+    let changed = post_change(&mut browser, &page, alice, USER_PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert!(
+        changed.body.contains("Your password was changed."),
+        "{}",
+        changed.body
+    );
+    assert_eq!(
+        rejected(directory.authenticate(alice, USER_PASSWORD).await),
+        AuthFailure::WrongPassword
+    );
+    assert!(directory.authenticate(alice, NEW_PASSWORD).await.is_ok());
+
+    let mut browser = Browser::new(&server);
+    let form_page = browser.get(&sign_in_query(&[])).await;
+    let signed_in = browser.sign_in(&form_page, alice, NEW_PASSWORD).await;
+    assert_response_page(&signed_in, RECEIVER, WCTX);
+    server.stop().await;
 }
 
 fn ad_config(dc: &SambaDc) -> LdapConfig {
