@@ -196,6 +196,61 @@ async fn pipelining_clients_that_never_read_are_dropped_by_the_write_timeout() {
     server.stop().await;
 }
 
+/// A handshaken TLS connection that never sends a request waits outside hyper (no read buffer
+/// reserved for it) but not longer than hyper would wait for a request head: it is closed after
+/// the 10 s header timeout and its slot freed; one that speaks late within it is answered.
+#[tokio::test]
+async fn a_silent_tls_connection_is_closed_after_the_header_timeout_and_a_late_one_answered() {
+    let server = start(2, 2, 30).await;
+    let connector = server.tls_connector(None);
+    let handshaken = |addr| {
+        let connector = connector.clone();
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap()
+        }
+    };
+    let started = Instant::now();
+    let mut silent = handshaken(server.addr).await;
+    let mut late = handshaken(server.addr).await;
+    assert!(
+        server
+            .request_as(None, "GET", "/healthz", &[], Vec::new())
+            .await
+            .is_err(),
+        "two handshaken connections hold both slots"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    late.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), late.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "still open: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(14),
+        "closed after {waited:?}"
+    );
+    let reply = server
+        .request_as(None, "GET", "/healthz", &[], Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "the slots are free again");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn soap_endpoints_refuse_bodies_a_web_page_can_send() {
     let server = TestServer::start().await;

@@ -275,7 +275,7 @@ impl Connection {
             tracing::debug!(peer = %peer, error = %e, "could not set TCP_NODELAY");
         }
         let io = WriteTimeout::new(tcp, self.write_timeout);
-        let tls_stream =
+        let mut tls_stream =
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.acceptor.accept(io)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -287,6 +287,10 @@ impl Connection {
                     return;
                 }
             };
+        if !first_request_arrives(&mut tls_stream).await {
+            tracing::debug!(peer = %peer, "no request within the header timeout after the handshake");
+            return;
+        }
         let device_certificate = verified_client_certificate(&tls_stream);
         let (serving, scrape) = (self.serving, self.scrape);
         let service = service_fn(move |req| {
@@ -310,6 +314,28 @@ impl Connection {
             tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
         }
     }
+}
+
+/// Waits (at most [`HEADER_READ_TIMEOUT`], as hyper would) until the client sends something
+/// after the handshake, before hyper's connection exists: hyper reserves its 8 KiB read buffer
+/// as soon as it waits for a request, so a handshaken, silent connection would hold it for
+/// nothing. True at once when the handshake's last read already brought a request (rustls holds
+/// it decrypted); false when the time runs out (the connection is then closed, as hyper closes
+/// an idle one). An end of stream or a TLS error also counts as "something": hyper sees it.
+async fn first_request_arrives(
+    tls_stream: &mut tokio_rustls::server::TlsStream<WriteTimeout<TcpStream>>,
+) -> bool {
+    let (io, connection) = tls_stream.get_mut();
+    match connection.process_new_packets() {
+        Ok(state) if state.plaintext_bytes_to_read() > 0 || state.peer_has_closed() => {
+            return true;
+        }
+        Ok(_) => {}
+        Err(_) => return true,
+    }
+    tokio::time::timeout(HEADER_READ_TIMEOUT, io.get_ref().readable())
+        .await
+        .is_ok()
 }
 
 /// The leaf of the client certificate chain, which the TLS verifier accepted (device CA).

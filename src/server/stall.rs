@@ -30,6 +30,11 @@ impl<T> WriteTimeout<T> {
         }
     }
 
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
     /// Progress clears the stall timer; no progress starts it (once) and fails when it fires.
     fn watch<R>(
         &mut self,
