@@ -40,6 +40,18 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     )
 }
 
+/// A TLS connection to `to`, handshaken, nothing sent yet.
+async fn handshaken(
+    connector: &tokio_rustls::TlsConnector,
+    to: SocketAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(to).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
 /// `GET /healthz` on the plain-HTTP health listener; the status, or None.
 async fn health_status(addr: SocketAddr) -> Option<u16> {
     let exchange = async {
@@ -155,11 +167,7 @@ async fn pipelining_clients_that_never_read_are_dropped_by_the_write_timeout() {
     for _ in 0..10 {
         let (connector, burst, addr) = (connector.clone(), burst.clone(), server.addr);
         tasks.push(tokio::spawn(async move {
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            let mut tls = connector
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .unwrap();
+            let mut tls = handshaken(&connector, addr).await;
             // Writes until the server stops reading (its answers fill the buffers); never reads.
             let _ = tokio::time::timeout(Duration::from_millis(500), tls.write_all(&burst)).await;
             tls
@@ -203,19 +211,9 @@ async fn pipelining_clients_that_never_read_are_dropped_by_the_write_timeout() {
 async fn a_silent_tls_connection_is_closed_after_the_header_timeout_and_a_late_one_answered() {
     let server = start(2, 2, 30).await;
     let connector = server.tls_connector(None);
-    let handshaken = |addr| {
-        let connector = connector.clone();
-        async move {
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            connector
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .unwrap()
-        }
-    };
     let started = Instant::now();
-    let mut silent = handshaken(server.addr).await;
-    let mut late = handshaken(server.addr).await;
+    let mut silent = handshaken(&connector, server.addr).await;
+    let mut late = handshaken(&connector, server.addr).await;
     assert!(
         server
             .request_as(None, "GET", "/healthz", &[], Vec::new())
