@@ -96,7 +96,8 @@ pub struct Report {
     pub latencies: Vec<Duration>,
     /// Server CPU time spent during the run, when the pid was known.
     pub server_cpu: Option<Duration>,
-    /// One in-process RSA-2048 PKCS#1 SHA-256 signature, measured in the same run.
+    /// CPU time of one RSA-2048 PKCS#1 SHA-256 signature, measured during the run on the
+    /// server's CPUs ([`Baseline`]).
     pub rsa_sign: Option<Duration>,
 }
 
@@ -265,7 +266,7 @@ pub fn run(test: &LoadTest) -> Result<Report, LoadTestError> {
 pub async fn run_async(test: &LoadTest) -> Result<Report, LoadTestError> {
     let target = Arc::new(parse_target(&test.url, test.allow_host.as_deref())?);
     let tls = connector(&test.ca, test.tls_resumption)?;
-    let rsa_sign = measure_rsa_sign();
+    let baseline = Baseline::start(test.server_pid);
     let session_cookie = match (test.workload, &test.session_cookie) {
         (Workload::Passive, None) => Some(passive_sign_in(test, &target, &tls).await?),
         (_, cookie) => cookie.clone(),
@@ -291,6 +292,7 @@ pub async fn run_async(test: &LoadTest) -> Result<Report, LoadTestError> {
     }
     let elapsed = shared.started.elapsed();
     let cpu_after = test.server_pid.and_then(process_cpu);
+    let rsa_sign = baseline.finish();
     let mut results = std::mem::take(&mut *shared.results.lock().await);
     results.latencies.sort();
     Ok(Report {
@@ -677,21 +679,94 @@ fn process_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
-/// The median time of one in-process RSA-2048 PKCS#1 v1.5 SHA-256 signature (aws-lc-rs), over
-/// a short burst, with a key made for the purpose.
-fn measure_rsa_sign() -> Option<Duration> {
+/// The RSA-2048 baseline, measured *during* the run on the CPUs the server may use (its
+/// affinity, when its pid is known), as thread CPU time: a one-off burst before the run on the
+/// load tool's own core wandered by a third on a shared machine (one vCPU slower than the
+/// other, and both slower at some moments than at others), and the ratio moved with it.
+/// A few signatures every [`BASELINE_EVERY`] take about 3 % of one core from the server; they
+/// do not change its CPU per token, which is its own process time.
+struct Baseline {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<Duration>>,
+}
+
+/// How often the baseline thread signs a burst of [`BASELINE_BURST`] signatures.
+const BASELINE_EVERY: Duration = Duration::from_millis(100);
+const BASELINE_BURST: usize = 4;
+/// The burst count that makes a baseline when the run is shorter than a few bursts.
+const BASELINE_MIN_SAMPLES: usize = 40;
+
+impl Baseline {
+    /// Starts sampling; `server_pid` names whose CPUs to sample on.
+    fn start(server_pid: Option<u32>) -> Baseline {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_seen = stop.clone();
+        let thread = std::thread::spawn(move || {
+            run_on_cpus_of(server_pid);
+            sample_rsa_sign(&stop_seen)
+        });
+        Baseline { stop, thread }
+    }
+
+    /// Stops sampling: the median CPU time of one signature.
+    fn finish(self) -> Option<Duration> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().flatten()
+    }
+}
+
+/// Moves the calling thread onto the CPUs process `pid` may run on (best effort: without it
+/// the baseline is measured where the load tool runs).
+fn run_on_cpus_of(pid: Option<u32>) {
+    use rustix::thread::{sched_getaffinity, sched_setaffinity};
+    let Some(pid) = pid
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    if let Ok(cpus) = sched_getaffinity(Some(pid)) {
+        let _ = sched_setaffinity(None, &cpus);
+    }
+}
+
+/// Signs bursts until `stop` (and at least [`BASELINE_MIN_SAMPLES`] signatures): the median
+/// thread CPU time of one RSA-2048 PKCS#1 v1.5 SHA-256 signature (aws-lc-rs, a key made for the
+/// purpose).
+fn sample_rsa_sign(stop: &std::sync::atomic::AtomicBool) -> Option<Duration> {
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use aws_lc_rs::signature::RSA_PKCS1_SHA256;
     let key = KeyPair::generate(KeySize::Rsa2048).ok()?;
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let mut signature = vec![0u8; key.public_modulus_len()];
-    let mut samples = Vec::with_capacity(200);
-    for i in 0..200u32 {
-        let started = Instant::now();
-        key.sign(&RSA_PKCS1_SHA256, &rng, &i.to_be_bytes(), &mut signature)
+    let mut samples = Vec::new();
+    let mut message = 0u32;
+    while samples.len() < BASELINE_MIN_SAMPLES || !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for _ in 0..BASELINE_BURST {
+            message += 1;
+            let started = thread_cpu_time();
+            key.sign(
+                &RSA_PKCS1_SHA256,
+                &rng,
+                &message.to_be_bytes(),
+                &mut signature,
+            )
             .ok()?;
-        samples.push(started.elapsed());
+            samples.push(thread_cpu_time().saturating_sub(started));
+        }
+        if samples.len() >= BASELINE_MIN_SAMPLES {
+            std::thread::sleep(BASELINE_EVERY);
+        }
     }
     samples.sort();
     samples.get(samples.len() / 2).copied()
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
