@@ -387,9 +387,9 @@ pub struct SigningSet {
 impl SigningSet {
     /// Base64 DER of every published certificate: current, next, previous.
     pub fn published_certificates(&self) -> Vec<String> {
-        let mut certificates = vec![self.current.certificate.base64()];
-        certificates.extend(self.next.iter().map(|n| n.certificate.base64()));
-        certificates.extend(self.previous.iter().map(Certificate::base64));
+        let mut certificates = vec![self.current.certificate.base64().to_owned()];
+        certificates.extend(self.next.iter().map(|n| n.certificate.base64().to_owned()));
+        certificates.extend(self.previous.iter().map(|c| c.base64().to_owned()));
         certificates
     }
 

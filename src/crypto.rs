@@ -225,6 +225,8 @@ impl Signer for pkcs11::Pkcs11Signer {
 #[derive(Clone, Debug)]
 pub struct Certificate {
     der: Vec<u8>,
+    /// `der` in standard base64 (see [`Certificate::base64`]).
+    base64: String,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     subject: String,
@@ -262,6 +264,7 @@ impl Certificate {
         let spki_der = tbs.subject_public_key_info().to_der().map_err(invalid)?;
         Ok(Self {
             der: der.to_vec(),
+            base64: base64::engine::general_purpose::STANDARD.encode(der),
             not_before: x509_time(&tbs.validity().not_before)?,
             not_after: x509_time(&tbs.validity().not_after)?,
             subject: tbs.subject().to_string(),
@@ -275,9 +278,10 @@ impl Certificate {
         &self.der
     }
 
-    /// Standard base64 of the DER bytes, no line breaks (the `X509Certificate` element text).
-    pub fn base64(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(&self.der)
+    /// Standard base64 of the DER bytes, no line breaks (the `X509Certificate` element text,
+    /// encoded once: every signature carries it).
+    pub fn base64(&self) -> &str {
+        &self.base64
     }
 
     /// Start of the validity period.

@@ -170,7 +170,7 @@ pub fn promote_next(
     replace_file(config_path, document.to_string().as_bytes())?;
     Ok(RolloverReport {
         backups,
-        new_certificate_b64: next.certificate.base64(),
+        new_certificate_b64: next.certificate.base64().to_owned(),
     })
 }
 

@@ -276,7 +276,13 @@ fn warn_unpublished_signing(config: &Config, running: &Sts, reloaded: &Sts) {
         let (Some(before), Some(after)) = (running.app(&app.id), reloaded.app(&app.id)) else {
             continue;
         };
-        let signing = after.published().signing.current.certificate.base64();
+        let signing = after
+            .published()
+            .signing
+            .current
+            .certificate
+            .base64()
+            .to_owned();
         if !before
             .published()
             .signing

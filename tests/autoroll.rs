@@ -290,6 +290,7 @@ fn pem_base64(path: &Path) -> String {
     fedsts::crypto::Certificate::from_pem(&pem)
         .unwrap()
         .base64()
+        .to_owned()
 }
 
 async fn get(server: &common::server::TestServer, rest: &str) -> String {

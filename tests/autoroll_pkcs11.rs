@@ -411,7 +411,8 @@ async fn the_server_publishes_promotes_and_signs_with_the_new_token_key() {
     let next_cert = with_suffix(&cert, ".next");
     let next_b64 = Certificate::from_pem(&std::fs::read_to_string(&next_cert).unwrap())
         .unwrap()
-        .base64();
+        .base64()
+        .to_owned();
     let metadata = server.request("GET", &metadata_path, &[], vec![]).await;
     assert!(metadata.body.contains(&next_b64), "next published");
     let before = issue().await;

@@ -220,7 +220,7 @@ fn commands_prints_what_the_page_serves() {
         text.contains("New-MgDomainFederationConfiguration"),
         "{text}"
     );
-    assert!(text.contains(&cert.base64()), "{text}");
+    assert!(text.contains(cert.base64()), "{text}");
     assert!(text.contains(
         "https://sts.example.com/wsfed/663a8fb979aa83c58df6081e/trust/2005/usernamemixed"
     ));

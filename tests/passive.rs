@@ -338,7 +338,8 @@ async fn federation_metadata_verifies_and_matches_commands() {
         &std::fs::read_to_string(&server.signing_cert_path).unwrap(),
     )
     .unwrap()
-    .base64();
+    .base64()
+    .to_owned();
     assert!(metadata.body.starts_with(r#"<EntityDescriptor xmlns:fed="http://docs.oasis-open.org/wsfed/federation/200706" xmlns="urn:oasis:names:tc:SAML:2.0:metadata" ID="_"#));
     assert!(metadata.body.contains(r#" entityID="example.com">"#));
     assert!(commands.contains(r#"-IssuerUri "example.com""#));

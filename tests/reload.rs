@@ -511,6 +511,7 @@ fn base64_of(path: &Path) -> String {
     fedsts::crypto::Certificate::from_pem(&std::fs::read_to_string(path).unwrap())
         .unwrap()
         .base64()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,7 @@ fn cert_b64(path: &Path) -> String {
     Certificate::from_pem(&std::fs::read_to_string(path).unwrap())
         .unwrap()
         .base64()
+        .to_owned()
 }
 
 /// A config file in `dir` using the embedded defaults' certificates; `next` adds a next pair.

@@ -61,7 +61,7 @@ async fn health_mex_commands_and_routing() {
     )
     .unwrap();
     for expected in [
-        cert.base64(),
+        cert.base64().to_owned(),
         server.app_url("mex"),
         server.app_url("trust/2005/usernamemixed"),
         format!("\"{}\"", server.config.apps[0].issuer_uri),

@@ -569,10 +569,6 @@ impl HashQueue {
     }
 }
 
-fn verify(password: &str, hash: &PasswordHash) -> bool {
-    verify_with(password, hash, &mut Vec::new())
-}
-
 /// Checks `password` against a PHC string, filling `blocks` (grown to the hash's memory cost
 /// when smaller) as argon2's working memory; the output is compared in constant time.
 fn verify_with(password: &str, hash: &PasswordHash, blocks: &mut Vec<Block>) -> bool {
@@ -603,9 +599,11 @@ fn verify_with(password: &str, hash: &PasswordHash, blocks: &mut Vec<Block>) -> 
 }
 
 /// Argon2 working memory kept between checks: one buffer per check running at once (the queue
-/// runs at most one per core), so a check neither allocates its memory cost anew nor leaves a
-/// freed buffer of that size behind in the allocator of each blocking thread (glibc kept them:
-/// 21 -> 449 MiB RSS within 8 s of default-cost sign-ins).
+/// runs at most one per core, inline checks one per runtime worker), so a check neither
+/// allocates its memory cost anew nor leaves a freed buffer of that size behind in the
+/// allocator of each blocking thread (glibc kept them: 21 -> 449 MiB RSS within 8 s of
+/// default-cost sign-ins). A cheap inline check then costs no allocation either (its 8 KiB,
+/// zeroed, came back on every sign-in).
 #[derive(Default)]
 struct HashMemory(std::sync::Mutex<Vec<Vec<Block>>>);
 
@@ -643,7 +641,7 @@ impl Directory for FileDirectory {
             None => (&self.dummy_hash, self.dummy_cost()),
         };
         let matches = if cost.is_some_and(runs_inline) {
-            verify(password, hash)
+            self.memory.verify(password, hash)
         } else {
             let (password, hash) = (password.to_owned(), hash.clone());
             let memory = self.memory.clone();
@@ -863,7 +861,7 @@ password = "{h}"
                     crate_says,
                     "{m},{t},{p} {password}"
                 );
-                assert_eq!(verify(password, &hash), crate_says);
+                assert_eq!(verify_with(password, &hash, &mut Vec::new()), crate_says);
             }
         }
         // argon2i and argon2d hashes (other tools) too, and one buffer for checks in sequence.
@@ -1180,7 +1178,7 @@ password = "{h}"
     fn hash_is_argon2id_phc() {
         let h = hash_password("pw").unwrap();
         assert!(h.starts_with("$argon2id$v=19$"), "{h}");
-        assert!(verify("pw", &PasswordHash::new(&h).unwrap()));
-        assert!(!verify("pw2", &PasswordHash::new(&h).unwrap()));
+        assert!(HashMemory::default().verify("pw", &PasswordHash::new(&h).unwrap()));
+        assert!(!HashMemory::default().verify("pw2", &PasswordHash::new(&h).unwrap()));
     }
 }

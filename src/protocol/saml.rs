@@ -315,9 +315,13 @@ pub fn build_signed_assertion(
     })
 }
 
+/// Room for an assertion without its Signature: about 2 KiB with the claims Entra needs; a
+/// larger one (many groups) grows its buffer as usual.
+const ASSERTION_BYTES: usize = 4096;
+
 /// The canonical SAML 1.1 assertion without its Signature (docs/protocol-notes.md#saml-11-shape).
 fn saml11_assertion(claims: &Claims, id: &str, window: &Window) -> String {
-    let mut w = CanonicalWriter::new();
+    let mut w = CanonicalWriter::with_capacity(ASSERTION_BYTES);
     w.start(
         "saml:Assertion",
         &[
@@ -386,7 +390,7 @@ fn saml11_subject(w: &mut CanonicalWriter, immutable_id: &str) {
 
 /// The canonical SAML 2.0 assertion without its Signature (docs/protocol-notes.md#saml-20).
 fn saml20_assertion(claims: &Claims, id: &str, window: &Window) -> String {
-    let mut w = CanonicalWriter::new();
+    let mut w = CanonicalWriter::with_capacity(ASSERTION_BYTES);
     w.start(
         "saml:Assertion",
         &[

@@ -53,7 +53,9 @@ pub enum XmlDsigError {
 #[derive(Debug, Default)]
 pub struct CanonicalWriter {
     out: String,
-    open: Vec<String>,
+    /// Where the name of each open element sits in `out` (its end tag copies it from there, so
+    /// a start tag allocates nothing of its own).
+    open: Vec<std::ops::Range<usize>>,
 }
 
 impl CanonicalWriter {
@@ -62,21 +64,43 @@ impl CanonicalWriter {
         Self::default()
     }
 
+    /// An empty writer with room for `bytes` of output (an assertion is written without
+    /// growing its buffer when the estimate holds).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            out: String::with_capacity(bytes),
+            open: Vec::new(),
+        }
+    }
+
     /// Writes the start tag `<name …>` with its attributes in canonical order (values escaped).
     pub fn start(&mut self, name: &str, attributes: &[(&str, &str)]) {
-        let mut sorted: Vec<&(&str, &str)> = attributes.iter().collect();
-        sorted.sort_by_key(|(attribute, _)| canonical_attribute_order(attribute));
         self.out.push('<');
+        let name_at = self.out.len();
         self.out.push_str(name);
-        for (attribute, value) in sorted {
-            self.out.push(' ');
-            self.out.push_str(attribute);
-            self.out.push_str("=\"");
-            xml::push_canonical_attribute(&mut self.out, value);
-            self.out.push('"');
+        self.open.push(name_at..self.out.len());
+        if attributes.is_sorted_by_key(|(attribute, _)| canonical_attribute_order(attribute)) {
+            // The common case: fedsts' own writers list attributes in canonical order.
+            for (attribute, value) in attributes {
+                self.attribute(attribute, value);
+            }
+        } else {
+            let mut sorted: Vec<&(&str, &str)> = attributes.iter().collect();
+            sorted.sort_by_key(|(attribute, _)| canonical_attribute_order(attribute));
+            for (attribute, value) in sorted {
+                self.attribute(attribute, value);
+            }
         }
         self.out.push('>');
-        self.open.push(name.to_owned());
+    }
+
+    /// Writes ` attribute="value"` (value escaped).
+    fn attribute(&mut self, attribute: &str, value: &str) {
+        self.out.push(' ');
+        self.out.push_str(attribute);
+        self.out.push_str("=\"");
+        xml::push_canonical_attribute(&mut self.out, value);
+        self.out.push('"');
     }
 
     /// Writes escaped text content.
@@ -88,7 +112,7 @@ impl CanonicalWriter {
     pub fn end(&mut self) {
         if let Some(name) = self.open.pop() {
             self.out.push_str("</");
-            self.out.push_str(&name);
+            self.out.extend_from_within(name);
             self.out.push('>');
         }
     }
@@ -148,26 +172,36 @@ pub fn sign_enveloped(
     let reference_uri = format!("#{id}");
     let standalone = signed_info(&reference_uri, &digest_b64, true);
     let signature_value = identity.signer.sign_rsa_sha256(standalone.as_bytes())?;
-    let signature = signature_element(
+    let certificate_b64 = identity.certificate.base64();
+    let mut w = CanonicalWriter::with_capacity(
+        canonical_element.len() + standalone.len() + certificate_b64.len() + SIGNATURE_OVERHEAD,
+    );
+    w.out.push_str(&canonical_element[..position]);
+    write_signature(
+        &mut w,
         &signed_info(&reference_uri, &digest_b64, false),
         &base64_encode(&signature_value),
-        &identity.certificate.base64(),
+        certificate_b64,
     );
-    let mut signed = String::with_capacity(canonical_element.len() + signature.len());
-    signed.push_str(&canonical_element[..position]);
-    signed.push_str(&signature);
-    signed.push_str(&canonical_element[position..]);
-    Ok(signed)
+    w.out.push_str(&canonical_element[position..]);
+    Ok(w.out)
 }
+
+/// Bytes of a Signature element besides its SignedInfo and certificate: the SignatureValue
+/// (344 base64 characters for RSA-2048) and the element tags around them.
+const SIGNATURE_OVERHEAD: usize = 512;
 
 fn base64_encode(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Room for a SignedInfo: about 600 bytes with the namespace and a `#_<uuid>` reference.
+const SIGNED_INFO_BYTES: usize = 768;
+
 /// Canonical `SignedInfo`; with `declare_namespace` it is the standalone subtree that gets
 /// signed, without it the form embedded under `<Signature xmlns="…xmldsig#">`.
 fn signed_info(reference_uri: &str, digest_b64: &str, declare_namespace: bool) -> String {
-    let mut w = CanonicalWriter::new();
+    let mut w = CanonicalWriter::with_capacity(SIGNED_INFO_BYTES);
     if declare_namespace {
         w.start("SignedInfo", &[("xmlns", XMLDSIG_NS)]);
     } else {
@@ -185,16 +219,22 @@ fn signed_info(reference_uri: &str, digest_b64: &str, declare_namespace: bool) -
     w.finish()
 }
 
-/// The complete `Signature` element around an embedded `SignedInfo`.
-fn signature_element(signed_info: &str, signature_b64: &str, certificate_b64: &str) -> String {
-    let mut w = CanonicalWriter::new();
+/// Writes the complete `Signature` element around an embedded `SignedInfo`.
+fn write_signature(
+    w: &mut CanonicalWriter,
+    signed_info: &str,
+    signature_b64: &str,
+    certificate_b64: &str,
+) {
     w.start("Signature", &[("xmlns", XMLDSIG_NS)]);
     w.out.push_str(signed_info);
     w.text_element("SignatureValue", &[], signature_b64);
     w.start("KeyInfo", &[]);
     w.start("X509Data", &[]);
     w.text_element("X509Certificate", &[], certificate_b64);
-    w.finish()
+    w.end();
+    w.end();
+    w.end();
 }
 
 /// Byte offset where the Signature goes. The input is canonical XML we wrote ourselves: it
@@ -360,7 +400,7 @@ mod tests {
         let digest = base64_encode(&<sha2::Sha256 as sha2::Digest>::digest(DOC.as_bytes()));
         let signature_value = between(&signed, "<SignatureValue>", "</SignatureValue>");
         let signature =
-            expected_signature(&digest, signature_value, &identity.certificate.base64());
+            expected_signature(&digest, signature_value, identity.certificate.base64());
         (signed, signature)
     }
 

@@ -582,8 +582,8 @@ pub fn federation_settings(
         metadata_exchange_uri: urls.mex(),
         sign_out_uri: urls.passive(),
         metadata_uri: urls.metadata(),
-        signing_certificate_b64: identity.certificate.base64(),
-        next_signing_certificate_b64: next_identity.map(|n| n.certificate.base64()),
+        signing_certificate_b64: identity.certificate.base64().to_owned(),
+        next_signing_certificate_b64: next_identity.map(|n| n.certificate.base64().to_owned()),
     }
 }
 
