@@ -6,19 +6,29 @@
 //! natural focus order, keep text contrast above WCAG AA, and carry their only inline style and
 //! script under a per-response CSP nonce. Every value is HTML-escaped here.
 
-/// Escapes text for HTML content and double-quoted attributes.
+/// Escapes text for HTML content and double-quoted attributes. The runs between characters to
+/// escape are copied whole: the response form's `wresult` is a signed RSTR of about 7 KiB, and
+/// escaping it a character at a time cost more than the rest of the passive response besides
+/// its signature (callgrind: 159,000 of 569,000 instructions).
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
+    // An RSTR grows by about a quarter (its tags and quoted attributes).
+    let mut out = String::with_capacity(text.len() + text.len() / 3);
+    let mut copied_to = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let entity = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        // Every escaped character is ASCII, so `at` is a character boundary.
+        out.push_str(&text[copied_to..at]);
+        out.push_str(entity);
+        copied_to = at + 1;
     }
+    out.push_str(&text[copied_to..]);
     out
 }
 
@@ -86,16 +96,15 @@ pub(crate) fn document(title: &str, nonce: &str, branding: &Branding<'_>, conten
 }
 
 fn hidden_inputs(fields: &[(&str, String)]) -> String {
-    fields
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                r#"<input type="hidden" name="{}" value="{}">"#,
-                escape(name),
-                escape(value)
-            )
-        })
-        .collect()
+    let mut inputs = String::new();
+    for (name, value) in fields {
+        inputs.push_str(r#"<input type="hidden" name=""#);
+        inputs.push_str(&escape(name));
+        inputs.push_str(r#"" value=""#);
+        inputs.push_str(&escape(value));
+        inputs.push_str(r#"">"#);
+    }
+    inputs
 }
 
 fn error_block(error: Option<&str>) -> String {
@@ -360,6 +369,23 @@ mod tests {
         Branding {
             display_name: "Ex <&> Inc",
             logo_url: None,
+        }
+    }
+
+    #[test]
+    fn escape_replaces_each_special_character_and_keeps_the_rest_whole() {
+        for (text, escaped) in [
+            ("", ""),
+            ("plain", "plain"),
+            ("&", "&amp;"),
+            (
+                "<a href=\"x\">it's</a>",
+                "&lt;a href=&quot;x&quot;&gt;it&#39;s&lt;/a&gt;",
+            ),
+            ("é<ü>€&\"'ß", "é&lt;ü&gt;€&amp;&quot;&#39;ß"),
+            ("trailing text after &", "trailing text after &amp;"),
+        ] {
+            assert_eq!(escape(text), escaped, "{text}");
         }
     }
 
