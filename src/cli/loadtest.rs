@@ -96,8 +96,8 @@ pub struct Report {
     pub latencies: Vec<Duration>,
     /// Server CPU time spent during the run, when the pid was known.
     pub server_cpu: Option<Duration>,
-    /// CPU time of one RSA-2048 PKCS#1 SHA-256 signature, measured during the run on the
-    /// server's CPUs ([`Baseline`]).
+    /// CPU time of one RSA-2048 PKCS#1 SHA-256 signature, measured just before and after the
+    /// run on the server's CPUs ([`Baseline`]).
     pub rsa_sign: Option<Duration>,
 }
 
@@ -679,38 +679,43 @@ fn process_cpu(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
-/// The RSA-2048 baseline, measured *during* the run on the CPUs the server may use (its
-/// affinity, when its pid is known), as thread CPU time: a one-off burst before the run on the
-/// load tool's own core wandered by a third on a shared machine (one vCPU slower than the
-/// other, and both slower at some moments than at others), and the ratio moved with it.
-/// A few signatures every [`BASELINE_EVERY`] take about 3 % of one core from the server; they
-/// do not change its CPU per token, which is its own process time.
+/// The RSA-2048 baseline, measured on the CPUs the server may use (its affinity, when its pid
+/// is known) as thread CPU time, just before the run and just after it. A one-off burst before
+/// the run on the load tool's own core wandered by a third on a shared machine (one vCPU slower
+/// than the other, and both slower at some moments than at others), and the ratio moved with
+/// it. Nothing is signed *during* the run: one signature every 80 ms on the server's core,
+/// tried first, took the open-loop p99 from 14-39 ms to 70-129 ms (the server's requests waited
+/// behind it), and the tail is what an open-loop run measures.
 struct Baseline {
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    run_ended: std::sync::mpsc::Sender<()>,
     thread: std::thread::JoinHandle<Option<Duration>>,
 }
 
-/// How often the baseline thread signs a burst of [`BASELINE_BURST`] signatures.
-const BASELINE_EVERY: Duration = Duration::from_millis(100);
-const BASELINE_BURST: usize = 4;
-/// The burst count that makes a baseline when the run is shorter than a few bursts.
-const BASELINE_MIN_SAMPLES: usize = 40;
+/// Signatures taken before the run and again after it.
+const BASELINE_SAMPLES: usize = 40;
 
 impl Baseline {
-    /// Starts sampling; `server_pid` names whose CPUs to sample on.
+    /// Makes the key and signs the first samples; returns when they are done (so the run
+    /// starts on a quiet core). `server_pid` names whose CPUs to sample on.
     fn start(server_pid: Option<u32>) -> Baseline {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop_seen = stop.clone();
+        let (warm, warmed) = std::sync::mpsc::channel();
+        let (run_ended, run_ends) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             run_on_cpus_of(server_pid);
-            sample_rsa_sign(&stop_seen)
+            sample_rsa_sign(|| {
+                let _ = warm.send(());
+                // Waits for the end of the run (or for the load tool to drop this baseline).
+                let _ = run_ends.recv();
+            })
         });
-        Baseline { stop, thread }
+        // Returns at once too when the thread failed before warming up (no key: no baseline).
+        let _ = warmed.recv();
+        Baseline { run_ended, thread }
     }
 
-    /// Stops sampling: the median CPU time of one signature.
+    /// Signs the samples after the run: the median CPU time of one signature over both sets.
     fn finish(self) -> Option<Duration> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.run_ended.send(());
         self.thread.join().ok().flatten()
     }
 }
@@ -730,20 +735,19 @@ fn run_on_cpus_of(pid: Option<u32>) {
     }
 }
 
-/// Signs bursts until `stop` (and at least [`BASELINE_MIN_SAMPLES`] signatures): the median
-/// thread CPU time of one RSA-2048 PKCS#1 v1.5 SHA-256 signature (aws-lc-rs, a key made for the
-/// purpose).
-fn sample_rsa_sign(stop: &std::sync::atomic::AtomicBool) -> Option<Duration> {
+/// Signs [`BASELINE_SAMPLES`] times, calls `during_the_run` (which returns when the run has
+/// ended), and signs as many times again: the median thread CPU time of one RSA-2048 PKCS#1
+/// v1.5 SHA-256 signature (aws-lc-rs, a key made for the purpose).
+fn sample_rsa_sign(during_the_run: impl FnOnce()) -> Option<Duration> {
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use aws_lc_rs::signature::RSA_PKCS1_SHA256;
     let key = KeyPair::generate(KeySize::Rsa2048).ok()?;
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let mut signature = vec![0u8; key.public_modulus_len()];
-    let mut samples = Vec::new();
-    let mut message = 0u32;
-    while samples.len() < BASELINE_MIN_SAMPLES || !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        for _ in 0..BASELINE_BURST {
-            message += 1;
+    let mut samples = Vec::with_capacity(2 * BASELINE_SAMPLES);
+    let mut sign = |samples: &mut Vec<Duration>| -> Option<()> {
+        for _ in 0..BASELINE_SAMPLES {
+            let message = u32::try_from(samples.len()).unwrap_or(u32::MAX);
             let started = thread_cpu_time();
             key.sign(
                 &RSA_PKCS1_SHA256,
@@ -754,10 +758,11 @@ fn sample_rsa_sign(stop: &std::sync::atomic::AtomicBool) -> Option<Duration> {
             .ok()?;
             samples.push(thread_cpu_time().saturating_sub(started));
         }
-        if samples.len() >= BASELINE_MIN_SAMPLES {
-            std::thread::sleep(BASELINE_EVERY);
-        }
-    }
+        Some(())
+    };
+    sign(&mut samples)?;
+    during_the_run();
+    sign(&mut samples)?;
     samples.sort();
     samples.get(samples.len() / 2).copied()
 }
