@@ -399,8 +399,7 @@ mod tests {
         assert_eq!(verify_enveloped(&signed, &identity).unwrap(), DOC);
         let digest = base64_encode(&<sha2::Sha256 as sha2::Digest>::digest(DOC.as_bytes()));
         let signature_value = between(&signed, "<SignatureValue>", "</SignatureValue>");
-        let signature =
-            expected_signature(&digest, signature_value, identity.certificate.base64());
+        let signature = expected_signature(&digest, signature_value, identity.certificate.base64());
         (signed, signature)
     }
 
