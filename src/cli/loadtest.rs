@@ -266,7 +266,7 @@ pub fn run(test: &LoadTest) -> Result<Report, LoadTestError> {
 pub async fn run_async(test: &LoadTest) -> Result<Report, LoadTestError> {
     let target = Arc::new(parse_target(&test.url, test.allow_host.as_deref())?);
     let tls = connector(&test.ca, test.tls_resumption)?;
-    let baseline = Baseline::start(test.server_pid);
+    let baseline = Baseline::before_the_run(test.server_pid);
     let session_cookie = match (test.workload, &test.session_cookie) {
         (Workload::Passive, None) => Some(passive_sign_in(test, &target, &tls).await?),
         (_, cookie) => cookie.clone(),
@@ -292,7 +292,7 @@ pub async fn run_async(test: &LoadTest) -> Result<Report, LoadTestError> {
     }
     let elapsed = shared.started.elapsed();
     let cpu_after = test.server_pid.and_then(process_cpu);
-    let rsa_sign = baseline.finish();
+    let rsa_sign = baseline.after_the_run();
     let mut results = std::mem::take(&mut *shared.results.lock().await);
     results.latencies.sort();
     Ok(Report {
@@ -687,36 +687,48 @@ fn process_cpu(pid: u32) -> Option<Duration> {
 /// tried first, took the open-loop p99 from 14-39 ms to 70-129 ms (the server's requests waited
 /// behind it), and the tail is what an open-loop run measures.
 struct Baseline {
-    run_ended: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<Option<Duration>>,
+    server_pid: Option<u32>,
+    /// A key made for the purpose; `None` when making it failed (no baseline then).
+    key: Option<aws_lc_rs::rsa::KeyPair>,
+    samples: Vec<Duration>,
 }
 
 /// Signatures taken before the run and again after it.
 const BASELINE_SAMPLES: usize = 40;
 
 impl Baseline {
-    /// Makes the key and signs the first samples; returns when they are done (so the run
-    /// starts on a quiet core). `server_pid` names whose CPUs to sample on.
-    fn start(server_pid: Option<u32>) -> Baseline {
-        let (warm, warmed) = std::sync::mpsc::channel();
-        let (run_ended, run_ends) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            run_on_cpus_of(server_pid);
-            sample_rsa_sign(|| {
-                let _ = warm.send(());
-                // Waits for the end of the run (or for the load tool to drop this baseline).
-                let _ = run_ends.recv();
-            })
-        });
-        // Returns at once too when the thread failed before warming up (no key: no baseline).
-        let _ = warmed.recv();
-        Baseline { run_ended, thread }
+    /// Makes the key and signs the first samples on the CPUs of `server_pid`.
+    fn before_the_run(server_pid: Option<u32>) -> Baseline {
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).ok();
+        let mut baseline = Baseline {
+            server_pid,
+            key,
+            samples: Vec::with_capacity(2 * BASELINE_SAMPLES),
+        };
+        baseline.sign_on_server_cpus();
+        baseline
     }
 
     /// Signs the samples after the run: the median CPU time of one signature over both sets.
-    fn finish(self) -> Option<Duration> {
-        let _ = self.run_ended.send(());
-        self.thread.join().ok().flatten()
+    fn after_the_run(mut self) -> Option<Duration> {
+        self.sign_on_server_cpus();
+        self.samples.sort();
+        self.samples.get(self.samples.len() / 2).copied()
+    }
+
+    /// Signs [`BASELINE_SAMPLES`] times on a thread moved onto the server's CPUs (the calling
+    /// thread runs the load tool's runtime and stays where it is).
+    fn sign_on_server_cpus(&mut self) {
+        let Some(key) = &self.key else {
+            return;
+        };
+        let (server_pid, samples) = (self.server_pid, &mut self.samples);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                run_on_cpus_of(server_pid);
+                sign_timed(key, samples);
+            });
+        });
     }
 }
 
@@ -735,36 +747,27 @@ fn run_on_cpus_of(pid: Option<u32>) {
     }
 }
 
-/// Signs [`BASELINE_SAMPLES`] times, calls `during_the_run` (which returns when the run has
-/// ended), and signs as many times again: the median thread CPU time of one RSA-2048 PKCS#1
-/// v1.5 SHA-256 signature (aws-lc-rs, a key made for the purpose).
-fn sample_rsa_sign(during_the_run: impl FnOnce()) -> Option<Duration> {
-    use aws_lc_rs::rsa::{KeyPair, KeySize};
-    use aws_lc_rs::signature::RSA_PKCS1_SHA256;
-    let key = KeyPair::generate(KeySize::Rsa2048).ok()?;
+/// Appends the thread CPU time of each of [`BASELINE_SAMPLES`] RSA-2048 PKCS#1 v1.5 SHA-256
+/// signatures (aws-lc-rs) to `samples`; stops early if signing fails.
+fn sign_timed(key: &aws_lc_rs::rsa::KeyPair, samples: &mut Vec<Duration>) {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let mut signature = vec![0u8; key.public_modulus_len()];
-    let mut samples = Vec::with_capacity(2 * BASELINE_SAMPLES);
-    let mut sign = |samples: &mut Vec<Duration>| -> Option<()> {
-        for _ in 0..BASELINE_SAMPLES {
-            let message = u32::try_from(samples.len()).unwrap_or(u32::MAX);
-            let started = thread_cpu_time();
-            key.sign(
-                &RSA_PKCS1_SHA256,
+    for _ in 0..BASELINE_SAMPLES {
+        let message = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+        let started = thread_cpu_time();
+        if key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
                 &rng,
                 &message.to_be_bytes(),
                 &mut signature,
             )
-            .ok()?;
-            samples.push(thread_cpu_time().saturating_sub(started));
+            .is_err()
+        {
+            return;
         }
-        Some(())
-    };
-    sign(&mut samples)?;
-    during_the_run();
-    sign(&mut samples)?;
-    samples.sort();
-    samples.get(samples.len() / 2).copied()
+        samples.push(thread_cpu_time().saturating_sub(started));
+    }
 }
 
 /// CPU time of the calling thread.

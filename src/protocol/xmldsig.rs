@@ -79,17 +79,19 @@ impl CanonicalWriter {
         let name_at = self.out.len();
         self.out.push_str(name);
         self.open.push(name_at..self.out.len());
-        if attributes.is_sorted_by_key(|(attribute, _)| canonical_attribute_order(attribute)) {
-            // The common case: fedsts' own writers list attributes in canonical order.
-            for (attribute, value) in attributes {
-                self.attribute(attribute, value);
-            }
-        } else {
-            let mut sorted: Vec<&(&str, &str)> = attributes.iter().collect();
-            sorted.sort_by_key(|(attribute, _)| canonical_attribute_order(attribute));
-            for (attribute, value) in sorted {
-                self.attribute(attribute, value);
-            }
+        // fedsts' own writers list attributes in canonical order: no copy to sort then.
+        let sorted_copy;
+        let in_order =
+            if attributes.is_sorted_by_key(|(attribute, _)| canonical_attribute_order(attribute)) {
+                attributes
+            } else {
+                let mut copy = attributes.to_vec();
+                copy.sort_by_key(|(attribute, _)| canonical_attribute_order(attribute));
+                sorted_copy = copy;
+                &sorted_copy
+            };
+        for (attribute, value) in in_order {
+            self.attribute(attribute, value);
         }
         self.out.push('>');
     }
