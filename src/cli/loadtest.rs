@@ -96,8 +96,8 @@ pub struct Report {
     pub latencies: Vec<Duration>,
     /// Server CPU time spent during the run, when the pid was known.
     pub server_cpu: Option<Duration>,
-    /// CPU time of one RSA-2048 PKCS#1 SHA-256 signature, measured just before and after the
-    /// run on the server's CPUs ([`Baseline`]).
+    /// CPU time of one RSA-2048 PKCS#1 SHA-256 signature, measured on the server's CPUs around
+    /// the run (and during a closed-loop one, [`Baseline`]).
     pub rsa_sign: Option<Duration>,
 }
 
@@ -266,7 +266,10 @@ pub fn run(test: &LoadTest) -> Result<Report, LoadTestError> {
 pub async fn run_async(test: &LoadTest) -> Result<Report, LoadTestError> {
     let target = Arc::new(parse_target(&test.url, test.allow_host.as_deref())?);
     let tls = connector(&test.ca, test.tls_resumption)?;
-    let baseline = Baseline::before_the_run(test.server_pid);
+    let baseline = Baseline::before_the_run(
+        test.server_pid,
+        test.target_rate.filter(|r| *r > 0.0).is_none(),
+    );
     let session_cookie = match (test.workload, &test.session_cookie) {
         (Workload::Passive, None) => Some(passive_sign_in(test, &target, &tls).await?),
         (_, cookie) => cookie.clone(),
@@ -680,37 +683,65 @@ fn process_cpu(pid: u32) -> Option<Duration> {
 }
 
 /// The RSA-2048 baseline, measured on the CPUs the server may use (its affinity, when its pid
-/// is known) as thread CPU time, just before the run and just after it. A one-off burst before
-/// the run on the load tool's own core wandered by a third on a shared machine (one vCPU slower
-/// than the other, and both slower at some moments than at others), and the ratio moved with
-/// it. Nothing is signed *during* the run: one signature every 80 ms on the server's core,
-/// tried first, took the open-loop p99 from 14-39 ms to 70-129 ms (the server's requests waited
-/// behind it), and the tail is what an open-loop run measures.
+/// is known) as thread CPU time: 40 signatures just before the run, 40 just after it, and in a
+/// closed-loop run one every [`SAMPLE_EVERY`] during it.
+///
+/// Why during: on a shared machine the same core signed in 700 us and 1,045 us a second apart
+/// (2026-12-03, pinned, idle otherwise), so 70 ms of signatures around a 10 s run can miss the
+/// speed the run saw by a fifth; samples spread over the run see the same moments the server
+/// did. Why not in an open-loop run: there the tail is the figure, and one signature every
+/// 80 ms on the server's core took its p99 from 14-39 ms to 70-129 ms (the server's requests
+/// waited behind it). The samples take about 1 % of the server's core; they are not the
+/// server's process time, so its CPU per token does not include them.
 struct Baseline {
     server_pid: Option<u32>,
     /// A key made for the purpose; `None` when making it failed (no baseline then).
-    key: Option<aws_lc_rs::rsa::KeyPair>,
+    key: Option<Arc<aws_lc_rs::rsa::KeyPair>>,
     samples: Vec<Duration>,
+    during: Option<DuringTheRun>,
 }
 
 /// Signatures taken before the run and again after it.
 const BASELINE_SAMPLES: usize = 40;
+/// How often a closed-loop run is sampled while it runs.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// The thread that samples during the run: dropping `stop` ends it.
+struct DuringTheRun {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<Duration>>,
+}
 
 impl Baseline {
-    /// Makes the key and signs the first samples on the CPUs of `server_pid`.
-    fn before_the_run(server_pid: Option<u32>) -> Baseline {
-        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).ok();
+    /// Makes the key and signs the first samples on the CPUs of `server_pid`; with
+    /// `sample_during`, keeps sampling until [`Baseline::after_the_run`].
+    fn before_the_run(server_pid: Option<u32>, sample_during: bool) -> Baseline {
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .ok()
+            .map(Arc::new);
         let mut baseline = Baseline {
             server_pid,
             key,
-            samples: Vec::with_capacity(2 * BASELINE_SAMPLES),
+            samples: Vec::new(),
+            during: None,
         };
         baseline.sign_on_server_cpus();
+        if sample_during {
+            baseline.during = baseline
+                .key
+                .clone()
+                .map(|key| sample_until_stopped(key, server_pid));
+        }
         baseline
     }
 
-    /// Signs the samples after the run: the median CPU time of one signature over both sets.
+    /// Ends the sampling and signs the samples after the run: the median CPU time of one
+    /// signature over all of them.
     fn after_the_run(mut self) -> Option<Duration> {
+        if let Some(DuringTheRun { stop, thread }) = self.during.take() {
+            drop(stop);
+            self.samples.extend(thread.join().unwrap_or_default());
+        }
         self.sign_on_server_cpus();
         self.samples.sort();
         self.samples.get(self.samples.len() / 2).copied()
@@ -726,10 +757,32 @@ impl Baseline {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 run_on_cpus_of(server_pid);
-                sign_timed(key, samples);
+                let mut signer = Signer::new(key);
+                samples.extend((0..BASELINE_SAMPLES).map_while(|_| signer.sign_timed()));
             });
         });
     }
+}
+
+/// Starts a thread on the server's CPUs that signs once every [`SAMPLE_EVERY`] until its
+/// sender is dropped, and returns the samples when joined.
+fn sample_until_stopped(
+    key: Arc<aws_lc_rs::rsa::KeyPair>,
+    server_pid: Option<u32>,
+) -> DuringTheRun {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        run_on_cpus_of(server_pid);
+        let mut signer = Signer::new(&key);
+        let mut samples = Vec::new();
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(SAMPLE_EVERY)
+        {
+            samples.extend(signer.sign_timed());
+        }
+        samples
+    });
+    DuringTheRun { stop, thread }
 }
 
 /// Moves the calling thread onto the CPUs process `pid` may run on (best effort: without it
@@ -747,26 +800,37 @@ fn run_on_cpus_of(pid: Option<u32>) {
     }
 }
 
-/// Appends the thread CPU time of each of [`BASELINE_SAMPLES`] RSA-2048 PKCS#1 v1.5 SHA-256
-/// signatures (aws-lc-rs) to `samples`; stops early if signing fails.
-fn sign_timed(key: &aws_lc_rs::rsa::KeyPair, samples: &mut Vec<Duration>) {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let mut signature = vec![0u8; key.public_modulus_len()];
-    for _ in 0..BASELINE_SAMPLES {
-        let message = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+/// Signs distinct messages with the baseline key (RSA-2048 PKCS#1 v1.5 SHA-256, aws-lc-rs).
+struct Signer<'k> {
+    key: &'k aws_lc_rs::rsa::KeyPair,
+    rng: aws_lc_rs::rand::SystemRandom,
+    signature: Vec<u8>,
+    message: u32,
+}
+
+impl<'k> Signer<'k> {
+    fn new(key: &'k aws_lc_rs::rsa::KeyPair) -> Self {
+        Self {
+            key,
+            rng: aws_lc_rs::rand::SystemRandom::new(),
+            signature: vec![0u8; key.public_modulus_len()],
+            message: 0,
+        }
+    }
+
+    /// The thread CPU time of one signature; `None` if signing failed.
+    fn sign_timed(&mut self) -> Option<Duration> {
+        self.message = self.message.wrapping_add(1);
         let started = thread_cpu_time();
-        if key
+        self.key
             .sign(
                 &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &rng,
-                &message.to_be_bytes(),
-                &mut signature,
+                &self.rng,
+                &self.message.to_be_bytes(),
+                &mut self.signature,
             )
-            .is_err()
-        {
-            return;
-        }
-        samples.push(thread_cpu_time().saturating_sub(started));
+            .ok()?;
+        Some(thread_cpu_time().saturating_sub(started))
     }
 }
 
@@ -777,4 +841,38 @@ fn thread_cpu_time() -> Duration {
         u64::try_from(now.tv_sec).unwrap_or(0),
         u32::try_from(now.tv_nsec).unwrap_or(0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The during-the-run sampler signs while it runs and ends when its sender is dropped
+    /// (the run's end), handing back what it measured.
+    #[test]
+    fn the_sampler_signs_during_the_run_and_stops_with_it() {
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .expect("a test key");
+        let sampler = sample_until_stopped(Arc::new(key), None);
+        std::thread::sleep(SAMPLE_EVERY * 5);
+        drop(sampler.stop);
+        let samples = sampler.thread.join().expect("the sampler ends");
+        assert!(
+            (1..=6).contains(&samples.len()),
+            "one sample per {SAMPLE_EVERY:?}: {}",
+            samples.len()
+        );
+        assert!(samples.iter().all(|sample| *sample > Duration::ZERO));
+    }
+
+    /// An open-loop run gets no sampler: its tail is what it measures.
+    #[test]
+    fn an_open_loop_run_is_only_sampled_around_it() {
+        let open_loop = Baseline::before_the_run(None, false);
+        assert!(open_loop.during.is_none());
+        assert_eq!(open_loop.samples.len(), BASELINE_SAMPLES);
+        let closed_loop = Baseline::before_the_run(None, true);
+        assert!(closed_loop.during.is_some());
+        assert!(closed_loop.after_the_run().is_some());
+    }
 }
