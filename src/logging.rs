@@ -229,10 +229,16 @@ impl fmt::Display for Escaped<'_> {
 struct Quoted<'a>(&'a str);
 
 fn is_plain(text: &str) -> bool {
-    !text.is_empty()
-        && !text
-            .chars()
-            .any(|c| is_unsafe(c) || c.is_whitespace() || matches!(c, '"' | '=' | '\\'))
+    if text.is_ascii() {
+        // Every audit value but a foreign name: printable ASCII other than space, bytewise.
+        return !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| matches!(b, b'!'..=b'~') && !matches!(b, b'"' | b'=' | b'\\'));
+    }
+    !text
+        .chars()
+        .any(|c| is_unsafe(c) || c.is_whitespace() || matches!(c, '"' | '=' | '\\'))
 }
 
 impl fmt::Display for Quoted<'_> {

@@ -151,7 +151,10 @@ impl AuditRecord {
             Some(detail) => format!("{reason}: {detail}").into(),
             None => reason.into(),
         };
-        let user: String = self.user.chars().take(MAX_USER_CHARS).collect();
+        let user = match self.user.char_indices().nth(MAX_USER_CHARS) {
+            Some((cut, _)) => &self.user[..cut],
+            None => self.user.as_str(),
+        };
         let (assertion_id, signing_key_sha256, signing_store) = match decision {
             Decision::Issued(signed) => (signed.assertion_id, signed.key_sha256, signed.store),
             Decision::Refused
@@ -165,16 +168,18 @@ impl AuditRecord {
             .time
             .format(&Rfc3339)
             .unwrap_or_else(|_| self.time.unix_timestamp().to_string());
+        // Text goes in as `&str`, not `%` (Display): the log's field visitor then writes it as
+        // it is instead of formatting each value into a String first.
         tracing::info!(
             target: "fedsts::audit",
-            time = %time,
-            correlation_id = %self.correlation_id,
-            app = %self.app,
+            time = time.as_str(),
+            correlation_id = self.correlation_id.as_str(),
+            app = self.app.as_str(),
             endpoint = self.endpoint,
             request_class = self.request_class.as_str(),
-            user = %user,
+            user,
             client_ip = %self.client_ip,
-            user_agent = %self.user_agent,
+            user_agent = self.user_agent.as_str(),
             decision = decision.as_str(),
             reason = reason.as_ref(),
             assertion_id,
