@@ -187,9 +187,9 @@ pub fn escape_canonical_text(text: &str) -> String {
 /// Appends `text` escaped as [`escape_canonical_text`] does; most text needs no escape and is
 /// copied in one piece (the canonical writer's hot path).
 pub fn push_canonical_text(out: &mut String, text: &str) {
-    if !text
-        .bytes()
-        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'\r'))
+    // memchr scans with SIMD: the assertion's texts are a few KiB per token.
+    if memchr::memchr3(b'&', b'<', b'>', text.as_bytes()).is_none()
+        && memchr::memchr(b'\r', text.as_bytes()).is_none()
     {
         out.push_str(text);
         return;
@@ -216,9 +216,8 @@ pub fn escape_canonical_attribute(value: &str) -> String {
 /// Appends `value` escaped as [`escape_canonical_attribute`] does, in one piece when nothing
 /// needs escaping.
 pub fn push_canonical_attribute(out: &mut String, value: &str) {
-    if !value
-        .bytes()
-        .any(|b| matches!(b, b'&' | b'<' | b'"' | b'\t' | b'\n' | b'\r'))
+    if memchr::memchr3(b'&', b'<', b'"', value.as_bytes()).is_none()
+        && memchr::memchr3(b'\t', b'\n', b'\r', value.as_bytes()).is_none()
     {
         out.push_str(value);
         return;
@@ -477,6 +476,38 @@ mod tests {
             escape_canonical_attribute("a&b<c>d\"e'f\r\n\tg"),
             "a&amp;b&lt;c>d&quot;e'f&#xD;&#xA;&#x9;g"
         );
+    }
+
+    /// Each special character alone is found by the scan that decides whether to escape at all
+    /// (a miss would put a raw `<` into signed bytes).
+    #[test]
+    fn one_special_character_is_enough_to_escape() {
+        for (special, entity) in [
+            ('&', "&amp;"),
+            ('<', "&lt;"),
+            ('>', "&gt;"),
+            ('\r', "&#xD;"),
+        ] {
+            let text = format!("{}{special}", "x".repeat(40));
+            assert_eq!(
+                escape_canonical_text(&text),
+                format!("{}{entity}", "x".repeat(40))
+            );
+        }
+        for (special, entity) in [
+            ('&', "&amp;"),
+            ('<', "&lt;"),
+            ('"', "&quot;"),
+            ('\t', "&#x9;"),
+            ('\n', "&#xA;"),
+            ('\r', "&#xD;"),
+        ] {
+            let value = format!("{special}{}", "y".repeat(40));
+            assert_eq!(
+                escape_canonical_attribute(&value),
+                format!("{entity}{}", "y".repeat(40))
+            );
+        }
     }
 
     #[test]
