@@ -238,18 +238,51 @@ impl Issuance {
 }
 
 /// Formats an instant the way ADFS does: `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC.
+///
+/// Written digit by digit rather than with `format!`: a token carries five to seven of these,
+/// and padded `Display` fields cost several times the digits themselves (callgrind).
 pub fn format_instant(instant: OffsetDateTime) -> String {
     let utc = instant.checked_to_offset(UtcOffset::UTC).unwrap_or(instant);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.millisecond()
-    )
+    let mut text = String::with_capacity(24);
+    let year = utc.year();
+    if year < 0 {
+        // `{:04}` counts the sign in the width, so year -1 is `-001`.
+        text.push('-');
+        push_padded(&mut text, year.unsigned_abs(), 3);
+    } else {
+        push_padded(&mut text, year.unsigned_abs(), 4);
+    }
+    let fields = [
+        ('-', u32::from(u8::from(utc.month())), 2),
+        ('-', u32::from(utc.day()), 2),
+        ('T', u32::from(utc.hour()), 2),
+        (':', u32::from(utc.minute()), 2),
+        (':', u32::from(utc.second()), 2),
+        ('.', u32::from(utc.millisecond()), 3),
+    ];
+    for (separator, value, width) in fields {
+        text.push(separator);
+        push_padded(&mut text, value, width);
+    }
+    text.push('Z');
+    text
+}
+
+/// Appends `value` in decimal, zero-padded on the left to at least `width` digits.
+fn push_padded(out: &mut String, value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut first = digits.len();
+    let mut rest = value;
+    loop {
+        first -= 1;
+        digits[first] = b"0123456789"[(rest % 10) as usize];
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let first = first.min(digits.len().saturating_sub(width));
+    out.extend(digits[first..].iter().copied().map(char::from));
 }
 
 /// Drops sub-millisecond precision so that stored times equal the formatted ones.
@@ -646,6 +679,45 @@ mod tests {
             format_instant(datetime!(2026-01-02 03:04:05 UTC)),
             "2026-01-02T03:04:05.000Z"
         );
+    }
+
+    #[test]
+    fn instants_match_padded_formatting_across_the_calendar() {
+        let padded = |utc: OffsetDateTime| {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                utc.year(),
+                u8::from(utc.month()),
+                utc.day(),
+                utc.hour(),
+                utc.minute(),
+                utc.second(),
+                utc.millisecond()
+            )
+        };
+        // From year -9999 to 9999 in steps that land on every field's edges over the run.
+        let mut instant = OffsetDateTime::new_utc(
+            time::Date::from_calendar_date(-9999, time::Month::January, 1).unwrap(),
+            time::Time::MIDNIGHT,
+        );
+        let step = Duration::days(3_653) + Duration::seconds(3_599) + Duration::milliseconds(997);
+        let mut checked = 0;
+        loop {
+            assert_eq!(format_instant(instant), padded(instant), "{instant}");
+            checked += 1;
+            match instant.checked_add(step) {
+                Some(next) => instant = next,
+                None => break,
+            }
+        }
+        assert!(checked > 1_900, "{checked}");
+        for year in [-1000, -100, -10, -1, 0, 9, 10, 99, 100, 999, 1000, 9999] {
+            let edge = OffsetDateTime::new_utc(
+                time::Date::from_calendar_date(year, time::Month::December, 31).unwrap(),
+                time::Time::from_hms_milli(23, 59, 59, 999).unwrap(),
+            );
+            assert_eq!(format_instant(edge), padded(edge));
+        }
     }
 
     #[test]
