@@ -9,6 +9,7 @@
 //! match on `(namespace, local name)` and never on prefixes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use quick_xml::XmlVersion;
 use quick_xml::escape::resolve_xml_entity;
@@ -108,7 +109,7 @@ pub enum XmlError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
     /// Namespace URI, `None` for an unprefixed attribute.
-    pub namespace: Option<String>,
+    pub namespace: Option<Arc<str>>,
     /// Local name.
     pub local: String,
     /// Unescaped, normalised value.
@@ -118,8 +119,10 @@ pub struct Attribute {
 /// An element: resolved namespace URI, local name, attributes, child elements and direct text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    /// Namespace URI, `None` when the element is in no namespace.
-    pub namespace: Option<String>,
+    /// Namespace URI, `None` when the element is in no namespace. Shared between the elements
+    /// and attributes of one document that use it: a SOAP request names a handful of
+    /// namespaces some thirty times, and one copy each saves an allocation per name.
+    pub namespace: Option<Arc<str>>,
     /// Local name.
     pub local: String,
     /// Attributes other than namespace declarations, in document order.
@@ -248,11 +251,17 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
     TreeBuilder::new(limits).run(&mut NsReader::from_str(text))
 }
 
+/// How many distinct namespace URIs one document shares between its names; a token request
+/// uses about ten.
+const SHARED_NAMESPACES: usize = 16;
+
 /// Builds the tree from reader events with an explicit stack of open elements.
 struct TreeBuilder<'l> {
     limits: &'l Limits,
     open: Vec<Element>,
     root: Option<Element>,
+    /// The distinct namespace URIs met so far, one shared copy each.
+    namespaces: Vec<Arc<str>>,
     elements: usize,
     events_seen: usize,
 }
@@ -263,6 +272,7 @@ impl<'l> TreeBuilder<'l> {
             limits,
             open: Vec::new(),
             root: None,
+            namespaces: Vec::new(),
             elements: 0,
             events_seen: 0,
         }
@@ -270,7 +280,13 @@ impl<'l> TreeBuilder<'l> {
 
     fn run(mut self, reader: &mut NsReader<&[u8]>) -> Result<Element, XmlError> {
         loop {
-            let (namespace, event) = read_event(reader)?;
+            let (resolved, event) = reader
+                .read_resolved_event()
+                .map_err(|err| malformed(&err.to_string()))?;
+            let namespace = match &event {
+                Event::Start(_) | Event::Empty(_) => self.namespace(resolved)?,
+                _ => None,
+            };
             self.events_seen += 1;
             match event {
                 Event::Start(start) => {
@@ -307,7 +323,7 @@ impl<'l> TreeBuilder<'l> {
     fn open_element(
         &mut self,
         reader: &NsReader<&[u8]>,
-        namespace: Option<String>,
+        namespace: Option<Arc<str>>,
         start: &BytesStart<'_>,
     ) -> Result<Element, XmlError> {
         if self.root.is_some() {
@@ -334,7 +350,7 @@ impl<'l> TreeBuilder<'l> {
     }
 
     fn read_attributes(
-        &self,
+        &mut self,
         reader: &NsReader<&[u8]>,
         start: &BytesStart<'_>,
     ) -> Result<Vec<Attribute>, XmlError> {
@@ -352,7 +368,7 @@ impl<'l> TreeBuilder<'l> {
             }
             let (resolved, local) = reader.resolver().resolve_attribute(raw.key);
             attributes.push(Attribute {
-                namespace: owned_namespace(resolved)?,
+                namespace: self.namespace(resolved)?,
                 local: local.into_inner().to_owned(),
                 value,
             });
@@ -382,34 +398,31 @@ impl<'l> TreeBuilder<'l> {
         Ok(())
     }
 
+    /// The resolved namespace of a name, as the document's shared copy of that URI. Only the
+    /// first [`SHARED_NAMESPACES`] distinct URIs are shared: a document that declares more gets
+    /// a copy per name for the rest, so no input makes the lookup longer than that.
+    fn namespace(&mut self, resolved: ResolveResult<'_>) -> Result<Option<Arc<str>>, XmlError> {
+        let uri = match resolved {
+            ResolveResult::Bound(namespace) => namespace.into_inner(),
+            ResolveResult::Unbound => return Ok(None),
+            ResolveResult::Unknown(prefix) => return Err(XmlError::UnboundPrefix(prefix)),
+        };
+        if let Some(shared) = self.namespaces.iter().find(|shared| ***shared == *uri) {
+            return Ok(Some(Arc::clone(shared)));
+        }
+        let copy: Arc<str> = Arc::from(uri);
+        if self.namespaces.len() < SHARED_NAMESPACES {
+            self.namespaces.push(Arc::clone(&copy));
+        }
+        Ok(Some(copy))
+    }
+
     fn finish(self) -> Result<Element, XmlError> {
         if !self.open.is_empty() {
             return Err(malformed("document ends inside an element"));
         }
         self.root
             .ok_or_else(|| malformed("document has no root element"))
-    }
-}
-
-/// Reads one event and, for element events, its resolved namespace as an owned string.
-fn read_event<'i>(
-    reader: &mut NsReader<&'i [u8]>,
-) -> Result<(Option<String>, Event<'i>), XmlError> {
-    let (resolved, event) = reader
-        .read_resolved_event()
-        .map_err(|err| malformed(&err.to_string()))?;
-    let namespace = match &event {
-        Event::Start(_) | Event::Empty(_) => owned_namespace(resolved)?,
-        _ => None,
-    };
-    Ok((namespace, event))
-}
-
-fn owned_namespace(resolved: ResolveResult<'_>) -> Result<Option<String>, XmlError> {
-    match resolved {
-        ResolveResult::Bound(namespace) => Ok(Some(namespace.into_inner().to_owned())),
-        ResolveResult::Unbound => Ok(None),
-        ResolveResult::Unknown(prefix) => Err(XmlError::UnboundPrefix(prefix)),
     }
 }
 
@@ -556,6 +569,25 @@ mod tests {
         assert_eq!(thing.text, "<raw>");
         let inner = thing.child("urn:default", "Inner").unwrap().unwrap();
         assert_eq!(inner.text, "p&ss <AB> \"'");
+    }
+
+    #[test]
+    fn names_share_one_copy_of_a_namespace_up_to_the_cap() {
+        // The root's namespace, then 20 more, each declared and used by two siblings.
+        let mut document = String::from("<r xmlns='urn:root'>");
+        for i in 0..20 {
+            document += &format!("<a xmlns='urn:n{i}'/><b xmlns='urn:n{i}'/>");
+        }
+        document += "</r>";
+        let root = parse_default(&document).unwrap();
+        for (i, pair) in root.children.chunks(2).enumerate() {
+            let expected = format!("urn:n{i}");
+            let (first, second) = (pair[0].namespace.as_ref(), pair[1].namespace.as_ref());
+            assert_eq!(first.map(|ns| &**ns), Some(expected.as_str()));
+            assert_eq!(second.map(|ns| &**ns), Some(expected.as_str()));
+            let shared = Arc::ptr_eq(first.unwrap(), second.unwrap());
+            assert_eq!(shared, i + 1 < SHARED_NAMESPACES, "urn:n{i}");
+        }
     }
 
     #[test]
