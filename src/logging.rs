@@ -110,11 +110,18 @@ impl EscapingVisitor<'_> {
         }
         let separator = if self.first { "" } else { " " };
         self.first = false;
-        self.result = if field.name() == "message" {
-            write!(self.writer, "{separator}{}", Escaped(text))
-        } else {
-            write!(self.writer, "{separator}{}={}", field.name(), Quoted(text))
-        };
+        // Pieces written straight to the line: `write!` would pad each one through a Formatter,
+        // and the audit line has some twenty fields (callgrind).
+        let out = &mut self.writer;
+        self.result = out.write_str(separator).and_then(|()| {
+            if field.name() == "message" {
+                write_escaped(out, text)
+            } else {
+                out.write_str(field.name())?;
+                out.write_char('=')?;
+                write_quoted(out, text)
+            }
+        });
     }
 }
 
@@ -198,35 +205,30 @@ fn is_unsafe(c: char) -> bool {
 }
 
 /// Writes `c` as an escape sequence.
-fn write_escape(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+fn write_escape(out: &mut impl fmt::Write, c: char) -> fmt::Result {
     match c {
-        '\n' => f.write_str("\\n"),
-        '\r' => f.write_str("\\r"),
-        '\t' => f.write_str("\\t"),
-        c => write!(f, "\\u{{{:x}}}", u32::from(c)),
+        '\n' => out.write_str("\\n"),
+        '\r' => out.write_str("\\r"),
+        '\t' => out.write_str("\\t"),
+        c => write!(out, "\\u{{{:x}}}", u32::from(c)),
     }
 }
 
-/// Text with unsafe characters escaped (the message of an event).
-struct Escaped<'a>(&'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if is_unsafe(c) {
-                write_escape(f, c)?;
-            } else {
-                f.write_char(c)?;
-            }
+/// Writes text with unsafe characters escaped (the message of an event); text without any is
+/// written in one piece.
+fn write_escaped(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    if !text.chars().any(is_unsafe) {
+        return out.write_str(text);
+    }
+    for c in text.chars() {
+        if is_unsafe(c) {
+            write_escape(out, c)?;
+        } else {
+            out.write_char(c)?;
         }
-        Ok(())
     }
+    Ok(())
 }
-
-/// A field value: bare when it is plain (non-empty, no space, quote, `=`, backslash or unsafe
-/// character), else in double quotes with `"` and `\` escaped too, so a value never looks like
-/// more than one field.
-struct Quoted<'a>(&'a str);
 
 fn is_plain(text: &str) -> bool {
     if text.is_ascii() {
@@ -241,24 +243,25 @@ fn is_plain(text: &str) -> bool {
         .any(|c| is_unsafe(c) || c.is_whitespace() || matches!(c, '"' | '=' | '\\'))
 }
 
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if is_plain(self.0) {
-            return f.write_str(self.0);
-        }
-        f.write_char('"')?;
-        for c in self.0.chars() {
-            match c {
-                '"' | '\\' => {
-                    f.write_char('\\')?;
-                    f.write_char(c)?;
-                }
-                c if is_unsafe(c) => write_escape(f, c)?,
-                c => f.write_char(c)?,
-            }
-        }
-        f.write_char('"')
+/// Writes a field value: bare when it is plain (non-empty, no space, quote, `=`, backslash or
+/// unsafe character), else in double quotes with `"` and `\` escaped too, so a value never
+/// looks like more than one field.
+fn write_quoted(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    if is_plain(text) {
+        return out.write_str(text);
     }
+    out.write_char('"')?;
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.write_char('\\')?;
+                out.write_char(c)?;
+            }
+            c if is_unsafe(c) => write_escape(out, c)?,
+            c => out.write_char(c)?,
+        }
+    }
+    out.write_char('"')
 }
 
 #[cfg(test)]
@@ -267,24 +270,26 @@ mod tests {
 
     #[test]
     fn values_are_bare_only_when_plain() {
-        assert_eq!(Quoted("alice@example.com").to_string(), "alice@example.com");
-        assert_eq!(Quoted("").to_string(), "\"\"");
+        let quoted = |text: &str| {
+            let mut out = String::new();
+            write_quoted(&mut out, text).unwrap();
+            out
+        };
+        let escaped = |text: &str| {
+            let mut out = String::new();
+            write_escaped(&mut out, text).unwrap();
+            out
+        };
+        assert_eq!(quoted("alice@example.com"), "alice@example.com");
+        assert_eq!(quoted(""), "\"\"");
+        assert_eq!(quoted("a decision=issued"), "\"a decision=issued\"");
         assert_eq!(
-            Quoted("a decision=issued").to_string(),
-            "\"a decision=issued\""
-        );
-        assert_eq!(
-            Quoted("x\ny\r\u{1b}[31m\"\\").to_string(),
+            quoted("x\ny\r\u{1b}[31m\"\\"),
             "\"x\\ny\\r\\u{1b}[31m\\\"\\\\\""
         );
-        assert_eq!(
-            Quoted("a\u{2028}\u{202e}").to_string(),
-            "\"a\\u{2028}\\u{202e}\""
-        );
-        assert_eq!(
-            Escaped("line\nnext \u{9b}").to_string(),
-            "line\\nnext \\u{9b}"
-        );
+        assert_eq!(quoted("a\u{2028}\u{202e}"), "\"a\\u{2028}\\u{202e}\"");
+        assert_eq!(escaped("line\nnext \u{9b}"), "line\\nnext \\u{9b}");
+        assert_eq!(escaped("plain text"), "plain text");
         assert_eq!(
             json_escaped("{\"u\":\"a\u{9b}\u{2028}\u{7f}é\"}\n"),
             "{\"u\":\"a\\u009b\\u2028\\u007fé\"}\n"
