@@ -11,7 +11,7 @@
 //! inside strings; [`JsonEscaping`] writes those as `\uXXXX`.
 //! Colour is used only when stderr is a terminal and `NO_COLOR` is unset.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::IsTerminal as _;
 
 use tracing::field::{Field, Visit};
