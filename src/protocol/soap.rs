@@ -40,15 +40,18 @@ pub enum SoapError {
 
 /// A parsed SOAP 1.2 envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
+pub struct Envelope<'d> {
     /// The `s:Header` element, when present.
-    pub header: Option<Element>,
+    pub header: Option<Element<'d>>,
     /// The `s:Body` element.
-    pub body: Element,
+    pub body: Element<'d>,
 }
 
 /// Parses a SOAP 1.2 envelope: at most one Header, then exactly one Body, nothing else.
-pub fn parse_envelope(input: &[u8], limits: &xml::Limits) -> Result<Envelope, SoapError> {
+pub fn parse_envelope<'d>(
+    input: &'d [u8],
+    limits: &xml::Limits,
+) -> Result<Envelope<'d>, SoapError> {
     let root = xml::parse(input, limits)?;
     check_envelope_root(&root)?;
     split_envelope(root)
@@ -64,7 +67,7 @@ fn check_envelope_root(root: &Element) -> Result<(), SoapError> {
     }
 }
 
-fn split_envelope(root: Element) -> Result<Envelope, SoapError> {
+fn split_envelope(root: Element<'_>) -> Result<Envelope<'_>, SoapError> {
     let mut header = None;
     let mut body = None;
     for child in root.children {
@@ -82,7 +85,7 @@ fn split_envelope(root: Element) -> Result<Envelope, SoapError> {
             }
             body = Some(child);
         } else {
-            return Err(SoapError::UnexpectedChild(child.local));
+            return Err(SoapError::UnexpectedChild(child.local.into_owned()));
         }
     }
     let body = body.ok_or(SoapError::MissingBody)?;
@@ -208,7 +211,7 @@ impl ResponseEnvelope<'_> {
 mod tests {
     use super::*;
 
-    fn parse(input: &str) -> Result<Envelope, SoapError> {
+    fn parse(input: &str) -> Result<Envelope<'_>, SoapError> {
         parse_envelope(input.as_bytes(), &xml::Limits::default())
     }
 

@@ -428,7 +428,7 @@ fn message_id(header: &Element) -> Result<Option<String>, WsTrustError> {
         .map(str::to_owned))
 }
 
-fn security_header(header: &Element) -> Result<&Element, WsTrustError> {
+fn security_header<'a>(header: &'a Element<'a>) -> Result<&'a Element<'a>, WsTrustError> {
     let mut headers = header.children_named(WSSE, "Security");
     let security = headers.next().ok_or(WsTrustError::MissingSecurityHeader)?;
     if headers.next().is_some() {
@@ -455,13 +455,13 @@ fn username_token(security: &Element) -> Result<(String, Secret), WsTrustError> 
     if password.text.is_empty() {
         return Err(WsTrustError::EmptyPassword);
     }
-    Ok((username.to_owned(), Secret::new(password.text.clone())))
+    Ok((username.to_owned(), Secret::new(password.text.to_string())))
 }
 
 fn credential_field<'a>(
-    token: &'a Element,
+    token: &'a Element<'a>,
     name: &'static str,
-) -> Result<Option<&'a Element>, WsTrustError> {
+) -> Result<Option<&'a Element<'a>>, WsTrustError> {
     token
         .child(WSSE, name)
         .map_err(|_| WsTrustError::DuplicateCredentialField(name))
@@ -547,11 +547,18 @@ fn parse_request_body(body: &Element, version: TrustVersion) -> Result<RequestBo
     })
 }
 
-fn request_security_token(body: &Element, version: TrustVersion) -> Result<&Element, WsTrustError> {
+fn request_security_token<'a>(
+    body: &'a Element<'a>,
+    version: TrustVersion,
+) -> Result<&'a Element<'a>, WsTrustError> {
     let rst = match body.children.as_slice() {
         [] => return Err(WsTrustError::MissingRequestSecurityToken),
         [only] => only,
-        [_, second, ..] => return Err(WsTrustError::UnexpectedBodyContent(second.local.clone())),
+        [_, second, ..] => {
+            return Err(WsTrustError::UnexpectedBodyContent(
+                second.local.to_string(),
+            ));
+        }
     };
     if rst.is(version.namespace(), "RequestSecurityToken") {
         Ok(rst)
@@ -561,15 +568,15 @@ fn request_security_token(body: &Element, version: TrustVersion) -> Result<&Elem
             request: version.other(),
         })
     } else {
-        Err(WsTrustError::UnexpectedBodyContent(rst.local.clone()))
+        Err(WsTrustError::UnexpectedBodyContent(rst.local.to_string()))
     }
 }
 
 fn rst_child<'a>(
-    rst: &'a Element,
+    rst: &'a Element<'a>,
     ns: &str,
     local: &str,
-) -> Result<Option<&'a Element>, WsTrustError> {
+) -> Result<Option<&'a Element<'a>>, WsTrustError> {
     rst.child(ns, local)
         .map_err(|_| WsTrustError::DuplicateElement(local.to_owned()))
 }
@@ -616,10 +623,10 @@ fn applies_to(rst: &Element) -> Result<String, WsTrustError> {
 
 /// The one child named `local` in any of `namespaces`; several across them is a duplicate.
 fn single_of<'a>(
-    parent: &'a Element,
+    parent: &'a Element<'a>,
     namespaces: &[&str],
     local: &str,
-) -> Result<Option<&'a Element>, WsTrustError> {
+) -> Result<Option<&'a Element<'a>>, WsTrustError> {
     let mut matches = parent
         .children
         .iter()

@@ -106,41 +106,46 @@ pub enum XmlError {
 }
 
 /// An attribute with its namespace resolved; namespace declarations are not kept as attributes.
+///
+/// Names, values and texts borrow from the parsed document (`'d`) where it holds them as they
+/// are, and own a copy only where unescaping changed them: the tree of a token request then
+/// copies none of its names and almost none of its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attribute {
+pub struct Attribute<'d> {
     /// Namespace URI, `None` for an unprefixed attribute.
     pub namespace: Option<Arc<str>>,
     /// Local name.
-    pub local: String,
+    pub local: Cow<'d, str>,
     /// Unescaped, normalised value.
-    pub value: String,
+    pub value: Cow<'d, str>,
 }
 
-/// An element: resolved namespace URI, local name, attributes, child elements and direct text.
+/// An element: resolved namespace URI, local name, attributes, child elements and direct text,
+/// borrowed from the document like [`Attribute`]'s.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Element {
+pub struct Element<'d> {
     /// Namespace URI, `None` when the element is in no namespace. Shared between the elements
     /// and attributes of one document that use it: a SOAP request names a handful of
     /// namespaces some thirty times, and one copy each saves an allocation per name.
     pub namespace: Option<Arc<str>>,
     /// Local name.
-    pub local: String,
+    pub local: Cow<'d, str>,
     /// Attributes other than namespace declarations, in document order.
-    pub attributes: Vec<Attribute>,
+    pub attributes: Vec<Attribute<'d>>,
     /// Child elements in document order.
-    pub children: Vec<Element>,
+    pub children: Vec<Element<'d>>,
     /// The element's direct text (not its descendants'), concatenated and unescaped.
-    pub text: String,
+    pub text: Cow<'d, str>,
 }
 
-impl Element {
+impl<'d> Element<'d> {
     /// Whether this element has the given namespace URI and local name.
     pub fn is(&self, ns: &str, local: &str) -> bool {
         self.local == local && self.namespace.as_deref() == Some(ns)
     }
 
     /// Exactly one direct child with this name: `Ok(None)` if absent, `Err(Duplicate)` if more than one.
-    pub fn child(&self, ns: &str, local: &str) -> Result<Option<&Element>, XmlError> {
+    pub fn child(&self, ns: &str, local: &str) -> Result<Option<&Element<'d>>, XmlError> {
         let mut matches = self.children.iter().filter(|child| child.is(ns, local));
         let first = matches.next();
         if matches.next().is_some() {
@@ -157,7 +162,7 @@ impl Element {
         &'a self,
         ns: &'a str,
         local: &'a str,
-    ) -> impl Iterator<Item = &'a Element> {
+    ) -> impl Iterator<Item = &'a Element<'d>> {
         self.children
             .iter()
             .filter(move |child| child.is(ns, local))
@@ -168,7 +173,7 @@ impl Element {
         self.attributes
             .iter()
             .find(|attr| attr.local == local && attr.namespace.as_deref() == ns)
-            .map(|attr| attr.value.as_str())
+            .map(|attr| &*attr.value)
     }
 }
 
@@ -239,7 +244,7 @@ pub fn push_canonical_attribute(out: &mut String, value: &str) {
 }
 
 /// Parses a complete document into its root element, enforcing `limits`.
-pub fn parse(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
+pub fn parse<'d>(input: &'d [u8], limits: &Limits) -> Result<Element<'d>, XmlError> {
     if input.len() > limits.max_bytes {
         return Err(XmlError::TooLarge {
             limit: limits.max_bytes,
@@ -248,7 +253,7 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
     let text = std::str::from_utf8(input)
         .map_err(|_| XmlError::Malformed("document is not UTF-8".to_owned()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    TreeBuilder::new(limits).run(&mut NsReader::from_str(text))
+    TreeBuilder::new(text, limits).run(&mut NsReader::from_str(text))
 }
 
 /// How many distinct namespace URIs one document shares between its names; a token request
@@ -256,19 +261,22 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
 const SHARED_NAMESPACES: usize = 16;
 
 /// Builds the tree from reader events with an explicit stack of open elements.
-struct TreeBuilder<'l> {
+struct TreeBuilder<'l, 'd> {
+    /// The whole document, which the tree borrows from.
+    document: &'d str,
     limits: &'l Limits,
-    open: Vec<Element>,
-    root: Option<Element>,
+    open: Vec<Element<'d>>,
+    root: Option<Element<'d>>,
     /// The distinct namespace URIs met so far, one shared copy each.
     namespaces: Vec<Arc<str>>,
     elements: usize,
     events_seen: usize,
 }
 
-impl<'l> TreeBuilder<'l> {
-    fn new(limits: &'l Limits) -> Self {
+impl<'l, 'd> TreeBuilder<'l, 'd> {
+    fn new(document: &'d str, limits: &'l Limits) -> Self {
         Self {
+            document,
             limits,
             open: Vec::new(),
             root: None,
@@ -278,7 +286,7 @@ impl<'l> TreeBuilder<'l> {
         }
     }
 
-    fn run(mut self, reader: &mut NsReader<&[u8]>) -> Result<Element, XmlError> {
+    fn run(mut self, reader: &mut NsReader<&'d [u8]>) -> Result<Element<'d>, XmlError> {
         loop {
             let (resolved, event) = reader
                 .read_resolved_event()
@@ -304,10 +312,10 @@ impl<'l> TreeBuilder<'l> {
                         .ok_or_else(|| malformed("unmatched end tag"))?;
                     self.close_element(element)?;
                 }
-                Event::Text(text) => self.append_text(&text.xml10_content())?,
-                Event::CData(data) => self.append_text(&data.xml10_content())?,
+                Event::Text(text) => self.append_text(text.xml10_content())?,
+                Event::CData(data) => self.append_text(data.xml10_content())?,
                 Event::GeneralRef(reference) => {
-                    self.append_text(&resolve_reference(&reference)?)?
+                    self.append_text(Cow::Owned(resolve_reference(&reference)?))?
                 }
                 Event::Comment(_) => {}
                 Event::Decl(_) if self.events_seen == 1 => {}
@@ -325,7 +333,7 @@ impl<'l> TreeBuilder<'l> {
         reader: &NsReader<&[u8]>,
         namespace: Option<Arc<str>>,
         start: &BytesStart<'_>,
-    ) -> Result<Element, XmlError> {
+    ) -> Result<Element<'d>, XmlError> {
         if self.root.is_some() {
             return Err(malformed("content after the root element"));
         }
@@ -342,10 +350,10 @@ impl<'l> TreeBuilder<'l> {
         }
         Ok(Element {
             namespace,
-            local: start.local_name().into_inner().to_owned(),
+            local: self.borrow(Cow::Borrowed(start.local_name().into_inner())),
             attributes: self.read_attributes(reader, start)?,
             children: Vec::new(),
-            text: String::new(),
+            text: Cow::Borrowed(""),
         })
     }
 
@@ -353,7 +361,7 @@ impl<'l> TreeBuilder<'l> {
         &mut self,
         reader: &NsReader<&[u8]>,
         start: &BytesStart<'_>,
-    ) -> Result<Vec<Attribute>, XmlError> {
+    ) -> Result<Vec<Attribute<'d>>, XmlError> {
         let mut attributes = Vec::new();
         for (count, raw) in start.attributes().enumerate() {
             if count >= self.limits.max_attributes {
@@ -369,14 +377,14 @@ impl<'l> TreeBuilder<'l> {
             let (resolved, local) = reader.resolver().resolve_attribute(raw.key);
             attributes.push(Attribute {
                 namespace: self.namespace(resolved)?,
-                local: local.into_inner().to_owned(),
-                value,
+                local: self.borrow(Cow::Borrowed(local.into_inner())),
+                value: self.borrow(value),
             });
         }
         Ok(attributes)
     }
 
-    fn close_element(&mut self, element: Element) -> Result<(), XmlError> {
+    fn close_element(&mut self, element: Element<'d>) -> Result<(), XmlError> {
         match self.open.last_mut() {
             Some(parent) => parent.children.push(element),
             None if self.root.is_none() => self.root = Some(element),
@@ -385,17 +393,26 @@ impl<'l> TreeBuilder<'l> {
         Ok(())
     }
 
-    fn append_text(&mut self, text: &str) -> Result<(), XmlError> {
+    fn append_text(&mut self, text: Cow<'_, str>) -> Result<(), XmlError> {
+        let limit = self.limits.max_text_bytes;
+        let document = self.document;
         let Some(current) = self.open.last_mut() else {
-            return outside_root_text(text);
+            return outside_root_text(&text);
         };
-        if current.text.len() + text.len() > self.limits.max_text_bytes {
-            return Err(XmlError::TextTooLong {
-                limit: self.limits.max_text_bytes,
-            });
+        if current.text.len() + text.len() > limit {
+            return Err(XmlError::TextTooLong { limit });
         }
-        current.text.push_str(text);
+        if current.text.is_empty() {
+            current.text = borrow_from(document, text);
+        } else {
+            current.text.to_mut().push_str(&text);
+        }
         Ok(())
+    }
+
+    /// See [`borrow_from`].
+    fn borrow(&self, piece: Cow<'_, str>) -> Cow<'d, str> {
+        borrow_from(self.document, piece)
     }
 
     /// The resolved namespace of a name, as the document's shared copy of that URI. Only the
@@ -417,7 +434,7 @@ impl<'l> TreeBuilder<'l> {
         Ok(Some(copy))
     }
 
-    fn finish(self) -> Result<Element, XmlError> {
+    fn finish(self) -> Result<Element<'d>, XmlError> {
         if !self.open.is_empty() {
             return Err(malformed("document ends inside an element"));
         }
@@ -426,8 +443,28 @@ impl<'l> TreeBuilder<'l> {
     }
 }
 
+/// A piece the reader handed out, as a slice of the document when it lies inside it (names
+/// always do, and values and texts that unescaping left alone), else the piece as it is. The
+/// reader's pieces borrow from its event, not from the document, so this finds the same bytes
+/// in the document by their address.
+fn borrow_from<'d>(document: &'d str, piece: Cow<'_, str>) -> Cow<'d, str> {
+    let inside = match &piece {
+        Cow::Borrowed(text) => {
+            let offset = (text.as_ptr() as usize).wrapping_sub(document.as_ptr() as usize);
+            offset
+                .checked_add(text.len())
+                .and_then(|end| document.get(offset..end))
+        }
+        Cow::Owned(_) => None,
+    };
+    match inside {
+        Some(slice) => Cow::Borrowed(slice),
+        None => Cow::Owned(piece.into_owned()),
+    }
+}
+
 /// Unescapes an attribute value, accepting only predefined entities and character references.
-fn attribute_value(raw: &RawAttribute<'_>) -> Result<String, XmlError> {
+fn attribute_value<'v>(raw: &'v RawAttribute<'_>) -> Result<Cow<'v, str>, XmlError> {
     let mut forbidden = None;
     let value = raw.normalized_value_with(XmlVersion::Implicit1_0, 1, |name| {
         let resolved = resolve_xml_entity(name);
@@ -439,9 +476,7 @@ fn attribute_value(raw: &RawAttribute<'_>) -> Result<String, XmlError> {
     if let Some(name) = forbidden {
         return Err(XmlError::EntityForbidden(name));
     }
-    value
-        .map(Cow::into_owned)
-        .map_err(|err| malformed(&err.to_string()))
+    value.map_err(|err| malformed(&err.to_string()))
 }
 
 /// Resolves an entity reference met in text: predefined entities and character references only.
@@ -534,7 +569,7 @@ mod tests {
   <s:Body><x:Thing xmlns:x="urn:x" xmlns="urn:default" Id="t1"><Inner>p&amp;ss &lt;&#x41;&#66;&gt; &quot;&apos;</Inner><!-- c --><![CDATA[<raw>]]></x:Thing></s:Body>
 </s:Envelope>"#;
 
-    fn parse_default(input: &str) -> Result<Element, XmlError> {
+    fn parse_default(input: &str) -> Result<Element<'_>, XmlError> {
         parse(input.as_bytes(), &Limits::default())
     }
 
@@ -569,6 +604,27 @@ mod tests {
         assert_eq!(thing.text, "<raw>");
         let inner = thing.child("urn:default", "Inner").unwrap().unwrap();
         assert_eq!(inner.text, "p&ss <AB> \"'");
+    }
+
+    #[test]
+    fn names_values_and_plain_text_borrow_from_the_document() {
+        let root = parse_default(
+            "<r xmlns='urn:a' id='plain' note='a&amp;b'><c>text</c><d>x&lt;y</d></r>",
+        )
+        .unwrap();
+        assert!(matches!(root.local, Cow::Borrowed("r")));
+        let value = |local: &str| {
+            &root
+                .attributes
+                .iter()
+                .find(|a| a.local == local)
+                .unwrap()
+                .value
+        };
+        assert!(matches!(value("id"), Cow::Borrowed("plain")));
+        assert!(matches!(value("note"), Cow::Owned(v) if v == "a&b"));
+        assert!(matches!(root.children[0].text, Cow::Borrowed("text")));
+        assert!(matches!(&root.children[1].text, Cow::Owned(t) if t == "x<y"));
     }
 
     #[test]

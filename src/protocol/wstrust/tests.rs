@@ -559,7 +559,7 @@ fn rstr_children(response: &str, version: TrustVersion) -> Vec<String> {
     };
     rstr.children
         .iter()
-        .map(|child| child.local.clone())
+        .map(|child| child.local.to_string())
         .collect()
 }
 
@@ -656,11 +656,7 @@ fn wresult_is_a_standalone_2005_rstr() {
         r#"<t:RequestSecurityTokenResponse xmlns:t="http://schemas.xmlsoap.org/ws/2005/02/trust">"#
     ));
     let root = xml::parse(wresult.as_bytes(), &xml::Limits::default()).unwrap();
-    let names: Vec<_> = root
-        .children
-        .iter()
-        .map(|child| child.local.as_str())
-        .collect();
+    let names: Vec<_> = root.children.iter().map(|child| &*child.local).collect();
     assert_eq!(names, ADFS_CHILD_ORDER);
     assert!(wresult.contains("<wsa:Address>urn:federation:MicrosoftOnline</wsa:Address>"));
 }
