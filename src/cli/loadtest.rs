@@ -106,8 +106,11 @@ pub struct Report {
 /// when the machine's speed moved during the run.
 #[derive(Debug, Clone, Copy)]
 pub struct SignTimes {
+    /// Median of every counted signature.
     pub all: Duration,
+    /// Median of the back-to-back signatures before and after the run.
     pub around: Duration,
+    /// Median of the warm signatures during a closed-loop run; `None` for an open-loop one.
     pub during: Option<Duration>,
 }
 

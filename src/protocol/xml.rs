@@ -267,7 +267,7 @@ struct TreeBuilder<'l, 'd> {
     limits: &'l Limits,
     open: Vec<Element<'d>>,
     root: Option<Element<'d>>,
-    /// The distinct namespace URIs met so far, one shared copy each.
+    /// The first [`SHARED_NAMESPACES`] distinct namespace URIs met, one shared copy each.
     namespaces: Vec<Arc<str>>,
     elements: usize,
     events_seen: usize,
@@ -350,7 +350,10 @@ impl<'l, 'd> TreeBuilder<'l, 'd> {
         }
         Ok(Element {
             namespace,
-            local: self.borrow(Cow::Borrowed(start.local_name().into_inner())),
+            local: borrow_from(
+                self.document,
+                Cow::Borrowed(start.local_name().into_inner()),
+            ),
             attributes: self.read_attributes(reader, start)?,
             children: Vec::new(),
             text: Cow::Borrowed(""),
@@ -377,8 +380,8 @@ impl<'l, 'd> TreeBuilder<'l, 'd> {
             let (resolved, local) = reader.resolver().resolve_attribute(raw.key);
             attributes.push(Attribute {
                 namespace: self.namespace(resolved)?,
-                local: self.borrow(Cow::Borrowed(local.into_inner())),
-                value: self.borrow(value),
+                local: borrow_from(self.document, Cow::Borrowed(local.into_inner())),
+                value: borrow_from(self.document, value),
             });
         }
         Ok(attributes)
@@ -408,11 +411,6 @@ impl<'l, 'd> TreeBuilder<'l, 'd> {
             current.text.to_mut().push_str(&text);
         }
         Ok(())
-    }
-
-    /// See [`borrow_from`].
-    fn borrow(&self, piece: Cow<'_, str>) -> Cow<'d, str> {
-        borrow_from(self.document, piece)
     }
 
     /// The resolved namespace of a name, as the document's shared copy of that URI. Only the
